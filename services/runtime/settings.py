@@ -1,0 +1,60 @@
+"""Settings shared by every service: the Kafka block and the database block.
+
+Each service has its own ``BaseSettings`` subclass with its own env prefix and
+nests these blocks, so ``COLLECTOR_KAFKA__BOOTSTRAP_SERVERS`` configures the
+collector alone while plain ``KAFKA_BOOTSTRAP_SERVERS`` configures everyone.
+Settings are built in ``main``/``create_app``, never at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Where the brokers are and how to authenticate to them."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore", frozen=True)
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:19092", description="Comma-separated host:port list."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="With a registry, values use the Confluent wire format; "
+        "without one, Avro single-object encoding.",
+    )
+    client_id_prefix: str = "social-loyalty"
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long to wait for the cluster before failing."
+    )
+
+
+class DatabaseSettings(BaseSettings):
+    """The PostgreSQL the services keep their state in."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:55432/social_loyalty"),
+        description="libpq connection URI.",
+    )
+    connect_timeout_s: int = Field(default=5, gt=0)
+
+
+class ServiceSettings(BaseModel):
+    """Fields every service has; services subclass ``BaseSettings`` with this mixin."""
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)

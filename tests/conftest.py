@@ -1,0 +1,137 @@
+"""Where the tests get a real Kafka broker and a real PostgreSQL.
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` when set (``./run test`` sets
+   them after starting the local stack);
+2. otherwise testcontainers, when a Docker engine answers;
+3. otherwise the test fails with a message that says how to start the stack.
+
+Every test gets its own topic and group names from ``unique``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from pydantic import SecretStr
+
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+
+HOW_TO_START = (
+    "No Kafka/PostgreSQL for integration tests: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, "
+    "or run `./run stack start && source deploy/.local/stack.env`, or use `./run test`, "
+    "which starts the local stack itself."
+)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    pytest.fail(HOW_TO_START, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    pytest.fail(HOW_TO_START, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap, connect_timeout_s=10)
+
+
+@pytest.fixture(scope="session")
+def database_settings(database_url: str) -> DatabaseSettings:
+    return DatabaseSettings(database_url=SecretStr(database_url))
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Names no other test (or earlier run) uses: ``unique("orders")``."""
+    test = request.node.name.replace("[", "-").replace("]", "")[:40]
+
+    def make(prefix: str) -> str:
+        return f"t.{prefix}.{test}.{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str, unique: Callable[[str], str]) -> Iterator[Callable[..., str]]:
+    """Create a fresh topic for this test; deleted afterwards."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created: list[str] = []
+
+    def make(
+        prefix: str = "topic", partitions: int = 1, config: dict[str, str] | None = None
+    ) -> str:
+        name = unique(prefix)
+        futures = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])
+        futures[name].result(30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created).values():
+            try:
+                future.result(30)
+            except Exception:  # cleanup is best effort
+                continue
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """A connection on a fresh schema of its own, dropped after the test."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        try:
+            yield conn
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder says the layer: tests/integration gets the integration marker,
+    tests/e2e the e2e marker, so ``-m "not integration"`` runs the pure tests."""
+    for item in items:
+        path = str(item.path)
+        if "/tests/integration/" in path:
+            item.add_marker(pytest.mark.integration)
+        elif "/tests/e2e/" in path:
+            item.add_marker(pytest.mark.e2e)
