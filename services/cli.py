@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import typer
 
+from services.contracts.cli import topics_app
+from services.lagmonitor.cli import lag_app
+
 app = typer.Typer(
     name="social-loyalty",
     help="Operate social-loyalty: topics, offers, replay, lag, dead letters.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(topics_app, name="topics")
+app.add_typer(lag_app, name="lag")
 
 
 @app.callback()

@@ -1,0 +1,1 @@
+"""Benchmarks, printed as tables, never asserted: ``python -m bench NAME``."""

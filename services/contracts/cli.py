@@ -1,0 +1,88 @@
+"""``social-loyalty topics ...``: list the catalog, make the cluster match it."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from confluent_kafka import KafkaException
+
+from services.contracts.topics import TopicPlan, TopicSpec
+
+topics_app = typer.Typer(
+    help="The topic catalog: list it, create missing topics, report and fix drift.",
+    no_args_is_help=True,
+)
+
+
+def _settle(admin: Any, specs: list[TopicSpec], wait_s: float) -> list[TopicPlan]:
+    """Re-read the cluster until it matches or ``wait_s`` passes: metadata of a topic
+    just created or grown reaches every broker a moment later."""
+    from services.contracts.topics import observe, plan
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            remaining = [
+                p for p in plan(specs, observe(admin, [s.name for s in specs])) if not p.in_sync
+            ]
+        except KafkaException:
+            remaining = [TopicPlan(specs[0], create=True)]
+        if not remaining or time.monotonic() > deadline:
+            return remaining
+        time.sleep(0.5)
+
+
+@topics_app.command("list")
+def list_topics() -> None:
+    """Print the catalog (names include TOPIC_PREFIX), one topic a line."""
+    from services.contracts.topics import catalog
+
+    specs = catalog()
+    width = max(len(spec.name) for spec in specs)
+    typer.echo(f"{'topic':<{width}}  partitions  rf  retention.ms  cleanup  key / records")
+    for spec in specs:
+        records = ", ".join(name.rsplit(".", 1)[-1] for name in spec.value_types)
+        typer.echo(
+            f"{spec.name:<{width}}  {spec.partitions:>10}  {spec.replication_factor:>2}  "
+            f"{spec.retention_ms:>12}  {spec.cleanup_policy:<7}  {spec.key} / {records}"
+        )
+
+
+@topics_app.command()
+def ensure(
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Alter configs and add partitions where they drift.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report; change nothing, not even create.")
+    ] = False,
+) -> None:
+    """Create missing topics and report drift. Exit 0 when in sync, 1 when drift remains."""
+    from services.contracts.topics import apply, catalog, observe, plan
+    from services.runtime import kafka
+    from services.runtime.settings import KafkaSettings
+
+    settings = KafkaSettings()
+    try:
+        kafka.check_reachable(settings)
+    except kafka.KafkaUnavailableError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    admin = kafka.admin(settings, "topics")
+    specs = catalog()
+    plans = plan(specs, observe(admin, [spec.name for spec in specs]))
+    for topic_plan in plans:
+        for line in topic_plan.describe():
+            typer.echo(line)
+    if dry_run:
+        raise typer.Exit(0 if all(p.in_sync for p in plans) else 1)
+    done = apply(admin, plans, fix=fix)
+    for line in done:
+        typer.echo(line)
+    remaining = _settle(admin, specs, wait_s=15.0 if done else 0.0)
+    if remaining:
+        typer.echo(f"drift remains in {len(remaining)} topic(s); run with --fix", err=True)
+        raise typer.Exit(1)
+    typer.echo("in sync")

@@ -1,0 +1,130 @@
+"""The catalog, the drift planner, and asyncapi.yaml kept in step with both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.contracts.asyncapi import dump, render
+from services.contracts.models import COMMAND_TYPES, RECORD_TYPES
+from services.contracts.topics import (
+    EVENTS,
+    ObservedTopic,
+    TopicSettings,
+    catalog,
+    plan,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+SETTINGS = TopicSettings.model_construct()
+
+
+def test_catalog_has_the_decided_topics_and_retention() -> None:
+    specs = {spec.name: spec for spec in catalog(SETTINGS)}
+    assert set(specs) == {
+        "social.snapshots", "social.events", "loyalty.commands.bonus", "loyalty.commands.notify",
+        "loyalty.commands.mailing", "loyalty.commands.counter", "loyalty.outcomes",
+        "loyalty.deadletter",
+    }  # fmt: skip
+    assert specs["social.events"].configs["retention.ms"] == "-1"
+    assert specs["social.events"].cleanup_policy == "delete"
+    assert specs["social.snapshots"].retention_ms == 7 * 86_400_000
+    assert specs["loyalty.deadletter"].retention_ms == 30 * 86_400_000
+    assert all(spec.partitions == 6 and spec.replication_factor == 1 for spec in specs.values())
+
+
+def test_every_command_type_has_exactly_one_command_topic() -> None:
+    carried = [
+        name
+        for spec in catalog(SETTINGS)
+        if spec.name.startswith("loyalty.commands.")
+        for name in spec.value_types
+    ]
+    assert sorted(carried) == sorted(COMMAND_TYPES)
+
+
+def test_settings_prefix_and_partitions_apply_to_every_topic() -> None:
+    settings = TopicSettings(prefix="test.x.", partitions=3, replication_factor=3)
+    specs = catalog(settings)
+    assert all(spec.name.startswith("test.x.") and spec.partitions == 3 for spec in specs)
+    assert all(spec.configs["min.insync.replicas"] == "2" for spec in specs)
+    assert settings.name(EVENTS) == "test.x.social.events"
+
+
+def test_plan_creates_missing_and_accepts_matching_topics() -> None:
+    specs = catalog(SETTINGS)
+    observed = {
+        spec.name: ObservedTopic(spec.name, spec.partitions, {**spec.configs, "segment.ms": "1"})
+        for spec in specs[1:]
+    }
+    plans = plan(specs, observed)
+    assert plans[0].create and not plans[0].in_sync
+    assert all(p.in_sync for p in plans[1:]), "configs the catalog does not name are not drift"
+
+
+def test_plan_reports_fewer_partitions_and_changed_configs_but_not_more_partitions() -> None:
+    events = next(spec for spec in catalog(SETTINGS) if spec.name == "social.events")
+    fewer = plan(
+        [events], {events.name: ObservedTopic(events.name, 2, {"retention.ms": "604800000"})}
+    )[0]
+    assert fewer.add_partitions == 6
+    assert fewer.config_changes == {
+        "retention.ms": ("604800000", "-1"),
+        "cleanup.policy": (None, "delete"),
+    }
+    assert "social.events: retention.ms=604800000, catalog says -1" in fewer.describe()
+    more = plan([events], {events.name: ObservedTopic(events.name, 12, dict(events.configs))})[0]
+    assert more.in_sync and "more than the catalog" in more.describe()[0]
+
+
+def test_asyncapi_yaml_is_rendered_from_the_catalog() -> None:
+    text = (ROOT / "asyncapi.yaml").read_text()
+    assert text == dump(render()), (
+        "asyncapi.yaml is stale: python -m services.contracts.asyncapi > asyncapi.yaml"
+    )
+
+
+def test_asyncapi_describes_every_topic_its_schemas_and_services() -> None:
+    document = yaml.safe_load((ROOT / "asyncapi.yaml").read_text())
+    assert document["asyncapi"].startswith("3.")
+    channels = {c["address"]: c for c in document["channels"].values()}
+    specs = catalog(SETTINGS)
+    assert set(channels) == {spec.name for spec in specs}
+    messages = document["components"]["messages"]
+    for spec in specs:
+        channel = channels[spec.name]
+        binding = channel["bindings"]["kafka"]
+        assert binding["partitions"] == spec.partitions
+        assert binding["topicConfiguration"]["retention.ms"] == spec.retention_ms
+        assert binding["topicConfiguration"]["cleanup.policy"] == [spec.cleanup_policy]
+        for full_name in spec.value_types:
+            message = messages[full_name.rsplit(".", 1)[-1]]
+            ref = message["payload"]["schema"]["$ref"]
+            assert (ROOT / ref).is_file() and ref.endswith(f"{full_name}.avsc")
+            key_ref = message["bindings"]["kafka"]["key"].get("x-avro-schema")
+            if key_ref:
+                assert (ROOT / key_ref).is_file()
+                assert Path(key_ref).stem in RECORD_TYPES
+        services = {
+            (op["x-service"], op["action"])
+            for op in document["operations"].values()
+            if op["channel"]["$ref"].endswith(
+                next(k for k, c in document["channels"].items() if c["address"] == spec.name)
+            )
+        }
+        assert services == {(s, "send") for s in spec.producers} | {
+            (s, "receive") for s in spec.consumers
+        }
+
+
+@pytest.mark.parametrize("env_partitions", ["12"])
+def test_partitions_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env_partitions: str
+) -> None:
+    monkeypatch.setenv("TOPIC_PARTITIONS", env_partitions)
+    monkeypatch.setenv("TOPIC_PREFIX", "staging.")
+    specs = catalog(TopicSettings())
+    assert {spec.partitions for spec in specs} == {12}
+    assert specs[0].name == "staging.social.snapshots"
