@@ -1,0 +1,154 @@
+"""The one place a request goes out: rate limit, send, classify, retry.
+
+Both clients send through here, so "error 6 is retried", "14 stops the run" and
+"15 skips the object" behave the same everywhere and are counted the same way.
+The token travels in the POST body, never in the URL, so no HTTP log line can
+carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from services.collector.api.config import RetrySettings
+from services.collector.api.counters import ApiCounters
+from services.collector.api.errors import (
+    Action,
+    Network,
+    ObjectSkippedError,
+    RetriesExhaustedError,
+    RunAbortedError,
+    abort_message,
+    backoff_delay,
+    classify,
+)
+from services.collector.api.models import Skip
+from services.collector.api.ratelimit import SlidingWindowLimiter
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+ErrorParser = Callable[[Any], "tuple[int, str] | None"]
+"""Finds an API error in a decoded body: ``(code, message)`` or ``None``."""
+
+
+class Transport:
+    """Sends one API request with the limiter, the retry policy and the counters."""
+
+    def __init__(
+        self,
+        network: Network,
+        *,
+        url: Callable[[str], str],
+        http: httpx.AsyncClient,
+        limiter: SlidingWindowLimiter,
+        retry: RetrySettings,
+        parse_error: ErrorParser,
+        counters: ApiCounters,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.network = network
+        self._url = url
+        self._http = http
+        self._limiter = limiter
+        self._retry = retry
+        self._parse_error = parse_error
+        self.counters = counters
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    async def request(self, method: str, form: Mapping[str, str], obj: str) -> Any:
+        """The decoded body of a successful call to ``method``.
+
+        Raises ``ObjectSkippedError`` for errors that concern ``obj`` alone, ``RunAbortedError``
+        for errors that make the run pointless, ``RetriesExhaustedError`` when a
+        transient error outlives the retry budget.
+        """
+        attempts = self._retry.max_attempts
+        for attempt in range(1, attempts + 1):
+            waited = await self._limiter.acquire()
+            if waited > 0:
+                self.counters.rate_limit_waits += 1
+                self.counters.rate_limit_wait_s += waited
+            self.counters.requests[method] += 1
+            problem = await self._attempt(method, form, obj)
+            if isinstance(problem, _Success):
+                return problem.body
+            if attempt == attempts:
+                raise RetriesExhaustedError(
+                    f"{self.network.upper()} {method} for {obj}: {problem} "
+                    f"(gave up after {attempts} attempts)",
+                    method=method,
+                )
+            self.counters.retries += 1
+            delay = backoff_delay(
+                attempt, self._retry.backoff_base_s, self._retry.backoff_cap_s, self._rng
+            )
+            log.info(
+                "%s %s for %s: %s; retry %d/%d in %.2fs",
+                self.network,
+                method,
+                obj,
+                problem,
+                attempt,
+                attempts - 1,
+                delay,
+            )
+            await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def pause(self, attempt: int, retries: int = 1) -> None:
+        """Back off before re-sending calls that failed transiently elsewhere (inside
+        ``execute``), as if they had failed alone: the limit they hit is still there."""
+        self.counters.retries += retries
+        await self._sleep(
+            backoff_delay(attempt, self._retry.backoff_base_s, self._retry.backoff_cap_s, self._rng)
+        )
+
+    async def _attempt(self, method: str, form: Mapping[str, str], obj: str) -> _Success | str:
+        """One try: the body, or a description of a transient problem worth retrying."""
+        try:
+            response = await self._http.post(self._url(method), data=dict(form))
+        except httpx.TransportError as exc:
+            self.counters.transport_errors += 1
+            return f"network error ({type(exc).__name__})"
+        if response.status_code >= 500 or response.status_code == 429:
+            self.counters.transport_errors += 1
+            return f"HTTP {response.status_code}"
+        if response.status_code != 200:
+            raise RunAbortedError(
+                f"{self.network.upper()} {method}: unexpected HTTP {response.status_code}",
+                method=method,
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            self.counters.transport_errors += 1
+            return "unreadable response body"
+        error = self._parse_error(body)
+        if error is None:
+            return _Success(body)
+        code, message = error
+        self.counters.errors[code] += 1
+        action = classify(self.network, code)
+        if action is Action.SKIP:
+            raise ObjectSkippedError(Skip(object=obj, code=code, message=message, method=method))
+        if action is Action.ABORT:
+            raise RunAbortedError(
+                abort_message(self.network, code, message, method), code=code, method=method
+            )
+        return f"error {code} ({message})"
+
+
+class _Success:
+    __slots__ = ("body",)
+
+    def __init__(self, body: Any) -> None:
+        self.body = body

@@ -1,0 +1,291 @@
+"""The HTTP face of the simulator: the VK and OK endpoints and a control API.
+
+POST|GET /method/<name>                      VK API (``execute`` included)
+POST|GET /fb.do                              OK API (``method=...``, signed)
+GET      /healthz
+
+Control API (JSON; for tests and the demo, never exposed by a real network):
+POST   /_control/groups                                  {network, group_id, members?}
+GET    /_control/groups/{net}/{gid}                      summary
+POST   /_control/groups/{net}/{gid}/members              {add?: [ids], remove?: [ids]}
+POST   /_control/groups/{net}/{gid}/posts                {date?, pinned?} -> {post_id}
+DELETE /_control/groups/{net}/{gid}/posts/{pid}
+POST   /_control/groups/{net}/{gid}/posts/{pid}/likes    {user_id}
+DELETE /_control/groups/{net}/{gid}/posts/{pid}/likes/{uid}
+POST   /_control/groups/{net}/{gid}/posts/{pid}/reposts  {user_id}           (VK only)
+DELETE /_control/groups/{net}/{gid}/posts/{pid}/reposts/{uid}
+POST   /_control/groups/{net}/{gid}/posts/{pid}/comments {author_id, reply_to?} -> {comment_id}
+DELETE /_control/groups/{net}/{gid}/posts/{pid}/comments/{cid}
+POST   /_control/faults        {network, method, code?, count?, http_status?, message?}
+GET    /_control/faults;  DELETE /_control/faults
+GET    /_control/counters; DELETE /_control/counters
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from aiohttp import web
+
+from services.simulator.server import Fault, Reply, Simulator
+from services.simulator.world import NetworkName, WorldError
+
+SIMULATOR = web.AppKey("simulator", Simulator)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _params(request: web.Request) -> dict[str, str]:
+    params = dict(request.query)
+    if request.method == "POST":
+        form = await request.post()
+        params.update({key: str(value) for key, value in form.items()})
+    return params
+
+
+def _respond(reply: Reply) -> web.Response:
+    if reply.text is not None:
+        return web.Response(status=reply.status, text=reply.text, headers=dict(reply.headers))
+    return web.json_response(reply.body, status=reply.status, headers=dict(reply.headers))
+
+
+async def vk_method(request: web.Request) -> web.Response:
+    params = await _params(request)
+    return _respond(request.app[SIMULATOR].vk(request.match_info["name"], params))
+
+
+async def ok_method(request: web.Request) -> web.Response:
+    return _respond(request.app[SIMULATOR].ok(await _params(request)))
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+# -- control API --------------------------------------------------------------------
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        raise web.HTTPBadRequest(text="the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+def _network(request: web.Request) -> NetworkName:
+    network = request.match_info["net"]
+    if network not in {"vk", "ok"}:
+        raise web.HTTPNotFound(text=f"unknown network {network}")
+    return cast(NetworkName, network)
+
+
+def _ids(request: web.Request, *names: str) -> list[int]:
+    try:
+        return [int(request.match_info[name]) for name in names]
+    except ValueError:
+        raise web.HTTPBadRequest(text="ids are integers") from None
+
+
+@web.middleware
+async def world_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A missing group, post or comment is a 404 with the reason, not a 500."""
+    try:
+        return await handler(request)
+    except WorldError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    except (KeyError, TypeError, ValueError) as exc:
+        return web.json_response({"error": f"bad request: {exc!r}"}, status=400)
+
+
+async def add_group(request: web.Request) -> web.Response:
+    body = await _body(request)
+    network = cast(NetworkName, body["network"])
+    if network not in {"vk", "ok"}:
+        raise web.HTTPBadRequest(text="network is vk or ok")
+    group = request.app[SIMULATOR].world.add_group(
+        network, int(body["group_id"]), (int(m) for m in body.get("members", []))
+    )
+    return web.json_response({"network": network, "group_id": group.id}, status=201)
+
+
+async def group_summary(request: web.Request) -> web.Response:
+    (group_id,) = _ids(request, "gid")
+    group = request.app[SIMULATOR].world.group(_network(request), group_id)
+    return web.json_response(
+        {
+            "members": len(group.members),
+            "posts": [
+                {
+                    "id": post.id,
+                    "date": post.date,
+                    "pinned": post.pinned,
+                    "likes": len(post.likers),
+                    "reposts": len(post.reposters),
+                    "comments": len(post.live_comments()),
+                }
+                for post in group.live_posts()
+            ],
+        }
+    )
+
+
+async def change_members(request: web.Request) -> web.Response:
+    body = await _body(request)
+    (group_id,) = _ids(request, "gid")
+    world = request.app[SIMULATOR].world
+    network = _network(request)
+    world.add_members(network, group_id, (int(u) for u in body.get("add", [])))
+    world.remove_members(network, group_id, (int(u) for u in body.get("remove", [])))
+    return web.json_response({"members": len(world.group(network, group_id).members)})
+
+
+async def add_post(request: web.Request) -> web.Response:
+    body = await _body(request)
+    (group_id,) = _ids(request, "gid")
+    post_id = request.app[SIMULATOR].world.add_post(
+        _network(request),
+        group_id,
+        date=None if body.get("date") is None else int(body["date"]),
+        pinned=bool(body.get("pinned", False)),
+    )
+    return web.json_response({"post_id": post_id}, status=201)
+
+
+async def delete_post(request: web.Request) -> web.Response:
+    group_id, post_id = _ids(request, "gid", "pid")
+    request.app[SIMULATOR].world.delete_post(_network(request), group_id, post_id)
+    return web.json_response({"deleted": post_id})
+
+
+async def like(request: web.Request) -> web.Response:
+    body = await _body(request)
+    group_id, post_id = _ids(request, "gid", "pid")
+    request.app[SIMULATOR].world.like(_network(request), group_id, post_id, int(body["user_id"]))
+    return web.json_response({"liked": int(body["user_id"])}, status=201)
+
+
+async def unlike(request: web.Request) -> web.Response:
+    group_id, post_id, user_id = _ids(request, "gid", "pid", "uid")
+    request.app[SIMULATOR].world.unlike(_network(request), group_id, post_id, user_id)
+    return web.json_response({"unliked": user_id})
+
+
+async def repost(request: web.Request) -> web.Response:
+    body = await _body(request)
+    group_id, post_id = _ids(request, "gid", "pid")
+    request.app[SIMULATOR].world.repost(_network(request), group_id, post_id, int(body["user_id"]))
+    return web.json_response({"reposted": int(body["user_id"])}, status=201)
+
+
+async def delete_repost(request: web.Request) -> web.Response:
+    group_id, post_id, user_id = _ids(request, "gid", "pid", "uid")
+    request.app[SIMULATOR].world.delete_repost(_network(request), group_id, post_id, user_id)
+    return web.json_response({"deleted": user_id})
+
+
+async def comment(request: web.Request) -> web.Response:
+    body = await _body(request)
+    group_id, post_id = _ids(request, "gid", "pid")
+    reply_to = body.get("reply_to")
+    comment_id = request.app[SIMULATOR].world.comment(
+        _network(request),
+        group_id,
+        post_id,
+        int(body["author_id"]),
+        reply_to=None if reply_to is None else int(reply_to),
+    )
+    return web.json_response({"comment_id": comment_id}, status=201)
+
+
+async def delete_comment(request: web.Request) -> web.Response:
+    group_id, post_id, comment_id = _ids(request, "gid", "pid", "cid")
+    request.app[SIMULATOR].world.delete_comment(_network(request), group_id, post_id, comment_id)
+    return web.json_response({"deleted": comment_id})
+
+
+async def add_fault(request: web.Request) -> web.Response:
+    body = await _body(request)
+    network = body["network"]
+    if network not in {"vk", "ok"}:
+        raise web.HTTPBadRequest(text="network is vk or ok")
+    fault = Fault(
+        network=network,
+        method=str(body["method"]),
+        code=int(body.get("code", 0)),
+        remaining=int(body.get("count", 1)),
+        http_status=None if body.get("http_status") is None else int(body["http_status"]),
+        message=str(body.get("message", "")),
+    )
+    if fault.http_status is None and fault.code == 0:
+        raise web.HTTPBadRequest(text="a fault needs code or http_status")
+    request.app[SIMULATOR].faults.add(fault)
+    return web.json_response({"armed": True}, status=201)
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response(
+        [
+            {
+                "network": f.network,
+                "method": f.method,
+                "code": f.code,
+                "count": f.remaining,
+                "http_status": f.http_status,
+            }
+            for f in request.app[SIMULATOR].faults.pending()
+        ]
+    )
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    request.app[SIMULATOR].faults.clear()
+    return web.json_response({"cleared": True})
+
+
+async def counters(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIMULATOR].counters())
+
+
+async def reset_counters(request: web.Request) -> web.Response:
+    request.app[SIMULATOR].reset_counters()
+    return web.json_response({"reset": True})
+
+
+def create_app(simulator: Simulator) -> web.Application:
+    """The aiohttp application serving ``simulator``."""
+    app = web.Application(middlewares=[world_errors])
+    app[SIMULATOR] = simulator
+    group = "/_control/groups/{net}/{gid}"
+    post = group + "/posts/{pid}"
+    app.add_routes(
+        [
+            web.get("/method/{name}", vk_method),
+            web.post("/method/{name}", vk_method),
+            web.get("/fb.do", ok_method),
+            web.post("/fb.do", ok_method),
+            web.get("/healthz", healthz),
+            web.post("/_control/groups", add_group),
+            web.get(group, group_summary),
+            web.post(group + "/members", change_members),
+            web.post(group + "/posts", add_post),
+            web.delete(post, delete_post),
+            web.post(post + "/likes", like),
+            web.delete(post + "/likes/{uid}", unlike),
+            web.post(post + "/reposts", repost),
+            web.delete(post + "/reposts/{uid}", delete_repost),
+            web.post(post + "/comments", comment),
+            web.delete(post + "/comments/{cid}", delete_comment),
+            web.post("/_control/faults", add_fault),
+            web.get("/_control/faults", list_faults),
+            web.delete("/_control/faults", clear_faults),
+            web.get("/_control/counters", counters),
+            web.delete("/_control/counters", reset_counters),
+        ]
+    )
+    return app

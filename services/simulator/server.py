@@ -1,0 +1,264 @@
+"""What a real API server enforces around the methods: tokens, signatures, rate
+limits, injected faults, and counters of what it received.
+
+No HTTP here either: ``Simulator.vk`` and ``Simulator.ok`` take the request's
+parameters and return a ``Reply``; ``app`` only moves bytes. So the server's
+behaviour is unit-tested without sockets, and the HTTP tests exercise the
+clients against exactly the same logic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from services.simulator import ok_api, vk_api, vkscript
+from services.simulator.world import NetworkName, World
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer: a JSON body, or a bare status with text (an injected 5xx)."""
+
+    status: int = 200
+    body: Any = None
+    text: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VkToken:
+    kind: Literal["user", "group"] = "user"
+    rps: int = 3
+    """Requests per second allowed; 0 means unlimited."""
+
+
+@dataclass(frozen=True, slots=True)
+class OkApp:
+    application_key: str
+    application_secret_key: str
+    tokens: Mapping[str, int]
+    """access token -> requests per second allowed (0: unlimited)."""
+
+
+@dataclass
+class Fault:
+    """The next ``remaining`` calls of ``method`` on ``network`` fail with ``code``
+    (an API error) or, when ``http_status`` is set, with that HTTP status."""
+
+    network: NetworkName
+    method: str
+    code: int = 0
+    remaining: int = 1
+    http_status: int | None = None
+    message: str = ""
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        self._faults.append(fault)
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    def pending(self) -> list[Fault]:
+        return list(self._faults)
+
+    def take(self, network: NetworkName, method: str, *, http: bool) -> Fault | None:
+        """The first armed fault for the call, consumed once."""
+        for fault in self._faults:
+            if (
+                fault.network == network
+                and fault.method in {method, "*"}
+                and (fault.http_status is not None) == http
+            ):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+
+class SlidingWindow:
+    """At most ``rate`` requests per key in any ``period`` seconds, as VK counts them."""
+
+    def __init__(self, clock: Callable[[], float], period: float = 1.0) -> None:
+        self._clock = clock
+        self._period = period
+        self._seen: dict[str, deque[float]] = {}
+
+    def allow(self, key: str, rate: int) -> bool:
+        if rate <= 0:
+            return True
+        now = self._clock()
+        seen = self._seen.setdefault(key, deque())
+        while seen and now - seen[0] >= self._period:
+            seen.popleft()
+        if len(seen) >= rate:
+            return False
+        seen.append(now)
+        return True
+
+
+class Simulator:
+    """The simulated API server of both networks over one ``World``."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        vk_tokens: Mapping[str, VkToken] | None = None,
+        ok_app: OkApp | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.world = world
+        self.vk_tokens = dict(vk_tokens or {})
+        self.ok_app = ok_app
+        self.faults = Faults()
+        self._window = SlidingWindow(clock)
+        self.requests: Counter[str] = Counter()
+        """HTTP requests received, by ``network:method`` (``vk:execute`` counts once)."""
+        self.calls: Counter[str] = Counter()
+        """API methods run, by ``network:method``, inside ``execute`` too."""
+        self.rejected: Counter[str] = Counter()
+        """Requests refused for the rate limit, by ``network:method``."""
+        self.on_request: list[Callable[[NetworkName, str], None]] = []
+        """Called as each request arrives: lets a test change the world mid-collection."""
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {
+            "requests": dict(self.requests),
+            "calls": dict(self.calls),
+            "rate_limited": dict(self.rejected),
+        }
+
+    def reset_counters(self) -> None:
+        self.requests.clear()
+        self.calls.clear()
+        self.rejected.clear()
+
+    # -- VK -------------------------------------------------------------------------
+
+    def vk(self, method: str, params: Mapping[str, str]) -> Reply:
+        """Answer ``/method/<method>`` as VK does (HTTP 200 with ``response`` or ``error``)."""
+        self.requests[f"vk:{method}"] += 1
+        for hook in list(self.on_request):
+            hook("vk", method)
+        fault = self.faults.take("vk", method, http=True)
+        if fault is not None:
+            return Reply(status=fault.http_status or 500, text=fault.message or "Bad gateway")
+        try:
+            token = params.get("access_token")
+            if not token:
+                raise vk_api.VkApiError(5, "User authorization failed: no access_token passed.")
+            if token not in self.vk_tokens:
+                raise vk_api.error(5)
+            if not params.get("v"):
+                raise vk_api.error(8)
+            if not self._window.allow(f"vk:{token}", self.vk_tokens[token].rps):
+                self.rejected[f"vk:{method}"] += 1
+                raise vk_api.error(6)
+            self._raise_fault("vk", method)
+            if method == "execute":
+                return Reply(body=self._execute(params.get("code", "")))
+            self.calls[f"vk:{method}"] += 1
+            return Reply(body={"response": vk_api.call(self.world, method, params)})
+        except vk_api.VkApiError as exc:
+            return Reply(body=_vk_error_body(exc, method, params))
+
+    def _raise_fault(self, network: NetworkName, method: str) -> None:
+        fault = self.faults.take(network, method, http=False)
+        if fault is None:
+            return
+        if network == "ok":
+            raise ok_api.error(fault.code, fault.message or "injected")
+        extra: dict[str, Any] = {}
+        if fault.code == 14:
+            extra = {"captcha_sid": "548747100691", "captcha_img": "https://captcha.invalid/?sid=1"}
+        raise vk_api.error(fault.code, fault.message, **extra)
+
+    def _execute(self, code: str) -> dict[str, Any]:
+        try:
+            program = vkscript.parse(code)
+        except vkscript.TooManyCallsError as exc:
+            raise vk_api.error(13, str(exc)) from None
+        except vkscript.VkScriptError as exc:
+            raise vk_api.error(12, str(exc)) from None
+        errors: list[dict[str, Any]] = []
+
+        def run(call: vkscript.ApiCall) -> Any:
+            self.calls[f"vk:{call.method}"] += 1
+            try:
+                self._raise_fault("vk", call.method)
+                return vk_api.call(self.world, call.method, call.params)
+            except vk_api.VkApiError as exc:
+                errors.append(
+                    {"method": call.method, "error_code": exc.code, "error_msg": exc.message}
+                )
+                return False
+
+        body: dict[str, Any] = {"response": vkscript.evaluate(program, run)}
+        if errors:
+            body["execute_errors"] = errors
+        return body
+
+    # -- OK -------------------------------------------------------------------------
+
+    def ok(self, params: Mapping[str, str]) -> Reply:
+        """Answer ``/fb.do`` as OK does: the result, or ``error_code``/``error_msg``."""
+        method = params.get("method", "")
+        self.requests[f"ok:{method}"] += 1
+        for hook in list(self.on_request):
+            hook("ok", method)
+        fault = self.faults.take("ok", method, http=True)
+        if fault is not None:
+            return Reply(status=fault.http_status or 500, text=fault.message or "Bad gateway")
+        try:
+            self._check_ok_request(method, params)
+            self._raise_fault("ok", method)
+            self.calls[f"ok:{method}"] += 1
+            return Reply(body=ok_api.call(self.world, method, params))
+        except ok_api.OkApiError as exc:
+            return Reply(
+                body={"error_code": exc.code, "error_msg": exc.message, "error_data": None},
+                headers={"invocation-error": str(exc.code)},
+            )
+
+    def _check_ok_request(self, method: str, params: Mapping[str, str]) -> None:
+        app = self.ok_app
+        if app is None or params.get("application_key") != app.application_key:
+            raise ok_api.error(101, "Application key is invalid")
+        if not method:
+            raise ok_api.error(100, "Missing required parameter method")
+        token = params.get("access_token") or params.get("session_key") or ""
+        if token not in app.tokens:
+            raise ok_api.error(102, "Session expired")
+        expected = ok_api.expected_signature(params, token, app.application_secret_key)
+        if params.get("sig", "").lower() != expected:
+            raise ok_api.error(104, "Invalid signature")
+        if not self._window.allow(f"ok:{token}", app.tokens[token]):
+            self.rejected[f"ok:{method}"] += 1
+            raise ok_api.error(8, "Too many requests")
+
+
+def _vk_error_body(exc: vk_api.VkApiError, method: str, params: Mapping[str, str]) -> Any:
+    shown = [{"key": "method", "value": method}, {"key": "oauth", "value": "1"}]
+    shown += [
+        {"key": key, "value": str(value)}
+        for key, value in params.items()
+        if key not in {"access_token", "code"}
+    ]
+    return {
+        "error": {
+            "error_code": exc.code,
+            "error_msg": exc.message,
+            "request_params": shown,
+            **exc.extra,
+        }
+    }
