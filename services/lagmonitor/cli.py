@@ -1,0 +1,216 @@
+"""``social-loyalty lag ...``: the lag table in a terminal, and the monitor's server.
+
+The lead mounts this with ``app.add_typer(lag_app, name="lag")``;
+``python -m services.lagmonitor`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+lag_app = typer.Typer(
+    name="lag",
+    help="Consumer-group lag: offset lag, time lag and Burrow status per partition.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+STATUS_STYLE = {
+    "OK": "green",
+    "WARN": "yellow",
+    "REWIND": "magenta",
+    "STALL": "dark_orange",
+    "STOP": "red",
+    "ERR": "bold red",
+}
+
+
+def _fmt_seconds(value: float | None, kind: str | None = None) -> str:
+    """Seconds for people; ``>=`` marks a lower bound (an idle topic gives no rate)."""
+    if value is None:
+        return "-"
+    if kind == "lower_bound":
+        return ">=" + _fmt_seconds(value)
+    if kind == "extrapolated":
+        return "~" + _fmt_seconds(value)
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, seconds = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _fmt(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _status(value: str) -> Text:
+    return Text(value, style=STATUS_STYLE.get(value, ""))
+
+
+def render_tables(document: dict[str, Any]) -> tuple[Table, Table]:
+    """Two rich tables of an ``/api/lag`` document: one row per group, then one per
+    partition with the columns Kafka's ``kafka-consumer-groups --describe`` prints."""
+    groups = Table(title="groups", title_justify="left", header_style="bold")
+    for name in ("GROUP", "STATE", "MEMBERS", "LAG", "TIME-LAG", "STATUS"):
+        right = name in {"MEMBERS", "LAG", "TIME-LAG"}
+        groups.add_column(name, justify="right" if right else "left", overflow="fold")
+    partitions = Table(title="partitions", title_justify="left", header_style="bold")
+    for name in ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"):
+        right = name not in {"GROUP", "TOPIC"}
+        partitions.add_column(name, justify="right" if right else "left", overflow="fold")
+    partitions.add_column("TIME-LAG", justify="right")
+    partitions.add_column("STATUS")
+    for group in document["groups"]:
+        name = group["group"] + (" (replay)" if group["replay"] else "")
+        groups.add_row(
+            name,
+            group["state"],
+            str(group["members"]),
+            str(group["total_lag"]),
+            _fmt_seconds(group["max_time_lag_s"]),
+            _status(group["status"]),
+        )
+        for p in group["partitions"]:
+            partitions.add_row(
+                group["group"],
+                p["topic"],
+                str(p["partition"]),
+                _fmt(p["committed_offset"]),
+                _fmt(p["end_offset"]),
+                _fmt(p["lag"]),
+                _fmt_seconds(p["time_lag_s"], p["time_lag_kind"]),
+                _status(p["status"]),
+            )
+    return groups, partitions
+
+
+def _sample_document(
+    prefixes: list[str] | None, all_groups: bool, samples: int, pause_s: float
+) -> dict[str, Any]:
+    from services.lagmonitor.core import MonitorState, evaluate, snapshot_to_json
+    from services.lagmonitor.monitor import eval_config
+    from services.lagmonitor.sampler import Sampler
+    from services.lagmonitor.settings import LagMonitorSettings
+
+    overrides: dict[str, Any] = {"all_groups": True} if all_groups else {}
+    if prefixes:
+        overrides["group_prefixes"] = tuple(prefixes)
+    settings = LagMonitorSettings(**overrides)
+    sampler = Sampler(settings)
+    config = eval_config(settings)
+    state = MonitorState()
+    snapshot = None
+    for i in range(samples):
+        if i:
+            time.sleep(pause_s)
+        state, snapshot = evaluate(state, sampler.sample(), config)
+    assert snapshot is not None
+    return snapshot_to_json(snapshot)
+
+
+def _fetch_document(url: str) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.get(url.rstrip("/") + "/api/lag", timeout=10)
+    response.raise_for_status()
+    document: dict[str, Any] = response.json()
+    return document
+
+
+@lag_app.command("show")
+def show(
+    *,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", "-g", help="Only groups starting with this (repeatable)."),
+    ] = None,
+    all_groups: Annotated[
+        bool, typer.Option("--all", help="Every group on the cluster, not only ours.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the /api/lag JSON.")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Read from a running monitor (e.g. http://127.0.0.1:9308): its time lag "
+            "and status rest on minutes of samples, not on this command's few seconds."
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(min=1, help="Samples to take when reading Kafka directly.")
+    ] = 2,
+    pause: Annotated[float, typer.Option(help="Seconds between those samples.")] = 1.0,
+) -> None:
+    """Print committed offset, end offset, lag, time lag and status per partition."""
+    from services.runtime.kafka import KafkaUnavailableError, check_reachable
+
+    try:
+        if url:
+            document = _fetch_document(url)
+            if group:
+                document["groups"] = [
+                    g for g in document["groups"] if any(g["group"].startswith(p) for p in group)
+                ]
+        else:
+            from services.lagmonitor.settings import LagMonitorSettings
+
+            check_reachable(LagMonitorSettings().kafka)
+            document = _sample_document(group, all_groups, samples, pause)
+    except KafkaUnavailableError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(document, indent=2))
+        return
+    console = Console()
+    if not document["groups"]:
+        console.print("no consumer groups match")
+        return
+    for table in render_tables(document):
+        console.print(table)
+
+
+@lag_app.command("serve")
+def serve(
+    *,
+    port: Annotated[
+        int, typer.Option(help="HTTP port for /metrics, /api/lag and the page.")
+    ] = 9308,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between samples.")] = 5.0,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
+    all_groups: Annotated[bool, typer.Option("--all", help="Watch every group.")] = False,
+) -> None:
+    """Run the monitor: sample every INTERVAL seconds and serve the results."""
+    from aiohttp import web
+
+    from services.lagmonitor.monitor import LagMonitor
+    from services.lagmonitor.server import create_app
+    from services.lagmonitor.settings import LagMonitorSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    update: dict[str, Any] = {"port": port, "sample_interval_s": interval}
+    if host:
+        update["host"] = host
+    if all_groups:
+        update["all_groups"] = True
+    settings = LagMonitorSettings(**update)
+    app = create_app(LagMonitor(settings))
+    web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=5)
+
+
+def main() -> None:
+    lag_app()
+
+
+if __name__ == "__main__":
+    main()

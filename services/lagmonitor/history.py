@@ -1,0 +1,65 @@
+"""The last few minutes of per-group figures, kept in memory for the dashboard's charts.
+
+One point per sample and group (total offset lag, worst time lag, status) is
+enough to draw the charts; per-partition history is what Prometheus is for.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from services.lagmonitor.core import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPoint:
+    lag: int
+    time_lag_s: float | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    time: float
+    groups: dict[str, GroupPoint]
+
+
+def history_point(snapshot: Snapshot) -> HistoryPoint:
+    return HistoryPoint(
+        time=snapshot.sampled_at,
+        groups={
+            g.group: GroupPoint(g.total_lag, g.max_time_lag_s, g.status.value)
+            for g in snapshot.groups
+        },
+    )
+
+
+def point_to_json(point: HistoryPoint) -> dict[str, Any]:
+    return {
+        "t": point.time,
+        "groups": {
+            name: {"lag": gp.lag, "time_lag_s": gp.time_lag_s, "status": gp.status}
+            for name, gp in point.groups.items()
+        },
+    }
+
+
+class History:
+    """A time-bounded queue of points; old points fall off as new ones arrive."""
+
+    def __init__(self, keep_s: float) -> None:
+        self.keep_s = keep_s
+        self._points: deque[HistoryPoint] = deque()
+
+    def append(self, point: HistoryPoint) -> None:
+        self._points.append(point)
+        while self._points and self._points[0].time < point.time - self.keep_s:
+            self._points.popleft()
+
+    def points(self) -> list[HistoryPoint]:
+        return list(self._points)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [point_to_json(p) for p in self._points]

@@ -1,0 +1,159 @@
+"""Prometheus exposition of the latest snapshot.
+
+A custom collector renders the newest ``Snapshot`` at scrape time instead of
+setting gauges as samples arrive: a group, topic or partition that vanished
+from the cluster vanishes from ``/metrics`` with the next sample, with no stale
+series to clean up.
+
+Every series that carries ``group`` also carries ``replay`` ("true" for replay
+groups) so alerts can say ``replay="false"``. Status is one-hot: each partition
+and group has one series per status, 1 for the current one, 0 for the rest, so
+``kafka_consumergroup_status{status="STALL"} == 1`` is an alert rule and
+``kafka_consumergroup_status_code`` (OK=0 WARN=1 REWIND=2 STALL=3 STOP=4 ERR=5)
+a graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from services.lagmonitor.burrow import Status
+from services.lagmonitor.core import Snapshot
+
+PARTITION_LABELS = ["group", "topic", "partition", "replay"]
+
+
+def _replay(flag: bool) -> str:
+    return "true" if flag else "false"
+
+
+def snapshot_metrics(snapshot: Snapshot) -> list[Metric]:
+    """The metric families of one snapshot (pure: what a scrape would show)."""
+    lag = GaugeMetricFamily(
+        "kafka_consumergroup_lag",
+        "Offset lag: log end offset (high watermark) minus committed offset.",
+        labels=PARTITION_LABELS,
+    )
+    lag_seconds = GaugeMetricFamily(
+        "kafka_consumergroup_lag_seconds",
+        "Time lag: seconds since the log end was at the committed offset (interpolated).",
+        labels=PARTITION_LABELS,
+    )
+    current = GaugeMetricFamily(
+        "kafka_consumergroup_current_offset",
+        "Committed offset of the group on the partition.",
+        labels=PARTITION_LABELS,
+    )
+    status = GaugeMetricFamily(
+        "kafka_consumergroup_status",
+        "Burrow status of the partition for the group, one-hot over the status label.",
+        labels=[*PARTITION_LABELS, "status"],
+    )
+    status_code = GaugeMetricFamily(
+        "kafka_consumergroup_status_code",
+        "Burrow status as a number: OK=0 WARN=1 REWIND=2 STALL=3 STOP=4 ERR=5.",
+        labels=PARTITION_LABELS,
+    )
+    group_status = GaugeMetricFamily(
+        "kafka_consumergroup_group_status",
+        "Worst partition status of the group, one-hot over the status label.",
+        labels=["group", "replay", "status"],
+    )
+    members = GaugeMetricFamily(
+        "kafka_consumergroup_members",
+        "Members of the consumer group.",
+        labels=["group", "replay"],
+    )
+    state = GaugeMetricFamily(
+        "kafka_consumergroup_state",
+        "Group coordinator state (Stable, Empty, ...), one-hot over the state label.",
+        labels=["group", "replay", "state"],
+    )
+    topic_end = GaugeMetricFamily(
+        "kafka_topic_partition_current_offset",
+        "Log end offset (high watermark) of the partition.",
+        labels=["topic", "partition"],
+    )
+    topic_stable = GaugeMetricFamily(
+        "kafka_topic_partition_stable_offset",
+        "Last stable offset of the partition (where read_committed readers stop).",
+        labels=["topic", "partition"],
+    )
+    for group in snapshot.groups:
+        replay = _replay(group.replay)
+        members.add_metric([group.group, replay], group.members)
+        state.add_metric([group.group, replay, group.state], 1)
+        for s in Status:
+            group_status.add_metric([group.group, replay, s.value], int(s is group.status))
+        for p in group.partitions:
+            labels = [group.group, p.topic, str(p.partition), replay]
+            if p.lag is not None:
+                lag.add_metric(labels, p.lag)
+            if p.time_lag_s is not None:
+                lag_seconds.add_metric(labels, p.time_lag_s)
+            if p.committed_offset is not None:
+                current.add_metric(labels, p.committed_offset)
+            status_code.add_metric(labels, p.status.code)
+            for s in Status:
+                status.add_metric([*labels, s.value], int(s is p.status))
+    for t in snapshot.topics:
+        topic_end.add_metric([t.topic, str(t.partition)], t.end_offset)
+        if t.stable_offset is not None:
+            topic_stable.add_metric([t.topic, str(t.partition)], t.stable_offset)
+    return [
+        lag,
+        lag_seconds,
+        current,
+        status,
+        status_code,
+        group_status,
+        members,
+        state,
+        topic_end,
+        topic_stable,
+    ]
+
+
+class SnapshotCollector(Collector):
+    """Renders whatever snapshot ``latest()`` returns at scrape time."""
+
+    def __init__(self, latest: Callable[[], Snapshot | None]) -> None:
+        self._latest = latest
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._latest()
+        if snapshot is not None:
+            yield from snapshot_metrics(snapshot)
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: registering must not trigger a scrape."""
+        return iter(())
+
+
+class MonitorMetrics:
+    """The monitor's own registry: lag series plus how its polling goes."""
+
+    def __init__(self, latest: Callable[[], Snapshot | None]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(SnapshotCollector(latest))
+        self.poll_duration = Histogram(
+            "lagmonitor_poll_duration_seconds",
+            "Time to sample every watched group once.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.poll_errors = Counter(
+            "lagmonitor_poll_errors",
+            "Samples that failed as a whole (the cluster did not answer).",
+            registry=self.registry,
+        )
+        self.partial_errors = Counter(
+            "lagmonitor_sample_errors",
+            "Groups or partitions a sample could not read (reported as ERR).",
+            registry=self.registry,
+        )
