@@ -7,10 +7,12 @@ enough to draw the charts; per-partition history is what Prometheus is for.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.lagmonitor.core import Snapshot
+from services.lagmonitor.throughput import ServiceRates
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +26,18 @@ class GroupPoint:
 class HistoryPoint:
     time: float
     groups: dict[str, GroupPoint]
+    services: dict[str, float | None] = field(default_factory=dict)
+    """Throughput (counter increments per second) per service; None while down."""
 
 
-def history_point(snapshot: Snapshot) -> HistoryPoint:
+def history_point(snapshot: Snapshot, services: Sequence[ServiceRates] = ()) -> HistoryPoint:
     return HistoryPoint(
         time=snapshot.sampled_at,
         groups={
             g.group: GroupPoint(g.total_lag, g.max_time_lag_s, g.status.value)
             for g in snapshot.groups
         },
+        services={s.service: s.throughput for s in services},
     )
 
 
@@ -43,6 +48,7 @@ def point_to_json(point: HistoryPoint) -> dict[str, Any]:
             name: {"lag": gp.lag, "time_lag_s": gp.time_lag_s, "status": gp.status}
             for name, gp in point.groups.items()
         },
+        "services": dict(point.services),
     }
 
 

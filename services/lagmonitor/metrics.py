@@ -15,7 +15,7 @@ a graph.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from services.lagmonitor.burrow import Status
 from services.lagmonitor.core import Snapshot
+from services.lagmonitor.throughput import ServiceRates
 
 PARTITION_LABELS = ["group", "topic", "partition", "replay"]
 
@@ -119,16 +120,55 @@ def snapshot_metrics(snapshot: Snapshot) -> list[Metric]:
     ]
 
 
+def service_metrics(services: Sequence[ServiceRates]) -> list[Metric]:
+    """Up/down and throughput of the scraped services (pure, like ``snapshot_metrics``).
+
+    Prometheus scrapes the services itself; these series exist so the monitor's
+    own view (what the page showed) can be graphed and alerted on in one place.
+    """
+    up = GaugeMetricFamily(
+        "lagmonitor_service_up",
+        "1 if the service's /metrics answered at the last sample, else 0.",
+        labels=["service"],
+    )
+    throughput = GaugeMetricFamily(
+        "lagmonitor_service_throughput",
+        "Sum of the rates of the service's social_loyalty_*_total counters, per second.",
+        labels=["service"],
+    )
+    counter_rate = GaugeMetricFamily(
+        "lagmonitor_service_counter_rate",
+        "Rate of one social_loyalty_*_total counter of the service (summed over labels), /s.",
+        labels=["service", "counter"],
+    )
+    for service in services:
+        up.add_metric([service.service], int(service.up))
+        if service.throughput is not None:
+            throughput.add_metric([service.service], service.throughput)
+        for counter in service.counters:
+            if counter.rate is not None:
+                counter_rate.add_metric([service.service, counter.name], counter.rate)
+    return [up, throughput, counter_rate]
+
+
 class SnapshotCollector(Collector):
     """Renders whatever snapshot ``latest()`` returns at scrape time."""
 
-    def __init__(self, latest: Callable[[], Snapshot | None]) -> None:
+    def __init__(
+        self,
+        latest: Callable[[], Snapshot | None],
+        services: Callable[[], Sequence[ServiceRates]] = tuple,
+    ) -> None:
         self._latest = latest
+        self._services = services
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._latest()
         if snapshot is not None:
             yield from snapshot_metrics(snapshot)
+        services = self._services()
+        if services:
+            yield from service_metrics(services)
 
     def describe(self) -> Iterator[Metric]:
         """Nothing up front: registering must not trigger a scrape."""
@@ -138,9 +178,13 @@ class SnapshotCollector(Collector):
 class MonitorMetrics:
     """The monitor's own registry: lag series plus how its polling goes."""
 
-    def __init__(self, latest: Callable[[], Snapshot | None]) -> None:
+    def __init__(
+        self,
+        latest: Callable[[], Snapshot | None],
+        services: Callable[[], Sequence[ServiceRates]] = tuple,
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(SnapshotCollector(latest))
+        self.registry.register(SnapshotCollector(latest, services))
         self.poll_duration = Histogram(
             "lagmonitor_poll_duration_seconds",
             "Time to sample every watched group once.",

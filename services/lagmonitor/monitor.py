@@ -12,6 +12,8 @@ import logging
 import time
 from typing import Any
 
+import aiohttp
+
 from services.lagmonitor.core import (
     ClusterSample,
     EvalConfig,
@@ -23,7 +25,15 @@ from services.lagmonitor.core import (
 from services.lagmonitor.history import History, history_point, point_to_json
 from services.lagmonitor.metrics import MonitorMetrics
 from services.lagmonitor.sampler import Sampler
+from services.lagmonitor.scrape import scrape_all
 from services.lagmonitor.settings import LagMonitorSettings
+from services.lagmonitor.throughput import (
+    Reading,
+    ServiceRates,
+    ThroughputState,
+    evaluate_services,
+    services_to_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +58,11 @@ class LagMonitor:
         self.last_success_monotonic: float | None = None
         self.last_error: str | None = None
         self.history = History(settings.history_s)
-        self.metrics = MonitorMetrics(lambda: self.latest)
+        self.throughput_state: ThroughputState = {}
+        self.services: tuple[ServiceRates, ...] = ()
+        self.metrics = MonitorMetrics(lambda: self.latest, lambda: self.services)
         self._listeners: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._http: aiohttp.ClientSession | None = None
 
     @property
     def sampler(self) -> Sampler:
@@ -58,27 +71,59 @@ class LagMonitor:
             self._sampler = Sampler(self.settings)
         return self._sampler
 
+    def document(self) -> dict[str, Any] | None:
+        """The ``/api/lag`` document: the latest snapshot plus service throughput."""
+        if self.latest is None:
+            return None
+        return {**snapshot_to_json(self.latest), "services": services_to_json(self.services)}
+
+    def apply_services(self, readings: dict[str, Reading]) -> tuple[ServiceRates, ...]:
+        """Fold one round of service scrapes in; shown with the next snapshot."""
+        self.throughput_state, self.services = evaluate_services(
+            self.throughput_state, self.settings.services, readings
+        )
+        return self.services
+
     def apply(self, sample: ClusterSample) -> Snapshot:
         """Fold a sample in and tell everyone who listens."""
         self.state, snapshot = evaluate(self.state, sample, self.config)
         self.latest = snapshot
         self.last_success_monotonic = time.monotonic()
         self.last_error = None
-        point = history_point(snapshot)
+        point = history_point(snapshot, self.services)
         self.history.append(point)
         errors = len(sample.errors) + len(sample.partition_errors)
         errors += sum(1 for g in sample.groups if g.error)
         if errors:
             self.metrics.partial_errors.inc(errors)
-        message = {"snapshot": snapshot_to_json(snapshot), "point": point_to_json(point)}
+        message = {"snapshot": self.document(), "point": point_to_json(point)}
         for queue in list(self._listeners):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(message)
         return snapshot
 
+    async def _scrape_services(self) -> None:
+        if not self.settings.services:
+            return
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        timeout = self.settings.service_timeout_s
+        self.apply_services(await scrape_all(self._http, self.settings.services, timeout))
+
+    async def close(self) -> None:
+        """Release the HTTP client used for the services' /metrics."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
     async def poll_once(self) -> Snapshot | None:
-        """One sample; a failed sample counts as an error and leaves the last snapshot."""
+        """One sample; a failed sample counts as an error and leaves the last snapshot.
+
+        The services are scraped while Kafka is being sampled, so a sample with
+        services costs no more time than the slower of the two.
+        """
         started = time.monotonic()
+        scraping = asyncio.create_task(self._scrape_services())
         try:
             sample = await asyncio.to_thread(self.sampler.sample)
         except Exception as exc:  # the loop must outlive any one bad sample
@@ -87,6 +132,7 @@ class LagMonitor:
             log.warning("sample failed: %s", self.last_error)
             return None
         finally:
+            await scraping
             self.metrics.poll_duration.observe(time.monotonic() - started)
         return self.apply(sample)
 

@@ -1,5 +1,5 @@
-"""HTTP face of the monitor: /metrics, /api/lag, /api/history, /api/stream (SSE),
-/healthz, /readyz and the dashboard page at /."""
+"""HTTP face of the monitor: /metrics, /api/lag, /api/history, /api/services,
+/api/stream (SSE), /healthz, /readyz and the dashboard page at /."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from importlib import resources
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.lagmonitor.core import snapshot_to_json
 from services.lagmonitor.monitor import LagMonitor
+from services.lagmonitor.throughput import services_to_json
 
 MONITOR: web.AppKey[LagMonitor] = web.AppKey("monitor", LagMonitor)
 KEEPALIVE_S = 15.0
@@ -38,12 +38,23 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _lag(request: web.Request) -> web.Response:
     monitor = request.app[MONITOR]
-    if monitor.latest is None:
+    document = monitor.document()
+    if document is None:
         return web.json_response(
-            {"error": monitor.last_error or "no sample yet", "groups": [], "topics": []},
+            {
+                "error": monitor.last_error or "no sample yet",
+                "groups": [],
+                "topics": [],
+                "services": services_to_json(monitor.services),
+            },
             status=503,
         )
-    return web.json_response(snapshot_to_json(monitor.latest))
+    return web.json_response(document)
+
+
+async def _services(request: web.Request) -> web.Response:
+    """Throughput and up/down of the scraped services, also when Kafka cannot be sampled."""
+    return web.json_response({"services": services_to_json(request.app[MONITOR].services)})
 
 
 async def _history(request: web.Request) -> web.Response:
@@ -76,8 +87,9 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     queue = monitor.subscribe()
     try:
-        if monitor.latest is not None:
-            first = {"snapshot": snapshot_to_json(monitor.latest), "point": None}
+        document = monitor.document()
+        if document is not None:
+            first = {"snapshot": document, "point": None}
             await response.write(f"event: lag\ndata: {json.dumps(first)}\n\n".encode())
         while True:
             try:
@@ -103,6 +115,7 @@ def create_app(monitor: LagMonitor, *, sample: bool = True) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/api/lag", _lag)
     app.router.add_get("/api/history", _history)
+    app.router.add_get("/api/services", _services)
     app.router.add_get("/api/stream", _stream)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -120,6 +133,7 @@ def create_app(monitor: LagMonitor, *, sample: bool = True) -> web.Application:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await monitor.close()
 
         app.cleanup_ctx.append(sampling)
     return app

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.lagmonitor.throughput import ServiceTarget
 from services.runtime.settings import KafkaSettings
 
 
@@ -48,6 +49,16 @@ class LagMonitorSettings(BaseSettings):
         default=1800.0, gt=0, description="Seconds of history the dashboard's charts show."
     )
     request_timeout_s: float = Field(default=10.0, gt=0)
+    services: Annotated[tuple[ServiceTarget, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Services whose /metrics to scrape for throughput and up/down, as "
+            "name=url pairs, comma-separated: collector=http://127.0.0.1:8082,..."
+        ),
+    )
+    service_timeout_s: float = Field(
+        default=2.0, gt=0, description="Seconds to wait for one service's /metrics."
+    )
     host: str = "0.0.0.0"  # noqa: S104 - a metrics endpoint is scraped from other hosts
     port: int = Field(default=9308, ge=0, le=65535)
 
@@ -58,6 +69,27 @@ class LagMonitorSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _parse_services(cls, value: object) -> object:
+        """``name=url,name=url`` from the environment; a clear error for anything else."""
+        if not isinstance(value, str):
+            return value
+        targets: list[ServiceTarget] = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            name, sep, url = (x.strip() for x in part.partition("="))
+            if not sep or not name or not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"services: {part!r} is not name=http://host:port "
+                    "(e.g. collector=http://127.0.0.1:8082)"
+                )
+            if any(t.name == name for t in targets):
+                raise ValueError(f"services: {name!r} is listed twice")
+            targets.append(ServiceTarget(name, url))
+        return tuple(targets)
 
     @property
     def stop_after_s(self) -> float:
