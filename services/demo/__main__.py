@@ -1,0 +1,296 @@
+"""``./run demo``: the whole system on one machine, a scripted story, points credited.
+
+It resets the demo's own namespace (topics, groups, database), loads the demo
+offers, starts every service under the supervisor (simulated VK and OK, collector,
+detector, read model, rules, actions with local message sinks, lag monitor),
+links four members through the link API, plays the story of ``story.py`` against
+the simulator and shows, as it flows, the runs collected, the events detected, the
+points credited and the messages sent. Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.contracts.topics import TopicSettings
+from services.demo import namespace
+from services.demo.story import LINKED, OK_GROUP, STORY, VK_GROUP, Change, Step
+from services.demo.watch import Watcher
+from services.ops.supervisor import ServiceFailedError, Supervisor
+from services.ops.system import Ports, service_specs
+from services.runtime import kafka
+from services.runtime.db import DatabaseUnavailableError, connect
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_DIR = ROOT / "deploy" / "demo"
+STATE_DIR = ROOT / "deploy" / ".local" / "demo"
+
+console = Console(highlight=False)
+
+
+class StoryFailedError(RuntimeError):
+    """A step's effects did not show up in time; the message says what was missing."""
+
+
+class Demo:
+    def __init__(self, ports: Ports, step_timeout_s: float) -> None:
+        self.ports = ports
+        self.step_timeout_s = step_timeout_s
+        self.posts: dict[str, list[int]] = {"vk": [], "ok": []}
+        self.http = httpx.Client(timeout=30)
+
+    # ---------------------------------------------------------------- actions
+
+    def link(self, member_id: str, network: str, social_user_id: str, registration: bool) -> None:
+        response = self.http.post(
+            f"http://127.0.0.1:{self.ports.collector}/v1/links",
+            json={
+                "member_id": member_id,
+                "network": network,
+                "social_user_id": social_user_id,
+                "registration": registration,
+            },
+        )
+        if response.status_code not in (200, 201):
+            raise StoryFailedError(f"link API refused {member_id}: {response.text}")
+        console.print(f"[bold]link API[/]: {member_id} linked {network}:{social_user_id}")
+
+    def change(self, change: Change) -> None:
+        path = change.path
+        for network in ("vk", "ok"):
+            for index, post_id in enumerate(self.posts[network]):
+                if f"/{network}/" in path:
+                    path = path.replace(f"{{post:{index}}}", str(post_id))
+        response = self.http.request(
+            change.method, f"http://127.0.0.1:{self.ports.simulator}{path}", json=change.body
+        )
+        if response.status_code >= 300:
+            raise StoryFailedError(f"simulator refused {change.method} {path}: {response.text}")
+        if change.method == "POST" and path.endswith("/posts"):
+            network = "vk" if "/vk/" in path else "ok"
+            self.posts[network].append(int(response.json()["post_id"]))
+
+    # --------------------------------------------------------------- checking
+
+    def balances(self, watcher: Watcher) -> dict[str, int]:
+        with watcher.lock:
+            return dict(watcher.seen.balances)
+
+    def play(self, watcher: Watcher, number: int, step: Step) -> None:
+        console.rule(f"[bold]Step {number}[/]: {step.title}")
+        for link in step.links:
+            self.link(
+                link.member.member_id,
+                link.member.network,
+                link.member.social_user_id,
+                link.registration,
+            )
+        changed_at = datetime.now(UTC)
+        for change in step.changes:
+            self.change(change)
+        for network, group_id in step.collect:
+            if not watcher.wait_for_run_after(network, group_id, changed_at, self.step_timeout_s):
+                raise StoryFailedError(
+                    f"no complete collection of {network} group {group_id} within "
+                    f"{self.step_timeout_s:.0f}s (see the collector's log)"
+                )
+        deadline = time.monotonic() + self.step_timeout_s
+        while time.monotonic() < deadline:
+            now = self.balances(watcher)
+            if all(now.get(m, 0) == v for m, v in step.balances.items()):
+                break
+            time.sleep(0.3)
+        now = self.balances(watcher)
+        wrong = {m: (now.get(m, 0), v) for m, v in step.balances.items() if now.get(m, 0) != v}
+        if wrong:
+            detail = ", ".join(
+                f"{m} has {got}, expected {want}" for m, (got, want) in wrong.items()
+            )
+            raise StoryFailedError(f"step {number}: {detail}")
+        console.print(
+            "[bold green]balances[/]: " + ", ".join(f"{m} {v}" for m, v in sorted(now.items()))
+        )
+
+
+def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]:
+    messages = demo.http.get(f"http://127.0.0.1:{demo.ports.providers}/messages").json()
+    delivered: dict[str, int] = {}
+    for message in messages.get("messages", []):
+        to = str(message.get("member_id") or message.get("to") or "?")
+        delivered[to] = delivered.get(to, 0) + 1
+    table = Table(title="Members after the story")
+    for column in ("member", "profile", "balance (ledger API)", "expected", "messages"):
+        table.add_column(column)
+    balances: dict[str, int] = {}
+    for member in LINKED:
+        answer = demo.http.get(
+            f"http://127.0.0.1:{demo.ports.actions}/v1/members/{member.member_id}/balance"
+        )
+        balance = int(answer.json()["balance"]) if answer.status_code == 200 else 0
+        balances[member.member_id] = balance
+        expected = STORY[-1].balances[member.member_id]
+        colour = "green" if balance == expected else "red"
+        table.add_row(
+            member.member_id,
+            f"{member.network}:{member.social_user_id}",
+            f"[{colour}]{balance}[/]",
+            str(expected),
+            str(delivered.get(member.member_id, 0)),
+        )
+    with watcher.lock:
+        events = list(watcher.seen.events.values())
+        summary = {
+            "balances": balances,
+            "events": [
+                {"type": type(e).__name__, "event_id": e.event_id, **e.model_dump(mode="json")}
+                for e in events
+            ],
+            "event_deliveries": watcher.seen.event_deliveries,
+            "messages": messages.get("messages", []),
+            "outcome_messages": [m.model_dump(mode="json") for m in watcher.seen.messages],
+        }
+    return table, summary
+
+
+def _check_stack(kafka_settings: KafkaSettings, database_settings: DatabaseSettings) -> None:
+    try:
+        kafka.check_reachable(kafka_settings)
+        with connect(database_settings) as conn:
+            conn.execute("SELECT 1")
+    except (kafka.KafkaUnavailableError, DatabaseUnavailableError) as exc:
+        console.print(f"[red]demo: {exc}[/]\nStart the stack with ./run stack start.")
+        raise typer.Exit(1) from exc
+
+
+def _start(supervisor: Supervisor, logs: Path) -> None:
+    with console.status("starting services..."):
+        for name in supervisor.specs:
+            supervisor.start(name)
+            console.print(f"started [bold]{name}[/] (log {logs / name}.log)")
+
+
+def _play(demo: Demo, watcher: Watcher, stop: threading.Event) -> None:
+    started = datetime.now(UTC)
+    console.rule("[bold]Baseline[/]: the first complete collection of each group earns nothing")
+    for network, group_id in (("vk", VK_GROUP), ("ok", OK_GROUP)):
+        if not watcher.wait_for_run_after(network, group_id, started, demo.step_timeout_s * 2):
+            raise StoryFailedError(f"no baseline collection of {network} group {group_id}")
+    for number, step in enumerate(STORY, start=1):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        demo.play(watcher, number, step)
+
+
+def run(
+    exit_when_done: Annotated[
+        bool, typer.Option(help="Stop the services and exit after the story (tests use this).")
+    ] = False,
+    step_timeout: Annotated[
+        float, typer.Option(help="Seconds each story step may take to show its effects.")
+    ] = 120.0,
+    summary: Annotated[
+        Path | None, typer.Option(help="Write balances, events and messages as JSON here.")
+    ] = None,
+) -> None:
+    """Run the demo: a simulated VK and OK group, activity through every service, points."""
+    kafka_settings, database_settings = KafkaSettings(), DatabaseSettings()
+    _check_stack(kafka_settings, database_settings)
+    ports = Ports()
+    console.rule("[bold]social-loyalty demo")
+    console.print(f"Kafka {kafka_settings.bootstrap_servers}; topics prefixed '{namespace.PREFIX}'")
+    state_dir = namespace.reset_state_dir(STATE_DIR)
+    database_url = namespace.reset_database(database_settings)
+    topics = TopicSettings(prefix=namespace.PREFIX)
+    namespace.reset_kafka(kafka_settings, topics)
+    console.print("namespace reset: fresh topics, consumer groups, database")
+    env = {**os.environ, "DATABASE_URL": database_url, "TOPIC_PREFIX": namespace.PREFIX}
+    _load_offers(env)
+
+    specs = service_specs(
+        prefix=namespace.PREFIX,
+        state_dir=state_dir,
+        groups_file=DEMO_DIR / "groups.yaml",
+        ports=ports,
+    )
+    logs = state_dir / "logs"
+    supervisor = Supervisor(specs, logs, env=env)
+    watcher = Watcher(kafka_settings, topics, f"{namespace.PREFIX}watcher", on_line=console.print)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    demo = Demo(ports, step_timeout)
+    failed = False
+    try:
+        _start(supervisor, logs)
+        watcher.start()
+        console.print(
+            f"dashboard: http://127.0.0.1:{ports.lagmonitor}/   "
+            f"ledger: http://127.0.0.1:{ports.actions}/v1/members/alice/balance"
+        )
+        _play(demo, watcher, stop)
+        table, result = _summary_table(demo, watcher)
+        console.print(table)
+        console.print(
+            f"{len(result['events'])} distinct events on the log, "
+            f"{len(result['messages'])} messages delivered to the local providers"
+        )
+        if summary is not None:
+            summary.write_text(json.dumps(result, indent=2, default=str))
+        if not exit_when_done:
+            console.print(
+                f"[bold]Done.[/] The services keep running: dashboard "
+                f"http://127.0.0.1:{ports.lagmonitor}/ . Press Ctrl-C to stop."
+            )
+            while not stop.is_set():
+                supervisor.restart_dead()
+                stop.wait(1.0)
+    except KeyboardInterrupt:
+        console.print("\nstopping...")
+    except (StoryFailedError, ServiceFailedError) as exc:
+        failed = True
+        console.print(f"[red]demo failed: {exc}[/]\nservice logs: {logs}")
+    finally:
+        watcher.stop()
+        supervisor.stop_all()
+        console.print("all services stopped")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _load_offers(env: dict[str, str]) -> None:
+    """Load the demo offers through the operators' own CLI, as a marketer would."""
+    for path in sorted((DEMO_DIR / "offers").glob("*.yaml")):
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "offers", "create", str(path), "--activate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise StoryFailedError(
+                f"loading offer {path.name} failed: {done.stderr or done.stdout}"
+            )
+        console.print(f"offer loaded: {path.stem}")
+
+
+def main() -> None:
+    typer.run(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The whole system as a list of processes, as ``./run demo`` and the e2e tests start it.
+
+One place says which command runs each service, where it answers ``/readyz`` and
+which environment it gets, so the demo, the local supervisor, the e2e and the
+chaos tests all run the same system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.ops.supervisor import ServiceSpec
+
+
+@dataclass(frozen=True)
+class Ports:
+    simulator: int = 8081
+    collector: int = 8082
+    readmodel: int = 8083
+    rules_api: int = 8084
+    actions: int = 8086
+    smtp: int = 8025
+    providers: int = 8087
+    lagmonitor: int = 9308
+
+
+def _url(port: int, path: str = "/readyz") -> str:
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def service_specs(
+    *,
+    prefix: str,
+    state_dir: Path,
+    groups_file: Path,
+    ports: Ports = Ports(),
+    simulator: bool = True,
+) -> list[ServiceSpec]:
+    """Every service of the system, in start order (dependencies first).
+
+    ``prefix`` names the topics (``TOPIC_PREFIX``), consumer groups and Faust app
+    ids, so a run is isolated from any other on the same cluster.
+    """
+    app = prefix.rstrip(".") or "social-loyalty"
+    specs: list[ServiceSpec] = []
+    if simulator:
+        specs.append(
+            ServiceSpec(
+                "simulator",
+                ("services.simulator", "--port", str(ports.simulator), "--seed-demo"),
+                ready_url=_url(ports.simulator, "/healthz"),
+            )
+        )
+    specs += [
+        ServiceSpec(
+            "sinks",
+            ("services.actions", "sinks"),
+            ready_url=_url(ports.providers, "/healthz"),
+            env={"SINKS_SMTP_PORT": str(ports.smtp), "SINKS_HTTP_PORT": str(ports.providers)},
+        ),
+        ServiceSpec(
+            "actions",
+            ("services.actions", "run"),
+            ready_url=_url(ports.actions),
+            env={
+                "ACTIONS_GROUP_PREFIX": f"{app}.actions",
+                "ACTIONS_PORT": str(ports.actions),
+                "ACTIONS_SMTP_PORT": str(ports.smtp),
+                "ACTIONS_PROVIDER_URL": f"http://127.0.0.1:{ports.providers}",
+            },
+        ),
+        ServiceSpec(
+            "rules-api",
+            ("services.rules", "api"),
+            ready_url=_url(ports.rules_api),
+            env={"RULES_PORT": str(ports.rules_api)},
+        ),
+        ServiceSpec(
+            "rules",
+            ("services.rules", "worker"),
+            env={"RULES_APP_ID": f"{app}.rules", "RULES_DATA_DIR": str(state_dir / "rules")},
+        ),
+        ServiceSpec(
+            "detector",
+            ("services.detector", "worker"),
+            env={
+                "DETECTOR_APP_ID": f"{app}.detector",
+                "DETECTOR_DATA_DIR": str(state_dir / "detector"),
+            },
+        ),
+        ServiceSpec(
+            "readmodel",
+            ("services.detector", "readmodel"),
+            ready_url=_url(ports.readmodel),
+            env={"READMODEL_GROUP_ID": f"{app}.readmodel", "READMODEL_PORT": str(ports.readmodel)},
+        ),
+        ServiceSpec(
+            "collector",
+            ("services.collector", "run", "--groups", str(groups_file)),
+            ready_url=_url(ports.collector),
+            env={"COLLECTOR_PORT": str(ports.collector)},
+        ),
+        ServiceSpec(
+            "lagmonitor",
+            ("services.lagmonitor",),
+            ready_url=_url(ports.lagmonitor, "/healthz"),
+            env={
+                "LAGMONITOR_PORT": str(ports.lagmonitor),
+                "LAGMONITOR_GROUP_PREFIXES": prefix,
+                "LAGMONITOR_SERVICES": ",".join(
+                    f"{name}=http://127.0.0.1:{port}"
+                    for name, port in (
+                        ("collector", ports.collector),
+                        ("readmodel", ports.readmodel),
+                        ("rules", ports.rules_api),
+                        ("actions", ports.actions),
+                    )
+                ),
+            },
+        ),
+    ]
+    return [
+        ServiceSpec(s.name, s.args, s.ready_url, {"TOPIC_PREFIX": prefix, **s.env}) for s in specs
+    ]
