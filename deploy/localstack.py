@@ -439,6 +439,16 @@ def cmd_stop() -> None:
     stop_postgres()
 
 
+def cmd_restart_kafka(ports: Ports) -> None:
+    """Stop the local broker (SIGTERM) and start it again: the chaos suite's broker restart."""
+    if read_pid(KAFKA_DIR / "kafka.pid") is None:
+        raise StackError(
+            "the local Kafka broker is not running (is KAFKA_BOOTSTRAP_SERVERS external?)"
+        )
+    stop_pid(KAFKA_DIR / "kafka.pid", "kafka")
+    start_kafka(ports)
+
+
 def cmd_status(ports: Ports) -> int:
     healthy = True
     pid = read_pid(KAFKA_DIR / "kafka.pid")
@@ -483,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, when set, are used instead of local servers.",
     )
     parser.add_argument(
-        "command", choices=["start", "stop", "restart", "status", "env", "kafka-tool"]
+        "command",
+        choices=["start", "stop", "restart", "restart-kafka", "status", "env", "kafka-tool"],
     )
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -496,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         elif ns.command == "restart":
             cmd_stop()
             cmd_start(ports)
+        elif ns.command == "restart-kafka":
+            cmd_restart_kafka(ports)
         elif ns.command == "status":
             return cmd_status(ports)
         elif ns.command == "env":

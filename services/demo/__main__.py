@@ -30,6 +30,7 @@ from services.contracts.topics import TopicSettings
 from services.demo import namespace
 from services.demo.story import LINKED, OK_GROUP, STORY, VK_GROUP, Change, Step
 from services.demo.watch import Watcher
+from services.ops.chaos import ChaosMonkey
 from services.ops.supervisor import ServiceFailedError, Supervisor
 from services.ops.system import Ports, service_specs
 from services.runtime import kafka
@@ -167,6 +168,20 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
     return table, summary
 
 
+def _report(demo: Demo, watcher: Watcher, summary: Path | None, monkey: ChaosMonkey | None) -> None:
+    table, result = _summary_table(demo, watcher)
+    console.print(table)
+    console.print(
+        f"{len(result['events'])} distinct events on the log, "
+        f"{len(result['messages'])} messages delivered to the local providers"
+    )
+    if monkey is not None:
+        result["chaos"] = {"kills": monkey.log.kills, "broker_restarts": monkey.log.broker_restarts}
+        console.print(f"chaos: {result['chaos']}")
+    if summary is not None:
+        summary.write_text(json.dumps(result, indent=2, default=str))
+
+
 def _check_stack(kafka_settings: KafkaSettings, database_settings: DatabaseSettings) -> None:
     try:
         kafka.check_reachable(kafka_settings)
@@ -206,6 +221,13 @@ def run(
     summary: Annotated[
         Path | None, typer.Option(help="Write balances, events and messages as JSON here.")
     ] = None,
+    chaos_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Chaos mode: kill -9 random services during the story (restarting them) and "
+            "restart the local Kafka broker once; the balances must still come out exact."
+        ),
+    ] = None,
 ) -> None:
     """Run the demo: a simulated VK and OK group, activity through every service, points."""
     kafka_settings, database_settings = KafkaSettings(), DatabaseSettings()
@@ -233,6 +255,7 @@ def run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     demo = Demo(ports, step_timeout)
+    monkey: ChaosMonkey | None = None
     failed = False
     try:
         _start(supervisor, logs)
@@ -241,34 +264,43 @@ def run(
             f"dashboard: http://127.0.0.1:{ports.lagmonitor}/   "
             f"ledger: http://127.0.0.1:{ports.actions}/v1/members/alice/balance"
         )
-        _play(demo, watcher, stop)
-        table, result = _summary_table(demo, watcher)
-        console.print(table)
-        console.print(
-            f"{len(result['events'])} distinct events on the log, "
-            f"{len(result['messages'])} messages delivered to the local providers"
-        )
-        if summary is not None:
-            summary.write_text(json.dumps(result, indent=2, default=str))
-        if not exit_when_done:
-            console.print(
-                f"[bold]Done.[/] The services keep running: dashboard "
-                f"http://127.0.0.1:{ports.lagmonitor}/ . Press Ctrl-C to stop."
+        if chaos_seed is not None:
+            monkey = ChaosMonkey(
+                supervisor,
+                [name for name in supervisor.specs if name not in ("simulator", "sinks")],
+                seed=chaos_seed,
+                on_event=console.print,
             )
-            while not stop.is_set():
-                supervisor.restart_dead()
-                stop.wait(1.0)
+            monkey.start()
+        _play(demo, watcher, stop)
+        if monkey is not None:
+            monkey.stop()
+        _report(demo, watcher, summary, monkey)
+        if not exit_when_done:
+            _keep_running(supervisor, ports, stop)
     except KeyboardInterrupt:
         console.print("\nstopping...")
     except (StoryFailedError, ServiceFailedError) as exc:
         failed = True
         console.print(f"[red]demo failed: {exc}[/]\nservice logs: {logs}")
     finally:
+        if monkey is not None:
+            monkey.stop()
         watcher.stop()
         supervisor.stop_all()
         console.print("all services stopped")
     if failed:
         raise typer.Exit(1)
+
+
+def _keep_running(supervisor: Supervisor, ports: Ports, stop: threading.Event) -> None:
+    console.print(
+        f"[bold]Done.[/] The services keep running: dashboard "
+        f"http://127.0.0.1:{ports.lagmonitor}/ . Press Ctrl-C to stop."
+    )
+    while not stop.is_set():
+        supervisor.restart_dead()
+        stop.wait(1.0)
 
 
 def _load_offers(env: dict[str, str]) -> None:
