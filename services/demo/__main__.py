@@ -162,6 +162,7 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
                 for e in events
             ],
             "event_deliveries": watcher.seen.event_deliveries,
+            "posts": demo.posts,
             "messages": messages.get("messages", []),
             "outcome_messages": [m.model_dump(mode="json") for m in watcher.seen.messages],
         }

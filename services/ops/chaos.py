@@ -37,7 +37,7 @@ def restart_local_broker() -> None:
 
 
 class ChaosMonkey:
-    """Kills a random victim every ``min_gap_s``..``max_gap_s`` seconds until stopped."""
+    """Kills each victim once per round, in random order, with random gaps, until stopped."""
 
     def __init__(
         self,
@@ -69,8 +69,11 @@ class ChaosMonkey:
         self._thread.join(timeout=240)
 
     def _run(self) -> None:
+        order: list[str] = []
         while not self._stop.wait(self._random.uniform(*self._gaps)):
-            victim = self._random.choice(self._victims)
+            if not order:  # every service dies once per round, in a random order
+                order = self._random.sample(self._victims, len(self._victims))
+            victim = order.pop()
             try:
                 self._supervisor.kill(victim)
                 self.log.kills.append(victim)

@@ -1,0 +1,79 @@
+"""Run the demo story as a user would and check what it leaves behind (shared by e2e and chaos)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from services.demo.story import ALICE, BOB, CAROL, DAVE, EVE, FINAL_BALANCES, NEW_VK_POSTS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_demo(tmp_path: Path, *extra: str, timeout_s: float = 900) -> dict[str, Any]:
+    """``python -m services.demo --exit-when-done``; fails with the demo's output if it fails."""
+    summary = tmp_path / "summary.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.demo",
+            "--exit-when-done",
+            "--summary",
+            str(summary),
+            *extra,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    output = done.stdout[-20_000:] + done.stderr[-5_000:]
+    assert done.returncode == 0, f"the demo failed:\n{output}"
+    print(output)
+    result: dict[str, Any] = json.loads(summary.read_text())
+    return result
+
+
+def expected_events(posts: dict[str, list[int]]) -> Counter[tuple[str, str, int | None]]:
+    """(event type, network:user, post id) for everything the story does after the baseline."""
+    vk = posts["vk"]
+    ok = posts["ok"]
+
+    def who(member: Any) -> str:
+        return f"{member.network}:{member.social_user_id}"
+
+    events: list[tuple[str, str, int | None]] = [
+        *(("ProfileLinked", who(m), None) for m in (ALICE, BOB, CAROL, DAVE)),
+        *(("GroupJoined", who(m), None) for m in (ALICE, BOB, EVE, CAROL)),
+        *(("PostLiked", who(ALICE), vk[n]) for n in range(NEW_VK_POSTS)),
+        ("PostLiked", who(BOB), vk[0]),
+        *(("PostLiked", who(EVE), vk[n]) for n in range(3)),
+        ("PostUnliked", who(BOB), vk[0]),
+        ("PostLiked", who(BOB), vk[0]),
+        ("PostReposted", who(BOB), vk[1]),
+        ("CommentPosted", who(CAROL), ok[0]),
+        ("RepostDeleted", who(BOB), vk[1]),
+        ("GroupLeft", who(BOB), None),
+    ]
+    return Counter(events)
+
+
+def check_story(result: dict[str, Any]) -> None:
+    assert result["balances"] == FINAL_BALANCES
+    seen = Counter(
+        (e["type"], f"{e['network']}:{e['social_user_id']}", e.get("post_id"))
+        for e in result["events"]
+    )
+    assert seen == expected_events(result["posts"])
+    ids = [e["event_id"] for e in result["events"]]
+    assert len(ids) == len(set(ids))
+    # One welcome push per linked member, delivered once each, whatever was retried.
+    delivered = Counter(str(m.get("member_id")) for m in result["messages"])
+    assert delivered == Counter({"alice": 1, "bob": 1, "carol": 1, "dave": 1})

@@ -1,0 +1,23 @@
+"""The story again while services are killed with -9 and the broker restarts once.
+
+The end state must equal the undisturbed run's: the same balances, the same
+events on the log (by type, user and post), each welcome message sent once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.story_check import check_story, run_demo
+
+
+@pytest.mark.chaos
+@pytest.mark.usefixtures("kafka_bootstrap", "database_url")
+def test_the_story_survives_kill_minus_nine_and_a_broker_restart(tmp_path: Path) -> None:
+    result = run_demo(tmp_path, "--chaos-seed", "20261125", "--step-timeout", "240")
+    check_story(result)
+    chaos = result["chaos"]
+    assert len(chaos["kills"]) >= 5, chaos
+    assert chaos["broker_restarts"] == 1, chaos
