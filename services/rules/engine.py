@@ -11,12 +11,12 @@ The rules it enforces (DESIGN.md section 3) are spelled out in
 object (profile, group, post, comment, repost) earns once per member and offer;
 an undo takes back exactly what its original earned, once; tiers and limits
 count in periods of the program's time zone; command ids are a hash of
-(offer, version, event, action) so a replay or redelivery can never credit twice.
+(offer, event, action index) -- not the offer version, so neither a replay
+nor a redelivery, even after the offer was edited, can credit twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +24,7 @@ from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
+from services.contracts.ids import command_id
 from services.rules.offers import (
     UNDO_OF,
     AccrueAction,
@@ -57,6 +58,7 @@ __all__ = [
     "evaluate_all",
     "object_key",
     "period_key",
+    "undo_action_index",
 ]
 
 NETWORKS = frozenset({"vk", "ok", "apple"})
@@ -132,7 +134,7 @@ class CommandKind(StrEnum):
 class CommandSpec:
     """One command for the actions service; fields not used by its kind stay ``None``.
 
-    ``command_id`` is unique per (offer, version, event, action): the ledger
+    ``command_id`` is unique per (offer, event, action index): the ledger
     and the notifier keep it unique, which is what makes redelivery harmless.
     ``points`` is always positive; the kind says whether it is credited or debited.
     """
@@ -157,15 +159,14 @@ class CommandSpec:
     mailing_enabled: bool | None = None
 
 
-def command_id(offer_id: str, offer_version: int, event_id: str, action: int | str) -> str:
-    """The deterministic id of one action of one offer version for one event.
+def undo_action_index(offer: Offer) -> int:
+    """The action index an undo's deduction is named by: the offer's accrue action.
 
-    ``action`` is the index in the offer's ``actions`` list, or ``"undo"`` for
-    the deduction an undo event causes. 128 bits of SHA-256: collisions are
-    not a practical concern, and the id fits a UUID-sized column.
+    An undo event never triggers a grant of the same offer (undo policies only
+    go with forward triggers), so ``(offer, undo event, this index)`` cannot
+    collide with a grant's command id.
     """
-    raw = "\x1f".join((offer_id, str(offer_version), event_id, str(action)))
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return next(i for i, a in enumerate(offer.actions) if isinstance(a, AccrueAction))
 
 
 class Outcome(StrEnum):
@@ -589,7 +590,7 @@ def _command(offer: Offer, event: RuleEvent, index: int, points: int) -> Command
             "mailing_enabled": action.enabled,
         }
     return CommandSpec(
-        command_id=command_id(offer.id, offer.version, event.event_id, index),
+        command_id=command_id(offer.id, event.event_id, index),
         member_id=event.member_id,
         offer_id=offer.id,
         offer_version=offer.version,
@@ -620,7 +621,7 @@ def _undo(offer: Offer, state: MemberState, event: RuleEvent, original: EventTyp
         commands = (
             CommandSpec(
                 kind=CommandKind.BONUS_DEDUCT,
-                command_id=command_id(offer.id, offer.version, event.event_id, "undo"),
+                command_id=command_id(offer.id, event.event_id, undo_action_index(offer)),
                 member_id=event.member_id,
                 offer_id=offer.id,
                 offer_version=offer.version,

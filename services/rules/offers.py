@@ -352,15 +352,29 @@ class Offer(_Model):
 
 
 class OfferError(ValueError):
-    """An offer that does not load: where it came from and every problem in it."""
+    """An offer that does not load: where it came from and every problem in it.
+
+    ``errors`` lists ``{"field": "limits.max_points", "message": ...}`` per
+    problem, so the HTTP API can answer 422 naming the offending field.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or [{"field": "(offer)", "message": message}]
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]) or "(offer)",
+            "message": error["msg"],
+        }
+        for error in exc.errors()
+    ]
 
 
 def _explain(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(offer)"
-        lines.append(f"  {where}: {error['msg']}")
-    return "\n".join(lines)
+    return "\n".join(f"  {e['field']}: {e['message']}" for e in _field_errors(exc))
 
 
 def parse_offer(data: Any, *, source: str = "<offer>") -> Offer:
@@ -370,7 +384,7 @@ def parse_offer(data: Any, *, source: str = "<offer>") -> Offer:
     try:
         return Offer.model_validate(data)
     except ValidationError as exc:
-        raise OfferError(f"{source}: invalid offer\n{_explain(exc)}") from exc
+        raise OfferError(f"{source}: invalid offer\n{_explain(exc)}", _field_errors(exc)) from exc
 
 
 def load_offer_text(text: str | bytes, *, source: str = "<offer>") -> Offer:

@@ -15,6 +15,7 @@ from services.rules.engine import (
     MemberState,
     RuleEvent,
     command_id,
+    undo_action_index,
     evaluate,
     evaluate_all,
 )
@@ -279,9 +280,9 @@ def test_command_ids_are_deterministic_unique_and_state_survives_json(
         o = offers[c.offer_id]
         if c.reverses is None:
             expected = {
-                command_id(o.id, o.version, c.source_event_id, i) for i in range(len(o.actions))
+                command_id(o.id, c.source_event_id, i) for i in range(len(o.actions))
             }
             assert c.command_id in expected
         else:
-            assert c.command_id == command_id(o.id, o.version, c.source_event_id, "undo")
+            assert c.command_id == command_id(o.id, c.source_event_id, undo_action_index(o))
             assert c.reverses in ids

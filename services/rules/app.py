@@ -1,0 +1,258 @@
+"""The rules worker: ``social.events`` in, commands out (Faust).
+
+Two agents, so member state is owned by exactly one worker:
+
+1. ``resolve_links`` consumes ``social.events`` (keyed ``network:social_user_id``,
+   read_committed). It keeps the ``links`` table (same key, so co-partitioned
+   with the events: a user's link and activity are in one partition, in
+   order), drops the activity of unlinked users (kept in the log, earns
+   nothing), and forwards each linked event, resolved to its member, to the
+   repartition topic ``<app id>.by-member`` keyed by ``member_id``.
+   Undecodable messages go to the dead-letter topic; the stream keeps going.
+2. ``evaluate_members`` consumes the repartition topic, keeps the ``members``
+   table (engine state plus the recently processed events and their commands),
+   calls the pure ``process`` for every active offer and sends the commands to
+   ``loyalty.commands.*`` keyed by ``member_id``.
+
+Crash consistency (docs/replay.md): table changelog writes, command sends and
+the source offset commit are not one atomic step. Faust flushes its producer
+(acks=all) before it commits offsets, so nothing is committed before what it
+caused is acknowledged; a redelivered event is then recognised by the member
+record and re-emits the commands it produced the first time (same ids).
+
+Offers come from PostgreSQL and are reloaded, without a restart, whenever the
+store's signature changes (checked every ``RULES_RELOAD_INTERVAL_S``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.contracts.codec import Codec, DecodeError, make_codec
+from services.contracts.models import EVENT_TYPES, DeadLetter, DomainEvent
+from services.contracts.topics import DEADLETTER, EVENTS
+from services.rules.offers import Offer
+from services.rules.processing import (
+    COMMAND_TOPIC,
+    Link,
+    MemberRecord,
+    command_topic,
+    decode_rule_event,
+    encode_rule_event,
+    link_key,
+    process,
+    resolve,
+)
+from services.rules.settings import RulesSettings
+from services.rules.store import OfferStore
+
+log = logging.getLogger(__name__)
+
+EVENTS_EVALUATED = Counter(
+    "rules_events_evaluated_total", "Resolved member events run through the offers."
+)
+EVENTS_REDELIVERED = Counter(
+    "rules_events_redelivered_total", "Events seen again; their recorded commands re-sent."
+)
+EVENTS_UNLINKED = Counter(
+    "rules_events_unlinked_total", "Events of social users with no linked member (no earning)."
+)
+EVENTS_DEAD = Counter("rules_events_deadlettered_total", "Undecodable events sent to dead letter.")
+COMMANDS_EMITTED = Counter(
+    "rules_commands_emitted_total", "Commands sent, by contract type.", ["type"]
+)
+EVALUATION_SECONDS = Histogram(
+    "rules_evaluation_seconds",
+    "Time to evaluate one event against every active offer.",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)
+OFFERS_ACTIVE = Gauge("rules_offers_active", "Active offers the worker evaluates.")
+
+
+class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust reads read_uncommitted unless it runs its own transactions; social.events
+    is written in transactions (a collector run lands whole), so read only committed."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start()
+        return consumer
+
+
+class _ReadCommittedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _ReadCommittedTransport(faust_aiokafka.Transport):
+    Consumer = _ReadCommittedConsumer
+
+
+class _App(faust.App):
+    def _new_transport(self) -> Any:
+        return _ReadCommittedTransport(self.conf.broker_consumer, self)
+
+
+class OfferSet:
+    """The active offers as last loaded, and the store signature they match."""
+
+    def __init__(self, store: OfferStore) -> None:
+        self.store = store
+        self.offers: list[Offer] = []
+        self.signature: tuple[int, str] | None = None
+
+    def load(self) -> bool:
+        """Reload when the store changed; True when it did."""
+        signature = self.store.signature()
+        if signature == self.signature:
+            return False
+        offers = self.store.active_offers()
+        self.offers, self.signature = offers, signature
+        OFFERS_ACTIVE.set(len(offers))
+        log.info("offers loaded: %s", ", ".join(f"{o.id}@v{o.version}" for o in offers) or "-")
+        return True
+
+
+def _broker_credentials(settings: RulesSettings) -> Any:
+    kafka = settings.kafka
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    if kafka.sasl_mechanism and kafka.security_protocol == "SASL_PLAINTEXT":
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
+            mechanism=kafka.sasl_mechanism,
+        )
+    raise ValueError(
+        f"the rules worker supports PLAINTEXT and SASL_PLAINTEXT, not {kafka.security_protocol}"
+    )
+
+
+def create_app(  # noqa: PLR0915  (the agents are closures over their topics and tables)
+    settings: RulesSettings, *, codec: Codec | None = None
+) -> faust.App:
+    """The Faust app, its agents, tables and the offer reload timer.
+
+    Offers are loaded (and the store migrated) here, before any event is read,
+    so the first events are never evaluated against an empty offer list.
+    """
+    codec = codec or make_codec(settings.kafka)
+    topics = settings.topics
+    store = OfferStore(settings.database, settings.db_schema)
+    store.migrate()
+    offer_set = OfferSet(store)
+    offer_set.load()
+    tz = settings.tz
+
+    app = _App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka.bootstrap_servers.split(",")],
+        broker_credentials=_broker_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=topics.partitions,
+        topic_replication_factor=topics.replication_factor,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+    )
+
+    events_name = topics.name(EVENTS)
+    events_topic = app.topic(events_name, key_type=bytes, value_type=bytes)
+    by_member = app.topic(
+        topics.name(f"{settings.app_id}.by-member"),
+        key_type=bytes,
+        value_type=bytes,
+        partitions=topics.partitions,
+        internal=True,
+    )
+    command_topics = {
+        base: app.topic(topics.name(base), key_type=bytes, value_type=bytes)
+        for base in set(COMMAND_TOPIC.values())
+    }
+    deadletter_name = topics.name(DEADLETTER)
+    deadletter = app.topic(deadletter_name, key_type=bytes, value_type=bytes)
+    links = app.Table("links", default=None, partitions=topics.partitions)
+    members = app.Table("members", default=None, partitions=topics.partitions)
+    expected = tuple(EVENT_TYPES.values())
+
+    @app.agent(events_topic)
+    async def resolve_links(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                record = cast(DomainEvent, codec.decode(event.value, events_name, expected))
+            except DecodeError as exc:
+                EVENTS_DEAD.inc()
+                letter = DeadLetter.for_error(
+                    exc,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=event.key,
+                    value=event.value,
+                    consumer_group=settings.app_id,
+                )
+                await deadletter.send(key=event.key, value=codec.encode(letter, deadletter_name))
+                continue
+            key = link_key(record).encode()
+            link = Link.from_json(links.get(key))
+            new_link, rule_event = resolve(link, record)
+            if new_link != link:
+                if new_link is None:
+                    del links[key]
+                else:
+                    links[key] = new_link.to_json()
+            if rule_event is None:
+                EVENTS_UNLINKED.inc()
+                continue
+            await by_member.send(
+                key=rule_event.member_id.encode(), value=encode_rule_event(rule_event)
+            )
+
+    @app.agent(by_member)
+    async def evaluate_members(stream: Any) -> None:
+        async for event in stream.events():
+            rule_event = decode_rule_event(event.value)
+            key = rule_event.member_id.encode()
+            started = time.perf_counter()
+            result = process(
+                offer_set.offers,
+                MemberRecord.from_json(members.get(key)),
+                rule_event,
+                tz=tz,
+                issued_at=datetime.now(UTC),
+                recent_limit=settings.recent_events,
+            )
+            EVALUATION_SECONDS.observe(time.perf_counter() - started)
+            if result.redelivered:
+                EVENTS_REDELIVERED.inc()
+            else:
+                EVENTS_EVALUATED.inc()
+                members[key] = result.record.to_json()
+            for command in result.commands:
+                base = command_topic(command)
+                await command_topics[base].send(
+                    key=key, value=codec.encode(command, topics.name(base))
+                )
+                COMMANDS_EMITTED.labels(type=type(command).__name__).inc()
+
+    @app.timer(interval=settings.reload_interval_s)  # type: ignore[untyped-decorator]
+    async def reload_offers() -> None:
+        try:
+            await asyncio.to_thread(offer_set.load)
+        except Exception:  # PG away: keep evaluating with the offers we have
+            log.exception("offer reload failed; keeping %d offers", len(offer_set.offers))
+
+    app.rules_offer_set = offer_set  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,281 @@
+"""From contract events to contract commands, around the pure engine.
+
+Still pure (no Kafka, Faust or SQL): the Faust agents and replay call these
+functions and only decode, call and send. Three jobs live here:
+
+* **links**: which member a social user is (``resolve``), so only linked
+  users' activity reaches the engine, with the time of the link;
+* **the wire form of a resolved event** on the member-keyed repartition topic
+  (``encode_rule_event`` / ``decode_rule_event``);
+* **idempotent processing** (``process``): a member's state carries a bounded
+  record of the events it recently processed and the exact commands they
+  produced. A redelivered event re-emits those commands (same ids, same
+  ``issued_at``) instead of being evaluated again, which would emit nothing
+  and lose a credit whose send did not survive a crash. See docs/replay.md,
+  "Crash consistency".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from services.contracts import models as m
+from services.contracts.topics import (
+    COMMANDS_BONUS,
+    COMMANDS_COUNTER,
+    COMMANDS_MAILING,
+    COMMANDS_NOTIFY,
+)
+from services.rules.engine import (
+    CommandKind,
+    CommandSpec,
+    EventType,
+    MemberState,
+    RuleEvent,
+    StateFormatError,
+    evaluate_all,
+)
+from services.rules.offers import Offer
+
+RECENT_EVENTS = 256
+"""Processed events remembered per member. A redelivery comes from the last
+uncommitted batch of one partition (a few hundred messages at most across all
+members), so the 256 most recent events *of one member* cover it with a wide margin."""
+
+EVENT_TYPE_OF: Mapping[type[m.ContractModel], EventType] = {
+    m.ProfileLinked: EventType.PROFILE_LINKED,
+    m.ProfileUnlinked: EventType.PROFILE_UNLINKED,
+    m.GroupJoined: EventType.GROUP_JOINED,
+    m.GroupLeft: EventType.GROUP_LEFT,
+    m.PostLiked: EventType.POST_LIKED,
+    m.PostUnliked: EventType.POST_UNLIKED,
+    m.CommentPosted: EventType.COMMENT_POSTED,
+    m.CommentDeleted: EventType.COMMENT_DELETED,
+    m.PostReposted: EventType.POST_REPOSTED,
+    m.RepostDeleted: EventType.REPOST_DELETED,
+}
+
+COMMAND_TOPIC: Mapping[type[m.ContractModel], str] = {
+    m.BonusAccrue: COMMANDS_BONUS,
+    m.BonusDeduct: COMMANDS_BONUS,
+    m.SendMessage: COMMANDS_NOTIFY,
+    m.MailingSet: COMMANDS_MAILING,
+    m.CounterIncrement: COMMANDS_COUNTER,
+}
+"""Catalog (unprefixed) topic of each command type; ``TopicSettings.name`` prefixes it."""
+
+
+# ---------------------------------------------------------------------- links
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Who a social user is in the loyalty program, and since when."""
+
+    member_id: str
+    linked_at: datetime
+    registration: bool = False
+
+    def to_json(self) -> bytes:
+        return json.dumps([self.member_id, self.linked_at.isoformat(), self.registration]).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | None) -> Link | None:
+        if not data:
+            return None
+        member_id, linked_at, registration = json.loads(data)
+        return cls(str(member_id), datetime.fromisoformat(linked_at), bool(registration))
+
+
+def link_key(event: m.DomainEvent) -> str:
+    """``network:social_user_id``: the key of ``social.events`` and of the links table."""
+    return event.key().to_bytes().decode()
+
+
+def resolve(link: Link | None, event: m.DomainEvent) -> tuple[Link | None, RuleEvent | None]:
+    """The user's link after ``event`` and the event as the engine sees it.
+
+    ``None`` for the event means it earns nothing: the social user is not
+    linked (an unlink of an unknown link included). A link event is resolved
+    before it changes the link, so an unlink still carries the link it ends.
+    """
+    if isinstance(event, m.ProfileLinked):
+        new = Link(event.member_id, event.snapshot_at, event.registration)
+        return new, to_rule_event(event, new)
+    if isinstance(event, m.ProfileUnlinked):
+        return None, (to_rule_event(event, link) if link is not None else None)
+    return link, (to_rule_event(event, link) if link is not None else None)
+
+
+def to_rule_event(event: m.DomainEvent, link: Link) -> RuleEvent:
+    """The engine's view of a contract event of a linked user (``occurred_at``: snapshot time)."""
+    group_id = getattr(event, "group_id", None)
+    post_id = getattr(event, "post_id", None)
+    return RuleEvent(
+        event_id=event.event_id,
+        type=EVENT_TYPE_OF[type(event)],
+        network=event.network.value,
+        social_user_id=event.social_user_id,
+        member_id=link.member_id,
+        occurred_at=event.snapshot_at,
+        group_id=None if group_id is None else str(group_id),
+        post_id=None if post_id is None else str(post_id),
+        comment_id=getattr(event, "comment_id", None),
+        registration=bool(getattr(event, "registration", False)),
+        linked_at=link.linked_at,
+    )
+
+
+def encode_rule_event(event: RuleEvent) -> bytes:
+    """The repartition topic's value: a resolved event as compact JSON (internal topic)."""
+    doc: dict[str, Any] = {
+        "event_id": event.event_id,
+        "type": event.type.value,
+        "network": event.network,
+        "social_user_id": event.social_user_id,
+        "member_id": event.member_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "group_id": event.group_id,
+        "post_id": event.post_id,
+        "comment_id": event.comment_id,
+        "registration": event.registration,
+        "linked_at": event.linked_at.isoformat() if event.linked_at else None,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_rule_event(data: bytes) -> RuleEvent:
+    """Read ``encode_rule_event`` output; raises ``ValueError`` on anything else."""
+    doc = json.loads(data)
+    linked_at = doc.pop("linked_at")
+    occurred_at = doc.pop("occurred_at")
+    return RuleEvent(
+        **doc,
+        occurred_at=datetime.fromisoformat(occurred_at),
+        linked_at=datetime.fromisoformat(linked_at) if linked_at else None,
+    )
+
+
+# ------------------------------------------------------------------- commands
+
+
+def to_command(spec: CommandSpec, *, issued_at: datetime, replay: bool = False) -> m.Command:
+    """The contract record for an engine command."""
+    common: dict[str, Any] = {
+        "command_id": spec.command_id,
+        "member_id": spec.member_id,
+        "offer_id": spec.offer_id,
+        "source_event_id": spec.source_event_id,
+        "replay": replay,
+        "issued_at": issued_at,
+    }
+    if spec.kind in {CommandKind.BONUS_ACCRUE, CommandKind.BONUS_DEDUCT}:
+        model = m.BonusAccrue if spec.kind is CommandKind.BONUS_ACCRUE else m.BonusDeduct
+        return model(
+            **common, points=spec.points or 0, reason=spec.reason or "", reverses=spec.reverses
+        )
+    if spec.kind is CommandKind.SEND_MESSAGE:
+        return m.SendMessage(
+            **common,
+            channel=m.Channel(spec.channel or ""),
+            template_id=spec.template_id or "",
+            params=dict(spec.params),
+            marketing=spec.marketing,
+        )
+    if spec.kind is CommandKind.COUNTER_INCREMENT:
+        return m.CounterIncrement(**common, name=spec.counter_name or "", by=spec.counter_by or 1)
+    return m.MailingSet(
+        **common, channel=m.Channel(spec.mailing_channel or ""), enabled=bool(spec.mailing_enabled)
+    )
+
+
+def command_topic(command: m.Command) -> str:
+    """The catalog topic a command goes to."""
+    return COMMAND_TOPIC[type(command)]
+
+
+def _command_doc(command: m.Command) -> list[Any]:
+    return [command.avro_name, command.model_dump(mode="json")]
+
+
+def _command_from_doc(doc: Sequence[Any]) -> m.Command:
+    name, fields = doc
+    model = m.COMMAND_TYPES[name]
+    return model.model_validate(fields)
+
+
+# --------------------------------------------------------------- member record
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """What the member-state table holds: the engine state and recent processing.
+
+    ``recent`` is ``(event_id, commands)`` oldest first, at most ``RECENT_EVENTS``.
+    """
+
+    state: MemberState = field(default_factory=MemberState)
+    recent: tuple[tuple[str, tuple[m.Command, ...]], ...] = ()
+
+    def to_json(self) -> bytes:
+        doc = {
+            "state": json.loads(self.state.to_json()),
+            "recent": [[eid, [_command_doc(c) for c in cmds]] for eid, cmds in self.recent],
+        }
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | None) -> MemberRecord:
+        if not data:
+            return cls()
+        try:
+            doc = json.loads(data)
+            state = MemberState.from_json(json.dumps(doc["state"]))
+            recent = tuple(
+                (str(eid), tuple(_command_from_doc(c) for c in cmds)) for eid, cmds in doc["recent"]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateFormatError(f"member record is malformed: {exc!r}") from exc
+        return cls(state, recent)
+
+    def commands_for(self, event_id: str) -> tuple[m.Command, ...] | None:
+        for eid, commands in reversed(self.recent):
+            if eid == event_id:
+                return commands
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """The new record, the commands to send, and whether they are a re-emission."""
+
+    record: MemberRecord
+    commands: tuple[m.Command, ...]
+    redelivered: bool
+
+
+def process(
+    offers: Iterable[Offer],
+    record: MemberRecord,
+    event: RuleEvent,
+    *,
+    tz: tzinfo,
+    issued_at: datetime,
+    recent_limit: int = RECENT_EVENTS,
+) -> Processed:
+    """Apply every active offer to one event of one member, idempotently.
+
+    An event already in ``record.recent`` returns the commands it produced the
+    first time and leaves the record as it is.
+    """
+    earlier = record.commands_for(event.event_id)
+    if earlier is not None:
+        return Processed(record, earlier, redelivered=True)
+    result = evaluate_all(offers, record.state, event, tz=tz)
+    commands = tuple(to_command(spec, issued_at=issued_at) for spec in result.commands)
+    recent = (*record.recent, (event.event_id, commands))[-recent_limit:]
+    return Processed(MemberRecord(result.state, recent), commands, redelivered=False)
