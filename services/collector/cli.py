@@ -1,0 +1,270 @@
+"""``python -m services.collector``: the scheduler, one-off runs, run history, the link API.
+
+Also mounted as ``social-loyalty collector ...``. Settings come from the
+environment (``COLLECTOR_*``, ``KAFKA_*``, ``DATABASE_URL``, ``TOPIC_PREFIX``);
+groups from a YAML file (``--groups`` or ``COLLECTOR_GROUPS_FILE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.collector.groups import GroupsFile, GroupsFileError, load_groups
+from services.collector.settings import CollectorSettings
+
+collector_app = typer.Typer(
+    name="collector",
+    help="Collect VK/OK groups into social.snapshots (one Kafka transaction per run) "
+    "and serve the link API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+GroupsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--groups",
+        help="YAML file of groups (see deploy/groups.example.yaml); "
+        "default: COLLECTOR_GROUPS_FILE.",
+    ),
+]
+
+
+def _settings() -> CollectorSettings:
+    try:
+        return CollectorSettings()
+    except Exception as exc:
+        typer.echo(f"error: bad collector settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _groups(settings: CollectorSettings, path: Path | None) -> GroupsFile:
+    path = path or settings.groups_file
+    if path is None:
+        typer.echo("error: give --groups FILE or set COLLECTOR_GROUPS_FILE", err=True)
+        raise typer.Exit(2)
+    try:
+        return load_groups(path)
+    except GroupsFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _prepare(settings: CollectorSettings) -> Any:
+    from services.collector.publish import SnapshotPublisher
+    from services.collector.run import Collector
+    from services.collector.store import connect, migrate
+    from services.contracts.codec import make_codec
+    from services.contracts.topics import SNAPSHOTS
+
+    conn = await connect(settings.database)
+    try:
+        await migrate(conn, settings.db_schema)
+    finally:
+        await conn.close()
+    publisher = SnapshotPublisher(
+        settings.kafka,
+        make_codec(settings.kafka),
+        settings.topics.name(SNAPSHOTS),
+        transactional_id_prefix=settings.transactional_id_prefix,
+        max_message_bytes=settings.max_message_bytes,
+        transaction_timeout_s=settings.transaction_timeout_s,
+    )
+    return Collector(settings, publisher)
+
+
+@collector_app.command()
+def run(groups: GroupsOption = None) -> None:
+    """Run every group at its interval and serve the link API until SIGTERM/SIGINT."""
+    _logging()
+    settings = _settings()
+    config = _groups(settings, groups)
+
+    async def main() -> None:
+        from services.collector.app import create_link_app
+        from services.collector.scheduler import Scheduler
+        from services.runtime.http import start
+
+        collector = await _prepare(settings)
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        runner = await start(create_link_app(settings), settings.http_host, settings.http_port)
+        logging.getLogger(__name__).info(
+            "collecting %d groups; link API on %s:%d",
+            len(config.groups),
+            settings.http_host,
+            settings.http_port,
+        )
+        try:
+            scheduler = Scheduler(
+                collector.run_group, config.groups, max_concurrent=settings.max_concurrent_runs
+            )
+            await scheduler.run(stop, grace_s=settings.shutdown_grace_s)
+        finally:
+            await runner.cleanup()
+            collector.publisher.close()
+
+    asyncio.run(main())
+
+
+@collector_app.command()
+def collect(
+    group: Annotated[str, typer.Argument(help="NETWORK:GROUP_ID, e.g. vk:1001")],
+    groups: GroupsOption = None,
+) -> None:
+    """Collect one group now, publish the run, and print a summary (exit 1 unless it succeeded)."""
+    _logging()
+    settings = _settings()
+    config = _groups(settings, groups)
+    try:
+        target = config.find(group)
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def main() -> Any:
+        from services.collector.store import GroupBusyError
+
+        collector = await _prepare(settings)
+        try:
+            return await collector.run_group(target)
+        except GroupBusyError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        finally:
+            collector.publisher.close()
+
+    summary = asyncio.run(main())
+    console = Console()
+    table = Table(title=f"run {summary.run_id}", show_header=False)
+    for name, value in (
+        ("group", summary.group),
+        ("status", summary.status),
+        ("baseline", "yes" if summary.baseline else "no"),
+        ("members", summary.members),
+        ("posts", summary.posts),
+        ("skipped objects", summary.skipped),
+        ("messages published", summary.messages),
+        ("API requests", summary.api_requests),
+        ("objects read", summary.objects_read),
+        ("errors by code", dict(summary.errors_by_code) or "-"),
+        ("duration", f"{summary.duration_s:.2f}s"),
+        ("reason", summary.reason or "-"),
+    ):
+        table.add_row(name, str(value))
+    console.print(table)
+    if summary.status != "succeeded":
+        raise typer.Exit(1)
+
+
+@collector_app.command()
+def runs(
+    limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
+    group: Annotated[str | None, typer.Option(help="Only this NETWORK:GROUP_ID.")] = None,
+) -> None:
+    """Show the recent run history (from PostgreSQL)."""
+    settings = _settings()
+    network: str | None = None
+    group_id: int | None = None
+    if group:
+        try:
+            network, raw_id = group.split(":", 1)
+            group_id = int(raw_id)
+        except ValueError as exc:
+            typer.echo("error: --group takes NETWORK:GROUP_ID, e.g. vk:1001", err=True)
+            raise typer.Exit(2) from exc
+
+    async def main() -> list[dict[str, Any]]:
+        from services.collector.store import RunStore, connect, migrate
+
+        conn = await connect(settings.database)
+        try:
+            await migrate(conn, settings.db_schema)
+            return await RunStore(conn, settings.db_schema).recent(limit, network, group_id)
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(main())
+    table = Table(title=f"collector runs ({settings.db_schema})")
+    for column in (
+        "run",
+        "group",
+        "started",
+        "took",
+        "status",
+        "members",
+        "msgs",
+        "API req",
+        "errors",
+        "skipped",
+        "reason",
+    ):
+        table.add_column(column)
+    for row in rows:
+        took = (
+            f"{(row['ended_at'] - row['started_at']).total_seconds():.1f}s"
+            if row["ended_at"]
+            else "-"
+        )
+        table.add_row(
+            row["run_id"],
+            f"{row['network']}:{row['group_id']}",
+            row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            took,
+            row["status"],
+            str(row["members"] if row["members"] is not None else "-"),
+            str(row["messages_published"]),
+            str(row["api_requests"]),
+            ",".join(f"{k}x{v}" for k, v in row["errors_by_code"].items()) or "-",
+            str(len(row["skipped"])),
+            (row["reason"] or "")[:80],
+        )
+    Console().print(table)
+
+
+@collector_app.command("link-api")
+def link_api() -> None:
+    """Serve only the link API (and /healthz /readyz /metrics) until SIGTERM/SIGINT."""
+    _logging()
+    settings = _settings()
+
+    async def main() -> None:
+        from services.collector.app import create_link_app
+        from services.runtime.http import start
+
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        runner = await start(create_link_app(settings), settings.http_host, settings.http_port)
+        logging.getLogger(__name__).info(
+            "link API on %s:%d", settings.http_host, settings.http_port
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    collector_app()

@@ -1,0 +1,289 @@
+"""Profile links: the store (PostgreSQL) and the event publisher behind the link API.
+
+A link is written to PostgreSQL first, with its event id and ``published=false``,
+then its ``ProfileLinked`` is produced and, once the broker acknowledges it,
+marked published. The event's time (and so its deterministic ``event_id``) is the
+stored ``linked_at``, so when the produce fails the Personal Account's retry of the
+same request re-sends the very same event, and downstream drops a duplicate by id;
+pending events are also re-sent when the API starts. An unlink works the same
+way with ``unlinked_at``. The partial unique index on active links is what makes a
+profile belong to at most one member, even under concurrent requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+from confluent_kafka import KafkaError, Message
+from psycopg import sql
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.contracts.codec import Codec
+from services.contracts.models import Network, ProfileLinked, ProfileUnlinked
+from services.runtime import kafka
+from services.runtime.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+NUMERIC_ID = r"^[1-9][0-9]{0,18}$"
+APPLE_ID = r"^[A-Za-z0-9._-]{1,255}$"
+
+
+class LinkRequest(BaseModel):
+    """Body of ``POST /v1/links``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    member_id: str = Field(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+    network: Network
+    social_user_id: str = Field(min_length=1, max_length=255)
+    registration: bool = False
+
+    @model_validator(mode="after")
+    def _id_fits_network(self) -> LinkRequest:
+        check_social_user_id(self.network, self.social_user_id)
+        return self
+
+
+def check_social_user_id(network: Network, social_user_id: str) -> None:
+    pattern = APPLE_ID if network is Network.APPLE else NUMERIC_ID
+    if not re.match(pattern, social_user_id):
+        kind = "an Apple user identifier" if network is Network.APPLE else "a positive integer"
+        raise ValueError(f"social_user_id for {network.value} must be {kind}")
+
+
+@dataclass(frozen=True)
+class Link:
+    id: int
+    member_id: str
+    network: Network
+    social_user_id: str
+    registration: bool
+    linked_at: datetime
+    link_event_id: str
+    link_published: bool
+    unlinked_at: datetime | None
+    unlink_event_id: str | None
+    unlink_published: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Link:
+        return cls(**{**row, "network": Network(row["network"])})
+
+    def linked_event(self) -> ProfileLinked:
+        return ProfileLinked.build(
+            network=self.network,
+            social_user_id=self.social_user_id,
+            member_id=self.member_id,
+            registration=self.registration,
+            observed_at=self.linked_at,
+            snapshot_at=self.linked_at,
+        )
+
+    def unlinked_event(self) -> ProfileUnlinked:
+        assert self.unlinked_at is not None
+        return ProfileUnlinked.build(
+            network=self.network,
+            social_user_id=self.social_user_id,
+            member_id=self.member_id,
+            registration=self.registration,
+            observed_at=self.unlinked_at,
+            snapshot_at=self.unlinked_at,
+        )
+
+    def public(self) -> dict[str, object]:
+        return {
+            "member_id": self.member_id,
+            "network": self.network.value,
+            "social_user_id": self.social_user_id,
+            "registration": self.registration,
+            "linked_at": self.linked_at.isoformat(),
+        }
+
+
+LinkOutcome = Literal["created", "existing", "conflict"]
+
+
+class LinkStore:
+    """Links in ``<schema>.links``; every method is one short transaction."""
+
+    def __init__(self, schema: str) -> None:
+        self._links = sql.SQL("{}.links").format(sql.Identifier(schema))
+
+    async def link(
+        self, conn: psycopg.AsyncConnection[Any], request: LinkRequest, now: datetime
+    ) -> tuple[LinkOutcome, Link]:
+        event_id = ProfileLinked.build(
+            network=request.network,
+            social_user_id=request.social_user_id,
+            member_id=request.member_id,
+            registration=request.registration,
+            observed_at=now,
+            snapshot_at=now,
+        ).event_id
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (member_id, network, social_user_id, registration, linked_at, "
+                    "link_event_id) VALUES (%s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (network, social_user_id) WHERE unlinked_at IS NULL DO NOTHING "
+                    "RETURNING *"
+                ).format(self._links),
+                (
+                    request.member_id,
+                    request.network.value,
+                    request.social_user_id,
+                    request.registration,
+                    now,
+                    event_id,
+                ),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                return "created", Link.from_row(row)
+            await cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {} WHERE network = %s AND social_user_id = %s "
+                    "AND unlinked_at IS NULL"
+                ).format(self._links),
+                (request.network.value, request.social_user_id),
+            )
+            existing = await cur.fetchone()
+        if existing is None:  # unlinked between the two statements: try once more
+            return await self.link(conn, request, now)
+        link = Link.from_row(existing)
+        return ("existing" if link.member_id == request.member_id else "conflict"), link
+
+    async def unlink(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        network: Network,
+        social_user_id: str,
+        now: datetime,
+    ) -> Link | None:
+        """The link just ended, or the last ended one whose event is still unsent; else None."""
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {} WHERE network = %s AND social_user_id = %s "
+                    "AND unlinked_at IS NULL FOR UPDATE"
+                ).format(self._links),
+                (network.value, social_user_id),
+            )
+            active = await cur.fetchone()
+            if active is not None:
+                ended = Link.from_row({**active, "unlinked_at": now})
+                await cur.execute(
+                    sql.SQL(
+                        "UPDATE {} SET unlinked_at = %s, unlink_event_id = %s WHERE id = %s "
+                        "RETURNING *"
+                    ).format(self._links),
+                    (now, ended.unlinked_event().event_id, active["id"]),
+                )
+                row = await cur.fetchone()
+                return None if row is None else Link.from_row(row)
+            await cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {} WHERE network = %s AND social_user_id = %s "
+                    "AND unlinked_at IS NOT NULL AND NOT unlink_published "
+                    "ORDER BY unlinked_at DESC LIMIT 1"
+                ).format(self._links),
+                (network.value, social_user_id),
+            )
+            pending = await cur.fetchone()
+        return None if pending is None else Link.from_row(pending)
+
+    async def mark_published(
+        self, conn: psycopg.AsyncConnection[Any], link_id: int, which: Literal["link", "unlink"]
+    ) -> None:
+        column = sql.Identifier(f"{which}_published")
+        await conn.execute(
+            sql.SQL("UPDATE {} SET {} = true WHERE id = %s").format(self._links, column),
+            (link_id,),
+        )
+
+    async def of_member(self, conn: psycopg.AsyncConnection[Any], member_id: str) -> list[Link]:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {} WHERE member_id = %s AND unlinked_at IS NULL "
+                    "ORDER BY linked_at, id"
+                ).format(self._links),
+                (member_id,),
+            )
+            return [Link.from_row(row) for row in await cur.fetchall()]
+
+    async def pending(self, conn: psycopg.AsyncConnection[Any]) -> list[Link]:
+        """Links or unlinks whose event the broker never acknowledged, oldest first."""
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {} WHERE NOT link_published "
+                    "OR (unlinked_at IS NOT NULL AND NOT unlink_published) ORDER BY linked_at, id"
+                ).format(self._links)
+            )
+            return [Link.from_row(row) for row in await cur.fetchall()]
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge an event in time, or refused it."""
+
+
+class EventSender:
+    """An idempotent producer whose sends can be awaited until the broker's ack."""
+
+    def __init__(self, settings: KafkaSettings, codec: Codec, topic: str) -> None:
+        self._producer = kafka.producer(settings, "collector.link-api")
+        self._codec = codec
+        self.topic = topic
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="link-api-producer", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    async def send(self, event: ProfileLinked | ProfileUnlinked, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[None] = loop.create_future()
+
+        def settle(err: KafkaError | None) -> None:
+            if acked.done():
+                return
+            if err is None:
+                acked.set_result(None)
+            else:
+                acked.set_exception(DeliveryError(f"the broker refused the event: {err.str()}"))
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            loop.call_soon_threadsafe(settle, err)
+
+        self._producer.produce(
+            self.topic,
+            key=event.key().to_bytes(),
+            value=self._codec.encode(event, self.topic),
+            on_delivery=delivered,
+        )
+        try:
+            await asyncio.wait_for(acked, timeout_s)
+        except TimeoutError as exc:
+            raise DeliveryError(f"no acknowledgement from the broker within {timeout_s}s") from exc
+
+    def close(self) -> None:
+        self._stop.set()
+        self._poller.join(timeout=5)
+        self._producer.flush(10)
+
+
+def utc_now_millis() -> datetime:
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)

@@ -1,0 +1,83 @@
+"""The collector's one settings class (env prefix ``COLLECTOR_``).
+
+Groups are not settings: they live in a YAML file (``groups.py``) because there
+are many of them and each has its own credentials, interval and window. Secrets
+are never in that file either; it names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.contracts.topics import TopicSettings
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+
+SNAPSHOT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+"""``max.message.bytes`` of ``social.snapshots`` in the topic catalog (topics.py)."""
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class CollectorSettings(BaseSettings):
+    """Where the collector keeps its run history and links, and how it publishes.
+
+    ``COLLECTOR_KAFKA__BOOTSTRAP_SERVERS`` points the collector alone at another
+    cluster; plain ``KAFKA_*``, ``DATABASE_URL`` and ``TOPIC_PREFIX`` configure it
+    like every other service.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="COLLECTOR_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    db_schema: str = Field(
+        default="collector", description="PostgreSQL schema for run history and links."
+    )
+    groups_file: Path | None = Field(
+        default=None, description="YAML file of the groups to collect (see groups.example.yaml)."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Link API and health endpoints.")
+    http_port: int = Field(default=8082, ge=0, le=65535)
+    link_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC secret shared with the Personal Account; when set, every /v1 "
+        "request must carry a valid X-Signature header (see docs/collector.md).",
+    )
+    link_signature_max_age_s: int = Field(
+        default=300, ge=1, description="How old a signed request's X-Timestamp may be."
+    )
+    link_ack_timeout_s: float = Field(
+        default=15.0, gt=0, description="How long the link API waits for the broker's ack."
+    )
+    max_message_bytes: int = Field(
+        default=SNAPSHOT_MAX_MESSAGE_BYTES,
+        ge=1024,
+        description="A run fails rather than produce a snapshot larger than this; keep it at "
+        "the topic's max.message.bytes.",
+    )
+    max_concurrent_runs: int = Field(
+        default=4, ge=1, description="Groups collected at the same time by one process."
+    )
+    transactional_id_prefix: str = Field(
+        default="social-loyalty.collector",
+        description="transactional.id = <prefix>.<topic prefix><network>.<group_id>: stable "
+        "per group, so a restarted collector fences its zombie.",
+    )
+    transaction_timeout_s: float = Field(default=60.0, gt=0)
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="How long a SIGTERM waits for running runs to finish."
+    )
+
+    @field_validator("db_schema")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be a lower-case SQL identifier (letters, digits, _)")
+        return value

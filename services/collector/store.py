@@ -1,0 +1,253 @@
+"""PostgreSQL: run history, the per-group run lock, and profile links.
+
+Everything lives in the collector's own schema (``COLLECTOR_DB_SCHEMA``), created
+idempotently at start. The run lock is a session-level advisory lock held on a
+connection of its own for the whole run, so two processes (or two scheduler
+ticks) can never collect one group at once, and a crashed process releases it
+when its connection dies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from services.runtime.db import DatabaseUnavailableError
+from services.runtime.settings import DatabaseSettings
+
+RunStatus = Literal["running", "succeeded", "failed", "aborted"]
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.runs (
+    run_id             text PRIMARY KEY,
+    network            text NOT NULL,
+    group_id           bigint NOT NULL,
+    started_at         timestamptz NOT NULL,
+    snapshot_at        timestamptz NOT NULL,
+    baseline_at        timestamptz NOT NULL,
+    ended_at           timestamptz,
+    status             text NOT NULL
+                       CHECK (status IN ('running', 'succeeded', 'failed', 'aborted')),
+    bucket_count       integer NOT NULL,
+    members            bigint,
+    api_requests       integer NOT NULL DEFAULT 0,
+    api_calls          integer NOT NULL DEFAULT 0,
+    objects_read       bigint NOT NULL DEFAULT 0,
+    errors_by_code     jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+    skipped            jsonb NOT NULL DEFAULT '[]'::jsonb,
+    messages_published integer NOT NULL DEFAULT 0,
+    reason             text
+);
+CREATE INDEX IF NOT EXISTS runs_by_group ON {schema}.runs (network, group_id, started_at DESC);
+CREATE INDEX IF NOT EXISTS runs_by_start ON {schema}.runs (started_at DESC);
+CREATE TABLE IF NOT EXISTS {schema}.links (
+    id               bigserial PRIMARY KEY,
+    member_id        text NOT NULL,
+    network          text NOT NULL,
+    social_user_id   text NOT NULL,
+    registration     boolean NOT NULL,
+    linked_at        timestamptz NOT NULL,
+    link_event_id    text NOT NULL,
+    link_published   boolean NOT NULL DEFAULT false,
+    unlinked_at      timestamptz,
+    unlink_event_id  text,
+    unlink_published boolean NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX IF NOT EXISTS links_one_member_per_profile
+    ON {schema}.links (network, social_user_id) WHERE unlinked_at IS NULL;
+CREATE INDEX IF NOT EXISTS links_by_member ON {schema}.links (member_id);
+"""
+
+
+def _lock_key(*parts: object) -> int:
+    """A signed 64-bit advisory lock key, stable across processes and Python versions."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def now_millis() -> datetime:
+    """Now, in UTC, at the millisecond precision the contract's timestamps carry."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+
+
+async def connect(
+    settings: DatabaseSettings, *, autocommit: bool = True
+) -> psycopg.AsyncConnection[Any]:
+    """An async connection, or a clear error naming the fix (runtime.db is sync only)."""
+    try:
+        return await psycopg.AsyncConnection.connect(
+            settings.database_url.get_secret_value(),
+            autocommit=autocommit,
+            connect_timeout=settings.connect_timeout_s,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(
+            f"PostgreSQL did not accept a connection ({str(exc).strip()}). "
+            "Check DATABASE_URL, or start the local stack with `./run stack start`."
+        ) from exc
+
+
+async def migrate(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
+    """Create the schema and tables if missing; serialised so parallel starts do not race."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("migrate", schema),))
+        await conn.execute(sql.SQL(_DDL).format(schema=sql.Identifier(schema)))
+
+
+class GroupBusyError(RuntimeError):
+    """Another run of the group holds its lock (here or in another process)."""
+
+
+@asynccontextmanager
+async def group_lock(
+    settings: DatabaseSettings, schema: str, network: str, group_id: int
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """Hold the group's run lock for the block; ``GroupBusyError`` if someone else has it."""
+    conn = await connect(settings)
+    try:
+        key = _lock_key("collector-run", schema, network, group_id)
+        row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+        if not row or not row[0]:
+            raise GroupBusyError(f"a run of {network}:{group_id} is already in progress")
+        try:
+            yield conn
+        finally:
+            if not conn.closed:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    finally:
+        await conn.close()
+
+
+@dataclass(frozen=True)
+class RunStart:
+    run_id: str
+    snapshot_at: datetime
+    baseline_at: datetime
+    expected_members: int | None
+    rebaselined: bool
+    """True when this run starts a new baseline although the group ran before."""
+
+
+@dataclass(frozen=True)
+class RunStats:
+    api_requests: int = 0
+    api_calls: int = 0
+    objects_read: int = 0
+    members: int | None = None
+    errors_by_code: Mapping[int, int] | None = None
+    skipped: Sequence[Mapping[str, object]] = ()
+    messages_published: int = 0
+
+
+class RunStore:
+    """Run history of one schema, over a connection the caller owns (autocommit)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], schema: str) -> None:
+        self._conn = conn
+        self._runs = sql.SQL("{}.runs").format(sql.Identifier(schema))
+
+    async def start(self, network: str, group_id: int, bucket_count: int) -> RunStart:
+        """Record a new running run; call with the group lock held.
+
+        Rows still ``running`` for the group belong to a process that died (we hold the
+        lock), so they are closed as failed first. ``baseline_at`` is carried from the
+        last succeeded run; a first run, or a changed ``bucket_count``, starts a new one.
+        """
+        started = now_millis()
+        await self._conn.execute(
+            sql.SQL(
+                "UPDATE {} SET status = 'failed', ended_at = %s, "
+                "reason = 'the collector process ended during the run' "
+                "WHERE network = %s AND group_id = %s AND status = 'running'"
+            ).format(self._runs),
+            (started, network, group_id),
+        )
+        cur = await self._conn.execute(
+            sql.SQL(
+                "SELECT baseline_at, bucket_count, members FROM {} "
+                "WHERE network = %s AND group_id = %s AND status = 'succeeded' "
+                "ORDER BY started_at DESC LIMIT 1"
+            ).format(self._runs),
+            (network, group_id),
+        )
+        last = await cur.fetchone()
+        same_buckets = last is not None and last[1] == bucket_count
+        baseline_at = last[0] if last is not None and same_buckets else started
+        stamp = started.strftime("%Y%m%dT%H%M%S%f")[:-3]
+        run_id = f"{network}-{group_id}-{stamp}-{uuid.uuid4().hex[:6]}"
+        await self._conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (run_id, network, group_id, started_at, snapshot_at, baseline_at, "
+                "status, bucket_count) VALUES (%s, %s, %s, %s, %s, %s, 'running', %s)"
+            ).format(self._runs),
+            (run_id, network, group_id, started, started, baseline_at, bucket_count),
+        )
+        return RunStart(
+            run_id=run_id,
+            snapshot_at=started,
+            baseline_at=baseline_at.astimezone(UTC),
+            expected_members=None if last is None else last[2],
+            rebaselined=last is not None and not same_buckets,
+        )
+
+    async def finish(
+        self, run_id: str, status: RunStatus, stats: RunStats, reason: str | None = None
+    ) -> None:
+        errors = {str(code): n for code, n in (stats.errors_by_code or {}).items()}
+        await self._conn.execute(
+            sql.SQL(
+                "UPDATE {} SET status = %s, ended_at = %s, reason = %s, api_requests = %s, "
+                "api_calls = %s, objects_read = %s, members = %s, errors_by_code = %s, "
+                "skipped = %s, messages_published = %s WHERE run_id = %s"
+            ).format(self._runs),
+            (
+                status,
+                now_millis(),
+                reason,
+                stats.api_requests,
+                stats.api_calls,
+                stats.objects_read,
+                stats.members,
+                json.dumps(errors),
+                json.dumps(list(stats.skipped)),
+                stats.messages_published,
+                run_id,
+            ),
+        )
+
+    async def recent(
+        self, limit: int = 20, network: str | None = None, group_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        where = sql.SQL("")
+        params: list[object] = []
+        if network is not None and group_id is not None:
+            where = sql.SQL("WHERE network = %s AND group_id = %s")
+            params = [network, group_id]
+        params.append(limit)
+        async with self._conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.SQL("SELECT * FROM {} {} ORDER BY started_at DESC LIMIT %s").format(
+                    self._runs, where
+                ),
+                params,
+            )
+            return list(await cur.fetchall())
+
+    async def get(self, run_id: str) -> dict[str, Any] | None:
+        async with self._conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.SQL("SELECT * FROM {} WHERE run_id = %s").format(self._runs), (run_id,)
+            )
+            return await cur.fetchone()
