@@ -8,6 +8,7 @@ import typer
 
 from services.contracts.cli import topics_app
 from services.lagmonitor.cli import lag_app
+from services.rules.cli import offers_app, replay
 
 app = typer.Typer(
     name="social-loyalty",
@@ -17,6 +18,8 @@ app = typer.Typer(
 )
 app.add_typer(topics_app, name="topics")
 app.add_typer(lag_app, name="lag")
+app.add_typer(offers_app, name="offers")
+app.command("replay")(replay)
 
 
 @app.callback()

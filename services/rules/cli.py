@@ -1,0 +1,243 @@
+"""``social-loyalty offers ...`` and ``social-loyalty replay ...``.
+
+Settings come from the environment: ``DATABASE_URL``, ``RULES_DB_SCHEMA``,
+``RULES_TIMEZONE``, ``KAFKA_BOOTSTRAP_SERVERS``, ``TOPIC_PREFIX``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+offers_app = typer.Typer(
+    help="Offers in PostgreSQL: create, update (new version), activate, deactivate, list, show.",
+    no_args_is_help=True,
+)
+
+
+def _store() -> Any:
+    from services.rules.settings import RulesSettings
+    from services.rules.store import OfferStore
+
+    settings = RulesSettings()
+    store = OfferStore(settings.database, settings.db_schema)
+    store.migrate()
+    return store
+
+
+def _read(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from services.rules.offers import OfferError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise OfferError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise OfferError(f"{path}: an offer must be a mapping")
+    return data
+
+
+def _run(action: Any) -> Any:
+    """Run a store call, turning the store's errors into a message and exit code 1."""
+    from services.rules.offers import OfferError
+    from services.rules.store import OfferExistsError, OfferNotFoundError
+    from services.runtime.db import DatabaseUnavailableError
+
+    try:
+        return action()
+    except OfferError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except (OfferNotFoundError, OfferExistsError, DatabaseUnavailableError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+FileArg = Annotated[Path, typer.Argument(help="Offer file (.yaml or .json).", exists=True)]
+Author = Annotated[str | None, typer.Option(help="Who made this version.")]
+Comment = Annotated[str | None, typer.Option(help="Why (kept with the version).")]
+
+
+@offers_app.command()
+def create(file: FileArg, author: Author = None, comment: Comment = None) -> None:
+    """Store a new offer as version 1 (inactive until `activate`)."""
+    stored = _run(lambda: _store().create(_read(file), author=author, comment=comment))
+    typer.echo(f"created {stored.offer.id} v{stored.offer.version} (inactive)")
+
+
+@offers_app.command()
+def update(
+    offer_id: Annotated[str, typer.Argument(help="Offer id.")],
+    file: FileArg,
+    author: Author = None,
+    comment: Comment = None,
+) -> None:
+    """Store a new version of an offer; the live worker picks it up within seconds."""
+    stored = _run(lambda: _store().update(offer_id, _read(file), author=author, comment=comment))
+    typer.echo(f"updated {stored.offer.id} to v{stored.offer.version}")
+
+
+@offers_app.command()
+def activate(offer_id: Annotated[str, typer.Argument(help="Offer id.")]) -> None:
+    """Make an offer live (no restart needed)."""
+    _run(lambda: _store().set_active(offer_id, True))
+    typer.echo(f"activated {offer_id}")
+
+
+@offers_app.command()
+def deactivate(offer_id: Annotated[str, typer.Argument(help="Offer id.")]) -> None:
+    """Stop an offer (no restart needed); its history stays."""
+    _run(lambda: _store().set_active(offer_id, False))
+    typer.echo(f"deactivated {offer_id}")
+
+
+@offers_app.command("list")
+def list_offers(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every offer with its status and current version."""
+    offers = _run(lambda: _store().all())
+    if as_json:
+        typer.echo(json.dumps([o.summary() for o in offers], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "active", "version", "trigger", "name", "updated")
+    for o in offers:
+        s = o.summary()
+        table.add_row(
+            s["id"],
+            "yes" if s["active"] else "no",
+            str(s["current_version"]),
+            ",".join(s["trigger"]),
+            s["name"],
+            s["updated_at"][:19],
+        )
+    Console().print(table)
+
+
+@offers_app.command()
+def show(
+    offer_id: Annotated[str, typer.Argument(help="Offer id.")],
+    version: Annotated[int | None, typer.Option(help="A past version (default current).")] = None,
+) -> None:
+    """One offer version as stored (YAML)."""
+    import yaml
+
+    stored = _run(lambda: _store().show(offer_id, version))
+    doc = stored.to_dict()
+    typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+@offers_app.command("load-examples")
+def load_examples(
+    inactive: Annotated[bool, typer.Option(help="Store them without activating.")] = False,
+) -> None:
+    """Store the acceptance-set offers of services/rules/examples (skips ids already stored)."""
+    created = _run(lambda: _store().load_examples(activate=not inactive))
+    typer.echo(f"created {len(created)}: {', '.join(created) or '-'}")
+
+
+def _parse_time(value: str, tz: Any) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not ISO 8601 (e.g. 2025-03-01 or 2025-03-01T12:00+03:00)"
+        ) from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def replay(  # noqa: PLR0917  (typer options)
+    offer: Annotated[str, typer.Option("--offer", help="Offer id (active or not).")],
+    from_: Annotated[
+        str, typer.Option("--from", help="Window start, ISO 8601; no zone = program zone.")
+    ],
+    to: Annotated[str | None, typer.Option("--to", help="Window end (default: now).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; send nothing.")] = False,
+    apply: Annotated[bool, typer.Option("--apply", help="Send commands marked replay.")] = False,
+    notify: Annotated[
+        bool, typer.Option("--notify", help="With --apply: also send the messages.")
+    ] = False,
+    version: Annotated[int | None, typer.Option(help="Offer version (default current).")] = None,
+) -> None:
+    """Replay an offer over social.events history: who would get what, or credit it.
+
+    Reads link events from the log start and other events from the offset at
+    --from; its own consumer group and state. Running --apply twice credits
+    nothing new (deterministic command ids).
+    """
+    if dry_run == apply:
+        raise typer.BadParameter("give exactly one of --dry-run or --apply")
+    if notify and not apply:
+        raise typer.BadParameter("--notify only goes with --apply")
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from services.rules.replay import run_replay
+    from services.rules.settings import RulesSettings
+
+    settings = RulesSettings()
+    start = _parse_time(from_, settings.tz)
+    end = _parse_time(to, settings.tz) if to else None
+    if end is not None and end <= start:
+        raise typer.BadParameter("--to must be after --from")
+    stored = _run(lambda: _store().show(offer, version))
+    console = Console()
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(f"replay {offer}", total=None)
+        report = run_replay(
+            settings,
+            stored.offer,
+            start=start,
+            end=end,
+            apply=apply,
+            notify=notify,
+            on_total=lambda n: progress.update(task, total=n),
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    print_report(console, report, applied=apply)
+
+
+def print_report(console: Any, report: Any, *, applied: bool) -> None:
+    """The per-member table and the totals."""
+    from rich.table import Table
+
+    verb = "sent" if applied else "would send"
+    table = Table(
+        "member", "events", "accrued", "deducted", "messages", "commands",
+        title=f"{report.offer_id} v{report.offer_version}: {verb}",
+    )  # fmt: skip
+    for member, t in sorted(report.members.items()):
+        table.add_row(
+            member,
+            str(t.events),
+            str(t.accrued),
+            str(t.deducted),
+            str(t.messages),
+            str(t.commands),
+        )
+    console.print(table)
+    rate = report.messages_read / report.seconds if report.seconds else 0.0
+    console.print(
+        f"members {len(report.members)}  events matched {report.events_matched}  "
+        f"accrued {report.total_accrued}  deducted {report.total_deducted}  "
+        f"commands {len(report.commands)}  messages suppressed {report.suppressed_messages}  "
+        f"unlinked {report.unlinked}  undecodable {report.undecodable}  "
+        f"read {report.messages_read} in {report.seconds:.1f}s ({rate:,.0f}/s)"
+    )
