@@ -1,0 +1,413 @@
+"""The detector worker: a Faust app from ``social.snapshots`` to ``social.events``.
+
+Per message the agent only decodes, calls the pure core (:mod:`.mapping`,
+:mod:`.history`, :mod:`.diff`) and sends. The order of effects is what makes the
+output at-least-once and idempotent (docs/detector.md):
+
+1. the chunk's events are produced and **acked by the broker** (a blocking flush
+   on a worker thread) before anything else;
+2. only then is the new :class:`~.history.KeyHistory` written to the table (its
+   changelog), and only after the agent returns is the source offset acked to
+   Faust, which commits it later (after flushing its own producer).
+
+So a committed offset implies stored state implies delivered events. A crash
+anywhere redelivers the chunk; it is diffed again from the stored ``previous``
+(same snapshot) or from the old state (state not yet written), giving the same
+event ids either way.
+
+Events and dead letters go through the shared confluent-kafka producer factory,
+not Faust's aiokafka producer: librdkafka's partitioner is the one every other
+producer of ``social.events`` (the link API) uses, so a user's link and activity
+land in one partition, in order.
+
+Post retirement: a manifest lives in its own partition, but the posts it retires
+live wherever their keys hash. The manifest's handler therefore broadcasts a
+notice to every partition of an internal topic co-partitioned with the snapshot
+topic; each partition retires only keys it wrote itself (``KeyHistory.partition``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.contracts import (
+    DeadLetter,
+    DecodeError,
+    MembersChunk,
+    PostCommentsChunk,
+    PostLikesChunk,
+    PostRepostsChunk,
+    RunManifest,
+    make_codec,
+)
+from services.contracts.topics import DEADLETTER, EVENTS, SNAPSHOTS
+from services.detector.diff import Facet, InvalidChunkError, forget_posts
+from services.detector.history import KeyHistory, advance, retire_history
+from services.detector.mapping import SnapshotChunkModel, events, millis, to_chunk
+from services.detector.settings import DetectorSettings
+from services.detector.state import DetectorInputError
+from services.runtime import http, kafka
+
+log = logging.getLogger(__name__)
+
+_POST_FACETS = (Facet.LIKES, Facet.COMMENTS, Facet.REPOSTS)
+_SNAPSHOT_CLASSES = (MembersChunk, PostLikesChunk, PostRepostsChunk, PostCommentsChunk, RunManifest)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from, for dead letters and partition-local state."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class ProduceFailedError(RuntimeError):
+    """The broker did not ack a chunk's output in time: crash, so nothing is committed."""
+
+
+class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust 0.15.3 reads ``read_committed`` only in ``exactly_once`` mode (which has
+    open duplicate bugs); the detector needs it with at-least-once, so an aborted or
+    still-open collector run is never seen. aiokafka hands the level to its fetcher
+    when the consumer starts, so setting it on the fresh consumer is enough."""
+
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class _ReadCommittedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _ReadCommittedTransport(faust_aiokafka.Transport):
+    Consumer = _ReadCommittedConsumer
+
+
+class DetectorApp(faust.App):
+    """A Faust app whose worker consumer reads ``read_committed``."""
+
+    def _new_transport(self) -> Any:
+        return _ReadCommittedTransport(self.conf.broker_consumer, self)
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.chunks = Counter(
+            "detector_chunks_total",
+            "Snapshot records processed, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.events = Counter(
+            "detector_events_total", "Domain events emitted, by type.", ["type"], registry=registry
+        )
+        self.diff_seconds = Histogram(
+            "detector_diff_seconds",
+            "Time to diff one chunk against its stored state (decode to changes).",
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "detector_dead_letters_total",
+            "Records sent to the dead-letter topic.",
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class _Topics:
+    snapshots: str
+    events: str
+    deadletter: str
+    retirements: str
+    partitions: int
+
+
+class Detector:
+    """The wired worker: Faust app, table, agent, output producer and metrics."""
+
+    def __init__(self, settings: DetectorSettings, topics: _Topics) -> None:
+        self.settings = settings
+        self.names = topics
+        self.registry = CollectorRegistry()
+        self.metrics = _Metrics(self.registry)
+        self.codec = make_codec(settings.kafka)
+        self.ready = False
+        self._producer: Producer | None = None
+        self._failures: list[str] = []
+        brokers = [
+            f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")
+        ]
+        self.app = DetectorApp(
+            settings.app_id,
+            broker=brokers,
+            store=settings.store,
+            datadir=str(settings.data_dir),
+            topic_partitions=topics.partitions,
+            topic_replication_factor=settings.topics.replication_factor,
+            processing_guarantee="at_least_once",
+            consumer_auto_offset_reset="earliest",
+            web_enabled=False,
+            key_serializer="raw",
+            value_serializer="raw",
+            broker_commit_every=100,
+            broker_commit_interval=1.0,
+        )
+        source = self.app.topic(
+            topics.snapshots,
+            topics.retirements,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        table_options: dict[str, Any] = {
+            "default": None,
+            "partitions": topics.partitions,
+            "key_type": bytes,
+            "value_type": bytes,
+        }
+        self.keys = self.app.Table("keys", help="KeyHistory per snapshot key.", **table_options)
+        self.groups = self.app.Table("groups", help="Last manifest per group.", **table_options)
+        self.app.agent(source, name="detect")(self._agent)
+        self.app.task(self._serve)
+
+    # ------------------------------------------------------------------ edges
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = kafka.producer(self.settings.kafka, "detector")
+        return self._producer
+
+    async def _serve(self) -> None:
+        app = http.create_app(
+            "detector", lambda: None if self.ready else "not assigned yet", self.registry
+        )
+        await http.start(app, self.settings.worker_host, self.settings.worker_port)
+
+    async def _agent(self, stream: Any) -> AsyncIterator[None]:
+        self.ready = True
+        async for event in stream.events():
+            message = event.message
+            try:
+                await self.handle(
+                    Source(
+                        message.topic, message.partition, message.offset, message.key, message.value
+                    )
+                )
+            except ProduceFailedError as exc:
+                log.error("stopping: %s", exc)
+                await self.app.crash(exc)
+                raise
+            yield None
+
+    def _send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self._failures.append(f"{msg.topic()}: {err.str()}")
+
+        args: dict[str, Any] = {"on_delivery": delivered}
+        if partition is not None:
+            args["partition"] = partition
+        while True:
+            try:
+                self.producer.produce(topic, value, key, **args)
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    async def _flush(self) -> None:
+        """Wait until every message sent so far is acked; raise if any failed."""
+        left = await asyncio.to_thread(self.producer.flush, self.settings.flush_timeout_s)
+        if left or self._failures:
+            failures, self._failures = self._failures, []
+            raise ProduceFailedError(
+                f"{left} message(s) not acked in {self.settings.flush_timeout_s}s; "
+                f"failures: {failures[:5]}"
+            )
+
+    async def _dead_letter(self, error: BaseException, source: Source) -> None:
+        log.warning(
+            "dead letter %s[%d]@%d: %s", source.topic, source.partition, source.offset, error
+        )
+        letter = DeadLetter.for_error(
+            error,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+            key=source.key,
+            value=source.value,
+            consumer_group=self.settings.app_id,
+        )
+        self._send(
+            self.names.deadletter, source.key, self.codec.encode(letter, self.names.deadletter)
+        )
+        await self._flush()
+        self.metrics.dead_letters.inc()
+        self.metrics.chunks.labels("dead_letter").inc()
+
+    # ------------------------------------------------------------- handling
+
+    async def handle(self, source: Source) -> None:
+        """Process one record of the source topics (inside Faust's stream loop)."""
+        if source.topic == self.names.retirements:
+            await self._retire(source.partition, source.value)
+            return
+        try:
+            record = self.codec.decode(source.value, source.topic, _SNAPSHOT_CLASSES)
+            if not isinstance(record, _SNAPSHOT_CLASSES):
+                raise InvalidChunkError(f"not a snapshot record: {type(record).__name__}")
+            expected_key = record.key().to_bytes()
+            if source.key != expected_key:
+                raise InvalidChunkError(
+                    f"record key {source.key!r} does not match its content {expected_key!r}"
+                )
+            if isinstance(record, RunManifest):
+                await self._manifest(record)
+            else:
+                await self._chunk(expected_key, source.partition, record)
+        except (DecodeError, DetectorInputError) as exc:
+            await self._dead_letter(exc, source)
+
+    async def _chunk(self, key: bytes, partition: int, record: SnapshotChunkModel) -> None:
+        started = time.perf_counter()
+        chunk = to_chunk(record)
+        raw = self.keys.get(key)
+        history = KeyHistory.from_bytes(raw) if raw is not None else None
+        stored, diff = advance(history, chunk, partition)
+        out = list(events(diff, chunk, datetime.now(UTC)))
+        self.metrics.diff_seconds.observe(time.perf_counter() - started)
+        for event in out:
+            self._send(
+                self.names.events,
+                event.key().to_bytes(),
+                self.codec.encode(event, self.names.events),
+            )
+        if out:
+            await self._flush()
+        for event in out:
+            self.metrics.events.labels(type(event).__name__).inc()
+        if stored is not None:
+            self.keys[key] = stored.to_bytes()
+        self.metrics.chunks.labels(diff.outcome.value).inc()
+
+    async def _manifest(self, manifest: RunManifest) -> None:
+        """Remember the run's posts; broadcast the posts it dropped for retirement.
+
+        Resent on a redelivered manifest (same ``snapshot_at``), so a crash between the
+        broadcast and the table write loses nothing. An incomplete run retires nothing:
+        a half-read group must never look like posts leaving."""
+        key = manifest.key().to_bytes()
+        at = millis(manifest.snapshot_at)
+        raw = self.groups.get(key)
+        stored = json.loads(raw) if raw is not None else None
+        if stored is not None and at < stored["snapshot_at"]:
+            self.metrics.chunks.labels("stale_manifest").inc()
+            return
+        if stored is not None and at == stored["snapshot_at"]:
+            retired = stored["retired"]
+        elif stored is not None and manifest.complete and not manifest.is_baseline:
+            retired = forget_posts(stored["post_ids"], manifest.post_ids)
+        else:
+            retired = []
+        if retired:
+            notice = json.dumps(
+                {
+                    "network": manifest.network.value,
+                    "group_id": manifest.group_id,
+                    "snapshot_at": at,
+                    "post_ids": retired,
+                }
+            ).encode()
+            for target in range(self.names.partitions):
+                self._send(self.names.retirements, key, notice, partition=target)
+            await self._flush()
+        self.groups[key] = json.dumps(
+            {"snapshot_at": at, "post_ids": sorted(manifest.post_ids), "retired": retired}
+        ).encode()
+        self.metrics.chunks.labels("manifest").inc()
+
+    async def _retire(self, partition: int, value: bytes | None) -> None:
+        notice = json.loads(value or b"{}")
+        for post_id in notice["post_ids"]:
+            for facet in _POST_FACETS:
+                key = f"{notice['network']}:{notice['group_id']}:{facet.value}:{post_id}".encode()
+                raw = self.keys.get(key)
+                if raw is None:
+                    continue
+                history = KeyHistory.from_bytes(raw)
+                if history.partition != partition:
+                    continue
+                tomb = retire_history(history, int(notice["snapshot_at"]))
+                if tomb is not None:
+                    self.keys[key] = tomb.to_bytes()
+        self.metrics.chunks.labels("retirement").inc()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(self.settings.flush_timeout_s)
+
+
+def _topics(settings: DetectorSettings) -> _Topics:
+    """Resolve topic names; create the internal retirement topic beside the snapshots."""
+    names = settings.topics
+    snapshots = names.name(SNAPSHOTS)
+    retirements = f"{settings.app_id}-post-retirements"
+    admin = kafka.admin(settings.kafka, "detector-admin")
+    kafka.check_reachable(settings.kafka)
+    metadata = admin.list_topics(timeout=settings.kafka.connect_timeout_s)
+    if snapshots not in metadata.topics:
+        raise RuntimeError(
+            f"topic {snapshots!r} does not exist; create the catalog first "
+            "(`python -m services.cli topics ensure`)"
+        )
+    partitions = len(metadata.topics[snapshots].partitions)
+    if retirements not in metadata.topics:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    retirements,
+                    partitions,
+                    settings.topics.replication_factor,
+                    config={"retention.ms": str(7 * 86_400_000)},
+                )
+            ]
+        )
+        for future in futures.values():
+            try:
+                future.result(settings.kafka.connect_timeout_s)
+            except Exception as exc:  # another worker created it first
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+    return _Topics(snapshots, names.name(EVENTS), names.name(DEADLETTER), retirements, partitions)
+
+
+def create_app(settings: DetectorSettings | None = None) -> Detector:
+    """Build the detector from settings (read from the environment when not given)."""
+    settings = settings or DetectorSettings()
+    return Detector(settings, _topics(settings))

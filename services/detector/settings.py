@@ -1,0 +1,59 @@
+"""The detector's one settings class (env prefix ``DETECTOR_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.contracts.topics import TopicSettings
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+
+
+class DetectorSettings(BaseSettings):
+    """The worker (Faust) and the read model (PostgreSQL + HTTP) share this block.
+
+    Plain ``KAFKA_*``, ``DATABASE_URL`` and ``TOPIC_PREFIX`` configure it like every
+    other service; ``DETECTOR_KAFKA__BOOTSTRAP_SERVERS`` points the detector alone
+    elsewhere.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="DETECTOR_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    app_id: str = Field(
+        default="social-loyalty.detector",
+        description="Faust app id: the consumer group and the prefix of the changelog topics.",
+    )
+    store: Literal["rocksdb://", "memory://"] = Field(
+        default="rocksdb://",
+        description="Table store; memory:// rebuilds from the changelog on every start.",
+    )
+    data_dir: Path = Field(
+        default=Path("var/detector"), description="Where RocksDB keeps the table locally."
+    )
+    worker_host: str = "127.0.0.1"
+    worker_port: int = Field(
+        default=6066, ge=0, le=65535, description="Worker /healthz /readyz /metrics (0: any)."
+    )
+    flush_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long to wait for the broker to ack a chunk's events."
+    )
+
+    readmodel_group: str = Field(
+        default="social-loyalty.detector.readmodel",
+        description="Consumer group of the read model (offsets live in PostgreSQL).",
+    )
+    readmodel_schema: str = Field(
+        default="detector", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL schema."
+    )
+    readmodel_host: str = "0.0.0.0"  # noqa: S104 - support staff query it from other hosts
+    readmodel_port: int = Field(default=8083, ge=0, le=65535)
+    readmodel_batch: int = Field(default=500, ge=1, description="Events per PG transaction.")

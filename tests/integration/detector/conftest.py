@@ -1,0 +1,242 @@
+"""A real detector worker (a subprocess, as in production) over a private topic catalog.
+
+One worker is shared by the module's tests because Faust takes seconds to join its
+group; each test uses its own group ids, so tests do not see each other's events.
+Snapshots are produced as the collector does: one Kafka transaction per run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from services.contracts import (
+    Comment,
+    DomainEvent,
+    MembersChunk,
+    PostCommentsChunk,
+    PostLikesChunk,
+    PostRepostsChunk,
+    RunManifest,
+    SnapshotChunk,
+    make_codec,
+)
+from services.contracts.models import EVENT_TYPES, Network
+from services.contracts.topics import EVENTS, SNAPSHOTS, TopicSettings, apply, catalog, plan
+from services.runtime import kafka
+from services.runtime.settings import KafkaSettings
+
+REPO = Path(__file__).resolve().parents[3]
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+DEADLINE_S = 90.0
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+@dataclass
+class Post:
+    post_id: int
+    posted_at: datetime
+    likes: set[int] = field(default_factory=set)
+    reposts: set[int] = field(default_factory=set)
+    comments: dict[str, int] = field(default_factory=dict)
+
+
+def run_chunks(
+    group_id: int,
+    snapshot_at: datetime,
+    baseline_at: datetime,
+    members: set[int],
+    posts: list[Post],
+    *,
+    buckets: int = 2,
+    network: Network = Network.VK,
+) -> list[SnapshotChunk]:
+    """One collection run as the collector publishes it: buckets, post facets, manifest."""
+    run_id = uuid.uuid4().hex
+    common = {
+        "network": network,
+        "group_id": group_id,
+        "run_id": run_id,
+        "snapshot_at": snapshot_at,
+        "baseline_at": baseline_at,
+    }
+    chunks: list[SnapshotChunk] = [
+        MembersChunk(
+            bucket=b,
+            bucket_count=buckets,
+            member_ids=tuple(sorted(m for m in members if m % buckets == b)),
+            **common,
+        )
+        for b in range(buckets)
+    ]
+    for post in posts:
+        where = {"post_id": post.post_id, "posted_at": post.posted_at, **common}
+        chunks.append(PostLikesChunk(user_ids=tuple(sorted(post.likes)), **where))
+        chunks.append(
+            PostCommentsChunk(
+                comments=tuple(
+                    Comment(comment_id=c, author_id=a) for c, a in sorted(post.comments.items())
+                ),
+                **where,
+            )
+        )
+        if network is Network.VK:
+            chunks.append(PostRepostsChunk(user_ids=tuple(sorted(post.reposts)), **where))
+    chunks.append(
+        RunManifest(
+            bucket_count=buckets,
+            post_ids=tuple(p.post_id for p in posts),
+            chunk_count=len(chunks),
+            **common,
+        )
+    )
+    return chunks
+
+
+@dataclass
+class Stack:
+    """The private catalog, a transactional snapshot producer and an events reader."""
+
+    kafka_settings: KafkaSettings
+    topics: TopicSettings
+    app_id: str
+    data_dir: Path
+
+    def __post_init__(self) -> None:
+        self.codec = make_codec(self.kafka_settings)
+        self.producer = kafka.producer(
+            self.kafka_settings,
+            "detector-test",
+            transactional_id=f"tx-{uuid.uuid4().hex}",
+            # aiokafka (under Faust) reads zstd only with cramjam, not installed here.
+            extra={"compression.type": "gzip"},
+        )
+        self.producer.init_transactions(30)
+        self.reader = kafka.consumer(self.kafka_settings, f"reader-{uuid.uuid4().hex}")
+        self.reader.subscribe([self.topics.name(EVENTS)])
+        self.seen: list[tuple[bytes, DomainEvent]] = []
+        self.worker: Worker | None = None
+
+    def publish(self, chunks: list[SnapshotChunk], *, abort: bool = False) -> None:
+        topic = self.topics.name(SNAPSHOTS)
+        self.producer.begin_transaction()
+        for chunk in chunks:
+            self.producer.produce(topic, self.codec.encode(chunk, topic), chunk.key().to_bytes())
+        if abort:
+            self.producer.flush(30)
+            self.producer.abort_transaction(30)
+        else:
+            self.producer.commit_transaction(30)
+
+    def publish_raw(self, key: bytes, value: bytes) -> None:
+        self.producer.begin_transaction()
+        self.producer.produce(self.topics.name(SNAPSHOTS), value, key)
+        self.producer.commit_transaction(30)
+
+    def poll_events(self, until: Callable[[list[DomainEvent]], bool], what: str) -> None:
+        """Read events until ``until(all events so far)`` holds; fail after the deadline."""
+        deadline = time.monotonic() + DEADLINE_S
+        topic = self.topics.name(EVENTS)
+        while not until([e for _, e in self.seen]):
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what}; have {len(self.seen)} events")
+            if self.worker is not None and not self.worker.alive():
+                pytest.fail(f"the worker died; its log ends:\n{self.worker.tail()}")
+            msg: object = self.reader.poll(0.5)
+            if msg is None or getattr(msg, "error")():  # noqa: B009
+                continue
+            event = self.codec.decode(msg.value(), topic, tuple(EVENT_TYPES.values()))  # type: ignore[attr-defined]
+            self.seen.append((msg.key(), event))  # type: ignore[attr-defined,arg-type]
+
+    def events_of(self, group_id: int) -> list[DomainEvent]:
+        return [e for _, e in self.seen if getattr(e, "group_id", None) == group_id]
+
+
+@dataclass
+class Worker:
+    """``python -m services.detector worker`` as a subprocess."""
+
+    env: dict[str, str]
+    log: IO[bytes]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        """True while running, and while deliberately stopped between kill and restart."""
+        return self.process is None or self.process.poll() is None
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.detector", "worker", "--loglevel", "warning"],
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tag = uuid.uuid4().hex[:8]
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    topics = TopicSettings(prefix=f"t.det.{tag}.", partitions=3)
+    admin = kafka.admin(settings)
+    apply(admin, plan(catalog(topics), {}), fix=False)
+    stack = Stack(
+        settings, topics, f"t.social-loyalty.detector.{tag}", tmp_path_factory.mktemp("det")
+    )
+    yield stack
+    stack.reader.close()
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack, kafka_bootstrap: str) -> Iterator[Worker]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TOPIC_PREFIX": stack.topics.prefix,
+        "TOPIC_PARTITIONS": "3",
+        "DETECTOR_APP_ID": stack.app_id,
+        "DETECTOR_STORE": "rocksdb://",
+        "DETECTOR_DATA_DIR": str(stack.data_dir),
+        "DETECTOR_WORKER_PORT": "0",
+    }
+    log_path = stack.data_dir / "worker.log"
+    with log_path.open("ab") as log:
+        process = Worker(env, log, log_path)
+        process.start()
+        stack.worker = process
+        yield process
+        if process.process is not None and process.process.poll() is None:
+            assert process.stop() == 0, process.tail()
