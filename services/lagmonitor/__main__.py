@@ -1,5 +1,9 @@
-"""``python -m services.lagmonitor``: the ``lag`` commands without the main CLI."""
+"""``python -m services.lagmonitor [serve|show ...]``: the ``lag`` commands without the
+main CLI. With no command it serves, configured by the LAGMONITOR_* environment,
+which is how the supervisor and the container image start it."""
 
-from services.lagmonitor.cli import main
+import sys
 
-main()
+from services.lagmonitor.cli import lag_app
+
+lag_app(args=sys.argv[1:] or ["serve"], prog_name="python -m services.lagmonitor")

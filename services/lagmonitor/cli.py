@@ -184,26 +184,44 @@ def show(
 def serve(
     *,
     port: Annotated[
-        int, typer.Option(help="HTTP port for /metrics, /api/lag and the page.")
-    ] = 9308,
-    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between samples.")] = 5.0,
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
+        int | None,
+        typer.Option(
+            help="Port for /metrics, /api/lag and the page (env LAGMONITOR_PORT, default 9308)."
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="Seconds between samples (env LAGMONITOR_SAMPLE_INTERVAL_S, default 5)."
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (env LAGMONITOR_HOST, default 0.0.0.0).")
+    ] = None,
     all_groups: Annotated[bool, typer.Option("--all", help="Watch every group.")] = False,
 ) -> None:
-    """Run the monitor: sample every INTERVAL seconds and serve the results."""
+    """Run the monitor: sample every INTERVAL seconds and serve the results.
+
+    Options override the LAGMONITOR_* environment (docs/operations.md), which a
+    supervisor or a container sets; LAGMONITOR_SERVICES adds service throughput.
+    """
     from aiohttp import web
+    from pydantic import ValidationError
 
     from services.lagmonitor.monitor import LagMonitor
     from services.lagmonitor.server import create_app
     from services.lagmonitor.settings import LagMonitorSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    update: dict[str, Any] = {"port": port, "sample_interval_s": interval}
-    if host:
-        update["host"] = host
+    given = {"port": port, "sample_interval_s": interval, "host": host}
+    update: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if all_groups:
         update["all_groups"] = True
-    settings = LagMonitorSettings(**update)
+    try:
+        settings = LagMonitorSettings(**update)
+    except ValidationError as exc:
+        typer.echo(f"error: bad lag monitor settings:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
     app = create_app(LagMonitor(settings))
     web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=5)
 
