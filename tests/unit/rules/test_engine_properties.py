@@ -15,9 +15,9 @@ from services.rules.engine import (
     MemberState,
     RuleEvent,
     command_id,
-    undo_action_index,
     evaluate,
     evaluate_all,
+    undo_action_index,
 )
 from services.rules.offers import Offer
 from tests.unit.rules.events import MOSCOW, event, example, offer, run
@@ -279,9 +279,7 @@ def test_command_ids_are_deterministic_unique_and_state_survives_json(
     for c in first:
         o = offers[c.offer_id]
         if c.reverses is None:
-            expected = {
-                command_id(o.id, c.source_event_id, i) for i in range(len(o.actions))
-            }
+            expected = {command_id(o.id, c.source_event_id, i) for i in range(len(o.actions))}
             assert c.command_id in expected
         else:
             assert c.command_id == command_id(o.id, c.source_event_id, undo_action_index(o))

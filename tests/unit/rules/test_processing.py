@@ -1,0 +1,266 @@
+"""Contract events to contract commands: links, wire form, idempotent processing, replay core."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.contracts import models as m
+from services.contracts.ids import command_id
+from services.contracts.topics import COMMANDS_BONUS, COMMANDS_MAILING, COMMANDS_NOTIFY
+from services.rules.engine import EventType, StateFormatError
+from services.rules.offers import load_offer_dir
+from services.rules.processing import (
+    Link,
+    MemberRecord,
+    Processed,
+    command_topic,
+    decode_rule_event,
+    encode_rule_event,
+    process,
+    resolve,
+)
+from services.rules.replay import Replayer, replay_group
+from tests.unit.rules.events import EXAMPLES, MOSCOW, example
+
+T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+ISSUED = datetime(2025, 3, 10, 9, 0, 5, tzinfo=UTC)
+ALL = load_offer_dir(EXAMPLES)
+
+
+def linked(user: str = "42", member: str = "M1", at: datetime = T0, **kw: Any) -> m.ProfileLinked:
+    return m.ProfileLinked.build(
+        network="vk",
+        social_user_id=user,
+        member_id=member,
+        registration=kw.get("registration", False),
+        observed_at=at,
+        snapshot_at=at,
+    )
+
+
+def unlinked(user: str = "42", member: str = "M1", at: datetime = T0) -> m.ProfileUnlinked:
+    return m.ProfileUnlinked.build(
+        network="vk",
+        social_user_id=user,
+        member_id=member,
+        registration=False,
+        observed_at=at,
+        snapshot_at=at,
+    )
+
+
+def like(post: int, at: datetime, user: str = "42", *, undo: bool = False) -> m.DomainEvent:
+    model = m.PostUnliked if undo else m.PostLiked
+    return model.build(
+        network="vk",
+        group_id=1,
+        social_user_id=user,
+        post_id=post,
+        observed_at=at,
+        snapshot_at=at,
+        previous_snapshot_at=at - timedelta(hours=1),
+    )
+
+
+def live(events: list[m.DomainEvent], offers: Any = ALL) -> list[m.Command]:
+    """What the two Faust agents do, without Faust: links, then member processing."""
+    links: dict[str, Link] = {}
+    records: dict[str, MemberRecord] = {}
+    sent: list[m.Command] = []
+    for e in events:
+        key = e.key().to_bytes().decode()
+        new_link, rule_event = resolve(links.get(key), e)
+        links.pop(key, None)
+        if new_link is not None:
+            links[key] = new_link
+        if rule_event is None:
+            continue
+        wire = decode_rule_event(encode_rule_event(rule_event))
+        result = process(
+            offers, records.get(wire.member_id, MemberRecord()), wire, tz=MOSCOW, issued_at=ISSUED
+        )
+        records[wire.member_id] = result.record
+        sent.extend(result.commands)
+    return sent
+
+
+# ------------------------------------------------------------------------ links
+
+
+def test_a_link_resolves_later_activity_to_the_member_and_an_unlink_ends_it() -> None:
+    link, event = resolve(None, linked())
+    assert link == Link("M1", T0, False)
+    assert event is not None
+    assert (event.type, event.member_id, event.linked_at) == (EventType.PROFILE_LINKED, "M1", T0)
+
+    same_link, activity = resolve(link, like(7, T0 + timedelta(hours=1)))
+    assert same_link == link
+    assert activity is not None
+    assert (activity.member_id, activity.post_id, activity.group_id) == ("M1", "7", "1")
+
+    gone, unlink = resolve(link, unlinked(at=T0 + timedelta(days=1)))
+    assert gone is None
+    assert unlink is not None
+    assert unlink.linked_at == T0  # the unlink carries the link it ends
+
+
+def test_activity_of_an_unlinked_user_resolves_to_nothing() -> None:
+    assert resolve(None, like(7, T0)) == (None, None)
+    assert resolve(None, unlinked()) == (None, None)
+
+
+def test_an_unlinked_users_likes_earn_nothing_end_to_end() -> None:
+    commands = live([linked(), like(7, T0 + timedelta(hours=1), user="99")])
+    assert {c.member_id for c in commands} == {"M1"}
+    assert all(c.source_event_id == linked().event_id for c in commands)
+
+
+def test_the_repartition_wire_form_round_trips() -> None:
+    _, event = resolve(Link("M1", T0), like(7, T0 + timedelta(hours=1)))
+    assert event is not None
+    assert decode_rule_event(encode_rule_event(event)) == event
+
+
+def test_link_json_round_trips() -> None:
+    link = Link("M1", T0, True)
+    assert Link.from_json(link.to_json()) == link
+    assert Link.from_json(None) is None
+
+
+# --------------------------------------------------------------------- commands
+
+
+def test_link_and_likes_give_the_contract_commands_on_their_topics() -> None:
+    events = [linked(), *(like(p, T0 + timedelta(hours=p)) for p in range(1, 4))]
+    commands = live(events, [example("link-profile"), example("likes-5-then-1")])
+    accrue, message, *likes = commands
+    assert isinstance(accrue, m.BonusAccrue)
+    assert accrue.points == 50
+    assert accrue.command_id == command_id("link-profile", linked().event_id, 0)
+    assert isinstance(message, m.SendMessage)
+    assert message.params["points"] == "50"
+    assert command_topic(accrue) == COMMANDS_BONUS
+    assert command_topic(message) == COMMANDS_NOTIFY
+    assert [c.points for c in likes if isinstance(c, m.BonusAccrue)] == [5, 1, 1]
+    assert all(c.member_id == "M1" and c.issued_at == ISSUED for c in commands)
+    assert not any(c.replay for c in commands)
+
+
+def test_registration_switches_mailing_through_its_topic() -> None:
+    commands = live([linked(registration=True)], [example("registration-mailing")])
+    (mailing,) = commands
+    assert isinstance(mailing, m.MailingSet)
+    assert (mailing.channel, mailing.enabled) == (m.Channel.VIBER, True)
+    assert command_topic(mailing) == COMMANDS_MAILING
+
+
+def test_unlike_deducts_with_a_reference_to_the_credit() -> None:
+    events = [
+        linked(),
+        like(7, T0 + timedelta(hours=1)),
+        like(7, T0 + timedelta(hours=2), undo=True),
+    ]
+    accrue, deduct = live(events, [example("likes-5-then-1")])
+    assert isinstance(deduct, m.BonusDeduct)
+    assert (deduct.points, deduct.reverses) == (5, accrue.command_id)
+
+
+# --------------------------------------------------------------- idempotence
+
+
+def _first(events: list[m.DomainEvent]) -> tuple[MemberRecord, list[Processed]]:
+    record = MemberRecord()
+    results = []
+    link = None
+    for e in events:
+        link, rule_event = resolve(link, e)
+        assert rule_event is not None
+        result = process(ALL, record, rule_event, tz=MOSCOW, issued_at=ISSUED)
+        record = result.record
+        results.append(result)
+    return record, results
+
+
+def test_a_redelivered_event_re_emits_exactly_its_commands() -> None:
+    events = [linked(), like(7, T0 + timedelta(hours=1))]
+    record, results = _first(events)
+    assert results[1].commands  # the like earned
+    _, rule_event = resolve(Link("M1", T0), events[1])
+    assert rule_event is not None
+    again = process(ALL, record, rule_event, tz=MOSCOW, issued_at=ISSUED + timedelta(hours=5))
+    assert again.redelivered
+    assert again.commands == results[1].commands  # same ids, same issued_at
+    assert again.record == record
+
+
+def test_without_the_record_a_redelivery_would_lose_the_credit() -> None:
+    """Why the record exists: the state alone says "already granted" and emits nothing."""
+    events = [linked(), like(7, T0 + timedelta(hours=1))]
+    record, _ = _first(events)
+    _, rule_event = resolve(Link("M1", T0), events[1])
+    assert rule_event is not None
+    stateless = MemberRecord(record.state)
+    assert process(ALL, stateless, rule_event, tz=MOSCOW, issued_at=ISSUED).commands == ()
+
+
+def test_the_record_survives_json_and_stays_bounded() -> None:
+    record = MemberRecord()
+    link = Link("M1", T0)
+    for p in range(10):
+        _, e = resolve(link, like(p, T0 + timedelta(minutes=p)))
+        assert e is not None
+        record = process(ALL, record, e, tz=MOSCOW, issued_at=ISSUED, recent_limit=4).record
+    assert len(record.recent) == 4
+    assert MemberRecord.from_json(record.to_json()) == record
+    with pytest.raises(StateFormatError):
+        MemberRecord.from_json(b'{"state": 1}')
+
+
+# ---------------------------------------------------------------------- replay
+
+
+def test_replay_gives_the_commands_the_live_engine_gave_marked_replay() -> None:
+    offer = example("likes-5-then-1")
+    history: list[m.DomainEvent] = [linked(), linked(user="77", member="M2")]
+    history += [like(p, T0 + timedelta(hours=p)) for p in range(1, 6)]
+    history += [like(p, T0 + timedelta(hours=p), user="77") for p in range(1, 3)]
+    history += [like(3, T0 + timedelta(hours=9), undo=True), like(8, T0, user="404")]
+    expected = live(history, [offer])
+
+    replayer = Replayer(offer, tz=MOSCOW, notify=False, issued_at=ISSUED)
+    got = [c for e in history for c in replayer.feed(e, in_window=True)]
+    assert [c.command_id for c in got] == [c.command_id for c in expected]
+    assert all(c.replay for c in got)
+    report = replayer.report
+    assert (report.members["M1"].accrued, report.members["M1"].deducted) == (9, 1)
+    assert report.members["M2"].accrued == 6
+    assert report.unlinked == 1
+
+
+def test_replay_builds_links_before_the_window_but_earns_only_inside_it() -> None:
+    offer = example("link-profile")
+    replayer = Replayer(offer, tz=MOSCOW, notify=True, issued_at=ISSUED)
+    assert replayer.feed(linked(), in_window=False) == []
+    like_offer = Replayer(example("likes"), tz=MOSCOW, notify=True, issued_at=ISSUED)
+    like_offer.feed(linked(), in_window=False)
+    assert like_offer.feed(like(1, T0 + timedelta(hours=1)), in_window=False) == []
+    assert len(like_offer.feed(like(2, T0 + timedelta(hours=2)), in_window=True)) == 2
+
+
+def test_replay_suppresses_messages_unless_asked() -> None:
+    quiet = Replayer(example("link-profile"), tz=MOSCOW, notify=False, issued_at=ISSUED)
+    assert [type(c) for c in quiet.feed(linked(), in_window=True)] == [m.BonusAccrue]
+    assert quiet.report.suppressed_messages == 1
+    loud = Replayer(example("link-profile"), tz=MOSCOW, notify=True, issued_at=ISSUED)
+    assert [type(c) for c in loud.feed(linked(), in_window=True)] == [m.BonusAccrue, m.SendMessage]
+
+
+def test_replay_groups_are_labelled_for_the_lag_monitor() -> None:
+    from services.lagmonitor.core import is_replay
+
+    group = replay_group("likes", datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC))
+    assert group == "social-loyalty.replay.likes.20250301T120000Z"
+    assert is_replay(group)
