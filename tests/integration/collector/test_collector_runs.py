@@ -1,0 +1,355 @@
+"""Collection runs against the simulator, a real broker and a real PostgreSQL.
+
+What a reader of ``social.snapshots`` with ``read_committed`` sees is the whole
+run or nothing; the run history says what happened and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+
+from services.collector.api import RetrySettings
+from services.collector.groups import GroupConfig, PostWindow, VkCredentials
+from services.collector.publish import SnapshotPublisher
+from services.collector.run import Collector, RunSummary
+from services.collector.scheduler import Scheduler
+from services.collector.settings import CollectorSettings
+from services.collector.store import GroupBusyError, RunStore, connect, group_lock, migrate
+from services.contracts.codec import SingleObjectCodec
+from services.contracts.models import (
+    MembersChunk,
+    PostCommentsChunk,
+    PostLikesChunk,
+    PostRepostsChunk,
+    RunManifest,
+    SnapshotChunk,
+)
+from services.contracts.topics import SNAPSHOTS, TopicSettings, apply, catalog, plan
+from services.runtime import kafka
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+from services.simulator.testing import VK_GROUP_TOKEN, RunningSimulator, make_simulator, running
+from services.simulator.world import World
+
+GROUP = 4242
+MEMBERS = range(1000, 3500)
+DEADLINE_S = 60.0
+ENV = {"SIM_VK_TOKEN": VK_GROUP_TOKEN}
+SNAPSHOT_CLASSES = (MembersChunk, PostLikesChunk, PostCommentsChunk, PostRepostsChunk, RunManifest)
+
+
+@dataclass
+class Env:
+    settings: CollectorSettings
+    topic: str
+    kafka: KafkaSettings
+
+
+@pytest.fixture
+def env(
+    kafka_settings: KafkaSettings,
+    database_settings: DatabaseSettings,
+    database_url: str,
+    unique: Callable[[str], str],
+) -> Iterator[Env]:
+    topics = TopicSettings(prefix=unique("col") + ".", partitions=3)
+    specs = [s for s in catalog(topics) if s.name == topics.name(SNAPSHOTS)]
+    admin = kafka.admin(kafka_settings)
+    apply(admin, plan(specs, {}), fix=False)
+    schema = f"t_col_{uuid.uuid4().hex[:10]}"
+    settings = CollectorSettings(
+        kafka=kafka_settings,
+        database=database_settings,
+        topics=topics,
+        db_schema=schema,
+        transactional_id_prefix=unique("tx"),
+    )
+    yield Env(settings, topics.name(SNAPSHOTS), kafka_settings)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    for future in admin.delete_topics([s.name for s in specs]).values():
+        try:
+            future.result(30)
+        except Exception:
+            continue
+
+
+def world() -> tuple[World, list[int]]:
+    now = int(time.time())
+    w = World()
+    w.add_group("vk", GROUP, MEMBERS)
+    posts = []
+    for index in range(3):
+        post = w.add_post("vk", GROUP, date=now - 3600 * (index + 1))
+        for user in range(1000 + index, 1300, 3):
+            w.like("vk", GROUP, post, user)
+        w.repost("vk", GROUP, post, 1001 + index)
+        w.comment("vk", GROUP, post, 1002 + index)
+        posts.append(post)
+    return w, sorted(posts)
+
+
+def group(server: RunningSimulator, **overrides: Any) -> GroupConfig:
+    values: dict[str, Any] = {
+        "network": "vk",
+        "group_id": GROUP,
+        "credentials": VkCredentials(access_token_env="SIM_VK_TOKEN", token_kind="group"),
+        "base_url": server.vk_base_url,
+        "window": PostWindow(last_posts=10),
+        "bucket_count": 8,
+        "retry": RetrySettings(max_attempts=3, backoff_base_s=0.01, backoff_cap_s=0.05),
+    }
+    values.update(overrides)
+    return GroupConfig.model_validate(values)
+
+
+def collector(env: Env, **overrides: Any) -> Collector:
+    settings = env.settings.model_copy(update=overrides)
+    publisher = SnapshotPublisher(
+        settings.kafka,
+        SingleObjectCodec(),
+        env.topic,
+        transactional_id_prefix=settings.transactional_id_prefix,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    return Collector(settings, publisher, environ=ENV)
+
+
+async def prepared(env: Env) -> None:
+    conn = await connect(env.settings.database)
+    await migrate(conn, env.settings.db_schema)
+    await conn.close()
+
+
+def read_until_manifest(env: Env, run_id: str, *, committed: bool = True) -> list[SnapshotChunk]:
+    """Every message of the topic, from the start to the end of every partition, once the
+    manifest of ``run_id`` has been seen (a committed run is then wholly readable)."""
+    consumer = kafka.consumer(
+        env.kafka,
+        f"t.reader.{uuid.uuid4().hex[:8]}",
+        read_committed=committed,
+        extra={"enable.partition.eof": True},
+    )
+    codec = SingleObjectCodec()
+    metadata = consumer.list_topics(env.topic, timeout=30)
+    partitions = sorted(metadata.topics[env.topic].partitions)
+    consumer.assign([TopicPartition(env.topic, p, 0) for p in partitions])
+    seen: list[SnapshotChunk] = []
+    at_end: set[int] = set()
+    found = False
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition())
+                    if found and at_end == set(partitions):
+                        return seen
+                continue
+            at_end.discard(msg.partition())
+            chunk = codec.decode(msg.value(), env.topic)
+            assert isinstance(chunk, SNAPSHOT_CLASSES)
+            seen.append(chunk)
+            found = found or (isinstance(chunk, RunManifest) and chunk.run_id == run_id)
+            if found and at_end == set(partitions):
+                return seen
+    finally:
+        consumer.close()
+    raise AssertionError(f"no manifest of {run_id} within {DEADLINE_S}s; saw {len(seen)}")
+
+
+async def run_row(env: Env, run_id: str) -> dict[str, Any]:
+    conn = await connect(env.settings.database)
+    try:
+        row = await RunStore(conn, env.settings.db_schema).get(run_id)
+    finally:
+        await conn.close()
+    assert row is not None
+    return row
+
+
+def test_a_run_lands_whole_in_one_transaction_and_the_next_keeps_the_baseline(env: Env) -> None:
+    w, posts = world()
+
+    async def main() -> tuple[RunSummary, RunSummary, dict[str, Any]]:
+        await prepared(env)
+        async with running(make_simulator(w)) as server:
+            c = collector(env)
+            first = await c.run_group(group(server))
+            w.like("vk", GROUP, posts[0], 3001)
+            second = await c.run_group(group(server))
+            c.publisher.close()
+        return first, second, await run_row(env, second.run_id)
+
+    first, second, row = asyncio.run(main())
+    assert first.status == "succeeded", first.reason
+    assert second.status == "succeeded", second.reason
+    assert first.baseline and not second.baseline
+    chunks = read_until_manifest(env, second.run_id)
+    by_run: dict[str, list[SnapshotChunk]] = {}
+    for chunk in chunks:
+        by_run.setdefault(chunk.run_id, []).append(chunk)
+    assert set(by_run) == {first.run_id, second.run_id}
+    run = by_run[second.run_id]
+    manifests = [c for c in run if isinstance(c, RunManifest)]
+    assert len(manifests) == 1
+    manifest = manifests[0]
+    assert manifest.chunk_count == len(run) - 1 == 8 + 3 * 3
+    assert manifest.post_ids == tuple(posts)
+    assert manifest.baseline_at == by_run[first.run_id][0].snapshot_at
+    members = sorted((c for c in run if isinstance(c, MembersChunk)), key=lambda c: c.bucket)
+    assert [c.bucket for c in members] == list(range(8))
+    assert sorted(i for c in members for i in c.member_ids) == list(MEMBERS)
+    likes = {c.post_id: c.user_ids for c in run if isinstance(c, PostLikesChunk)}
+    assert 3001 in likes[posts[0]]
+    reposts = {c.post_id: c.user_ids for c in run if isinstance(c, PostRepostsChunk)}
+    assert reposts[posts[1]] == (1002,)
+    assert row["status"] == "succeeded"
+    assert row["messages_published"] == len(run)
+    assert row["members"] == len(MEMBERS)
+    assert row["api_requests"] >= 1
+    assert row["objects_read"] >= len(MEMBERS)
+    assert row["baseline_at"] == manifest.baseline_at
+
+
+def test_a_captcha_mid_run_publishes_nothing_and_records_why(env: Env) -> None:
+    w, _posts = world()
+
+    async def main() -> tuple[RunSummary, RunSummary, dict[str, Any]]:
+        await prepared(env)
+        async with running(make_simulator(w)) as server:
+            async with httpx.AsyncClient() as http:
+                fault = {"network": "vk", "method": "likes.getList", "code": 14, "count": 1}
+                answer = await http.post(f"{server.base_url}/_control/faults", json=fault)
+                answer.raise_for_status()
+            c = collector(env)
+            failed = await c.run_group(group(server))
+            ok = await c.run_group(group(server))
+            c.publisher.close()
+        return failed, ok, await run_row(env, failed.run_id)
+
+    failed, ok, row = asyncio.run(main())
+    assert failed.status == "aborted"
+    assert ok.status == "succeeded", ok.reason
+    assert row["status"] == "aborted"
+    assert "error 14" in row["reason"] and "captcha" in row["reason"]
+    assert row["errors_by_code"] == {"14": 1}
+    assert row["messages_published"] == 0
+    seen = read_until_manifest(env, ok.run_id)
+    assert {c.run_id for c in seen} == {ok.run_id}
+    assert ok.baseline, "the aborted run must not become the baseline"
+
+
+def test_a_failure_inside_the_transaction_aborts_it(env: Env) -> None:
+    """Buckets are produced, then a likes chunk is over the size limit: the transaction is
+    aborted, so a read_uncommitted reader sees the orphans and read_committed sees none."""
+    w, posts = world()
+    for user in range(5000, 12000):
+        w.like("vk", GROUP, posts[-1], user)
+
+    async def main() -> tuple[RunSummary, RunSummary, dict[str, Any]]:
+        await prepared(env)
+        async with running(make_simulator(w)) as server:
+            small = collector(env, max_message_bytes=10_000)
+            failed = await small.run_group(group(server))
+            small.publisher.close()
+            ok_collector = collector(env)
+            ok = await ok_collector.run_group(group(server))
+            ok_collector.publisher.close()
+        return failed, ok, await run_row(env, failed.run_id)
+
+    failed, ok, row = asyncio.run(main())
+    assert failed.status == "failed"
+    assert row["status"] == "failed"
+    assert "over the 10000-byte limit" in row["reason"]
+    assert ok.status == "succeeded", ok.reason
+    uncommitted = read_until_manifest(env, ok.run_id, committed=False)
+    assert any(c.run_id == failed.run_id for c in uncommitted), "nothing was produced"
+    committed = read_until_manifest(env, ok.run_id)
+    assert {c.run_id for c in committed} == {ok.run_id}
+
+
+def test_overlapping_runs_of_one_group_never_both_run(env: Env) -> None:
+    w, _posts = world()
+
+    async def main() -> tuple[list[Any], Exception | None, list[dict[str, Any]]]:
+        await prepared(env)
+        async with running(make_simulator(w)) as server:
+            slow = group(server, requests_per_second=2)
+            c = collector(env)
+            both = await asyncio.gather(
+                c.run_group(slow), c.run_group(slow), return_exceptions=True
+            )
+            elsewhere: Exception | None = None
+            async with group_lock(env.settings.database, env.settings.db_schema, "vk", GROUP):
+                try:
+                    await collector(env).run_group(slow)
+                except GroupBusyError as exc:
+                    elsewhere = exc
+            c.publisher.close()
+        conn = await connect(env.settings.database)
+        rows = await RunStore(conn, env.settings.db_schema).recent(10)
+        await conn.close()
+        return list(both), elsewhere, rows
+
+    both, elsewhere, rows = asyncio.run(main())
+    busy = [r for r in both if isinstance(r, GroupBusyError)]
+    done = [r for r in both if isinstance(r, RunSummary)]
+    assert len(busy) == 1 and len(done) == 1, both
+    assert done[0].status == "succeeded"
+    assert isinstance(elsewhere, GroupBusyError)
+    assert [r["run_id"] for r in rows] == [done[0].run_id]
+
+
+def test_the_scheduler_keeps_going_when_one_group_fails(env: Env) -> None:
+    w, _posts = world()
+    w.add_group("vk", 777, [1, 2, 3])
+
+    async def main() -> list[dict[str, Any]]:
+        await prepared(env)
+        async with running(make_simulator(w)) as server:
+            good = group(server, interval_s=1)
+            bad = group(
+                server,
+                group_id=777,
+                interval_s=1,
+                credentials=VkCredentials(access_token_env="UNSET_TOKEN"),
+            )
+            c = collector(env)
+            stop = asyncio.Event()
+            task = asyncio.create_task(Scheduler(c.run_group, [good, bad]).run(stop, grace_s=30))
+            conn = await connect(env.settings.database)
+            store = RunStore(conn, env.settings.db_schema)
+            deadline = time.monotonic() + DEADLINE_S
+            rows: list[dict[str, Any]] = []
+            while time.monotonic() < deadline:
+                rows = await store.recent(50)
+                ok = [r for r in rows if r["group_id"] == GROUP and r["status"] == "succeeded"]
+                failed = [r for r in rows if r["group_id"] == 777 and r["status"] == "failed"]
+                if len(ok) >= 2 and len(failed) >= 2:
+                    break
+                await asyncio.sleep(0.2)
+            stop.set()
+            await task
+            await conn.close()
+            c.publisher.close()
+        return rows
+
+    rows = asyncio.run(main())
+    bad_rows = [r for r in rows if r["group_id"] == 777]
+    assert len([r for r in rows if r["group_id"] == GROUP and r["status"] == "succeeded"]) >= 2
+    assert len(bad_rows) >= 2
+    assert all("UNSET_TOKEN is not set" in r["reason"] for r in bad_rows)
+    assert not [r for r in rows if r["status"] == "running"]
