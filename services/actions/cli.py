@@ -1,0 +1,89 @@
+"""``python -m services.actions run|sinks`` (and ``social-loyalty ledger balance``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Annotated
+
+import typer
+
+from services.actions.service import CONSUMERS
+
+app = typer.Typer(
+    name="actions",
+    help="The actions service: bonus ledger, notifications, mailing and counters, "
+    "exactly once in effect. Settings: ACTIONS_* plus KAFKA_*, DATABASE_URL, TOPIC_PREFIX.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def run(
+    only: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated subset of {','.join(CONSUMERS)} (default: all)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Read API port (ACTIONS_PORT, 8086).")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+) -> None:
+    """Run the consumers (one thread each) and the read API until SIGTERM/SIGINT."""
+    from pydantic import ValidationError
+
+    from services.actions.service import install_signal_handlers
+    from services.actions.service import run as run_service
+    from services.actions.settings import ActionsSettings
+    from services.runtime.db import DatabaseUnavailableError
+    from services.runtime.kafka import KafkaUnavailableError, check_reachable
+
+    _logging(log_level)
+    chosen = [part.strip() for part in (only or ",".join(CONSUMERS)).split(",") if part.strip()]
+    unknown = [name for name in chosen if name not in CONSUMERS]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"--only takes {', '.join(CONSUMERS)}; got {only!r}")
+    try:
+        settings = ActionsSettings()
+        if port is not None:
+            settings = settings.model_copy(update={"port": port})
+    except ValidationError as exc:
+        typer.echo(f"error: bad settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    try:
+        check_reachable(settings.kafka)
+        code = run_service(settings, chosen, stop=stop)
+    except (KafkaUnavailableError, DatabaseUnavailableError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
+
+
+@app.command()
+def sinks(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    smtp_port: Annotated[int, typer.Option(help="SMTP port.")] = 8025,
+    http_port: Annotated[int, typer.Option(help="HTTP provider port.")] = 8087,
+) -> None:
+    """Local SMTP and HTTP provider sinks that record every message (demo, tests)."""
+    from services.actions.service import install_signal_handlers
+    from services.actions.sinks import Sinks, run_forever
+
+    _logging("INFO")
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    typer.echo(
+        f"sinks: smtp {host}:{smtp_port}, http http://{host}:{http_port} (GET /messages, /counts)"
+    )
+    run_forever(Sinks(host, smtp_port, http_port), stop)
+
+
+def main() -> None:
+    app()

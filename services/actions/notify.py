@@ -1,0 +1,313 @@
+"""The notification consumer: at most one delivery per command id.
+
+Per batch: (1) decide each message (render, suppressed, delayed by quiet hours, or
+send) and commit a ``deliveries`` row for it *before* anything leaves the building
+(``INSERT ... ON CONFLICT DO NOTHING``: a row already there means the message was
+handled, so it is never sent again); (2) send, with retries and exponential backoff,
+on a small thread pool; (3) in the batch's transaction with the offsets, mark rows
+``sent`` / ``failed`` and queue MessageSent / MessageFailed (+ dead letter).
+
+A crash between (1) and (3) leaves a row in ``sending``: that message may or may not
+have gone out, and it is never retried. That is the price of "at most once"; the
+rows are easy to find (``status = 'sending'`` and old) for a person to check.
+A ``failed`` row can be claimed again by a redriven command: every attempt got an
+error, and the idempotency key lets the provider drop a request it did receive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import psycopg
+
+from services.actions import metrics
+from services.actions.channels import Outgoing, Sender, SendError
+from services.actions.delivery import backoff_delays, may_receive, quiet_until
+from services.actions.engine import Emit, Handler, Item
+from services.actions.settings import ActionsSettings
+from services.actions.templates import TemplateProblemError, TemplateStore
+from services.contracts.models import Channel, DeadLetter, MessageFailed, MessageSent, SendMessage
+from services.contracts.topics import COMMANDS_NOTIFY
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    item: Item
+    status: str  # sending | suppressed | scheduled | failed
+    outgoing: Outgoing | None = None
+    reason: str | None = None
+    send_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    decision: Decision
+    status: str  # sent | failed | suppressed | scheduled
+    attempts: int = 0
+    reason: str | None = None
+    provider_message_id: str | None = None
+
+
+class NotifyHandler(Handler):
+    name: ClassVar[str] = "notify"
+    topic: ClassVar[str] = COMMANDS_NOTIFY
+    expected: ClassVar[tuple[type, ...]] = (SendMessage,)
+
+    def __init__(
+        self, settings: ActionsSettings, templates: TemplateStore, senders: dict[str, Sender]
+    ) -> None:
+        self.settings = settings
+        self.templates = templates
+        self.senders = senders
+        self.delays = backoff_delays(
+            settings.send_attempts, settings.backoff_base_s, settings.backoff_max_s
+        )
+        self.pool = ThreadPoolExecutor(settings.send_concurrency, thread_name_prefix="send")
+        self._next_schedule_check = 0.0
+
+    # ------------------------------------------------------------------ decide
+
+    def _decide(
+        self, item: Item, subscribed: dict[tuple[str, str], bool], now: datetime
+    ) -> Decision:
+        command = item.command
+        assert isinstance(command, SendMessage)
+        try:
+            rendered = self.templates.render(command.template_id, command.params)
+        except TemplateProblemError as exc:
+            return Decision(item, "failed", reason=str(exc))
+        outgoing = Outgoing(
+            command.command_id,
+            command.member_id,
+            command.channel.value,
+            command.template_id,
+            dict(command.params),
+            rendered,
+        )
+        sub = subscribed.get((command.member_id, command.channel.value))
+        if not may_receive(command.marketing, sub, self.settings.mailing_default_enabled):
+            return Decision(item, "suppressed", reason="mailing disabled for this channel")
+        if command.marketing:
+            s = self.settings
+            later = quiet_until(now, s.quiet_start, s.quiet_end, s.zone)
+            if later is not None:
+                return Decision(item, "scheduled", outgoing, "quiet hours", later)
+        return Decision(item, "sending", outgoing)
+
+    def prepare(self, conn: psycopg.Connection, items: list[Item]) -> list[Decision]:
+        unique: dict[str, Item] = {}
+        for item in items:
+            unique.setdefault(item.command.command_id, item)
+        members = sorted({item.command.member_id for item in unique.values()})
+        subscribed = {
+            (str(m), str(c)): bool(e)
+            for m, c, e in conn.execute(
+                "SELECT member_id, channel, enabled FROM subscriptions WHERE member_id = ANY(%s)",
+                (members,),
+            )
+        }
+        now = datetime.now(UTC)
+        decisions = [self._decide(item, subscribed, now) for item in unique.values()]
+        with conn.transaction():
+            claimed = self._claim(conn, decisions)
+        duplicates = len(items) - len(claimed)
+        if duplicates:
+            metrics.DUPLICATES.labels(self.name).inc(duplicates)
+        return [d for d in decisions if d.item.command.command_id in claimed]
+
+    def _claim(self, conn: psycopg.Connection, decisions: list[Decision]) -> set[str]:
+        """Write the rows; the ids returned are ours to act on."""
+        if not decisions:
+            return set()
+        commands: list[SendMessage] = [d.item.command for d in decisions]  # type: ignore[misc]
+        later = [d.status == "scheduled" for d in decisions]
+        columns = (
+            [c.command_id for c in commands],
+            [c.member_id for c in commands],
+            [c.channel.value for c in commands],
+            [c.template_id for c in commands],
+            [json.dumps(c.params) for c in commands],
+            [c.marketing for c in commands],
+            [d.status for d in decisions],
+            [d.send_after for d in decisions],
+            [d.reason for d in decisions],
+            [d.item.topic if keep else None for d, keep in zip(decisions, later, strict=True)],
+            [d.item.partition if keep else None for d, keep in zip(decisions, later, strict=True)],
+            [d.item.offset if keep else None for d, keep in zip(decisions, later, strict=True)],
+            [d.item.key if keep else None for d, keep in zip(decisions, later, strict=True)],
+            [d.item.value if keep else None for d, keep in zip(decisions, later, strict=True)],
+        )
+        unnest = (
+            "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::boolean[], "
+            "%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::int[], %s::bigint[], "
+            "%s::bytea[], %s::bytea[]) AS u(id, m, ch, tpl, prm, mk, st, sa, why, stp, spa, "
+            "sof, rk, rv)"
+        )
+        fresh = {
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO deliveries (command_id, member_id, channel, template_id, params, "
+                "marketing, status, send_after, reason, source_topic, source_partition, "
+                f"source_offset, raw_key, raw_value) SELECT * FROM {unnest} "
+                "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+                columns,
+            )
+        }
+        retry = {
+            row[0]
+            for row in conn.execute(
+                "UPDATE deliveries d SET status = u.st, send_after = u.sa, reason = u.why, "
+                "attempts = 0, source_topic = u.stp, source_partition = u.spa, "
+                "source_offset = u.sof, raw_key = u.rk, raw_value = u.rv, updated_at = now() "
+                f"FROM {unnest} WHERE d.command_id = u.id AND d.status = 'failed' "
+                "AND NOT (u.id = ANY(%s)) RETURNING d.command_id",
+                (*columns, list(fresh)),
+            )
+        }
+        return fresh | retry
+
+    # -------------------------------------------------------------------- send
+
+    def _send(self, decision: Decision) -> Result:
+        outgoing = decision.outgoing
+        assert outgoing is not None
+        sender = self.senders[outgoing.channel]
+        attempts, reason = 0, "not attempted"
+        for delay in [0.0, *self.delays]:
+            if delay:
+                time.sleep(delay)
+            attempts += 1
+            try:
+                provider_id = sender.send(outgoing)
+            except SendError as exc:
+                reason = exc.reason
+                log.info("send %s attempt %d failed: %s", outgoing.command_id, attempts, reason)
+                if exc.permanent:
+                    break
+                continue
+            return Result(decision, "sent", attempts, provider_message_id=provider_id)
+        return Result(decision, "failed", attempts, f"{reason} (after {attempts} attempts)")
+
+    def perform(self, prepared: Any) -> list[Result]:
+        decisions: list[Decision] = prepared or []
+        to_send = [d for d in decisions if d.status == "sending"]
+        sent = {r.decision.item.command.command_id: r for r in self.pool.map(self._send, to_send)}
+        return [
+            sent.get(d.item.command.command_id) or Result(d, d.status, reason=d.reason)
+            for d in decisions
+        ]
+
+    # ------------------------------------------------------------------ record
+
+    def apply(self, conn: psycopg.Connection, items: list[Item], performed: Any) -> list[Emit]:
+        results: list[Result] = performed or []
+        final = [r for r in results if r.status in ("sent", "failed")]
+        if final:
+            conn.execute(
+                "UPDATE deliveries d SET status = u.st, attempts = u.att, reason = u.why, "
+                "provider_message_id = u.pid, updated_at = now() "
+                "FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[]) "
+                "AS u(id, st, att, why, pid) WHERE d.command_id = u.id",
+                (
+                    [r.decision.item.command.command_id for r in final],
+                    [r.status for r in final],
+                    [r.attempts for r in final],
+                    [r.reason for r in final],
+                    [r.provider_message_id for r in final],
+                ),
+            )
+        now = datetime.now(UTC)
+        emits: list[Emit] = []
+        for result in results:
+            command = result.decision.item.command
+            assert isinstance(command, SendMessage)
+            metrics.MESSAGES.labels(command.channel.value, result.status).inc()
+            metrics.COMMANDS_APPLIED.labels(self.name, "SendMessage").inc()
+            if result.status == "sent":
+                emits.append(
+                    Emit.outcome(
+                        MessageSent(
+                            command_id=command.command_id,
+                            member_id=command.member_id,
+                            occurred_at=now,
+                            channel=command.channel,
+                            template_id=command.template_id,
+                            provider_message_id=result.provider_message_id,
+                        ),
+                        command.member_id,
+                    )
+                )
+            elif result.status == "failed":
+                reason = result.reason or "failed"
+                emits.append(
+                    Emit.outcome(
+                        MessageFailed(
+                            command_id=command.command_id,
+                            member_id=command.member_id,
+                            occurred_at=now,
+                            channel=command.channel,
+                            template_id=command.template_id,
+                            reason=reason,
+                            attempts=result.attempts,
+                        ),
+                        command.member_id,
+                    )
+                )
+                letter: DeadLetter = result.decision.item.dead_letter(SendError(reason), self.group)
+                emits.append(Emit.dead(letter))
+                metrics.DEAD_LETTERS.labels(self.name).inc()
+        return emits
+
+    # -------------------------------------------------------- delayed messages
+
+    def idle(self, conn: psycopg.Connection) -> Any:
+        """Send marketing messages whose quiet hours are over (claimed row by row with
+        ``SKIP LOCKED``, so several notify processes never send the same one)."""
+        if time.monotonic() < self._next_schedule_check:
+            return None
+        self._next_schedule_check = time.monotonic() + self.settings.scheduler_interval_s
+        with conn.transaction():
+            rows = conn.execute(
+                "UPDATE deliveries SET status = 'sending', updated_at = now() WHERE command_id IN "
+                "(SELECT command_id FROM deliveries WHERE status = 'scheduled' "
+                "AND send_after <= now() ORDER BY send_after LIMIT 200 FOR UPDATE SKIP LOCKED) "
+                "RETURNING command_id, member_id, channel, template_id, params, marketing, "
+                "source_topic, source_partition, source_offset, raw_key, raw_value, created_at"
+            ).fetchall()
+        if not rows:
+            return None
+        decisions = []
+        for cid, member, channel, template, params, marketing, st, sp, so, rk, rv, at in rows:
+            command = SendMessage(
+                command_id=cid,
+                member_id=member,
+                offer_id="",
+                source_event_id="",
+                issued_at=at,
+                channel=Channel(channel),
+                template_id=template,
+                params=params,
+                marketing=marketing,
+            )
+            item = Item(st or "", sp or 0, so or 0, rk, rv, command)
+            rendered = self.templates.render(template, params)
+            outgoing = Outgoing(cid, member, channel, template, params, rendered)
+            decisions.append(Decision(item, "sending", outgoing))
+        log.info("sending %d messages delayed by quiet hours", len(decisions))
+        return self.perform(decisions)
+
+    def apply_idle(self, conn: psycopg.Connection, performed: Any) -> list[Emit]:
+        return self.apply(conn, [], performed)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for sender in self.senders.values():
+            sender.close()

@@ -1,0 +1,119 @@
+"""The actions service's tables, in its own PostgreSQL schema; idempotent migrations.
+
+* ``consumer_offsets``: where each consumer group is, per partition, written in the
+  same transaction as the effects. Kafka's own committed offset is only a mirror for
+  lag dashboards.
+* ``outbox``: records (outcomes, dead letters) written with the effects and published
+  after the commit, so a crash between the two republishes instead of losing them.
+* ``accounts`` / ``entries``: the ledger; ``entries.command_id`` is the primary key.
+* ``deliveries``: one row per notification command, written *before* the send.
+* ``subscriptions``, ``counters``, ``applied_commands`` (command ids the mailing and
+  counter consumers have applied).
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    group_id text NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    next_offset bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (group_id, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id bigserial PRIMARY KEY,
+    source text NOT NULL,
+    topic text NOT NULL,
+    key bytea,
+    value bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS outbox_source ON outbox (source, id);
+CREATE TABLE IF NOT EXISTS accounts (
+    member_id text PRIMARY KEY,
+    balance bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS entries (
+    command_id text PRIMARY KEY,
+    seq bigserial NOT NULL,
+    member_id text NOT NULL,
+    points bigint NOT NULL,
+    requested bigint NOT NULL,
+    shortfall bigint NOT NULL DEFAULT 0,
+    balance_after bigint NOT NULL,
+    offer_id text NOT NULL,
+    source_event_id text NOT NULL,
+    reverses text,
+    reason text NOT NULL,
+    replay boolean NOT NULL DEFAULT false,
+    issued_at timestamptz NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS entries_member ON entries (member_id, seq DESC);
+CREATE TABLE IF NOT EXISTS deliveries (
+    command_id text PRIMARY KEY,
+    member_id text NOT NULL,
+    channel text NOT NULL,
+    template_id text NOT NULL,
+    params jsonb NOT NULL,
+    marketing boolean NOT NULL,
+    status text NOT NULL
+        CHECK (status IN ('sending', 'sent', 'failed', 'suppressed', 'scheduled')),
+    send_after timestamptz,
+    attempts integer NOT NULL DEFAULT 0,
+    reason text,
+    provider_message_id text,
+    source_topic text,
+    source_partition integer,
+    source_offset bigint,
+    raw_key bytea,
+    raw_value bytea,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS deliveries_scheduled ON deliveries (send_after)
+    WHERE status = 'scheduled';
+CREATE TABLE IF NOT EXISTS subscriptions (
+    member_id text NOT NULL,
+    channel text NOT NULL,
+    enabled boolean NOT NULL,
+    command_id text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (member_id, channel)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    member_id text NOT NULL,
+    name text NOT NULL,
+    value bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (member_id, name)
+);
+CREATE TABLE IF NOT EXISTS applied_commands (
+    command_id text PRIMARY KEY,
+    kind text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def migrate(conn: psycopg.Connection, schema: str) -> None:
+    """Create the schema and tables if missing; safe to run at every start, from
+    several processes at once (an advisory lock serialises them)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"migrate:{schema}",))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        conn.execute(_DDL)
+
+
+def use_schema(conn: psycopg.Connection, schema: str) -> None:
+    """Point an open connection's unqualified names at the service's schema."""
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    if not conn.autocommit:
+        conn.commit()

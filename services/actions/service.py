@@ -1,0 +1,108 @@
+"""Wiring: settings -> migrations -> one thread per consumer -> read API.
+
+Threads, not processes: every consumer spends its time waiting on PostgreSQL,
+librdkafka or a provider (all release the GIL), one process is one unit for a
+supervisor to start, stop and kill, and one ``/metrics`` shows all four. To scale
+out, start more processes (``--only bonus`` on another host): the consumer groups
+spread the partitions, and the stored-offset compare-and-set fences a zombie.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from services.actions.bonus import BonusHandler
+from services.actions.channels import senders
+from services.actions.engine import ExactlyOnceConsumer, Handler
+from services.actions.notify import NotifyHandler
+from services.actions.schema import migrate
+from services.actions.settings import ActionsSettings
+from services.actions.state import CounterHandler, MailingHandler
+from services.actions.templates import TemplateStore
+from services.contracts.codec import make_codec
+from services.runtime.db import connect
+
+log = logging.getLogger(__name__)
+
+CONSUMERS = ("bonus", "notify", "mailing", "counter")
+
+
+def build_handler(name: str, settings: ActionsSettings, templates: TemplateStore) -> Handler:
+    if name == "bonus":
+        return BonusHandler(settings.deduct_policy)
+    if name == "notify":
+        return NotifyHandler(settings, templates, senders(settings))
+    if name == "mailing":
+        return MailingHandler()
+    if name == "counter":
+        return CounterHandler()
+    raise ValueError(f"unknown consumer {name!r}; choose from {', '.join(CONSUMERS)}")
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batches and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run(
+    settings: ActionsSettings,
+    only: Sequence[str] = CONSUMERS,
+    *,
+    stop: threading.Event | None = None,
+    serve_http: bool = True,
+) -> int:
+    """Run the chosen consumers until ``stop``; returns a process exit code."""
+    from services.actions.api import create_api
+    from services.runtime.http import serve_in_thread
+
+    stop = stop or threading.Event()
+    templates = TemplateStore.from_dir(settings.templates_dir)
+    with connect(settings.database, autocommit=True) as conn:
+        migrate(conn, settings.db_schema)
+    codec = make_codec(settings.kafka)
+    consumers = [
+        ExactlyOnceConsumer(settings, build_handler(name, settings, templates), codec, stop)
+        for name in only
+    ]
+    threads = [
+        threading.Thread(target=c.run, name=f"actions.{c.handler.name}", daemon=True)
+        for c in consumers
+    ]
+
+    def ready() -> str | None:
+        waiting = [c.handler.name for c in consumers if not c.ready.is_set()]
+        dead = [t.name for t in threads if not t.is_alive()]
+        if dead:
+            return f"stopped: {', '.join(dead)}"
+        return f"waiting for partitions: {', '.join(waiting)}" if waiting else None
+
+    server = (
+        serve_in_thread(create_api(settings, ready), settings.host, settings.port)
+        if serve_http
+        else None
+    )
+    for thread in threads:
+        thread.start()
+    log.info("actions running: %s", ", ".join(only))
+    code = 0
+    try:
+        while not stop.wait(1.0):
+            if any(not t.is_alive() for t in threads):
+                log.error("a consumer thread stopped unexpectedly; shutting down")
+                code = 1
+                stop.set()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        if server is not None:
+            server.stop()
+    return code
