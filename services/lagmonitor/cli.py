@@ -58,31 +58,39 @@ def _status(value: str) -> Text:
     return Text(value, style=STATUS_STYLE.get(value, ""))
 
 
-def render_tables(document: dict[str, Any]) -> tuple[Table, Table]:
-    """Two rich tables of an ``/api/lag`` document: one row per group, then one per
-    partition with the columns Kafka's ``kafka-consumer-groups --describe`` prints."""
-    groups = Table(title="groups", title_justify="left", header_style="bold")
-    for name in ("GROUP", "STATE", "MEMBERS", "LAG", "TIME-LAG", "STATUS"):
-        right = name in {"MEMBERS", "LAG", "TIME-LAG"}
-        groups.add_column(name, justify="right" if right else "left", overflow="fold")
-    partitions = Table(title="partitions", title_justify="left", header_style="bold")
-    for name in ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"):
-        right = name not in {"GROUP", "TOPIC"}
-        partitions.add_column(name, justify="right" if right else "left", overflow="fold")
-    partitions.add_column("TIME-LAG", justify="right")
-    partitions.add_column("STATUS")
+GROUP_COLUMNS = ("GROUP", "REPLAY", "STATE", "MEMBERS", "LAG", "TIME-LAG", "STATUS")
+PARTITION_COLUMNS = (
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "CURRENT-OFFSET",
+    "LOG-END-OFFSET",
+    "LAG",
+    "TIME-LAG",
+    "STATUS",
+)
+_LEFT = {"GROUP", "TOPIC", "REPLAY", "STATE", "STATUS"}
+
+
+def table_rows(document: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """The cells of both tables, as strings: one row per group, one per partition
+    (the partition rows carry the columns ``kafka-consumer-groups --describe`` prints)."""
+    groups: list[list[str]] = []
+    partitions: list[list[str]] = []
     for group in document["groups"]:
-        name = group["group"] + (" (replay)" if group["replay"] else "")
-        groups.add_row(
-            name,
-            group["state"],
-            str(group["members"]),
-            str(group["total_lag"]),
-            _fmt_seconds(group["max_time_lag_s"]),
-            _status(group["status"]),
+        groups.append(
+            [
+                group["group"],
+                "yes" if group["replay"] else "no",
+                group["state"],
+                str(group["members"]),
+                str(group["total_lag"]),
+                _fmt_seconds(group["max_time_lag_s"]),
+                group["status"],
+            ]
         )
-        for p in group["partitions"]:
-            partitions.add_row(
+        partitions.extend(
+            [
                 group["group"],
                 p["topic"],
                 str(p["partition"]),
@@ -90,8 +98,65 @@ def render_tables(document: dict[str, Any]) -> tuple[Table, Table]:
                 _fmt(p["end_offset"]),
                 _fmt(p["lag"]),
                 _fmt_seconds(p["time_lag_s"], p["time_lag_kind"]),
-                _status(p["status"]),
+                p["status"],
+            ]
+            for p in group["partitions"]
+        )
+    return groups, partitions
+
+
+def _widths(columns: tuple[str, ...], rows: list[list[str]]) -> list[int]:
+    return [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+
+
+def boxed_width(document: dict[str, Any]) -> int:
+    """Columns a terminal needs to show the boxed tables without cutting a cell."""
+    tables = zip((GROUP_COLUMNS, PARTITION_COLUMNS), table_rows(document), strict=True)
+    return max(sum(_widths(c, r)) + 3 * len(c) + 1 + 11 for c, r in tables)
+
+
+def render_plain(document: dict[str, Any]) -> str:
+    """Both tables as aligned plain text, never wrapped or cut: what a pipe, a log or
+    a script gets (``awk '$6 > 1000'`` works, as on Kafka's tool)."""
+    blocks = []
+    for columns, rows in zip((GROUP_COLUMNS, PARTITION_COLUMNS), table_rows(document), strict=True):
+        widths = _widths(columns, rows)
+        lines = []
+        for cells in (list(columns), *rows):
+            padded = (
+                cell.ljust(w) if name in _LEFT else cell.rjust(w)
+                for name, cell, w in zip(columns, cells, widths, strict=True)
             )
+            lines.append("  ".join(padded).rstrip())
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def render_tables(document: dict[str, Any]) -> tuple[Table, Table]:
+    """The same two tables for a terminal: status in colour, replay groups marked."""
+    group_rows, partition_rows = table_rows(document)
+    groups = Table(title="groups", title_justify="left", header_style="bold")
+    for name in GROUP_COLUMNS:
+        if name != "REPLAY":
+            groups.add_column(
+                name,
+                justify="left" if name in _LEFT else "right",
+                overflow="fold" if name == "GROUP" else "ellipsis",
+                no_wrap=name != "GROUP",
+            )
+    for row in group_rows:
+        name = row[0] + (" (replay)" if row[1] == "yes" else "")
+        groups.add_row(name, *row[2:-1], _status(row[-1]))
+    partitions = Table(title="partitions", title_justify="left", header_style="bold")
+    for name in PARTITION_COLUMNS:
+        partitions.add_column(
+            name,
+            justify="left" if name in _LEFT else "right",
+            overflow="fold",
+            no_wrap=name not in {"GROUP", "TOPIC"},
+        )
+    for row in partition_rows:
+        partitions.add_row(*row[:-1], _status(row[-1]))
     return groups, partitions
 
 
@@ -150,8 +215,17 @@ def show(
         int, typer.Option(min=1, help="Samples to take when reading Kafka directly.")
     ] = 2,
     pause: Annotated[float, typer.Option(help="Seconds between those samples.")] = 1.0,
+    plain: Annotated[
+        bool,
+        typer.Option(help="Aligned plain text (the default when the output is not a terminal)."),
+    ] = False,
 ) -> None:
-    """Print committed offset, end offset, lag, time lag and status per partition."""
+    """Print committed offset, end offset, lag, time lag and status per partition.
+
+    Offset lag is what `kafka-consumer-groups --describe` prints as LAG. Time lag
+    needs samples over time: `~` is extrapolated, `>=` a lower bound; pass --url to
+    read a running monitor's longer view.
+    """
     from services.runtime.kafka import KafkaUnavailableError, check_reachable
 
     try:
@@ -172,9 +246,14 @@ def show(
     if as_json:
         typer.echo(json.dumps(document, indent=2))
         return
-    console = Console()
     if not document["groups"]:
-        console.print("no consumer groups match")
+        typer.echo("no consumer groups match")
+        return
+    console = Console()
+    # Boxed tables squeezed into a narrow terminal fold every name into a column of
+    # letters; plain lines that the terminal wraps stay readable.
+    if plain or not console.is_terminal or console.width < boxed_width(document):
+        typer.echo(render_plain(document))
         return
     for table in render_tables(document):
         console.print(table)

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from services.lagmonitor.cli import lag_app, render_tables
+from services.lagmonitor.cli import PARTITION_COLUMNS, lag_app, render_plain, render_tables
 from services.lagmonitor.core import (
     ClusterSample,
     GroupObservation,
@@ -83,3 +83,31 @@ def test_defaults_watch_the_systems_groups(monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_window_of_one_is_refused() -> None:
     with pytest.raises(ValueError, match="window_size"):
         LagMonitorSettings(window_size=1)
+
+
+def test_plain_table_keeps_whole_names_and_splits_on_whitespace() -> None:
+    long_group = "social-loyalty.replay.likes-5-then-1.20261125T140915Z"
+    sample = ClusterSample(
+        time=1.0,
+        groups=(GroupObservation(long_group, committed={("social.events", 0): 5}),),
+        end_offsets={("social.events", 0): 1234567},
+    )
+    _, snapshot = evaluate(MonitorState(), sample, eval_config(LagMonitorSettings()))
+    groups, partitions = render_plain(snapshot_to_json(snapshot)).split("\n\n")
+    assert groups.splitlines()[1].split() == [
+        long_group,
+        "yes",
+        "Unknown",
+        "0",
+        "1234562",
+        "-",
+        "OK",
+    ]
+    header, row = partitions.splitlines()
+    assert header.split() == list(PARTITION_COLUMNS)
+    assert PARTITION_COLUMNS[:6] == (
+        "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
+    )  # fmt: skip
+    assert row.split() == [long_group, "social.events", "0", "5", "1234567", "1234562", "-", "OK"]
+    # Right-aligned numbers end under their header, as in Kafka's tool.
+    assert header.index("LAG") + len("LAG") == row.index("1234562 ") + len("1234562")
