@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typer
 
+from services.collector.cli import collector_app
 from services.contracts.cli import topics_app
 from services.lagmonitor.cli import lag_app
 from services.rules.cli import offers_app, replay
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(topics_app, name="topics")
 app.add_typer(lag_app, name="lag")
+app.add_typer(collector_app, name="collector")
 app.add_typer(offers_app, name="offers")
 app.command("replay")(replay)
 

@@ -24,7 +24,7 @@ import psycopg
 from confluent_kafka import KafkaError, Message
 from psycopg import sql
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from services.contracts.codec import Codec
 from services.contracts.models import Network, ProfileLinked, ProfileUnlinked
@@ -47,10 +47,13 @@ class LinkRequest(BaseModel):
     social_user_id: str = Field(min_length=1, max_length=255)
     registration: bool = False
 
-    @model_validator(mode="after")
-    def _id_fits_network(self) -> LinkRequest:
-        check_social_user_id(self.network, self.social_user_id)
-        return self
+    @field_validator("social_user_id")
+    @classmethod
+    def _id_fits_network(cls, value: str, info: ValidationInfo) -> str:
+        network = info.data.get("network")
+        if isinstance(network, Network):
+            check_social_user_id(network, value)
+        return value
 
 
 def check_social_user_id(network: Network, social_user_id: str) -> None:

@@ -152,9 +152,11 @@ def read_until_manifest(env: Env, run_id: str, *, committed: bool = True) -> lis
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition())
+            error = msg.error()
+            if error is not None:
+                partition = msg.partition()
+                if error.code() == KafkaError._PARTITION_EOF and partition is not None:
+                    at_end.add(partition)
                     if found and at_end == set(partitions):
                         return seen
                 continue
