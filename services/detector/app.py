@@ -171,6 +171,7 @@ class Detector:
             web_enabled=False,
             key_serializer="raw",
             value_serializer="raw",
+            broker_session_timeout=settings.session_timeout_s,
             broker_commit_every=100,
             broker_commit_interval=1.0,
         )

@@ -43,6 +43,12 @@ class DetectorSettings(BaseSettings):
     worker_port: int = Field(
         default=6066, ge=0, le=65535, description="Worker /healthz /readyz /metrics (0: any)."
     )
+    session_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=90,
+        description="Kafka group session timeout: how soon a dead worker's partitions move.",
+    )
     flush_timeout_s: float = Field(
         default=60.0, gt=0, description="How long to wait for the broker to ack a chunk's events."
     )

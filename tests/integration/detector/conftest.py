@@ -23,6 +23,7 @@ import pytest
 
 from services.contracts import (
     Comment,
+    DeadLetter,
     DomainEvent,
     MembersChunk,
     PostCommentsChunk,
@@ -33,7 +34,15 @@ from services.contracts import (
     make_codec,
 )
 from services.contracts.models import EVENT_TYPES, Network
-from services.contracts.topics import EVENTS, SNAPSHOTS, TopicSettings, apply, catalog, plan
+from services.contracts.topics import (
+    DEADLETTER,
+    EVENTS,
+    SNAPSHOTS,
+    TopicSettings,
+    apply,
+    catalog,
+    plan,
+)
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
 
@@ -162,6 +171,27 @@ class Stack:
             event = self.codec.decode(msg.value(), topic, tuple(EVENT_TYPES.values()))  # type: ignore[attr-defined]
             self.seen.append((msg.key(), event))  # type: ignore[attr-defined,arg-type]
 
+    def dead_letters(self, count: int) -> list[DeadLetter]:
+        """The first ``count`` dead letters of the private catalog."""
+        topic = self.topics.name(DEADLETTER)
+        consumer = kafka.consumer(self.kafka_settings, f"dl-{uuid.uuid4().hex}")
+        consumer.subscribe([topic])
+        letters: list[DeadLetter] = []
+        deadline = time.monotonic() + DEADLINE_S
+        try:
+            while len(letters) < count:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"timed out waiting for {count} dead letters; have {len(letters)}")
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                letter = self.codec.decode(msg.value(), topic, (DeadLetter,))
+                assert isinstance(letter, DeadLetter)
+                letters.append(letter)
+        finally:
+            consumer.close()
+        return letters
+
     def events_of(self, group_id: int) -> list[DomainEvent]:
         return [e for _, e in self.seen if getattr(e, "group_id", None) == group_id]
 
@@ -231,6 +261,8 @@ def worker(stack: Stack, kafka_bootstrap: str) -> Iterator[Worker]:
         "DETECTOR_STORE": "rocksdb://",
         "DETECTOR_DATA_DIR": str(stack.data_dir),
         "DETECTOR_WORKER_PORT": "0",
+        # After kill -9 the dead member holds its partitions until this expires.
+        "DETECTOR_SESSION_TIMEOUT_S": "8",
     }
     log_path = stack.data_dir / "worker.log"
     with log_path.open("ab") as log:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
-from services.contracts import DomainEvent, GroupJoined, PostLiked
+from services.contracts import DomainEvent, GroupJoined, PostLiked, RunManifest, SnapshotChunk
+from services.detector.history import KeyHistory, advance
+from services.detector.mapping import events, to_chunk
 from tests.integration.detector.conftest import Post, Stack, Worker, at, run_chunks
 
 
@@ -74,3 +77,78 @@ def test_runs_give_exactly_the_expected_events_once_each(stack: Stack, worker: W
     assert joined.snapshot_at == at(10)
     liked = next(e for e in got if isinstance(e, PostLiked) and e.post_id == 2)
     assert liked.event_id == PostLiked.build(**liked.model_dump(exclude={"event_id"})).event_id
+
+
+def test_aborted_run_produces_nothing_and_bad_records_are_dead_lettered(
+    stack: Stack, worker: Worker
+) -> None:
+    group, marker = 111, 112
+    stack.publish(run_chunks(group, at(0), at(0), {1, 2}, []))
+    # An aborted run (the collector failed part-way) must never look like changes.
+    stack.publish(run_chunks(group, at(10), at(0), {3, 4}, []), abort=True)
+    stack.publish_raw(b"vk:111:members:0", b"not avro")
+    stack.publish(run_chunks(marker, at(0), at(0), set(), [], buckets=1))
+    stack.publish(run_chunks(marker, at(10), at(0), {7}, [], buckets=1))
+    stack.poll_events(lambda _: len(stack.events_of(marker)) == 1, "the marker's join")
+    assert stack.events_of(group) == []
+    letters = stack.dead_letters(1)
+    assert letters[0].value == b"not avro"
+    assert letters[0].key == b"vk:111:members:0"
+    assert letters[0].consumer_group == stack.app_id
+    assert "magic" in letters[0].reason or "single-object" in letters[0].reason, letters[0].reason
+
+
+def _expected_ids(runs: list[list[SnapshotChunk]]) -> set[str]:
+    """What the pure core derives from the runs in order (the worker's contract)."""
+    histories: dict[bytes, KeyHistory | None] = {}
+    ids: set[str] = set()
+    for chunks in runs:
+        for record in chunks:
+            if isinstance(record, RunManifest):
+                continue
+            key = record.key().to_bytes()
+            chunk = to_chunk(record)
+            stored, diff = advance(histories.get(key), chunk, 0)
+            if stored is not None:
+                histories[key] = stored
+            ids.update(e.event_id for e in events(diff, chunk, at(0)))
+    return ids
+
+
+def test_kill_9_mid_stream_loses_no_event_and_invents_no_id(stack: Stack, worker: Worker) -> None:
+    group = 121
+    rng = random.Random(121)
+    members = set(range(1, 400))
+    posts = [Post(p, at(-60 + p)) for p in (1, 2, 3)]
+    runs = []
+    for n in range(60):
+        runs.append(run_chunks(group, at(n), at(0), set(members), posts, buckets=4))
+        members ^= set(rng.sample(range(1, 600), 12))
+        for post in posts:
+            post.likes ^= set(rng.sample(range(1, 600), 5))
+            post.reposts ^= set(rng.sample(range(1, 600), 2))
+            cid = f"c{n}-{post.post_id}"
+            post.comments[cid] = rng.randrange(1, 600)
+            if n % 3 == 0:
+                post.comments.pop(rng.choice(sorted(post.comments)))
+        posts = [
+            Post(p.post_id, p.posted_at, set(p.likes), set(p.reposts), dict(p.comments))
+            for p in posts
+        ]
+    expected = _expected_ids(runs)
+    assert len(expected) > 1000
+
+    def mine() -> set[str]:
+        return {e.event_id for e in stack.events_of(group)}
+
+    for chunks in runs:
+        stack.publish(chunks)
+    stack.poll_events(lambda _: len(mine()) > 0, "the first events")
+    worker.kill()
+    before = mine()
+    assert len(before) < len(expected), (
+        "the worker finished before the kill; make the stream longer"
+    )
+    worker.start()
+    stack.poll_events(lambda _: mine() >= expected, "every expected event after the restart")
+    assert mine() == expected

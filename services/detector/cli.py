@@ -1,0 +1,56 @@
+"""``python -m services.detector worker|readmodel`` (also ``social-loyalty detector ...``).
+
+Settings come from the environment: ``KAFKA_*``, ``DATABASE_URL``, ``TOPIC_PREFIX`` and
+``DETECTOR_*`` (see ``services/detector/settings.py`` and docs/detector.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+detector_app = typer.Typer(
+    name="detector",
+    help="Turn snapshots into domain events (worker) and serve who-is-where (readmodel).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@detector_app.command()
+def worker(
+    loglevel: str = typer.Option("info", help="Log level of the Faust worker."),
+) -> None:
+    """Run the Faust worker: social.snapshots -> social.events (stops cleanly on SIGTERM).
+
+    Reads DETECTOR_APP_ID (consumer group, default social-loyalty.detector),
+    DETECTOR_STORE (rocksdb:// or memory://), DETECTOR_DATA_DIR, DETECTOR_WORKER_PORT
+    (health and metrics, default 6066).
+    """
+    import faust
+
+    from services.detector.app import create_app
+
+    detector = create_app()
+    try:
+        faust.Worker(detector.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    finally:
+        detector.close()
+
+
+@detector_app.command()
+def readmodel() -> None:
+    """Run the read model: social.events -> PostgreSQL, and the HTTP query API (port 8083).
+
+    Reads DATABASE_URL, DETECTOR_READMODEL_SCHEMA (default detector),
+    DETECTOR_READMODEL_GROUP and DETECTOR_READMODEL_PORT.
+    """
+    from services.detector.readmodel import run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run()
+
+
+def main() -> None:
+    detector_app()
