@@ -63,6 +63,7 @@ def _logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
