@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -91,6 +91,12 @@ class Handler:
 
     group: str = ""
 
+    def record(self, work: Callable[[psycopg.Connection], list[Emit]]) -> None:
+        """Run ``work`` in a transaction of its own and queue the records it returns in
+        the outbox of that same transaction; published with the batch (set by the
+        engine). For handlers that must commit before the batch does."""
+        raise NotImplementedError
+
     def prepare(self, conn: psycopg.Connection, items: list[Item]) -> Any:
         return None
 
@@ -133,9 +139,11 @@ class ExactlyOnceConsumer:
         self.stop = stop
         self.group = settings.group(handler.name)
         handler.group = self.group
+        handler.record = self._record  # type: ignore[method-assign]
         self.topic = settings.topics.name(handler.topic)
         self._positions: dict[TopicKey, int | None] = {}
         self._published: list[int] = []  # outbox ids to delete in the next transaction
+        self._staged: list[tuple[int, str, bytes | None, bytes]] = []
         self._conn: psycopg.Connection | None = None
         self._consumer: Any = None
         self._producer: Any = None
@@ -184,6 +192,7 @@ class ExactlyOnceConsumer:
                 except Exception:
                     failures += 1
                     log.exception("%s: batch failed; rewinding to stored offsets", self.group)
+                    self._publish(self._take_staged())  # committed by the handler already
                     self._recover()
                     self.stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
         finally:
@@ -273,7 +282,7 @@ class ExactlyOnceConsumer:
         if dead:
             metrics.DEAD_LETTERS.labels(self.handler.name).inc(len(dead))
         self.applied_messages += len(messages)
-        self._publish(rows)
+        self._publish(self._take_staged() + rows)
         self._consumer.commit(
             offsets=[TopicPartition(t, p, o) for (t, p), o in advance.items()], asynchronous=True
         )
@@ -342,6 +351,15 @@ class ExactlyOnceConsumer:
                 )
 
     # -------------------------------------------------------------------- outbox
+
+    def _record(self, work: Callable[[psycopg.Connection], list[Emit]]) -> None:
+        with self.conn.transaction():
+            rows = self._outbox_add(work(self.conn))
+        self._staged.extend(rows)
+
+    def _take_staged(self) -> list[tuple[int, str, bytes | None, bytes]]:
+        staged, self._staged = self._staged, []
+        return staged
 
     def _outbox_add(self, emits: list[Emit]) -> list[tuple[int, str, bytes | None, bytes]]:
         if not emits:
@@ -426,4 +444,4 @@ class ExactlyOnceConsumer:
                 emits = self.handler.apply_idle(self.conn, performed) if performed else []
                 rows = self._outbox_add(emits)
                 self._delete_published(self.conn)
-        self._publish(rows)
+        self._publish(self._take_staged() + rows)

@@ -115,13 +115,9 @@ class NotifyHandler(Handler):
             )
         }
         now = datetime.now(UTC)
-        decisions = [self._decide(item, subscribed, now) for item in unique.values()]
-        with conn.transaction():
-            claimed = self._claim(conn, decisions)
-        duplicates = len(items) - len(claimed)
-        if duplicates:
-            metrics.DUPLICATES.labels(self.name).inc(duplicates)
-        return [d for d in decisions if d.item.command.command_id in claimed]
+        if len(unique) < len(items):
+            metrics.DUPLICATES.labels(self.name).inc(len(items) - len(unique))
+        return [self._decide(item, subscribed, now) for item in unique.values()]
 
     def _claim(self, conn: psycopg.Connection, decisions: list[Decision]) -> set[str]:
         """Write the rows; the ids returned are ours to act on."""
@@ -196,8 +192,22 @@ class NotifyHandler(Handler):
             return Result(decision, "sent", attempts, provider_message_id=provider_id)
         return Result(decision, "failed", attempts, f"{reason} (after {attempts} attempts)")
 
-    def perform(self, prepared: Any) -> list[Result]:
+    def perform(self, prepared: Any) -> None:
+        """Claim, send and record in chunks of ``send_concurrency``: a crash can leave
+        at most one chunk in doubt (``sending``), not a whole batch."""
         decisions: list[Decision] = prepared or []
+        size = self.settings.send_concurrency
+        for start in range(0, len(decisions), size):
+            chunk = decisions[start : start + size]
+            claimed = _Claim(self, chunk)
+            self.record(claimed)
+            mine = [d for d in chunk if d.item.command.command_id in claimed.ids]
+            if len(mine) < len(chunk):
+                metrics.DUPLICATES.labels(self.name).inc(len(chunk) - len(mine))
+            if mine:
+                self.record(_Finish(self, self._send_all(mine)))
+
+    def _send_all(self, decisions: list[Decision]) -> list[Result]:
         to_send = [d for d in decisions if d.status == "sending"]
         sent = {r.decision.item.command.command_id: r for r in self.pool.map(self._send, to_send)}
         return [
@@ -208,7 +218,10 @@ class NotifyHandler(Handler):
     # ------------------------------------------------------------------ record
 
     def apply(self, conn: psycopg.Connection, items: list[Item], performed: Any) -> list[Emit]:
-        results: list[Result] = performed or []
+        """Everything was recorded chunk by chunk; the batch commits only its offsets."""
+        return []
+
+    def _finish(self, conn: psycopg.Connection, results: list[Result]) -> list[Emit]:
         final = [r for r in results if r.status in ("sent", "failed")]
         if final:
             conn.execute(
@@ -302,12 +315,32 @@ class NotifyHandler(Handler):
             outgoing = Outgoing(cid, member, channel, template, params, rendered)
             decisions.append(Decision(item, "sending", outgoing))
         log.info("sending %d messages delayed by quiet hours", len(decisions))
-        return self.perform(decisions)
-
-    def apply_idle(self, conn: psycopg.Connection, performed: Any) -> list[Emit]:
-        return self.apply(conn, [], performed)
+        self.record(_Finish(self, self._send_all(decisions)))
+        return None
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         for sender in self.senders.values():
             sender.close()
+
+
+class _Claim:
+    """Work for ``record``: write the chunk's delivery rows; remembers which are ours."""
+
+    def __init__(self, handler: NotifyHandler, decisions: list[Decision]) -> None:
+        self.handler, self.decisions = handler, decisions
+        self.ids: set[str] = set()
+
+    def __call__(self, conn: psycopg.Connection) -> list[Emit]:
+        self.ids = self.handler._claim(conn, self.decisions)
+        return []
+
+
+class _Finish:
+    """Work for ``record``: the chunk's final statuses and its outcomes."""
+
+    def __init__(self, handler: NotifyHandler, results: list[Result]) -> None:
+        self.handler, self.results = handler, results
+
+    def __call__(self, conn: psycopg.Connection) -> list[Emit]:
+        return self.handler._finish(conn, self.results)

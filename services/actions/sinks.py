@@ -107,6 +107,8 @@ def sink_app(log: MessageLog) -> web.Application:
             payload = await request.json()
         except ValueError:
             return web.json_response({"error": "body is not JSON"}, status=400)
+        except ConnectionResetError:  # the sender went away mid-request (e.g. kill -9)
+            return web.json_response({"error": "connection lost"}, status=400)
         provider_id = uuid.uuid4().hex
         log.add(
             {
