@@ -295,6 +295,7 @@ class ReadModel:
             registry=registry,
         )
         self.consumer: Consumer = kafka.consumer(settings.kafka, settings.readmodel_group)
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign)
         self._stop = threading.Event()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -352,7 +353,6 @@ class ReadModel:
         return event
 
     def run(self) -> None:
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign)
         try:
             while not self._stop.is_set():
                 self.poll_once()

@@ -1,0 +1,131 @@
+"""The read model against real Kafka and PostgreSQL, queried over HTTP."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from services.contracts import GroupJoined, GroupLeft, PostLiked
+from services.contracts.models import DomainEvent, Network
+from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, plan
+from services.detector.readmodel import ReadModel, create_http_app
+from services.detector.settings import DetectorSettings
+from services.runtime import http, kafka
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+from tests.integration.detector.conftest import at
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, database_url: str) -> Iterator[DetectorSettings]:
+    tag = uuid.uuid4().hex[:8]
+    topics = TopicSettings(prefix=f"t.detrm.{tag}.", partitions=2)
+    kafka_settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    apply(kafka.admin(kafka_settings), plan(catalog(topics), {}), fix=False)
+    schema = f"t_detrm_{tag}"
+    yield DetectorSettings(
+        kafka=kafka_settings,
+        database=DatabaseSettings(database_url=SecretStr(database_url)),
+        topics=topics,
+        readmodel_group=f"t.social-loyalty.detector.readmodel.{tag}",
+        readmodel_schema=schema,
+        readmodel_host="127.0.0.1",
+        readmodel_port=_free_port(),
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _publish(settings: DetectorSettings, events: list[DomainEvent]) -> None:
+    from services.contracts import make_codec
+
+    codec, topic = make_codec(settings.kafka), settings.topics.name(EVENTS)
+    producer = kafka.producer(settings.kafka, "detector-readmodel-test")
+    for event in events:
+        producer.produce(topic, codec.encode(event, topic), event.key().to_bytes())
+    assert producer.flush(30) == 0
+
+
+def _group(cls: type[GroupJoined | GroupLeft], user: int, minute: int) -> DomainEvent:
+    return cls.build(
+        network=Network.VK,
+        group_id=5,
+        social_user_id=str(user),
+        observed_at=at(minute),
+        previous_snapshot_at=at(minute - 10),
+        snapshot_at=at(minute),
+    )
+
+
+def test_read_model_answers_who_is_where_and_survives_a_restart(settings: DetectorSettings) -> None:
+    like = PostLiked.build(
+        network=Network.VK,
+        group_id=5,
+        post_id=9,
+        social_user_id="1",
+        observed_at=at(20),
+        previous_snapshot_at=at(10),
+        snapshot_at=at(20),
+    )
+    first = [_group(GroupJoined, u, 10) for u in (1, 2, 3, 4)] + [like, like]
+    _publish(settings, first)
+    registry = CollectorRegistry()
+    server = http.serve_in_thread(
+        create_http_app(settings, registry), settings.readmodel_host, settings.readmodel_port
+    )
+    base = f"http://127.0.0.1:{settings.readmodel_port}"
+    try:
+        model = ReadModel(settings, registry)
+        _consume_until(model, base, lambda r: r.get("activity", {}).get("PostLiked") == 1)
+        model.consumer.close()
+        # A second consumer (a restart) resumes from the offsets stored in PostgreSQL.
+        _publish(settings, [_group(GroupLeft, 2, 30), *first])
+        model = ReadModel(settings, CollectorRegistry())
+        deadline = time.monotonic() + 60
+        page: dict[str, object] = {}
+        while page.get("members") != ["1", "3"]:
+            assert time.monotonic() < deadline, page
+            model.poll_once(0.5)
+            page = httpx.get(f"{base}/v1/groups/vk/5/members", params={"limit": 2}).json()
+        assert page["next"] == "3"
+        rest = httpx.get(f"{base}/v1/groups/vk/5/members", params={"limit": 2, "after": "3"})
+        assert rest.json()["members"] == ["4"]
+        profile = httpx.get(f"{base}/v1/profiles/vk/1").json()
+        # Joined once and liked once although both were delivered twice.
+        assert profile["activity"] == {"GroupJoined": 1, "PostLiked": 1}
+        assert profile["groups"] == [{"group_id": 5, "member_since": at(10).isoformat()}]
+        assert profile["last_seen"] == at(20).isoformat()
+        left = httpx.get(f"{base}/v1/profiles/vk/2").json()
+        assert left["groups"] == [] and left["activity"] == {"GroupJoined": 1, "GroupLeft": 1}
+        assert httpx.get(f"{base}/v1/profiles/vk/999").status_code == 404
+        assert httpx.get(f"{base}/v1/profiles/xx/1").status_code == 400
+        assert httpx.get(f"{base}/v1/groups/vk/5/members", params={"limit": 0}).status_code == 400
+        assert "detector_readmodel_events_total" in httpx.get(f"{base}/metrics").text
+        model.consumer.close()
+    finally:
+        server.stop()
+
+
+def _consume_until(model: ReadModel, base: str, ready: object) -> None:
+    deadline = time.monotonic() + 60
+    body: dict[str, object] = {}
+    while True:
+        model.poll_once(0.5)
+        response = httpx.get(f"{base}/v1/profiles/vk/1")
+        body = response.json() if response.status_code == 200 else {}
+        if callable(ready) and ready(body):
+            return
+        assert time.monotonic() < deadline, body
