@@ -8,6 +8,7 @@ import typer
 
 from services.collector.cli import collector_app
 from services.contracts.cli import topics_app
+from services.detector.cli import detector_app
 from services.lagmonitor.cli import lag_app
 from services.rules.cli import offers_app, replay
 
@@ -21,6 +22,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(lag_app, name="lag")
 app.add_typer(collector_app, name="collector")
 app.add_typer(offers_app, name="offers")
+app.add_typer(detector_app, name="detector")
 app.command("replay")(replay)
 
 
