@@ -185,7 +185,10 @@ def test_vanished_groups_and_partitions_leave_no_state() -> None:
 
 def test_replay_groups_are_marked() -> None:
     assert is_replay("social-loyalty.rules.replay.offer-7")
+    # The replay command's groups: social-loyalty.replay.<offer>.<run>.
+    assert is_replay("social-loyalty.replay.likes-5-then-1.20261125T140915Z")
     assert not is_replay("social-loyalty.rules")
+    assert not is_replay("social-loyalty.replayer")
     (snapshot,) = run(
         ClusterSample(time=1.0, groups=(group("social-loyalty.rules.replay.x"),), end_offsets={})
     )
