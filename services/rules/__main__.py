@@ -26,6 +26,7 @@ def worker(
     KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, TOPIC_PREFIX, TOPIC_PARTITIONS.
     """
     import faust
+    from aiohttp import web
 
     from services.rules.app import create_app
     from services.rules.settings import RulesSettings
@@ -43,9 +44,14 @@ def worker(
             def ready() -> str | None:
                 return None if offer_set.signature is not None else "offers not loaded"
 
-            await http.start(
-                http.create_app("rules", ready), settings.api_host, settings.worker_http_port
-            )
+            async def loaded(_: web.Request) -> web.Response:
+                return web.json_response(
+                    [{"id": o.id, "version": o.version} for o in offer_set.offers]
+                )
+
+            health = http.create_app("rules", ready)
+            health.router.add_get("/offers", loaded)  # what this worker evaluates right now
+            await http.start(health, settings.api_host, settings.worker_http_port)
 
     faust.Worker(rules, loglevel=loglevel.upper()).execute_from_commandline()
 

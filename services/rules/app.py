@@ -165,6 +165,8 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
     )
 
     events_name = topics.name(EVENTS)
@@ -182,8 +184,12 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
     }
     deadletter_name = topics.name(DEADLETTER)
     deadletter = app.topic(deadletter_name, key_type=bytes, value_type=bytes)
-    links = app.Table("links", default=None, partitions=topics.partitions)
-    members = app.Table("members", default=None, partitions=topics.partitions)
+    links = app.Table(
+        "links", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes
+    )
+    members = app.Table(
+        "members", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes
+    )
     expected = tuple(EVENT_TYPES.values())
 
     @app.agent(events_topic)

@@ -148,6 +148,16 @@ class Filters(_Model):
         default=None, description="Profile links only: true = made at registration."
     )
 
+    @field_validator("group_ids", "post_ids", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        """Contract ids are numbers; YAML authors may write ``[1001]`` or ``["1001"]``."""
+        if isinstance(value, list | tuple):
+            return tuple(
+                str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value
+            )
+        return value
+
 
 class Undo(_Model):
     """What the reverse event (unlike, comment deleted, ...) takes back."""

@@ -42,6 +42,12 @@ class RulesSettings(ServiceSettings, BaseSettings):
     recent_events: int = Field(
         default=256, ge=1, description="Processed events remembered per member (redelivery)."
     )
+    session_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=90,
+        description="Kafka group session: how soon a dead worker's partitions move on.",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8084, description="Offers HTTP API + health.")
     worker_http_port: int = Field(

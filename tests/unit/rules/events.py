@@ -48,7 +48,7 @@ def event(
     at: datetime,
     *,
     network: str = "vk",
-    group_id: str | None = "club-brand",
+    group_id: str | None = "1001",
     post_id: str | None = "p1",
     comment_id: str | None = "c1",
     social_user_id: str = "u1",

@@ -91,7 +91,7 @@ def test_leaving_the_group_is_penalised_once() -> None:
     days = [T0 + timedelta(days=d) for d in range(4)]
 
     def ok(kind: EventType, at: datetime) -> RuleEvent:
-        return event(kind, at, network="ok", group_id="group-brand")
+        return event(kind, at, network="ok", group_id="52000000000001")
 
     _, commands = run(
         offer,

@@ -193,7 +193,7 @@ MIXED = st.lists(
     st.tuples(
         st.sampled_from(MIXED_TYPES),
         st.sampled_from(["vk", "ok"]),
-        st.sampled_from(["club-brand", "group-brand"]),
+        st.sampled_from(["1001", "52000000000001"]),
         st.integers(0, 11),
         st.integers(1, 600),
     ),

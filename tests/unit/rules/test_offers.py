@@ -196,3 +196,11 @@ def test_offers_are_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         offer.version = 2  # type: ignore[misc]
     assert isinstance(offer, Offer)
+
+
+def test_numeric_group_and_post_ids_are_read_as_text() -> None:
+    from tests.unit.rules.events import offer
+
+    parsed = offer(filters={"group_ids": [1001], "post_ids": ["7", 8]})
+    assert parsed.filters.group_ids == ("1001",)
+    assert parsed.filters.post_ids == ("7", "8")

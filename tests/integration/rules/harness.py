@@ -1,0 +1,254 @@
+"""Shared pieces of the rules integration tests: topics, events in, commands out, a worker.
+
+Events are produced uncompressed: the Faust worker reads with aiokafka, which
+needs ``cramjam`` for zstd batches (see docs/replay.md, "Known gaps").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.contracts import models as m
+from services.contracts.codec import make_codec
+from services.contracts.topics import (
+    COMMANDS_BONUS,
+    COMMANDS_COUNTER,
+    COMMANDS_MAILING,
+    COMMANDS_NOTIFY,
+    EVENTS,
+    TopicSettings,
+    apply,
+    catalog,
+    observe,
+    plan,
+)
+from services.rules.offers import load_offer
+from services.rules.store import EXAMPLES_DIR, OfferStore
+from services.runtime import kafka
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+
+REPO = Path(__file__).resolve().parents[3]
+DEADLINE_S = 60.0
+COMMAND_TOPICS = (COMMANDS_BONUS, COMMANDS_NOTIFY, COMMANDS_MAILING, COMMANDS_COUNTER)
+
+
+@dataclass(frozen=True)
+class Env:
+    """One test's private world: topic prefix, PG schema, Faust app id."""
+
+    kafka: KafkaSettings
+    database: DatabaseSettings
+    topics: TopicSettings
+    schema: str
+    app_id: str
+
+    def store(self) -> OfferStore:
+        store = OfferStore(self.database, self.schema)
+        store.migrate()
+        return store
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "DATABASE_URL": self.database.database_url.get_secret_value(),
+            "TOPIC_PREFIX": self.topics.prefix,
+            "TOPIC_PARTITIONS": str(self.topics.partitions),
+            "RULES_APP_ID": self.app_id,
+            "RULES_DB_SCHEMA": self.schema,
+            **extra,
+        }
+
+
+def make_env(kafka_settings: KafkaSettings, database: DatabaseSettings, name: str) -> Env:
+    """Create the catalog topics under a fresh prefix (2 partitions: enough to route)."""
+    token = uuid.uuid4().hex[:8]
+    topics = TopicSettings(prefix=f"{name}.{token}.", partitions=2)
+    admin = kafka.admin(kafka_settings)
+    specs = catalog(topics)
+    apply(admin, plan(specs, observe(admin, [s.name for s in specs])), fix=False)
+    deadline = time.monotonic() + DEADLINE_S
+    while any(not p.in_sync for p in plan(specs, observe(admin, [s.name for s in specs]))):
+        assert time.monotonic() < deadline, "topics not created"
+        time.sleep(0.2)
+    return Env(
+        kafka_settings, database, topics, f"rules_t_{token}", f"social-loyalty.rules.t{token}"
+    )
+
+
+def activate_examples(env: Env, *names: str) -> None:
+    store = env.store()
+    for name in names:
+        offer = load_offer(EXAMPLES_DIR / f"{name}.yaml")
+        store.create(offer.model_dump(mode="json"), author="test")
+        store.set_active(offer.id, True)
+
+
+# ----------------------------------------------------------------------- events
+
+
+def linked(user: str, member: str, at: datetime) -> m.ProfileLinked:
+    return m.ProfileLinked.build(
+        network="vk",
+        social_user_id=user,
+        member_id=member,
+        registration=False,
+        observed_at=at,
+        snapshot_at=at,
+    )
+
+
+def liked(user: str, post: int, at: datetime, *, group: int = 1) -> m.PostLiked:
+    return m.PostLiked.build(
+        network="vk",
+        group_id=group,
+        social_user_id=user,
+        post_id=post,
+        observed_at=at,
+        snapshot_at=at,
+        previous_snapshot_at=at - timedelta(hours=1),
+    )
+
+
+def group_event(model: type[m.GroupJoined | m.GroupLeft], user: str, at: datetime) -> m.DomainEvent:
+    return model.build(
+        network="vk",
+        group_id=1001,  # the group join-group.yaml rewards
+        social_user_id=user,
+        observed_at=at,
+        snapshot_at=at,
+        previous_snapshot_at=at - timedelta(hours=1),
+    )
+
+
+def produce(env: Env, events: Iterable[m.DomainEvent], *, timestamp_ms: int | None = None) -> None:
+    codec = make_codec(env.kafka)
+    producer = kafka.producer(env.kafka, "rules-test", extra={"compression.type": "none"})
+    topic = env.topics.name(EVENTS)
+    for event in events:
+        extra: dict[str, Any] = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
+        producer.produce(
+            topic, key=event.key().to_bytes(), value=codec.encode(event, topic), **extra
+        )
+    assert producer.flush(30) == 0
+
+
+# --------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    key: bytes
+    command: m.Command
+
+
+class CommandReader:
+    """Reads every command topic from the start; ``until`` polls with a deadline."""
+
+    def __init__(self, env: Env) -> None:
+        self._env = env
+        self._codec = make_codec(env.kafka)
+        self._consumer = kafka.consumer(env.kafka, f"t.reader.{uuid.uuid4().hex[:8]}")
+        self._consumer.subscribe([env.topics.name(t) for t in COMMAND_TOPICS])
+        self.received: list[Received] = []
+
+    def poll(self, seconds: float = 0.5) -> None:
+        for msg in self._consumer.consume(500, timeout=seconds):
+            if msg.error():
+                continue
+            topic, key = str(msg.topic()), bytes(msg.key() or b"")
+            command = self._codec.decode(msg.value(), topic, tuple(m.COMMAND_TYPES.values()))
+            assert isinstance(command, m.BonusAccrue | m.BonusDeduct | m.SendMessage
+                              | m.CounterIncrement | m.MailingSet)  # fmt: skip
+            base = topic.removeprefix(self._env.topics.prefix)
+            self.received.append(Received(base, key, command))
+
+    def until(self, done: Callable[[list[Received]], bool], what: str) -> list[Received]:
+        deadline = time.monotonic() + DEADLINE_S
+        while not done(self.received):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.received}"
+            self.poll()
+        return self.received
+
+    def ids(self) -> set[str]:
+        return {r.command.command_id for r in self.received}
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+# ----------------------------------------------------------------------- worker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def loaded_offers(self) -> set[str] | None:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{self.port}/offers", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return {o["id"] for o in response.json()}
+
+    def wait_offers(self, expected: set[str]) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while self.loaded_offers() != expected:
+            assert self.process.poll() is None, f"worker died: {self.log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"worker offers {self.loaded_offers()}"
+            time.sleep(0.2)
+
+
+@contextmanager
+def worker(env: Env, log: Path) -> Iterator[Worker]:
+    """``python -m services.rules worker`` with a memory store; SIGTERM at the end."""
+    port = free_port()
+    handle = log.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.rules", "worker", "--loglevel", "warning"],
+        cwd=REPO,
+        env=env.environ(
+            RULES_STORE="memory://",
+            RULES_RELOAD_INTERVAL_S="0.5",
+            RULES_SESSION_TIMEOUT_S="8",
+            RULES_WORKER_HTTP_PORT=str(port),
+            RULES_DATA_DIR=str(log.parent / "data"),
+        ),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    w = Worker(process, port, log)
+    try:
+        yield w
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        handle.close()

@@ -1,0 +1,130 @@
+"""The Faust rules worker against a real broker and PostgreSQL, run as its own process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from services.contracts import models as m
+from services.contracts.ids import command_id
+from services.contracts.topics import COMMANDS_BONUS, COMMANDS_NOTIFY
+from services.rules.offers import load_offer
+from services.rules.store import EXAMPLES_DIR
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+from tests.integration.rules.harness import (
+    CommandReader,
+    Received,
+    activate_examples,
+    group_event,
+    liked,
+    linked,
+    make_env,
+    produce,
+    worker,
+)
+
+T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def _accrues(received: list[Received]) -> list[m.BonusAccrue]:
+    return [r.command for r in received if isinstance(r.command, m.BonusAccrue)]
+
+
+def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
+    kafka_settings: KafkaSettings, database_settings: DatabaseSettings, tmp_path: Path
+) -> None:
+    env = make_env(kafka_settings, database_settings, "rules-worker")
+    activate_examples(env, "link-profile", "likes-5-then-1")
+    reader = CommandReader(env)
+    link = linked("42", "M1", T0)
+    likes = [liked("42", post, T0 + timedelta(hours=post)) for post in (1, 2)]
+    stranger = liked("99", 1, T0 + timedelta(hours=1))  # never linked: earns nothing
+    try:
+        with worker(env, tmp_path / "worker.log") as w:
+            w.wait_offers({"link-profile", "likes-5-then-1"})
+            produce(env, [link, *likes, stranger])
+            got = reader.until(lambda r: len(_accrues(r)) >= 3, "link and like credits")
+            bonus = [r for r in got if r.topic == COMMANDS_BONUS]
+            assert {r.key for r in got} == {b"M1"}
+            assert {(r.command.command_id, r.command.points) for r in bonus} == {  # type: ignore[union-attr]
+                (command_id("link-profile", link.event_id, 0), 50),
+                (command_id("likes-5-then-1", likes[0].event_id, 0), 5),
+                (command_id("likes-5-then-1", likes[1].event_id, 0), 1),
+            }
+            notify = [r for r in got if r.topic == COMMANDS_NOTIFY]
+            assert [r.command.command_id for r in notify] == [
+                command_id("link-profile", link.event_id, 1)
+            ]
+            assert all(r.command.source_event_id != stranger.event_id for r in got)
+
+            # A new offer goes live and an old one stops, without a restart.
+            store = env.store()
+            join = load_offer(EXAMPLES_DIR / "join-group.yaml")
+            store.create(join.model_dump(mode="json"))
+            store.set_active(join.id, True)
+            store.set_active("likes-5-then-1", False)
+            w.wait_offers({"link-profile", "join-group"})
+            joined = group_event(m.GroupJoined, "42", T0 + timedelta(days=1))
+            late_like = liked("42", 3, T0 + timedelta(days=1, hours=1))
+            left = group_event(m.GroupLeft, "42", T0 + timedelta(days=2))
+            produce(env, [joined, late_like, left])
+            got = reader.until(
+                lambda r: any(isinstance(x.command, m.BonusDeduct) for x in r), "leave deduction"
+            )
+            by_source = {r.command.source_event_id: r.command for r in got}
+            assert isinstance(by_source[joined.event_id], m.BonusAccrue)
+            assert by_source[joined.event_id].points == 20  # type: ignore[union-attr]
+            assert isinstance(by_source[left.event_id], m.BonusDeduct)
+            assert late_like.event_id not in by_source  # its offer was deactivated
+    finally:
+        reader.close()
+
+
+def test_a_killed_worker_resumes_with_its_state_and_never_credits_twice(
+    kafka_settings: KafkaSettings, database_settings: DatabaseSettings, tmp_path: Path
+) -> None:
+    env = make_env(kafka_settings, database_settings, "rules-crash")
+    activate_examples(env, "likes-5-then-1")
+    reader = CommandReader(env)
+    first: list[m.DomainEvent] = [linked("7", "M7", T0), liked("7", 1, T0 + timedelta(hours=1))]
+    try:
+        with worker(env, tmp_path / "worker-1.log") as w:
+            w.wait_offers({"likes-5-then-1"})
+            produce(env, first)
+            reader.until(lambda r: len(_accrues(r)) >= 1, "first like credit")
+            w.process.send_signal(signal.SIGKILL)  # no flush, no commit, no goodbye
+            w.process.wait(30)
+
+        # The same like seen again by the detector (a new snapshot) and a new like.
+        again = liked("7", 1, T0 + timedelta(hours=2))
+        new = liked("7", 2, T0 + timedelta(hours=3))
+        with worker(env, tmp_path / "worker-2.log") as w:
+            w.wait_offers({"likes-5-then-1"})
+            produce(env, [again, new])
+            reader.until(
+                lambda r: any(a.source_event_id == new.event_id for a in _accrues(r)),
+                "the new like's credit",
+            )
+        credits = {a.command_id: a.points for a in _accrues(reader.received)}
+        assert credits == {
+            command_id("likes-5-then-1", first[1].event_id, 0): 5,
+            command_id("likes-5-then-1", new.event_id, 0): 1,  # the state survived: 2nd like
+        }
+    finally:
+        reader.close()
+
+
+def test_sigterm_stops_the_worker_cleanly(
+    kafka_settings: KafkaSettings, database_settings: DatabaseSettings, tmp_path: Path
+) -> None:
+    env = make_env(kafka_settings, database_settings, "rules-term")
+    with worker(env, tmp_path / "worker.log") as w:
+        w.wait_offers(set())
+        w.process.send_signal(signal.SIGTERM)
+        try:
+            code = w.process.wait(45)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError("worker ignored SIGTERM") from exc
+    assert code == 0, (tmp_path / "worker.log").read_text()[-2000:]
