@@ -1,0 +1,110 @@
+"""Offers in PostgreSQL through the CLI and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
+from typer.testing import CliRunner
+
+from services.cli import app as cli
+from services.rules.api import create_app
+from services.rules.store import EXAMPLES_DIR, OfferStore
+from services.runtime.settings import DatabaseSettings
+
+
+def _store(database_settings: DatabaseSettings) -> OfferStore:
+    store = OfferStore(database_settings, f"rules_t_{uuid.uuid4().hex[:8]}")
+    store.migrate()
+    store.migrate()  # idempotent
+    return store
+
+
+def test_offer_cli_round_trip(database_settings: DatabaseSettings, tmp_path: Path) -> None:
+    schema = f"rules_t_{uuid.uuid4().hex[:8]}"
+    env = {
+        "DATABASE_URL": database_settings.database_url.get_secret_value(),
+        "RULES_DB_SCHEMA": schema,
+    }
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, ["offers", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    source = yaml.safe_load((EXAMPLES_DIR / "likes.yaml").read_text())
+    first = tmp_path / "likes.yaml"
+    first.write_text(yaml.safe_dump(source))
+    assert "created likes v1 (inactive)" in run("create", str(first), "--author", "anna")
+    source["reward"] = {"points": 2}
+    second = tmp_path / "likes-v2.yaml"
+    second.write_text(yaml.safe_dump(source))
+    assert "updated likes to v2" in run("update", "likes", str(second), "--comment", "double")
+    run("activate", "likes")
+
+    shown = yaml.safe_load(run("show", "likes"))
+    assert (shown["version"], shown["active"], shown["body"]["reward"]) == (2, True, {"points": 2})
+    old = yaml.safe_load(run("show", "likes", "--version", "1"))
+    assert (old["version"], old["author"], old["body"]["reward"]) == (1, "anna", {"points": 1})
+
+    listed = yaml.safe_load(run("list", "--json"))
+    assert [(o["id"], o["active"], o["current_version"]) for o in listed] == [("likes", True, 2)]
+    run("deactivate", "likes")
+    assert "created 8:" in run("load-examples")  # likes is there already
+    assert len(yaml.safe_load(run("list", "--json"))) == 9
+
+    source["reward"] = {"points": 0}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(source))
+    result = runner.invoke(cli, ["offers", "update", "likes", str(bad)], env=env)
+    assert result.exit_code == 1
+    assert "reward.points" in result.output
+    missing = runner.invoke(cli, ["offers", "show", "nope"], env=env)
+    assert missing.exit_code == 1
+    assert "no offer 'nope'" in missing.output
+
+
+def test_offer_api_round_trip(database_settings: DatabaseSettings) -> None:
+    store = _store(database_settings)
+    body: dict[str, Any] = yaml.safe_load((EXAMPLES_DIR / "likes-5-then-1.yaml").read_text())
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(create_app(store))) as client:
+            created = await client.post("/offers", json=body, headers={"X-Author": "api"})
+            assert created.status == 201
+            assert (await created.json())["active"] is False
+            duplicate = await client.post("/offers", json=body)
+            assert duplicate.status == 409
+
+            invalid = await client.put(
+                "/offers/likes-5-then-1", json={**body, "limits": {"max_points": -1}}
+            )
+            assert invalid.status == 422
+            errors = (await invalid.json())["errors"]
+            assert [e["field"] for e in errors] == ["limits.max_points"]
+
+            updated = await client.put(
+                "/offers/likes-5-then-1", data=yaml.safe_dump({**body, "name": "Renamed"})
+            )
+            assert updated.status == 200
+            assert (await updated.json())["current_version"] == 2
+            assert (await client.post("/offers/likes-5-then-1/activate")).status == 200
+
+            listed = await (await client.get("/offers")).json()
+            assert [(o["id"], o["active"], o["version"]) for o in listed] == [
+                ("likes-5-then-1", True, 2)
+            ]
+            v1 = await (await client.get("/offers/likes-5-then-1?version=1")).json()
+            assert (v1["body"]["name"], v1["author"]) == (body["name"], "api")
+            assert (await client.get("/offers/nope")).status == 404
+            assert (await client.post("/offers/likes-5-then-1/deactivate")).status == 200
+            assert (await client.get("/readyz")).status == 200
+            assert (await client.get("/healthz")).status == 200
+
+    asyncio.run(scenario())
+    assert store.active_offers() == []
