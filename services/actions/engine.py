@@ -39,6 +39,8 @@ from services.runtime.db import connect
 log = logging.getLogger(__name__)
 
 TopicKey = tuple[str, int]
+OutboxRow = tuple[int, str, bytes | None, bytes]
+"""(outbox id, topic, key, value)"""
 
 
 @dataclass(frozen=True)
@@ -143,11 +145,10 @@ class ExactlyOnceConsumer:
         self.topic = settings.topics.name(handler.topic)
         self._positions: dict[TopicKey, int | None] = {}
         self._published: list[int] = []  # outbox ids to delete in the next transaction
-        self._staged: list[tuple[int, str, bytes | None, bytes]] = []
+        self._staged: list[OutboxRow] = []
         self._conn: psycopg.Connection | None = None
         self._consumer: Any = None
         self._producer: Any = None
-        self._delivery_errors: list[str] = []
         self.ready = threading.Event()
         self.applied_messages = 0
 
@@ -199,6 +200,8 @@ class ExactlyOnceConsumer:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10)
         try:
             if self._published and self._conn is not None and not self._conn.closed:
                 self._delete_published(self._conn)
@@ -206,8 +209,6 @@ class ExactlyOnceConsumer:
             log.warning("%s: could not trim the outbox on shutdown", self.group)
         if self._consumer is not None:
             self._consumer.close()
-        if self._producer is not None:
-            self._producer.flush(10)
         self.handler.close()
         if self._conn is not None:
             self._conn.close()
@@ -260,6 +261,7 @@ class ExactlyOnceConsumer:
     # ------------------------------------------------------------------- batches
 
     def _step(self) -> None:
+        self._producer.poll(0)
         messages = self._consumer.consume(self.settings.batch_size, self.settings.poll_timeout_s)
         if not messages:
             self._idle()
@@ -357,11 +359,11 @@ class ExactlyOnceConsumer:
             rows = self._outbox_add(work(self.conn))
         self._staged.extend(rows)
 
-    def _take_staged(self) -> list[tuple[int, str, bytes | None, bytes]]:
+    def _take_staged(self) -> list[OutboxRow]:
         staged, self._staged = self._staged, []
         return staged
 
-    def _outbox_add(self, emits: list[Emit]) -> list[tuple[int, str, bytes | None, bytes]]:
+    def _outbox_add(self, emits: list[Emit]) -> list[OutboxRow]:
         if not emits:
             return []
         topics = [self.settings.topics.name(emit.base_topic) for emit in emits]
@@ -384,39 +386,31 @@ class ExactlyOnceConsumer:
             conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (self._published,))
             self._published = []
 
-    def _publish(self, rows: list[tuple[int, str, bytes | None, bytes]]) -> None:
-        """Send committed outbox rows; rows whose delivery failed stay in the outbox and
-        go out with the next start (at least once)."""
-        if not rows:
-            return
-        delivered: list[int] = []
-
-        def on_delivery(row_id: int) -> Any:
-            def callback(err: Any, _msg: Any) -> None:
-                if err is None:
-                    delivered.append(row_id)
-                else:
-                    self._delivery_errors.append(str(err))
-
-            return callback
-
+    def _publish(self, rows: list[OutboxRow], *, wait: bool = False) -> None:
+        """Send committed outbox rows without waiting for the acknowledgements (the
+        batch loop serves them with ``poll(0)``); an acknowledged row's id is deleted
+        in the next transaction. A row whose delivery failed stays in the outbox and
+        goes out with the next start: at least once."""
         for row_id, topic, key, value in rows:
             while True:
                 try:
-                    self._producer.produce(topic, value, key, on_delivery=on_delivery(row_id))
+                    self._producer.produce(topic, value, key, on_delivery=self._acked(row_id))
                     break
                 except BufferError:
                     self._producer.poll(0.1)
-        remaining = self._producer.flush(30)
-        if remaining or self._delivery_errors:
-            log.warning(
-                "%s: %d outbox records not delivered yet (%s); kept for the next start",
-                self.group,
-                len(rows) - len(delivered),
-                self._delivery_errors[-1:] or "timeout",
-            )
-            self._delivery_errors.clear()
-        self._published.extend(delivered)
+        if wait:
+            self._producer.flush(30)
+        else:
+            self._producer.poll(0)
+
+    def _acked(self, row_id: int) -> Callable[[Any, Any], None]:
+        def callback(err: Any, _msg: Any) -> None:
+            if err is None:
+                self._published.append(row_id)
+            else:
+                log.warning("%s: outbox record %d not delivered: %s", self.group, row_id, err)
+
+        return callback
 
     def _publish_leftovers(self) -> None:
         """Records committed by an earlier run that crashed before publishing them."""
@@ -427,7 +421,7 @@ class ExactlyOnceConsumer:
             ).fetchall()
             if not rows:
                 return
-            self._publish([(int(i), str(t), k, bytes(v)) for i, t, k, v in rows])
+            self._publish([(int(i), str(t), k, bytes(v)) for i, t, k, v in rows], wait=True)
             if not self._published:
                 raise RuntimeError(f"{self.group}: cannot publish the outbox")
             with self.conn.transaction():
@@ -438,7 +432,7 @@ class ExactlyOnceConsumer:
 
     def _idle(self) -> None:
         performed = self.handler.idle(self.conn)
-        rows: list[tuple[int, str, bytes | None, bytes]] = []
+        rows: list[OutboxRow] = []
         if performed is not None or self._published:
             with self.conn.transaction():
                 emits = self.handler.apply_idle(self.conn, performed) if performed else []
