@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typer
 
+from services.actions.deadletters import deadletters_app
 from services.collector.cli import collector_app
 from services.contracts.cli import topics_app
 from services.detector.cli import detector_app
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(topics_app, name="topics")
 app.add_typer(lag_app, name="lag")
+app.add_typer(deadletters_app, name="deadletters")
 app.add_typer(collector_app, name="collector")
 app.add_typer(offers_app, name="offers")
 app.add_typer(detector_app, name="detector")
