@@ -3,7 +3,12 @@ local SMTP / HTTP sinks."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from services.contracts.models import (
     Channel,
@@ -12,6 +17,7 @@ from services.contracts.models import (
     MessageSent,
     SubscriptionChanged,
 )
+from services.contracts.topics import COMMANDS_NOTIFY
 from tests.integration.actions.conftest import ActionsEnv, count, mailing, message, wait_for
 
 
@@ -115,3 +121,43 @@ def test_counters_add_once_per_command(env: ActionsEnv) -> None:
     changed = wait_for(lambda: _at_least(env.outcomes(), 3), "outcomes")
     assert all(isinstance(o, CounterChanged) for o in changed)
     assert max(o.value for o in changed if o.name == "likes") == 3
+
+
+def test_quiet_hours_delay_marketing_until_the_window_ends(env: ActionsEnv) -> None:
+    zone = ZoneInfo("Asia/Vladivostok")
+    now = datetime.now(zone)
+    end = now + timedelta(seconds=4)
+    settings = env.settings(
+        timezone="Asia/Vladivostok",
+        quiet_start=(now - timedelta(minutes=5)).time().replace(microsecond=0),
+        quiet_end=end.time().replace(microsecond=0),
+        scheduler_interval_s=0.3,
+    )
+    env.send(message("quinn", Channel.PUSH, marketing=True, cid="later"))
+    env.send(message("quinn", Channel.PUSH, marketing=False, cid="now"))
+    env.start(settings, ("notify",))
+    wait_for(lambda: [m["key"] for m in env.sinks.log.messages()] == ["now"], "service message")
+    assert env.scalar("SELECT status FROM deliveries WHERE command_id = 'later'") == "scheduled"
+    wait_for(lambda: len(env.sinks.log.messages()) == 2, "the delayed message", 30)
+    assert datetime.now(zone) >= end - timedelta(seconds=1)
+    assert env.scalar("SELECT status FROM deliveries WHERE command_id = 'later'") == "sent"
+
+
+def test_deadletters_cli_lists_them(env: ActionsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from services.actions.deadletters import deadletters_app
+
+    env.send_raw(COMMANDS_NOTIFY, b"\xc3\x01garbage", key=b"zed")
+    env.start(env.settings(), ("notify",))
+    wait_for(env.dead_letters, "a dead letter")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", env.kafka.bootstrap_servers)
+    monkeypatch.setenv("TOPIC_PREFIX", env.topics.prefix)
+    result = CliRunner().invoke(deadletters_app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert len(rows) == 1
+    assert rows[0]["original_topic"] == env.topic(COMMANDS_NOTIFY)
+    assert "truncated single-object header" in rows[0]["reason"]
+    result = CliRunner().invoke(deadletters_app, ["redrive", "--id", "9:999"])
+    assert result.exit_code == 1
