@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from typer.testing import CliRunner
@@ -17,15 +20,17 @@ from services.rules.store import EXAMPLES_DIR, OfferStore
 from services.runtime.settings import DatabaseSettings
 
 
-def _store(database_settings: DatabaseSettings) -> OfferStore:
-    store = OfferStore(database_settings, f"rules_t_{uuid.uuid4().hex[:8]}")
-    store.migrate()
-    store.migrate()  # idempotent
-    return store
+@pytest.fixture
+def schema(database_settings: DatabaseSettings) -> Iterator[str]:
+    name = f"rules_t_{uuid.uuid4().hex[:8]}"
+    yield name
+    with psycopg.connect(database_settings.database_url.get_secret_value(), autocommit=True) as c:
+        c.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
-def test_offer_cli_round_trip(database_settings: DatabaseSettings, tmp_path: Path) -> None:
-    schema = f"rules_t_{uuid.uuid4().hex[:8]}"
+def test_offer_cli_round_trip(
+    database_settings: DatabaseSettings, schema: str, tmp_path: Path
+) -> None:
     env = {
         "DATABASE_URL": database_settings.database_url.get_secret_value(),
         "RULES_DB_SCHEMA": schema,
@@ -69,8 +74,10 @@ def test_offer_cli_round_trip(database_settings: DatabaseSettings, tmp_path: Pat
     assert "no offer 'nope'" in missing.output
 
 
-def test_offer_api_round_trip(database_settings: DatabaseSettings) -> None:
-    store = _store(database_settings)
+def test_offer_api_round_trip(database_settings: DatabaseSettings, schema: str) -> None:
+    store = OfferStore(database_settings, schema)
+    store.migrate()
+    store.migrate()  # idempotent
     body: dict[str, Any] = yaml.safe_load((EXAMPLES_DIR / "likes-5-then-1.yaml").read_text())
 
     async def scenario() -> None:

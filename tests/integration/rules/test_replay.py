@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from typer.testing import CliRunner
@@ -16,8 +17,7 @@ from services.rules.processing import Link, MemberRecord, process, resolve
 from services.rules.replay import run_replay
 from services.rules.settings import RulesSettings
 from services.rules.store import EXAMPLES_DIR
-from services.runtime.settings import DatabaseSettings, KafkaSettings
-from tests.integration.rules.harness import CommandReader, Env, liked, linked, make_env, produce
+from tests.integration.rules.harness import CommandReader, Env, liked, linked, produce
 
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 NOW_MS = int(time.time() * 1000)
@@ -45,9 +45,9 @@ def _history(env: Env) -> list[m.DomainEvent]:
 
 
 def test_replay_dry_run_reports_and_apply_twice_sends_the_same_ids(
-    kafka_settings: KafkaSettings, database_settings: DatabaseSettings
+    rules_env: Callable[[str], Env],
 ) -> None:
-    env = make_env(kafka_settings, database_settings, "rules-replay")
+    env = rules_env("rules-replay")
     recent = _history(env)
     offer = load_offer(EXAMPLES_DIR / "likes-5-then-1.yaml")
     settings = _settings(env)
@@ -93,10 +93,8 @@ def test_replay_dry_run_reports_and_apply_twice_sends_the_same_ids(
         reader.close()
 
 
-def test_replay_cli_suppresses_messages_unless_notify(
-    kafka_settings: KafkaSettings, database_settings: DatabaseSettings
-) -> None:
-    env = make_env(kafka_settings, database_settings, "rules-replay-cli")
+def test_replay_cli_suppresses_messages_unless_notify(rules_env: Callable[[str], Env]) -> None:
+    env = rules_env("rules-replay-cli")
     _history(env)
     store = env.store()
     offer = load_offer(EXAMPLES_DIR / "link-profile.yaml")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,15 +13,14 @@ from services.contracts.ids import command_id
 from services.contracts.topics import COMMANDS_BONUS, COMMANDS_NOTIFY
 from services.rules.offers import load_offer
 from services.rules.store import EXAMPLES_DIR
-from services.runtime.settings import DatabaseSettings, KafkaSettings
 from tests.integration.rules.harness import (
     CommandReader,
+    Env,
     Received,
     activate_examples,
     group_event,
     liked,
     linked,
-    make_env,
     produce,
     worker,
 )
@@ -33,9 +33,9 @@ def _accrues(received: list[Received]) -> list[m.BonusAccrue]:
 
 
 def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
-    kafka_settings: KafkaSettings, database_settings: DatabaseSettings, tmp_path: Path
+    rules_env: Callable[[str], Env], tmp_path: Path
 ) -> None:
-    env = make_env(kafka_settings, database_settings, "rules-worker")
+    env = rules_env("rules-worker")
     activate_examples(env, "link-profile", "likes-5-then-1")
     reader = CommandReader(env)
     link = linked("42", "M1", T0)
@@ -83,9 +83,9 @@ def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
 
 
 def test_a_killed_worker_resumes_with_its_state_and_never_credits_twice(
-    kafka_settings: KafkaSettings, database_settings: DatabaseSettings, tmp_path: Path
+    rules_env: Callable[[str], Env], tmp_path: Path
 ) -> None:
-    env = make_env(kafka_settings, database_settings, "rules-crash")
+    env = rules_env("rules-crash")
     activate_examples(env, "likes-5-then-1")
     reader = CommandReader(env)
     first: list[m.DomainEvent] = [linked("7", "M7", T0), liked("7", 1, T0 + timedelta(hours=1))]
@@ -116,10 +116,8 @@ def test_a_killed_worker_resumes_with_its_state_and_never_credits_twice(
         reader.close()
 
 
-def test_sigterm_stops_the_worker_cleanly(
-    kafka_settings: KafkaSettings, database_settings: DatabaseSettings, tmp_path: Path
-) -> None:
-    env = make_env(kafka_settings, database_settings, "rules-term")
+def test_sigterm_stops_the_worker_cleanly(rules_env: Callable[[str], Env], tmp_path: Path) -> None:
+    env = rules_env("rules-term")
     with worker(env, tmp_path / "worker.log") as w:
         w.wait_offers(set())
         w.process.send_signal(signal.SIGTERM)
