@@ -23,6 +23,8 @@ class Ports:
     smtp: int = 8025
     providers: int = 8087
     lagmonitor: int = 9308
+    detector: int = 6066
+    rules: int = 6067
 
 
 def _url(port: int, path: str = "/readyz") -> str:
@@ -84,22 +86,34 @@ def service_specs(
         ServiceSpec(
             "detector",
             ("services.detector", "worker"),
+            ready_url=_url(ports.detector),
             env={
                 "DETECTOR_APP_ID": f"{app}.detector",
                 "DETECTOR_DATA_DIR": str(state_dir / "detector"),
+                "DETECTOR_WORKER_PORT": str(ports.detector),
+                "DETECTOR_SESSION_TIMEOUT_S": "10",
             },
         ),
         ServiceSpec(
             "readmodel",
             ("services.detector", "readmodel"),
             ready_url=_url(ports.readmodel),
-            env={"READMODEL_GROUP_ID": f"{app}.readmodel", "READMODEL_PORT": str(ports.readmodel)},
+            env={
+                "DETECTOR_READMODEL_GROUP": f"{app}.detector.readmodel",
+                "DETECTOR_READMODEL_PORT": str(ports.readmodel),
+            },
         ),
         ServiceSpec(
             "collector",
             ("services.collector", "run", "--groups", str(groups_file)),
             ready_url=_url(ports.collector),
-            env={"COLLECTOR_PORT": str(ports.collector)},
+            env={
+                "COLLECTOR_HTTP_PORT": str(ports.collector),
+                # The simulator's demo credentials (they unlock nothing else).
+                "COLLECTOR_VK_TOKEN": "sim-vk-group-token",
+                "COLLECTOR_OK_APP_SECRET": "sim-ok-application-secret",
+                "COLLECTOR_OK_TOKEN": "sim-ok-access-token",
+            },
         ),
         ServiceSpec(
             "lagmonitor",
