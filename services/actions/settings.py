@@ -54,7 +54,7 @@ class ActionsSettings(BaseSettings):
         "process takes its partitions back at once instead of waiting for a rebalance.",
     )
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
-    batch_size: int = Field(default=500, ge=1, le=100_000, description="Messages per batch.")
+    batch_size: int = Field(default=1000, ge=1, le=100_000, description="Messages per batch.")
     poll_timeout_s: float = Field(default=0.5, gt=0, description="Longest wait for a batch.")
 
     deduct_policy: DeductPolicy = Field(
