@@ -102,13 +102,14 @@ class LagMonitor:
                 queue.put_nowait(message)
         return snapshot
 
-    async def _scrape_services(self) -> None:
+    async def scrape_services(self) -> dict[str, Reading]:
+        """One reading per configured service (none configured: nothing to do)."""
         if not self.settings.services:
-            return
+            return {}
         if self._http is None:
             self._http = aiohttp.ClientSession()
         timeout = self.settings.service_timeout_s
-        self.apply_services(await scrape_all(self._http, self.settings.services, timeout))
+        return await scrape_all(self._http, self.settings.services, timeout)
 
     async def close(self) -> None:
         """Release the HTTP client used for the services' /metrics."""
@@ -123,18 +124,24 @@ class LagMonitor:
         services costs no more time than the slower of the two.
         """
         started = time.monotonic()
-        scraping = asyncio.create_task(self._scrape_services())
+        scraping = asyncio.create_task(self.scrape_services())
         try:
             sample = await asyncio.to_thread(self.sampler.sample)
         except Exception as exc:  # the loop must outlive any one bad sample
             self.metrics.poll_errors.inc()
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("sample failed: %s", self.last_error)
-            return None
-        finally:
-            await scraping
-            self.metrics.poll_duration.observe(time.monotonic() - started)
-        return self.apply(sample)
+            sample = None
+        except BaseException:  # cancelled: do not leave the scrape behind
+            scraping.cancel()
+            raise
+        readings = await scraping
+        self.metrics.poll_duration.observe(time.monotonic() - started)
+        # Services and snapshot change together, with no await in between, so a
+        # request never sees one sample's lag with another sample's throughput.
+        if self.settings.services:
+            self.apply_services(readings)
+        return None if sample is None else self.apply(sample)
 
     async def run(self) -> None:
         """Sample every ``sample_interval_s`` until cancelled; intervals do not drift."""

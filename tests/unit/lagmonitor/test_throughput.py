@@ -184,9 +184,9 @@ def test_monitor_shows_services_in_json_history_stream_and_metrics() -> None:
             )
             monitor = LagMonitor(settings)
             async with TestClient(TestServer(create_app(monitor, sample=False))) as client:
-                await monitor._scrape_services()
+                monitor.apply_services(await monitor.scrape_services())
                 handled.inc(30)
-                await monitor._scrape_services()
+                monitor.apply_services(await monitor.scrape_services())
                 monitor.apply(sample)
                 document = await (await client.get("/api/lag")).json()
                 services = {s["service"]: s for s in document["services"]}
