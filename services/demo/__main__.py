@@ -33,6 +33,7 @@ from services.demo.watch import Watcher
 from services.ops.chaos import ChaosMonkey
 from services.ops.supervisor import ServiceFailedError, Supervisor
 from services.ops.system import Ports, service_specs
+from services.rules.offers import load_offer
 from services.runtime import kafka
 from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -129,10 +130,12 @@ class Demo:
 
 
 def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]:
-    messages = demo.http.get(f"http://127.0.0.1:{demo.ports.providers}/messages").json()
+    messages: list[dict[str, Any]] = demo.http.get(
+        f"http://127.0.0.1:{demo.ports.providers}/messages"
+    ).json()
     delivered: dict[str, int] = {}
-    for message in messages.get("messages", []):
-        to = str(message.get("member_id") or message.get("to") or "?")
+    for message in messages:
+        to = str(message.get("to") or "?")
         delivered[to] = delivered.get(to, 0) + 1
     table = Table(title="Members after the story")
     for column in ("member", "profile", "balance (ledger API)", "expected", "messages"):
@@ -163,7 +166,7 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
             ],
             "event_deliveries": watcher.seen.event_deliveries,
             "posts": demo.posts,
-            "messages": messages.get("messages", []),
+            "messages": messages,
             "outcome_messages": [m.model_dump(mode="json") for m in watcher.seen.messages],
         }
     return table, summary
@@ -304,21 +307,27 @@ def _keep_running(supervisor: Supervisor, ports: Ports, stop: threading.Event) -
         stop.wait(1.0)
 
 
-def _load_offers(env: dict[str, str]) -> None:
-    """Load the demo offers through the operators' own CLI, as a marketer would."""
-    for path in sorted((DEMO_DIR / "offers").glob("*.yaml")):
-        done = subprocess.run(
-            [sys.executable, "-m", "services.cli", "offers", "create", str(path), "--activate"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+def _cli(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise StoryFailedError(
+            f"social-loyalty {' '.join(args)} failed: {done.stderr or done.stdout}"
         )
-        if done.returncode != 0:
-            raise StoryFailedError(
-                f"loading offer {path.name} failed: {done.stderr or done.stdout}"
-            )
-        console.print(f"offer loaded: {path.stem}")
+
+
+def _load_offers(env: dict[str, str]) -> None:
+    """Load and activate the demo offers through the operators' own CLI, as a marketer would."""
+    for path in sorted((DEMO_DIR / "offers").glob("*.yaml")):
+        offer = load_offer(path)
+        _cli(env, "offers", "create", str(path), "--author", "demo")
+        _cli(env, "offers", "activate", offer.id)
+        console.print(f"offer loaded and active: {offer.id} ({offer.name})")
 
 
 def main() -> None:

@@ -57,9 +57,15 @@ def service_specs(
     specs += [
         ServiceSpec(
             "sinks",
-            ("services.actions", "sinks"),
+            (
+                "services.actions",
+                "sinks",
+                "--smtp-port",
+                str(ports.smtp),
+                "--http-port",
+                str(ports.providers),
+            ),
             ready_url=_url(ports.providers, "/healthz"),
-            env={"SINKS_SMTP_PORT": str(ports.smtp), "SINKS_HTTP_PORT": str(ports.providers)},
         ),
         ServiceSpec(
             "actions",
@@ -67,21 +73,31 @@ def service_specs(
             ready_url=_url(ports.actions),
             env={
                 "ACTIONS_GROUP_PREFIX": f"{app}.actions",
+                "ACTIONS_INSTANCE_ID": "local-1",
                 "ACTIONS_PORT": str(ports.actions),
                 "ACTIONS_SMTP_PORT": str(ports.smtp),
-                "ACTIONS_PROVIDER_URL": f"http://127.0.0.1:{ports.providers}",
+                **{
+                    f"ACTIONS_{channel.upper()}_URL": f"http://127.0.0.1:{ports.providers}/{channel}"
+                    for channel in ("sms", "push", "viber")
+                },
             },
         ),
         ServiceSpec(
             "rules-api",
             ("services.rules", "api"),
             ready_url=_url(ports.rules_api),
-            env={"RULES_PORT": str(ports.rules_api)},
+            env={"RULES_API_PORT": str(ports.rules_api)},
         ),
         ServiceSpec(
             "rules",
             ("services.rules", "worker"),
-            env={"RULES_APP_ID": f"{app}.rules", "RULES_DATA_DIR": str(state_dir / "rules")},
+            ready_url=_url(ports.rules),
+            env={
+                "RULES_APP_ID": f"{app}.rules",
+                "RULES_DATA_DIR": str(state_dir / "rules"),
+                "RULES_WORKER_HTTP_PORT": str(ports.rules),
+                "RULES_SESSION_TIMEOUT_S": "10",
+            },
         ),
         ServiceSpec(
             "detector",
@@ -126,8 +142,10 @@ def service_specs(
                     f"{name}=http://127.0.0.1:{port}"
                     for name, port in (
                         ("collector", ports.collector),
+                        ("detector", ports.detector),
                         ("readmodel", ports.readmodel),
-                        ("rules", ports.rules_api),
+                        ("rules", ports.rules),
+                        ("rules-api", ports.rules_api),
                         ("actions", ports.actions),
                     )
                 ),

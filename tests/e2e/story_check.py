@@ -75,5 +75,5 @@ def check_story(result: dict[str, Any]) -> None:
     ids = [e["event_id"] for e in result["events"]]
     assert len(ids) == len(set(ids))
     # One welcome push per linked member, delivered once each, whatever was retried.
-    delivered = Counter(str(m.get("member_id")) for m in result["messages"])
+    delivered = Counter(str(m.get("to")) for m in result["messages"])
     assert delivered == Counter({"alice": 1, "bob": 1, "carol": 1, "dave": 1})
