@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -99,6 +100,35 @@ class _ReadCommittedTransport(faust_aiokafka.Transport):
 class _App(faust.App):
     def _new_transport(self) -> Any:
         return _ReadCommittedTransport(self.conf.broker_consumer, self)
+
+
+class RecordCache:
+    """Decoded member records for the bytes the table holds, most recently used kept.
+
+    Decoding a record on every event would cost more than evaluating it. The
+    table stays the truth: a cached record is used only while the table's bytes
+    are the bytes it was decoded from (after a rebalance they may not be).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, tuple[bytes, MemberRecord]] = OrderedDict()
+
+    def get(self, key: bytes, stored: bytes | None) -> MemberRecord:
+        entry = self._entries.get(key)
+        if entry is not None and stored is not None and (entry[0] is stored or entry[0] == stored):
+            self._entries.move_to_end(key)
+            return entry[1]
+        record = MemberRecord.from_json(stored)
+        if stored is not None:
+            self.put(key, stored, record)
+        return record
+
+    def put(self, key: bytes, stored: bytes, record: MemberRecord) -> None:
+        self._entries[key] = (stored, record)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
 
 
 class OfferSet:
@@ -191,6 +221,7 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
         "members", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes
     )
     expected = tuple(EVENT_TYPES.values())
+    records = RecordCache(settings.record_cache_size)
 
     @app.agent(events_topic)
     async def resolve_links(stream: Any) -> None:
@@ -234,7 +265,7 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
             started = time.perf_counter()
             result = process(
                 offer_set.offers,
-                MemberRecord.from_json(members.get(key)),
+                records.get(key, members.get(key)),
                 rule_event,
                 tz=tz,
                 issued_at=datetime.now(UTC),
@@ -245,7 +276,9 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
                 EVENTS_REDELIVERED.inc()
             else:
                 EVENTS_EVALUATED.inc()
-                members[key] = result.record.to_json()
+                encoded = result.record.to_json()
+                members[key] = encoded
+                records.put(key, encoded, result.record)
             for command in result.commands:
                 base = command_topic(command)
                 await command_topics[base].send(

@@ -41,10 +41,11 @@ from services.rules.engine import (
 )
 from services.rules.offers import Offer
 
-RECENT_EVENTS = 256
-"""Processed events remembered per member. A redelivery comes from the last
-uncommitted batch of one partition (a few hundred messages at most across all
-members), so the 256 most recent events *of one member* cover it with a wide margin."""
+RECENT_EVENTS = 32
+"""Processed events remembered per member. A redelivery replays what was not
+committed yet: one commit interval of one partition (seconds of traffic). One
+member rarely has more than a handful of events in it; 32 leaves a wide margin
+while keeping the record (written to the changelog on every event) small."""
 
 EVENT_TYPE_OF: Mapping[type[m.ContractModel], EventType] = {
     m.ProfileLinked: EventType.PROFILE_LINKED,
@@ -215,18 +216,18 @@ def _command_from_doc(doc: Sequence[Any]) -> m.Command:
 class MemberRecord:
     """What the member-state table holds: the engine state and recent processing.
 
-    ``recent`` is ``(event_id, commands)`` oldest first, at most ``RECENT_EVENTS``.
+    ``recent`` is ``(event_id, commands as JSON text)`` oldest first, at most
+    ``RECENT_EVENTS``. The commands stay JSON text because they are only read
+    back on a redelivery, and re-encoding hundreds of pydantic models on every
+    event would cost more than the evaluation itself.
     """
 
     state: MemberState = field(default_factory=MemberState)
-    recent: tuple[tuple[str, tuple[m.Command, ...]], ...] = ()
+    recent: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> bytes:
-        doc = {
-            "state": json.loads(self.state.to_json()),
-            "recent": [[eid, [_command_doc(c) for c in cmds]] for eid, cmds in self.recent],
-        }
-        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        recent = ",".join(f"[{json.dumps(eid)},{commands}]" for eid, commands in self.recent)
+        return b'{"recent":[' + recent.encode() + b'],"state":' + self.state.to_json() + b"}"
 
     @classmethod
     def from_json(cls, data: bytes | None) -> MemberRecord:
@@ -236,16 +237,17 @@ class MemberRecord:
             doc = json.loads(data)
             state = MemberState.from_json(json.dumps(doc["state"]))
             recent = tuple(
-                (str(eid), tuple(_command_from_doc(c) for c in cmds)) for eid, cmds in doc["recent"]
+                (str(eid), json.dumps(cmds, separators=(",", ":"))) for eid, cmds in doc["recent"]
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateFormatError(f"member record is malformed: {exc!r}") from exc
         return cls(state, recent)
 
     def commands_for(self, event_id: str) -> tuple[m.Command, ...] | None:
+        """The commands ``event_id`` produced, if it is among the recent events."""
         for eid, commands in reversed(self.recent):
             if eid == event_id:
-                return commands
+                return tuple(_command_from_doc(doc) for doc in json.loads(commands))
         return None
 
 
@@ -277,5 +279,6 @@ def process(
         return Processed(record, earlier, redelivered=True)
     result = evaluate_all(offers, record.state, event, tz=tz)
     commands = tuple(to_command(spec, issued_at=issued_at) for spec in result.commands)
-    recent = (*record.recent, (event.event_id, commands))[-recent_limit:]
+    encoded = json.dumps([_command_doc(c) for c in commands], separators=(",", ":"))
+    recent = (*record.recent, (event.event_id, encoded))[-recent_limit:]
     return Processed(MemberRecord(result.state, recent), commands, redelivered=False)

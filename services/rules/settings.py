@@ -40,13 +40,16 @@ class RulesSettings(ServiceSettings, BaseSettings):
         default=3.0, gt=0, description="How often the worker checks PG for offer changes."
     )
     recent_events: int = Field(
-        default=256, ge=1, description="Processed events remembered per member (redelivery)."
+        default=32, ge=1, description="Processed events remembered per member (redelivery)."
     )
     session_timeout_s: float = Field(
         default=30.0,
         gt=0,
         le=90,
         description="Kafka group session: how soon a dead worker's partitions move on.",
+    )
+    record_cache_size: int = Field(
+        default=50_000, ge=1, description="Decoded member records kept in memory per worker."
     )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8084, description="Offers HTTP API + health.")
