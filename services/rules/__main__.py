@@ -87,5 +87,16 @@ def api(
     asyncio.run(serve())
 
 
+@app.command()
+def bench(
+    events: int = typer.Option(20_000, help="Events to evaluate."),
+    members: int = typer.Option(1_000, help="Members they are spread over."),
+) -> None:
+    """Print the pure engine's events/s with the acceptance set (no Kafka, no PG)."""
+    from services.rules.bench import run
+
+    run(events, members, typer.echo)
+
+
 if __name__ == "__main__":
     app()

@@ -181,7 +181,10 @@ class CommandReader:
     def until(self, done: Callable[[list[Received]], bool], what: str) -> list[Received]:
         deadline = time.monotonic() + DEADLINE_S
         while not done(self.received):
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.received}"
+            assert time.monotonic() < deadline, (
+                f"timed out waiting for {what}; {len(self.received)} received, "
+                f"last: {self.received[-3:]}"
+            )
             self.poll()
         return self.received
 
