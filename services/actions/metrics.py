@@ -5,42 +5,44 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 COMMANDS_APPLIED = Counter(
-    "actions_commands_applied_total",
+    "social_loyalty_actions_commands_applied_total",
     "Commands that took effect, by consumer and command type.",
     ["consumer", "type"],
 )
 DUPLICATES = Counter(
-    "actions_commands_duplicate_total",
+    "social_loyalty_actions_commands_duplicate_total",
     "Commands whose id had already been applied (replays, redeliveries): no effect.",
     ["consumer"],
 )
 BATCH_SIZE = Histogram(
-    "actions_batch_size",
+    "social_loyalty_actions_batch_size",
     "Messages per applied batch.",
     ["consumer"],
     buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )
 APPLY_SECONDS = Histogram(
-    "actions_apply_seconds",
+    "social_loyalty_actions_apply_seconds",
     "Wall time from a batch's arrival to its PostgreSQL commit.",
     ["consumer"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 DEAD_LETTERS = Counter(
-    "actions_dead_letters_total", "Messages sent to the dead-letter topic.", ["consumer"]
+    "social_loyalty_actions_dead_letters_total",
+    "Messages sent to the dead-letter topic.",
+    ["consumer"],
 )
 LEDGER_POINTS = Counter(
-    "actions_ledger_points_total",
+    "social_loyalty_actions_ledger_points_total",
     "Points moved by the ledger (credited, deducted, shortfall).",
     ["direction"],
 )
 MESSAGES = Counter(
-    "actions_messages_total",
+    "social_loyalty_actions_messages_total",
     "Notifications by channel and final status (sent, failed, suppressed, scheduled).",
     ["channel", "status"],
 )
 OFFSET_CONFLICTS = Counter(
-    "actions_offset_conflicts_total",
+    "social_loyalty_actions_offset_conflicts_total",
     "Batches rolled back because another consumer had moved the stored offsets (a zombie).",
     ["consumer"],
 )

@@ -11,53 +11,53 @@ from prometheus_client import Counter, Histogram
 from services.collector.api import CountersSnapshot
 
 API_REQUESTS = Counter(
-    "collector_api_requests_total",
+    "social_loyalty_collector_api_requests_total",
     "HTTP requests sent to a social network's API (execute counts once).",
     ["network", "method"],
 )
 API_CALLS = Counter(
-    "collector_api_calls_total",
+    "social_loyalty_collector_api_calls_total",
     "API method calls made, alone or inside execute.",
     ["network", "method"],
 )
 API_ERRORS = Counter(
-    "collector_api_errors_total",
+    "social_loyalty_collector_api_errors_total",
     "API errors received, by error code ('transport' for HTTP 5xx and network errors).",
     ["network", "code"],
 )
 RATE_LIMIT_WAITS = Counter(
-    "collector_rate_limit_waits_total",
+    "social_loyalty_collector_rate_limit_waits_total",
     "Requests that waited for the client-side rate limiter.",
     ["network"],
 )
 RATE_LIMIT_WAIT_SECONDS = Counter(
-    "collector_rate_limit_wait_seconds_total",
+    "social_loyalty_collector_rate_limit_wait_seconds_total",
     "Seconds spent waiting for the client-side rate limiter.",
     ["network"],
 )
 OBJECTS_READ = Counter(
-    "collector_objects_read_total",
+    "social_loyalty_collector_objects_read_total",
     "Member ids, likers, reposters and comments read.",
     ["network"],
 )
 RUNS = Counter(
-    "collector_runs_total",
+    "social_loyalty_collector_runs_total",
     "Collection runs by final status (succeeded, failed, aborted, busy).",
     ["network", "status"],
 )
 RUN_DURATION = Histogram(
-    "collector_run_duration_seconds",
+    "social_loyalty_collector_run_duration_seconds",
     "Wall time of a collection run, from lock to commit or failure.",
     ["network", "status"],
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 MESSAGES_PUBLISHED = Counter(
-    "collector_snapshot_messages_total",
+    "social_loyalty_collector_snapshot_messages_total",
     "Snapshot messages committed to social.snapshots.",
     ["network"],
 )
 LINK_EVENTS = Counter(
-    "collector_link_events_total",
+    "social_loyalty_collector_link_events_total",
     "ProfileLinked / ProfileUnlinked events acknowledged by the broker.",
     ["network", "event"],
 )

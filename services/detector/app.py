@@ -114,22 +114,25 @@ class DetectorApp(faust.App):
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.chunks = Counter(
-            "detector_chunks_total",
+            "social_loyalty_detector_chunks_total",
             "Snapshot records processed, by outcome.",
             ["outcome"],
             registry=registry,
         )
         self.events = Counter(
-            "detector_events_total", "Domain events emitted, by type.", ["type"], registry=registry
+            "social_loyalty_detector_events_total",
+            "Domain events emitted, by type.",
+            ["type"],
+            registry=registry,
         )
         self.diff_seconds = Histogram(
-            "detector_diff_seconds",
+            "social_loyalty_detector_diff_seconds",
             "Time to diff one chunk against its stored state (decode to changes).",
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
             registry=registry,
         )
         self.dead_letters = Counter(
-            "detector_dead_letters_total",
+            "social_loyalty_detector_dead_letters_total",
             "Records sent to the dead-letter topic.",
             registry=registry,
         )

@@ -289,7 +289,7 @@ class ReadModel:
         self.store = Store(self.conn, settings.readmodel_schema)
         self.codec = make_codec(settings.kafka)
         self.applied = Counter(
-            "detector_readmodel_events_total",
+            "social_loyalty_detector_readmodel_events_total",
             "Events applied (new) or skipped.",
             ["result"],
             registry=registry,

@@ -256,7 +256,7 @@ def test_a_captcha_mid_run_publishes_nothing_and_records_why(env: Env) -> None:
 
 def test_a_failure_inside_the_transaction_aborts_it(env: Env) -> None:
     """Buckets are produced, then a likes chunk is over the size limit: the transaction is
-    aborted, so a read_uncommitted reader sees the orphans and read_committed sees none."""
+    aborted and a read_committed reader sees nothing of that run."""
     w, posts = world()
     for user in range(5000, 12000):
         w.like("vk", GROUP, posts[-1], user)
@@ -277,8 +277,9 @@ def test_a_failure_inside_the_transaction_aborts_it(env: Env) -> None:
     assert row["status"] == "failed"
     assert "over the 10000-byte limit" in row["reason"]
     assert ok.status == "succeeded", ok.reason
-    uncommitted = read_until_manifest(env, ok.run_id, committed=False)
-    assert any(c.run_id == failed.run_id for c in uncommitted), "nothing was produced"
+    # Whether the failed run's first buckets reached the broker before the abort depends on
+    # librdkafka's linger timer (an abort purges what is still queued); either way a
+    # read_committed reader must see only the good run.
     committed = read_until_manifest(env, ok.run_id)
     assert {c.run_id for c in committed} == {ok.run_id}
 

@@ -113,7 +113,7 @@ def test_read_model_answers_who_is_where_and_survives_a_restart(settings: Detect
         assert httpx.get(f"{base}/v1/profiles/vk/999").status_code == 404
         assert httpx.get(f"{base}/v1/profiles/xx/1").status_code == 400
         assert httpx.get(f"{base}/v1/groups/vk/5/members", params={"limit": 0}).status_code == 400
-        assert "detector_readmodel_events_total" in httpx.get(f"{base}/metrics").text
+        assert "social_loyalty_detector_readmodel_events_total" in httpx.get(f"{base}/metrics").text
         model.consumer.close()
     finally:
         server.stop()
