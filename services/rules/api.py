@@ -11,6 +11,7 @@ keeps serving health probes.
     PUT    /offers/{id}                 new version
     POST   /offers/{id}/activate        activate
     POST   /offers/{id}/deactivate      deactivate
+    POST   /offers/load-examples        the acceptance set (?activate=false to keep it off)
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ def create_app(store: OfferStore) -> web.Application:
 
         return handler
 
+    async def load_examples(request: web.Request) -> web.Response:
+        activate = request.query.get("activate", "true") != "false"
+        created = await asyncio.to_thread(store.load_examples, activate=activate)
+        return web.json_response({"created": created})
+
+    app.router.add_post("/offers/load-examples", load_examples)
     app.router.add_get("/offers", list_offers)
     app.router.add_post("/offers", create)
     app.router.add_get("/offers/{id}", show)

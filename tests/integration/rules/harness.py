@@ -135,6 +135,24 @@ def group_event(model: type[m.GroupJoined | m.GroupLeft], user: str, at: datetim
     )
 
 
+def produce_aborted(env: Env, events: Iterable[m.DomainEvent]) -> None:
+    """Write ``events`` in a transaction and abort it: read_committed readers never see them."""
+    codec = make_codec(env.kafka)
+    producer = kafka.producer(
+        env.kafka,
+        "rules-test-tx",
+        transactional_id=f"t.rules.{uuid.uuid4().hex[:8]}",
+        extra={"compression.type": "none"},
+    )
+    topic = env.topics.name(EVENTS)
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for event in events:
+        producer.produce(topic, key=event.key().to_bytes(), value=codec.encode(event, topic))
+    producer.flush(30)
+    producer.abort_transaction(30)
+
+
 def produce(env: Env, events: Iterable[m.DomainEvent], *, timestamp_ms: int | None = None) -> None:
     codec = make_codec(env.kafka)
     producer = kafka.producer(env.kafka, "rules-test", extra={"compression.type": "none"})
@@ -226,15 +244,15 @@ class Worker:
 
 
 @contextmanager
-def worker(env: Env, log: Path) -> Iterator[Worker]:
-    """``python -m services.rules worker`` with a memory store; SIGTERM at the end."""
+def worker(env: Env, log: Path, *, store: str = "memory://") -> Iterator[Worker]:
+    """``python -m services.rules worker`` (memory store by default); SIGTERM at the end."""
     port = free_port()
     handle = log.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "services.rules", "worker", "--loglevel", "warning"],
         cwd=REPO,
         env=env.environ(
-            RULES_STORE="memory://",
+            RULES_STORE=store,
             RULES_RELOAD_INTERVAL_S="0.5",
             RULES_SESSION_TIMEOUT_S="8",
             RULES_WORKER_HTTP_PORT=str(port),

@@ -110,6 +110,8 @@ def test_offer_api_round_trip(database_settings: DatabaseSettings, schema: str) 
             assert (v1["body"]["name"], v1["author"]) == (body["name"], "api")
             assert (await client.get("/offers/nope")).status == 404
             assert (await client.post("/offers/likes-5-then-1/deactivate")).status == 200
+            loaded = await client.post("/offers/load-examples?activate=false")
+            assert len((await loaded.json())["created"]) == 8  # one was there already
             assert (await client.get("/readyz")).status == 200
             assert (await client.get("/healthz")).status == 200
 

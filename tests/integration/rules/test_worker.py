@@ -22,6 +22,7 @@ from tests.integration.rules.harness import (
     liked,
     linked,
     produce,
+    produce_aborted,
     worker,
 )
 
@@ -44,7 +45,10 @@ def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
     try:
         with worker(env, tmp_path / "worker.log") as w:
             w.wait_offers({"link-profile", "likes-5-then-1"})
-            produce(env, [link, *likes, stranger])
+            aborted = liked("42", 9, T0 + timedelta(minutes=30))  # rolled back: never happened
+            produce(env, [link])
+            produce_aborted(env, [aborted])  # after the link: it would earn if it were read
+            produce(env, [*likes, stranger])
             got = reader.until(lambda r: len(_accrues(r)) >= 3, "link and like credits")
             bonus = [r for r in got if r.topic == COMMANDS_BONUS]
             assert {r.key for r in got} == {b"M1"}
@@ -58,6 +62,7 @@ def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
                 command_id("link-profile", link.event_id, 1)
             ]
             assert all(r.command.source_event_id != stranger.event_id for r in got)
+            assert all(r.command.source_event_id != aborted.event_id for r in got)
 
             # A new offer goes live and an old one stops, without a restart.
             store = env.store()
@@ -78,6 +83,7 @@ def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
             assert by_source[joined.event_id].points == 20  # type: ignore[union-attr]
             assert isinstance(by_source[left.event_id], m.BonusDeduct)
             assert late_like.event_id not in by_source  # its offer was deactivated
+            assert aborted.event_id not in by_source  # read_committed
     finally:
         reader.close()
 
@@ -90,7 +96,7 @@ def test_a_killed_worker_resumes_with_its_state_and_never_credits_twice(
     reader = CommandReader(env)
     first: list[m.DomainEvent] = [linked("7", "M7", T0), liked("7", 1, T0 + timedelta(hours=1))]
     try:
-        with worker(env, tmp_path / "worker-1.log") as w:
+        with worker(env, tmp_path / "worker-1.log", store="rocksdb://") as w:
             w.wait_offers({"likes-5-then-1"})
             produce(env, first)
             reader.until(lambda r: len(_accrues(r)) >= 1, "first like credit")
@@ -100,7 +106,7 @@ def test_a_killed_worker_resumes_with_its_state_and_never_credits_twice(
         # The same like seen again by the detector (a new snapshot) and a new like.
         again = liked("7", 1, T0 + timedelta(hours=2))
         new = liked("7", 2, T0 + timedelta(hours=3))
-        with worker(env, tmp_path / "worker-2.log") as w:
+        with worker(env, tmp_path / "worker-2.log", store="rocksdb://") as w:
             w.wait_offers({"likes-5-then-1"})
             produce(env, [again, new])
             reader.until(
