@@ -58,24 +58,28 @@ from services.rules.store import OfferStore
 log = logging.getLogger(__name__)
 
 EVENTS_EVALUATED = Counter(
-    "rules_events_evaluated_total", "Resolved member events run through the offers."
+    "social_loyalty_rules_events_evaluated_total", "Resolved member events run through the offers."
 )
 EVENTS_REDELIVERED = Counter(
-    "rules_events_redelivered_total", "Events seen again; their recorded commands re-sent."
+    "social_loyalty_rules_events_redelivered_total",
+    "Events seen again; their recorded commands re-sent.",
 )
 EVENTS_UNLINKED = Counter(
-    "rules_events_unlinked_total", "Events of social users with no linked member (no earning)."
+    "social_loyalty_rules_events_unlinked_total",
+    "Events of social users with no linked member (no earning).",
 )
-EVENTS_DEAD = Counter("rules_events_deadlettered_total", "Undecodable events sent to dead letter.")
+EVENTS_DEAD = Counter(
+    "social_loyalty_rules_events_deadlettered_total", "Undecodable events sent to dead letter."
+)
 COMMANDS_EMITTED = Counter(
-    "rules_commands_emitted_total", "Commands sent, by contract type.", ["type"]
+    "social_loyalty_rules_commands_emitted_total", "Commands sent, by contract type.", ["type"]
 )
 EVALUATION_SECONDS = Histogram(
-    "rules_evaluation_seconds",
+    "social_loyalty_rules_evaluation_seconds",
     "Time to evaluate one event against every active offer.",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
-OFFERS_ACTIVE = Gauge("rules_offers_active", "Active offers the worker evaluates.")
+OFFERS_ACTIVE = Gauge("social_loyalty_rules_offers_active", "Active offers the worker evaluates.")
 
 
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):

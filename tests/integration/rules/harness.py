@@ -1,7 +1,7 @@
 """Shared pieces of the rules integration tests: topics, events in, commands out, a worker.
 
-Events are produced uncompressed: the Faust worker reads with aiokafka, which
-needs ``cramjam`` for zstd batches (see docs/replay.md, "Known gaps").
+Events are produced with the shared producer factory (zstd, as the detector
+and the link API write them), so the worker's aiokafka reader is tested on them.
 """
 
 from __future__ import annotations
@@ -142,7 +142,6 @@ def produce_aborted(env: Env, events: Iterable[m.DomainEvent]) -> None:
         env.kafka,
         "rules-test-tx",
         transactional_id=f"t.rules.{uuid.uuid4().hex[:8]}",
-        extra={"compression.type": "none"},
     )
     topic = env.topics.name(EVENTS)
     producer.init_transactions(30)
@@ -155,7 +154,7 @@ def produce_aborted(env: Env, events: Iterable[m.DomainEvent]) -> None:
 
 def produce(env: Env, events: Iterable[m.DomainEvent], *, timestamp_ms: int | None = None) -> None:
     codec = make_codec(env.kafka)
-    producer = kafka.producer(env.kafka, "rules-test", extra={"compression.type": "none"})
+    producer = kafka.producer(env.kafka, "rules-test")
     topic = env.topics.name(EVENTS)
     for event in events:
         extra: dict[str, Any] = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
