@@ -37,7 +37,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.contracts.codec import Codec, DecodeError, make_codec
+from services.contracts.codec import Codec, make_codec
 from services.contracts.models import EVENT_TYPES, DeadLetter, DomainEvent
 from services.contracts.topics import DEADLETTER, EVENTS
 from services.rules.offers import Offer
@@ -228,28 +228,34 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
     expected = tuple(EVENT_TYPES.values())
     records = RecordCache(settings.record_cache_size)
 
+    async def reject(event: Any, error: Exception) -> None:
+        """Bad input goes to the dead-letter topic with its reason; the stream goes on."""
+        EVENTS_DEAD.inc()
+        message = event.message
+        letter = DeadLetter.for_error(
+            error,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=event.key,
+            value=event.value,
+            consumer_group=settings.app_id,
+        )
+        log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition,
+                    message.offset, letter.reason)  # fmt: skip
+        await deadletter.send(key=event.key, value=codec.encode(letter, deadletter_name))
+
     @app.agent(events_topic)
     async def resolve_links(stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
             try:
                 record = cast(DomainEvent, codec.decode(event.value, events_name, expected))
-            except DecodeError as exc:
-                EVENTS_DEAD.inc()
-                letter = DeadLetter.for_error(
-                    exc,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=event.key,
-                    value=event.value,
-                    consumer_group=settings.app_id,
-                )
-                await deadletter.send(key=event.key, value=codec.encode(letter, deadletter_name))
+                key = link_key(record).encode()
+                link = Link.from_json(links.get(key))
+                new_link, rule_event = resolve(link, record)
+            except ValueError as exc:  # DecodeError, or an event the engine refuses
+                await reject(event, exc)
                 continue
-            key = link_key(record).encode()
-            link = Link.from_json(links.get(key))
-            new_link, rule_event = resolve(link, record)
             if new_link != link:
                 if new_link is None:
                     del links[key]
@@ -265,17 +271,21 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
     @app.agent(by_member)
     async def evaluate_members(stream: Any) -> None:
         async for event in stream.events():
-            rule_event = decode_rule_event(event.value)
-            key = rule_event.member_id.encode()
             started = time.perf_counter()
-            result = process(
-                offer_set.offers,
-                records.get(key, members.get(key)),
-                rule_event,
-                tz=tz,
-                issued_at=datetime.now(UTC),
-                recent_limit=settings.recent_events,
-            )
+            try:
+                rule_event = decode_rule_event(event.value)
+                key = rule_event.member_id.encode()
+                result = process(
+                    offer_set.offers,
+                    records.get(key, members.get(key)),
+                    rule_event,
+                    tz=tz,
+                    issued_at=datetime.now(UTC),
+                    recent_limit=settings.recent_events,
+                )
+            except ValueError as exc:  # a malformed resolved event or member record
+                await reject(event, exc)
+                continue
             EVALUATION_SECONDS.observe(time.perf_counter() - started)
             if result.redelivered:
                 EVENTS_REDELIVERED.inc()

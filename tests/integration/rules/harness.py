@@ -29,6 +29,7 @@ from services.contracts.topics import (
     COMMANDS_COUNTER,
     COMMANDS_MAILING,
     COMMANDS_NOTIFY,
+    DEADLETTER,
     EVENTS,
     TopicSettings,
     apply,
@@ -162,6 +163,32 @@ def produce(env: Env, events: Iterable[m.DomainEvent], *, timestamp_ms: int | No
             topic, key=event.key().to_bytes(), value=codec.encode(event, topic), **extra
         )
     assert producer.flush(30) == 0
+
+
+def produce_raw(env: Env, key: bytes, value: bytes) -> None:
+    producer = kafka.producer(env.kafka, "rules-test-raw")
+    producer.produce(env.topics.name(EVENTS), key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def dead_letters(env: Env, count: int) -> list[m.DeadLetter]:
+    """The first ``count`` records of the dead-letter topic (waits up to the deadline)."""
+    codec = make_codec(env.kafka)
+    consumer = kafka.consumer(env.kafka, f"t.dlq.{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([env.topics.name(DEADLETTER)])
+    letters: list[m.DeadLetter] = []
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while len(letters) < count:
+            assert time.monotonic() < deadline, f"only {len(letters)} dead letters"
+            for msg in consumer.consume(10, timeout=0.5):
+                if not msg.error():
+                    letter = codec.decode(msg.value(), str(msg.topic()), (m.DeadLetter,))
+                    assert isinstance(letter, m.DeadLetter)
+                    letters.append(letter)
+    finally:
+        consumer.close()
+    return letters
 
 
 # --------------------------------------------------------------------- commands

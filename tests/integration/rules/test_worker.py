@@ -18,11 +18,13 @@ from tests.integration.rules.harness import (
     Env,
     Received,
     activate_examples,
+    dead_letters,
     group_event,
     liked,
     linked,
     produce,
     produce_aborted,
+    produce_raw,
     worker,
 )
 
@@ -46,6 +48,7 @@ def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
         with worker(env, tmp_path / "worker.log") as w:
             w.wait_offers({"link-profile", "likes-5-then-1"})
             aborted = liked("42", 9, T0 + timedelta(minutes=30))  # rolled back: never happened
+            produce_raw(env, b"vk:42", b"not avro")  # dead-lettered; the stream goes on
             produce(env, [link])
             produce_aborted(env, [aborted])  # after the link: it would earn if it were read
             produce(env, [*likes, stranger])
@@ -84,6 +87,13 @@ def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
             assert isinstance(by_source[left.event_id], m.BonusDeduct)
             assert late_like.event_id not in by_source  # its offer was deactivated
             assert aborted.event_id not in by_source  # read_committed
+            (letter,) = dead_letters(env, 1)
+            assert (letter.key, letter.value, letter.consumer_group) == (
+                b"vk:42",
+                b"not avro",
+                env.app_id,
+            )
+            assert "magic" in letter.reason
     finally:
         reader.close()
 
