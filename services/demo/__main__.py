@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -33,7 +31,6 @@ from services.demo.watch import Watcher
 from services.ops.chaos import ChaosMonkey
 from services.ops.supervisor import ServiceFailedError, Supervisor
 from services.ops.system import Ports, service_specs
-from services.rules.offers import load_offer
 from services.runtime import kafka
 from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -307,27 +304,12 @@ def _keep_running(supervisor: Supervisor, ports: Ports, stop: threading.Event) -
         stop.wait(1.0)
 
 
-def _cli(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise StoryFailedError(
-            f"social-loyalty {' '.join(args)} failed: {done.stderr or done.stdout}"
-        )
-
-
 def _load_offers(env: dict[str, str]) -> None:
-    """Load and activate the demo offers through the operators' own CLI, as a marketer would."""
-    for path in sorted((DEMO_DIR / "offers").glob("*.yaml")):
-        offer = load_offer(path)
-        _cli(env, "offers", "create", str(path), "--author", "demo")
-        _cli(env, "offers", "activate", offer.id)
-        console.print(f"offer loaded and active: {offer.id} ({offer.name})")
+    try:
+        for offer in namespace.load_offers(env, DEMO_DIR / "offers"):
+            console.print(f"offer loaded and active: {offer.id} ({offer.name})")
+    except namespace.SetupError as exc:
+        raise StoryFailedError(str(exc)) from exc
 
 
 def main() -> None:

@@ -168,6 +168,14 @@ class Supervisor:
                 revived.append(name)
         return revived
 
+    def pids(self) -> dict[str, int]:
+        """The process id of every running service."""
+        return {
+            name: running.process.pid
+            for name, running in self._running.items()
+            if running.process.poll() is None
+        }
+
     def status(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []
         for name, spec in self.specs.items():

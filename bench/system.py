@@ -1,0 +1,161 @@
+"""System benchmark: link-to-credited latency through every service, and each service's peak memory.
+
+It starts the whole system as the demo does (its own ``bench.`` namespace and
+database, the same process list), loads the welcome offer, then links
+``BENCH_LINKS`` (default 200) members through the link API, one every
+``BENCH_LINK_GAP_S`` (0.05 s), and measures for each the time from the HTTP call
+to the ``PointsCredited`` outcome (its Kafka timestamp, set when the actions
+service published it): link API -> social.events -> rules (Faust, repartition by
+member) -> loyalty.commands.bonus -> ledger in PostgreSQL -> loyalty.outcomes.
+The target is p99 under 1 s. Peak memory is each process's VmHWM at the end.
+Run: ``./run bench system`` (uses the demo's ports: stop a running demo first).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from confluent_kafka import KafkaError
+
+from services.contracts import PointsCredited, make_codec
+from services.contracts.topics import OUTCOMES, TopicSettings
+from services.demo import namespace
+from services.ops.supervisor import Supervisor
+from services.ops.system import Ports, service_specs
+from services.runtime import kafka
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "bench."
+LINKS = int(os.environ.get("BENCH_LINKS", "200"))
+GAP_S = float(os.environ.get("BENCH_LINK_GAP_S", "0.05"))
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class _Credits:
+    """Records the Kafka timestamp of the first PointsCredited per member."""
+
+    def __init__(self, settings: KafkaSettings, topics: TopicSettings) -> None:
+        self.at: dict[str, float] = {}
+        self._codec = make_codec(settings)
+        self._topic = topics.name(OUTCOMES)
+        self._consumer = kafka.consumer(settings, f"{PREFIX}latency")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._consumer.subscribe([self._topic])
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer.consume(500, 0.2):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(str(error))
+                    continue
+                record = self._codec.decode(message.value(), self._topic)
+                if isinstance(record, PointsCredited):
+                    self.at.setdefault(record.member_id, message.timestamp()[1] / 1000)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run() -> list[dict[str, object]]:
+    kafka_settings, database_settings = KafkaSettings(), DatabaseSettings()
+    topics = TopicSettings(prefix=PREFIX)
+    state_dir = namespace.reset_state_dir(ROOT / "deploy" / ".local" / "bench")
+    database_url = namespace.reset_database(database_settings, "social_loyalty_bench")
+    namespace.reset_kafka(kafka_settings, topics)
+    env = {**os.environ, "DATABASE_URL": database_url, "TOPIC_PREFIX": PREFIX}
+    offers_dir = state_dir / "offers"
+    offers_dir.mkdir()
+    welcome = ROOT / "deploy" / "demo" / "offers" / "welcome.yaml"
+    (offers_dir / "welcome.yaml").write_text(welcome.read_text())
+    namespace.load_offers(env, offers_dir)
+    ports = Ports()
+    specs = service_specs(
+        prefix=PREFIX,
+        state_dir=state_dir,
+        groups_file=ROOT / "deploy" / "demo" / "groups.yaml",
+        ports=ports,
+    )
+    credits = _Credits(kafka_settings, topics)
+    sent: dict[str, float] = {}
+    with Supervisor(specs, state_dir / "logs", env=env) as supervisor, httpx.Client() as http:
+        supervisor.start_all()
+        credits.start()
+        try:
+            # One warm-up link so first-use costs (connections, JIT of the offer) are not counted.
+            for n in range(LINKS + 1):
+                member = f"bench-{n}"
+                sent[member] = time.time()
+                answer = http.post(
+                    f"http://127.0.0.1:{ports.collector}/v1/links",
+                    json={
+                        "member_id": member,
+                        "network": "vk",
+                        "social_user_id": str(900_000 + n),
+                        "registration": False,
+                    },
+                    timeout=30,
+                )
+                answer.raise_for_status()
+                if n == 0:
+                    _wait(credits, {member}, 120)
+                time.sleep(GAP_S)
+            _wait(credits, set(sent), 120)
+        finally:
+            credits.stop()
+        peaks = {name: _peak_rss_mib(pid) for name, pid in supervisor.pids().items()}
+    latencies = [credits.at[m] - sent[m] for m in sent if m != "bench-0" and m in credits.at]
+    rows: list[dict[str, object]] = [
+        {
+            "figure": "link -> points credited, p50",
+            "value": f"{statistics.median(latencies) * 1000:.0f} ms",
+        },
+        {
+            "figure": "link -> points credited, p99",
+            "value": f"{_percentile(latencies, 0.99) * 1000:.0f} ms",
+        },
+        {"figure": "link -> points credited, max", "value": f"{max(latencies) * 1000:.0f} ms"},
+        {"figure": "links measured", "value": f"{len(latencies)} of {LINKS}"},
+    ]
+    rows += [
+        {"figure": f"peak RSS {name}", "value": f"{peak:.0f} MiB" if peak else "?"}
+        for name, peak in peaks.items()
+    ]
+    return rows
+
+
+def _wait(credits: _Credits, members: set[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if members <= credits.at.keys():
+            return
+        time.sleep(0.1)
+    missing = sorted(members - credits.at.keys())
+    raise RuntimeError(f"{len(missing)} links were never credited, e.g. {missing[:3]}")
