@@ -23,7 +23,7 @@ def seed_demo(world: World, seed: int = 7) -> None:
         ("ok", DEMO_OK_GROUP, 10),
     ]
     for network, group_id, posts in plan:
-        members = sorted(world.group(network, group_id).members)
+        members = world.group(network, group_id).members.tolist()
         for index in range(posts):
             post_id = world.add_post(network, group_id, date=now - (posts - index) * 3600)
             for user in rng.sample(members, rng.randint(0, 60)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.simulator import vk_api
 from services.simulator.world import World, WorldError
 
 
@@ -63,3 +64,29 @@ def test_ok_has_no_reposts_and_unknown_things_are_errors() -> None:
         world.group("vk", 1)
     with pytest.raises(WorldError):
         world.add_group("ok", 1)
+
+
+def test_membership_changes_ignore_repeats_and_strangers() -> None:
+    world = World()
+    world.add_group("vk", 1, [5, 3, 9, 3])
+    world.add_members("vk", 1, [5, 7, 7, 11])
+    world.remove_members("vk", 1, [4, 9, 100])
+    group = world.group("vk", 1)
+    assert group.sorted_members().tolist() == [3, 5, 7, 11]
+    assert group.is_member(7) and not group.is_member(9) and not group.is_member(12)
+
+
+def test_a_million_member_group_is_one_compact_array_paged_by_slices() -> None:
+    world = World()
+    world.add_group("vk", 1, range(1, 2_000_001, 2))
+    group = world.group("vk", 1)
+    assert group.members.nbytes == 8_000_000
+    world.add_members("vk", 1, [2])
+    world.remove_members("vk", 1, [1])
+    pages = [
+        vk_api.groups_get_members(world, {"group_id": "1", "offset": offset, "count": 1000})
+        for offset in range(0, 1_000_000, 1000)
+    ]
+    assert {page["count"] for page in pages} == {1_000_000}
+    ids = [user for page in pages for user in page["items"]]
+    assert ids[:2] == [2, 3] and ids[-1] == 1_999_999 and len(ids) == 1_000_000
