@@ -16,7 +16,7 @@ POST   /_control/groups/{net}/{gid}/posts/{pid}/reposts  {user_id}           (VK
 DELETE /_control/groups/{net}/{gid}/posts/{pid}/reposts/{uid}
 POST   /_control/groups/{net}/{gid}/posts/{pid}/comments {author_id, reply_to?} -> {comment_id}
 DELETE /_control/groups/{net}/{gid}/posts/{pid}/comments/{cid}
-POST   /_control/faults        {network, method, code?, count?, http_status?, message?}
+POST   /_control/faults        {network, method, code?, count?, after?, http_status?, message?}
 GET    /_control/faults;  DELETE /_control/faults
 GET    /_control/counters; DELETE /_control/counters
 """
@@ -221,6 +221,7 @@ async def add_fault(request: web.Request) -> web.Response:
         remaining=int(body.get("count", 1)),
         http_status=None if body.get("http_status") is None else int(body["http_status"]),
         message=str(body.get("message", "")),
+        after=int(body.get("after", 0)),
     )
     if fault.http_status is None and fault.code == 0:
         raise web.HTTPBadRequest(text="a fault needs code or http_status")
@@ -236,6 +237,7 @@ async def list_faults(request: web.Request) -> web.Response:
                 "method": f.method,
                 "code": f.code,
                 "count": f.remaining,
+                "after": f.after,
                 "http_status": f.http_status,
             }
             for f in request.app[SIMULATOR].faults.pending()

@@ -46,8 +46,9 @@ class OkApp:
 
 @dataclass
 class Fault:
-    """The next ``remaining`` calls of ``method`` on ``network`` fail with ``code``
-    (an API error) or, when ``http_status`` is set, with that HTTP status."""
+    """After ``after`` matching calls pass, the next ``remaining`` calls of ``method`` on
+    ``network`` fail with ``code`` (an API error) or, when ``http_status`` is set, with
+    that HTTP status. ``after`` is how a test fails a page in the middle of a run."""
 
     network: NetworkName
     method: str
@@ -55,6 +56,7 @@ class Fault:
     remaining: int = 1
     http_status: int | None = None
     message: str = ""
+    after: int = 0
 
 
 class Faults:
@@ -78,6 +80,9 @@ class Faults:
                 and fault.method in {method, "*"}
                 and (fault.http_status is not None) == http
             ):
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)

@@ -72,6 +72,15 @@ def test_faults_fire_the_given_number_of_times_and_a_captcha_carries_its_sid() -
     assert reply.status == 502
 
 
+def test_a_fault_with_after_lets_that_many_calls_pass_first() -> None:
+    sim = vk_simulator(Clock())
+    sim.faults.add(Fault("vk", "groups.getMembers", code=10, remaining=1, after=2))
+    bodies = [members(sim, token="group") for _ in range(4)]
+    assert ["error" in body for body in bodies] == [False, False, True, False]
+    assert error_code(bodies[2]) == 10
+    assert sim.faults.pending() == []
+
+
 def test_error_bodies_echo_the_request_but_never_the_token() -> None:
     sim = vk_simulator(Clock())
     body = members(sim, token="nope")
