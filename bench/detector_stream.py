@@ -92,7 +92,7 @@ def _run(run: int, members: Ids, posts: list[Post]) -> list[SnapshotChunk]:
             bucket=b,
             bucket_count=BUCKETS,
             member_ids=tuple(members[buckets == b].tolist()),
-            **common,  # type: ignore[arg-type]
+            **common,
         )
         for b in range(BUCKETS)
     ]
@@ -101,7 +101,7 @@ def _run(run: int, members: Ids, posts: list[Post]) -> list[SnapshotChunk]:
             post_id=post.post_id,
             posted_at=post.posted_at,
             user_ids=tuple(post.likers.tolist()),
-            **common,  # type: ignore[arg-type]
+            **common,
         )
         for post in posts
     )
@@ -110,7 +110,7 @@ def _run(run: int, members: Ids, posts: list[Post]) -> list[SnapshotChunk]:
             bucket_count=BUCKETS,
             post_ids=tuple(p.post_id for p in posts),
             chunk_count=len(chunks),
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     )
     return chunks
@@ -297,7 +297,14 @@ def run() -> list[dict[str, object]]:
         with log_path.open("ab") as log:
             worker = Worker(env, log, log_path)
             try:
-                rows = _measure(rng, worker, publisher, reader, settings, topics)
+                rows = _measure(
+                    rng,
+                    worker=worker,
+                    publisher=publisher,
+                    reader=reader,
+                    settings=settings,
+                    topics=topics,
+                )
             finally:
                 reader.close()
                 worker.stop()
@@ -310,6 +317,7 @@ def run() -> list[dict[str, object]]:
 
 def _measure(
     rng: np.random.Generator,
+    *,
     worker: Worker,
     publisher: Publisher,
     reader: EventsReader,
@@ -340,7 +348,9 @@ def _measure(
         members, changed = _churn(rng, members, LOAD_CHURN)
         for p in range(LOAD_POSTS):
             likers = np.sort(rng.choice(members, LOAD_LIKERS, replace=False))
-            posts.append(Post(10_000 + n * LOAD_POSTS + p, _at(2 + n) - timedelta(minutes=5), likers))
+            posts.append(
+                Post(10_000 + n * LOAD_POSTS + p, _at(2 + n) - timedelta(minutes=5), likers)
+            )
         workload += changed + LOAD_POSTS * LOAD_LIKERS
         runs.append(publisher.encode(_run(2 + n, members, posts)))
     first_commit = publisher.publish(runs[0])
