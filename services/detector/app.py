@@ -29,6 +29,7 @@ topic; each partition retires only keys it wrote itself (``KeyHistory.partition`
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -316,8 +317,8 @@ class Detector:
             )
         if out:
             await self._flush()
-        for event in out:
-            self.metrics.events.labels(type(event).__name__).inc()
+        for name, count in collections.Counter(type(e).__name__ for e in out).items():
+            self.metrics.events.labels(name).inc(count)
         if stored is not None:
             self.keys[key] = stored.to_bytes()
         self.metrics.chunks.labels(diff.outcome.value).inc()
