@@ -23,6 +23,7 @@ Run: ``./run bench actions``.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -152,9 +153,23 @@ def _read(world: World, base: str, total: int, work: Callable[[Message], object]
     return time.perf_counter() - (started or time.perf_counter())
 
 
+def _reap(proc: subprocess.Popen[str], within_s: float) -> resource.struct_rusage | None:
+    """The child's own resource usage once it has exited (``wait4``: ``Popen.wait``
+    would reap it without keeping the usage); None while it still runs."""
+    deadline = time.monotonic() + within_s
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
+
+
 def _run_service(world: World, consumer: str, total: int) -> ServiceRun:
-    """Start ``python -m services.actions run --only <consumer>``; stop it once
-    PostgreSQL stores offsets past all ``total`` messages."""
+    """Start ``python -m services.actions run --only <consumer>``; stop it with
+    SIGTERM once PostgreSQL stores offsets past all ``total`` messages."""
     group = f"{world.group_prefix}.{consumer}"
     assigned = threading.Event()
     assigned_at: list[float] = []
@@ -178,33 +193,34 @@ def _run_service(world: World, consumer: str, total: int) -> ServiceRun:
 
     threading.Thread(target=watch, daemon=True).start()
     url = world.database.database_url.get_secret_value()
-    finished: float | None = None
+    usage: resource.struct_rusage | None = None
+    finished = 0.0
     try:
         deadline = time.monotonic() + DEADLINE_S
+        stored = sql.SQL(
+            "SELECT coalesce(sum(next_offset), 0) FROM {}.consumer_offsets WHERE group_id = %s"
+        ).format(sql.Identifier(world.schema))
         with psycopg.connect(url, autocommit=True) as conn:
-            while finished is None:
-                if proc.poll() is not None or time.monotonic() > deadline:
+            while True:
+                usage = _reap(proc, 0)
+                if usage is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         f"actions {consumer} exited or timed out:\n" + "\n".join(tail)
                     )
                 if assigned.is_set():
-                    stored = conn.execute(
-                        sql.SQL(
-                            "SELECT coalesce(sum(next_offset), 0) FROM {}.consumer_offsets "
-                            "WHERE group_id = %s"
-                        ).format(sql.Identifier(world.schema)),
-                        (group,),
-                    ).fetchone()
-                    if stored is not None and int(stored[0]) >= total:
+                    row = conn.execute(stored, (group,)).fetchone()
+                    if row is not None and int(row[0]) >= total:
                         finished = time.perf_counter()
                         break
                 time.sleep(0.02)
     finally:
-        if proc.poll() is None:
+        if usage is None:
             proc.send_signal(signal.SIGTERM)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+            usage = _reap(proc, 60)
+        if usage is None:
+            proc.kill()
+            usage = _reap(proc, 10)
+    if proc.returncode != 0 or usage is None:
         raise RuntimeError(f"actions {consumer} exited with {proc.returncode}:\n" + "\n".join(tail))
     return ServiceRun(
         seconds=finished - assigned_at[0],
