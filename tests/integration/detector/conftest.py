@@ -48,7 +48,7 @@ from services.runtime.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[3]
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
-DEADLINE_S = 90.0
+DEADLINE_S = 240.0  # only reached on failure; a loaded 2-core CI box is slow
 
 
 def at(minutes: int) -> datetime:
