@@ -19,19 +19,20 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
-from services.collector import metrics
+from services.collector import metrics, openapi
 from services.collector.links import (
     DeliveryError,
     EventSender,
     Link,
     LinkRequest,
     LinkStore,
+    RegistrationRequest,
     check_social_user_id,
     utc_now_millis,
 )
@@ -45,6 +46,7 @@ from services.runtime.http import create_app
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Body = TypeVar("Body", LinkRequest, RegistrationRequest)
 
 POOL: web.AppKey[AsyncConnectionPool] = web.AppKey("pool", AsyncConnectionPool)
 SENDER: web.AppKey[EventSender] = web.AppKey("sender", EventSender)
@@ -64,7 +66,7 @@ def _invalid(fields: list[dict[str, str]]) -> web.Response:
     return web.json_response({"error": "invalid request", "fields": fields}, status=422)
 
 
-async def _parse_link(request: web.Request) -> LinkRequest | web.Response:
+async def _parse(request: web.Request, model: type[Body]) -> Body | web.Response:
     """The validated body, or the 422 that names the offending fields."""
     try:
         raw: Any = await request.json()
@@ -73,7 +75,7 @@ async def _parse_link(request: web.Request) -> LinkRequest | web.Response:
     if not isinstance(raw, dict):
         return _invalid([{"field": "body", "message": "not a JSON object"}])
     try:
-        return LinkRequest.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         return _invalid(
             [
@@ -124,29 +126,62 @@ class LinkApi:
             await self.store.mark_published(conn, link.id, "unlink")
         metrics.LINK_EVENTS.labels(link.network.value, "ProfileUnlinked").inc()
 
-    async def post_link(self, request: web.Request) -> web.Response:
-        body = await _parse_link(request)
-        if isinstance(body, web.Response):
-            return body
+    async def _link(self, body: LinkRequest) -> tuple[int, Link]:
+        """Store the link and publish its event: 201 new, 200 the same link again, 409 the
+        profile is another member's (that member's link). ``DeliveryError`` if no ack."""
         async with self.app[POOL].connection() as conn:
             outcome, link = await self.store.link(conn, body, utc_now_millis())
         if outcome == "conflict":
+            return 409, link
+        if outcome == "existing" and link.link_published:
+            return 200, link
+        await self.publish_linked(link)
+        return 201, link
+
+    async def post_link(self, request: web.Request) -> web.Response:
+        body = await _parse(request, LinkRequest)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            status, link = await self._link(body)
+        except DeliveryError as exc:
+            return _error(503, f"link stored but its event is not confirmed: {exc}; retry")
+        if status == 409:
             return _error(
                 409,
                 f"{body.network.value} profile {body.social_user_id} is already linked to "
                 "another member; unlink it there first",
             )
-        if outcome == "existing" and link.link_published:
-            return web.json_response(
-                {"link": link.public(), "event_id": link.link_event_id, "created": False}
-            )
-        try:
-            await self.publish_linked(link)
-        except DeliveryError as exc:
-            return _error(503, f"link stored but its event is not confirmed: {exc}; retry")
-        return web.json_response(
-            {"link": link.public(), "event_id": link.link_event_id, "created": True}, status=201
+        answer = openapi.LinkResponse(
+            link=openapi.LinkView.model_validate(link.public()),
+            event_id=link.link_event_id,
+            created=status == 201,
         )
+        return web.json_response(answer.model_dump(mode="json"), status=status)
+
+    async def post_registration(self, request: web.Request) -> web.Response:
+        """A new member signs up with a social profile: ProfileLinked with registration=true."""
+        body = await _parse(request, RegistrationRequest)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            status, link = await self._link(body.as_link())
+        except DeliveryError as exc:
+            return _error(503, f"registration stored but its event is not confirmed: {exc}; retry")
+        if status == 409:
+            refused = openapi.ErrorResponse(
+                error=f"{body.network.value} profile {body.social_user_id} is already "
+                "registered to a member; sign in instead",
+                member_id=link.member_id,
+            )
+            return web.json_response(refused.model_dump(mode="json"), status=409)
+        answer = openapi.RegistrationResponse(
+            member_id=link.member_id,
+            link=openapi.LinkView.model_validate(link.public()),
+            event_id=link.link_event_id,
+            created=status == 201,
+        )
+        return web.json_response(answer.model_dump(mode="json"), status=status)
 
     async def delete_link(self, request: web.Request) -> web.Response:
         try:
@@ -166,13 +201,20 @@ class LinkApi:
             await self.publish_unlinked(link)
         except DeliveryError as exc:
             return _error(503, f"unlink stored but its event is not confirmed: {exc}; retry")
-        return web.json_response({"unlinked": link.public(), "event_id": link.unlink_event_id})
+        assert link.unlink_event_id is not None
+        answer = openapi.UnlinkResponse(
+            unlinked=openapi.LinkView.model_validate(link.public()), event_id=link.unlink_event_id
+        )
+        return web.json_response(answer.model_dump(mode="json"))
 
     async def member_links(self, request: web.Request) -> web.Response:
         member_id = request.match_info["member_id"]
         async with self.app[POOL].connection() as conn:
             links = await self.store.of_member(conn, member_id)
-        return web.json_response({"member_id": member_id, "links": [x.public() for x in links]})
+        answer = openapi.MemberLinks(
+            member_id=member_id, links=[openapi.LinkView.model_validate(x.public()) for x in links]
+        )
+        return web.json_response(answer.model_dump(mode="json"))
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         settings = self.settings
@@ -219,7 +261,14 @@ def create_link_app(settings: CollectorSettings) -> web.Application:
     holder.append(api)
     app.middlewares.append(api.authenticate)
     app.cleanup_ctx.append(api.lifecycle)
+    document = openapi.document()
+
+    async def openapi_json(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/openapi.json", openapi_json)
     app.router.add_post("/v1/links", api.post_link)
+    app.router.add_post("/v1/registrations", api.post_registration)
     app.router.add_delete("/v1/links/{network}/{social_user_id}", api.delete_link)
     app.router.add_get("/v1/members/{member_id}/links", api.member_links)
     return app

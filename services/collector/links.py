@@ -16,6 +16,7 @@ import asyncio
 import logging
 import re
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -35,17 +36,18 @@ log = logging.getLogger(__name__)
 
 NUMERIC_ID = r"^[1-9][0-9]{0,18}$"
 APPLE_ID = r"^[A-Za-z0-9._-]{1,255}$"
+MEMBER_ID = r"^[A-Za-z0-9._:@-]{1,128}$"
 
 
-class LinkRequest(BaseModel):
-    """Body of ``POST /v1/links``."""
-
+class _ProfileRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    member_id: str = Field(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
     network: Network
-    social_user_id: str = Field(min_length=1, max_length=255)
-    registration: bool = False
+    social_user_id: str = Field(
+        min_length=1,
+        max_length=255,
+        description="A positive integer for vk and ok; an Apple user identifier for apple.",
+    )
 
     @field_validator("social_user_id")
     @classmethod
@@ -54,6 +56,39 @@ class LinkRequest(BaseModel):
         if isinstance(network, Network):
             check_social_user_id(network, value)
         return value
+
+
+class LinkRequest(_ProfileRequest):
+    """Body of ``POST /v1/links``."""
+
+    member_id: str = Field(pattern=MEMBER_ID)
+    registration: bool = Field(
+        default=False, description="The link is made as the member registers."
+    )
+
+
+class RegistrationRequest(_ProfileRequest):
+    """Body of ``POST /v1/registrations``: a new member signs up with a social profile.
+
+    Without ``member_id`` the collector creates one (``new_member_id``); a Personal
+    Account that has its own ids passes them, which also makes a retry idempotent."""
+
+    member_id: str | None = Field(
+        default=None, pattern=MEMBER_ID, description="Omit it to have a new member id created."
+    )
+
+    def as_link(self) -> LinkRequest:
+        return LinkRequest(
+            member_id=self.member_id or new_member_id(),
+            network=self.network,
+            social_user_id=self.social_user_id,
+            registration=True,
+        )
+
+
+def new_member_id() -> str:
+    """A fresh member id for a registration: random, so it says nothing about the profile."""
+    return f"m-{uuid.uuid4().hex}"
 
 
 def check_social_user_id(network: Network, social_user_id: str) -> None:

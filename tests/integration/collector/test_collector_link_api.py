@@ -201,3 +201,51 @@ def test_signed_requests_when_a_secret_is_set(settings: CollectorSettings) -> No
 
     serve(signed, body)
     assert [k for k, _ in events(settings)] == [b"ok:5700001"]
+
+
+def test_registration_creates_the_member_and_publishes_a_registration_link(
+    settings: CollectorSettings,
+) -> None:
+    answers: dict[str, Any] = {}
+
+    async def body(http: httpx.AsyncClient) -> None:
+        new = await http.post("/v1/registrations", json={"network": "ok", "social_user_id": "77"})
+        assert new.status_code == 201, new.text
+        answers["new"] = new.json()
+        answers["events_at_201"] = await asyncio.to_thread(events, settings)
+        member = answers["new"]["member_id"]
+        mine = (await http.get(f"/v1/members/{member}/links")).json()["links"]
+        assert [(x["network"], x["social_user_id"], x["registration"]) for x in mine] == [
+            ("ok", "77", True)
+        ]
+
+        again = await http.post("/v1/registrations", json={"network": "ok", "social_user_id": "77"})
+        assert again.status_code == 409
+        assert again.json()["member_id"] == member
+        assert "sign in instead" in again.json()["error"]
+
+        chosen = {"network": "vk", "social_user_id": "78", "member_id": "pa-500"}
+        first = await http.post("/v1/registrations", json=chosen)
+        repeat = await http.post("/v1/registrations", json=chosen)
+        assert (first.status_code, repeat.status_code) == (201, 200)
+        assert repeat.json()["event_id"] == first.json()["event_id"]
+        assert first.json()["member_id"] == "pa-500"
+
+        bad = await http.post("/v1/registrations", json={"network": "vk", "member_id": "x y"})
+        assert bad.status_code == 422
+        assert {f["field"] for f in bad.json()["fields"]} == {"social_user_id", "member_id"}
+
+        served = await http.get("/openapi.json")
+        assert served.status_code == 200
+        assert "/v1/registrations" in served.json()["paths"]
+
+    serve(settings, body)
+    new = answers["new"]
+    assert new["member_id"].startswith("m-") and new["created"] is True
+    assert new["link"]["registration"] is True
+    [(key, event)] = answers["events_at_201"]
+    assert key == b"ok:77"
+    assert isinstance(event, ProfileLinked)
+    assert (event.member_id, event.registration) == (new["member_id"], True)
+    assert event.event_id == new["event_id"]
+    assert sorted(k for k, _ in events(settings)) == [b"ok:77", b"vk:78"]
