@@ -11,10 +11,11 @@ Kafka transaction per run, 16 member buckets. Measured:
   with 2.5% member churn and 50 new posts of 500 likers (50,000 events per run), all
   committed back to back; events per second from the first commit to the last event;
 * the same ``social.events`` topic read by a raw confluent-kafka consumer in the same
-  run: the ceiling the worker's rate is compared with;
+  run (best of two reads): the ceiling the worker's rate is compared with;
 * the worker's peak RSS (``VmHWM``) before it is stopped.
 
-Run: ``.venv/bin/python -m bench detector_stream`` (needs ``KAFKA_BOOTSTRAP_SERVERS``).
+Run: ``.venv/bin/python -m bench detector_stream`` (needs ``KAFKA_BOOTSTRAP_SERVERS``;
+``BENCH_DETECTOR_STORE=memory://`` for the memory table store).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ MEMBERS = 1_000_000
 BUCKETS = 16
 CHURN = 0.01
 LOAD_RUNS = int(os.environ.get("BENCH_DETECTOR_RUNS", "2"))
+STORE = os.environ.get("BENCH_DETECTOR_STORE", "rocksdb://")
 LOAD_CHURN = 0.025
 LOAD_POSTS = 50
 LOAD_LIKERS = 500
@@ -289,7 +291,7 @@ def run() -> list[dict[str, object]]:
             "TOPIC_PREFIX": topics.prefix,
             "TOPIC_PARTITIONS": str(PARTITIONS),
             "DETECTOR_APP_ID": app_id,
-            "DETECTOR_STORE": os.environ.get("BENCH_DETECTOR_STORE", "rocksdb://"),
+            "DETECTOR_STORE": STORE,
             "DETECTOR_DATA_DIR": str(Path(tmp) / "data"),
         }
         publisher = Publisher(settings, topics)
@@ -363,7 +365,7 @@ def _measure(
     worker_s = last - first_commit
     peak = worker.peak_rss_mib()
     total = expected + workload
-    raw_s = _raw_read(settings, topics.name(EVENTS), total)
+    raw_s = min(_raw_read(settings, topics.name(EVENTS), total) for _ in range(2))
     worker_rate = workload / worker_s
     raw_rate = total / raw_s
     return [
@@ -388,14 +390,18 @@ def _measure(
         {
             "measure": "raw confluent-kafka read of social.events",
             "figure": f"{raw_rate:,.0f} /s",
-            "note": f"{total:,} events in {raw_s:.2f} s, same topic, same run",
+            "note": f"{total:,} events in {raw_s:.2f} s (best of 2), same topic, same run",
         },
         {
             "measure": "worker rate / raw read rate",
             "figure": f"{worker_rate / raw_rate:.3f}x",
             "note": "",
         },
-        {"measure": "worker peak RSS (VmHWM)", "figure": f"{peak:.0f} MiB", "note": ""},
+        {
+            "measure": "worker peak RSS (VmHWM)",
+            "figure": f"{peak:.0f} MiB",
+            "note": f"table store {STORE}",
+        },
     ]
 
 
