@@ -237,7 +237,7 @@ class Worker:
             raise RuntimeError(f"the detector worker exited ({self.process.returncode}):\n{tail}")
 
     def metric(self, name: str, label: str) -> float:
-        """One sample of the worker's /metrics (0 when absent or not serving yet)."""
+        """The sum of the worker's matching /metrics samples (0 when absent or not serving)."""
         try:
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.port}/metrics", timeout=2
@@ -245,10 +245,11 @@ class Worker:
                 text = response.read().decode()
         except OSError:
             return 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and label in line:
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((f"{name} ", f"{name}{{")) and label in line
+        )
 
     def wait_for(self, name: str, label: str, value: float, what: str) -> None:
         deadline = time.monotonic() + DEADLINE_S
@@ -363,8 +364,13 @@ def _measure(
         publisher.publish(records_n)
     last = reader.until(expected + workload, worker.check)
     worker_s = last - first_commit
-    peak = worker.peak_rss_mib()
     total = expected + workload
+    events_metric = "social_loyalty_detector_events_total"
+    worker.wait_for(events_metric, "", total, "count its events")
+    emitted = worker.metric(events_metric, "")
+    if emitted != total:  # a wrong detector must not pass for a fast one
+        raise RuntimeError(f"the worker emitted {emitted:.0f} events, expected {total}")
+    peak = worker.peak_rss_mib()
     raw_s = min(_raw_read(settings, topics.name(EVENTS), total) for _ in range(2))
     worker_rate = workload / worker_s
     raw_rate = total / raw_s
