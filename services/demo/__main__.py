@@ -229,6 +229,10 @@ def run(
             "restart the local Kafka broker once; the balances must still come out exact."
         ),
     ] = None,
+    chaos_broker_restart: Annotated[
+        bool,
+        typer.Option(help="In chaos mode, also restart the local broker once (local stack only)."),
+    ] = True,
 ) -> None:
     """Run the demo: a simulated VK and OK group, activity through every service, points."""
     kafka_settings, database_settings = KafkaSettings(), DatabaseSettings()
@@ -270,6 +274,7 @@ def run(
                 supervisor,
                 [name for name in supervisor.specs if name not in ("simulator", "sinks")],
                 seed=chaos_seed,
+                restart_broker_after_kills=3 if chaos_broker_restart else None,
                 on_event=console.print,
             )
             monkey.start()
