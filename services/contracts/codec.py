@@ -68,12 +68,35 @@ class _StrictReader(io.BytesIO):
         return chunk
 
 
+def _read_clean(data: bytes, writer: Any, reader: Any) -> Any | None:
+    """The body's value when it decodes cleanly from a plain ``BytesIO``; else ``None``.
+
+    ``_StrictReader`` costs a Python call per varint byte (fastavro reads them one
+    by one): ~5x the decode time of a 60,000-id snapshot chunk. Reading instead
+    from the body plus one sentinel byte is exact: reads only move forward, so the
+    decode ended exactly at the end of the body iff no read was short and none
+    reached the sentinel, and then its value is the one the strict reader returns.
+    Anything else goes the strict way, which gives the precise error.
+    """
+    buffer = io.BytesIO(data + b"\x00")
+    buffer.seek(_SO_HEADER)
+    try:
+        value = schemaless_reader(buffer, writer, reader)
+    except Exception:  # the strict path below reports what is wrong
+        return None
+    return value if buffer.tell() == len(data) else None
+
+
 def _finish(
     buffer: io.BytesIO, name: str, value: Any, total: int, expected: tuple[type, ...] | None
 ) -> Record:
     left = total - buffer.tell()
     if left:
         raise DecodeError(f"{left} trailing bytes after a {name} record")
+    return _finish_value(name, value, expected)
+
+
+def _finish_value(name: str, value: Any, expected: tuple[type, ...] | None) -> Record:
     model = RECORD_TYPES.get(name)
     if model is None:
         raise DecodeError(f"record {name} has no model")
@@ -119,6 +142,9 @@ class SingleObjectCodec:
         reader = self.schemas.current.get(writer.name)
         if reader is None:
             raise DecodeError(f"record {writer.name} ({writer.version}) is no longer read")
+        fast = _read_clean(data, writer.parsed, reader)
+        if fast is not None:
+            return _finish_value(writer.name, fast, expected)
         buffer = _StrictReader(data)
         buffer.seek(_SO_HEADER)
         try:

@@ -56,7 +56,6 @@ from services.contracts import (
     make_codec,
 )
 from services.contracts.topics import DEADLETTER, EVENTS, SNAPSHOTS
-from services.detector.decoding import SnapshotDecoder
 from services.detector.diff import Facet, InvalidChunkError, forget_posts
 from services.detector.history import KeyHistory, advance, retire_history
 from services.detector.mapping import SnapshotChunkModel, events, millis, to_chunk
@@ -158,7 +157,6 @@ class Detector:
         self.registry = CollectorRegistry()
         self.metrics = _Metrics(self.registry)
         self.codec = make_codec(settings.kafka)
-        self.decoder = SnapshotDecoder(self.codec)
         self.ready = False
         self._producer: Producer | None = None
         self._failures: list[str] = []
@@ -286,7 +284,7 @@ class Detector:
             await self._retire(source.partition, source.value)
             return
         try:
-            record = self.decoder.decode(source.value, source.topic, _SNAPSHOT_CLASSES)
+            record = self.codec.decode(source.value, source.topic, _SNAPSHOT_CLASSES)
             if not isinstance(record, _SNAPSHOT_CLASSES):
                 raise InvalidChunkError(f"not a snapshot record: {type(record).__name__}")
             expected_key = record.key().to_bytes()

@@ -137,7 +137,7 @@ def service_specs(
             ready_url=_url(ports.lagmonitor, "/healthz"),
             env={
                 "LAGMONITOR_PORT": str(ports.lagmonitor),
-                "LAGMONITOR_GROUP_PREFIXES": prefix,
+                "LAGMONITOR_GROUP_PREFIXES": f"{app}.",
                 "LAGMONITOR_SERVICES": ",".join(
                     f"{name}=http://127.0.0.1:{port}"
                     for name, port in (

@@ -199,3 +199,38 @@ def test_a_decode_error_becomes_a_dead_letter_that_round_trips() -> None:
     assert letter.error_class == "services.contracts.codec.DecodeError"
     assert letter.reason.startswith("unknown schema fingerprint ffffffffffffffff")
     assert SINGLE.decode(SINGLE.encode(letter)) == letter
+
+
+def _strict_outcome(data: bytes) -> object:
+    """What the strict reader alone makes of a single-object message (the reference)."""
+    from services.contracts.codec import _SO_HEADER, _finish, _StrictReader
+
+    writer = SINGLE.schemas.writer_for(data[2:_SO_HEADER])
+    assert writer is not None
+    buffer = _StrictReader(data)
+    buffer.seek(_SO_HEADER)
+    try:
+        value = fastavro.schemaless_reader(
+            buffer, writer.parsed, SINGLE.schemas.current[writer.name]
+        )
+        return _finish(buffer, writer.name, value, len(data), None)
+    except Exception as exc:  # any failure is compared by kind only
+        return type(exc)
+
+
+@pytest.mark.parametrize("index", range(len(ENCODED)))
+def test_the_fast_path_decodes_exactly_what_the_strict_reader_decodes(index: int) -> None:
+    data = ENCODED[index]
+    if data[:2] != b"\xc3\x01":
+        return  # registry framing has no fast path
+    for cut in range(10, len(data) + 1):  # every truncation of the body, and the whole
+        piece = data[:cut]
+        try:
+            got: object = SINGLE.decode(piece, TOPIC)
+        except DecodeError:
+            got = DecodeError
+        reference = _strict_outcome(piece)
+        if isinstance(reference, type):
+            assert got is DecodeError, (cut, got)
+        else:
+            assert got == reference, cut
