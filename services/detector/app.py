@@ -38,11 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
-from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.contracts import (
@@ -62,6 +59,7 @@ from services.detector.mapping import SnapshotChunkModel, events, millis, to_chu
 from services.detector.settings import DetectorSettings
 from services.detector.state import DetectorInputError
 from services.runtime import http, kafka
+from services.runtime.faust import ReadCommittedApp
 
 log = logging.getLogger(__name__)
 
@@ -82,34 +80,6 @@ class Source:
 
 class ProduceFailedError(RuntimeError):
     """The broker did not ack a chunk's output in time: crash, so nothing is committed."""
-
-
-class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust 0.15.3 reads ``read_committed`` only in ``exactly_once`` mode (which has
-    open duplicate bugs); the detector needs it with at-least-once, so an aborted or
-    still-open collector run is never seen. aiokafka hands the level to its fetcher
-    when the consumer starts, so setting it on the fresh consumer is enough."""
-
-    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._isolation_level = "read_committed"
-        return consumer
-
-
-class _ReadCommittedConsumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class _ReadCommittedTransport(faust_aiokafka.Transport):
-    Consumer = _ReadCommittedConsumer
-
-
-class DetectorApp(faust.App):
-    """A Faust app whose worker consumer reads ``read_committed``."""
-
-    def _new_transport(self) -> Any:
-        return _ReadCommittedTransport(self.conf.broker_consumer, self)
 
 
 class _Metrics:
@@ -163,7 +133,7 @@ class Detector:
         brokers = [
             f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")
         ]
-        self.app = DetectorApp(
+        self.app = ReadCommittedApp(
             settings.app_id,
             broker=brokers,
             store=settings.store,
