@@ -17,11 +17,13 @@ nor a redelivery, even after the offer was edited, can credit twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from enum import StrEnum
+from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) quotes with
 from typing import Any
 
 from services.contracts.ids import command_id
@@ -352,7 +354,10 @@ def object_key(event_type: EventType, event: RuleEvent) -> str:
     post twice for points.
     """
     fields = _OBJECT_FIELDS[UNDO_OF.get(event_type, event_type)]
-    parts = [event_type.value, event.network, *(str(getattr(event, f)) for f in fields)]
+    parts = [event_type.value, event.network, *[str(getattr(event, f)) for f in fields]]
+    key = ":".join(parts)
+    if "%" not in key and key.count(":") == len(parts) - 1:
+        return key  # nothing to escape (the usual case: numeric ids)
     return ":".join(_escape(p) for p in parts)
 
 
@@ -375,14 +380,14 @@ def _linked(event: RuleEvent) -> bool:
     return event.linked_at is not None and event.occurred_at >= event.linked_at
 
 
-def _matches(offer: Offer, event: RuleEvent) -> bool:
-    f = offer.filters
+def _matches(c: _Compiled, event: RuleEvent) -> bool:
     return (
-        (f.networks is None or event.network in f.networks)
-        and (f.group_ids is None or event.group_id in f.group_ids)
-        and (f.post_ids is None or event.post_id in f.post_ids)
-        and (f.registration is None or event.registration == f.registration)
-    )
+        (c.networks is None or event.network in c.networks)
+        and (c.group_ids is None or event.group_id in c.group_ids)
+        and (c.post_ids is None or event.post_id in c.post_ids)
+        and (c.offer.filters.registration is None
+             or event.registration == c.offer.filters.registration)
+    )  # fmt: skip
 
 
 def _in_window(offer: Offer, at: datetime) -> bool:
@@ -407,25 +412,28 @@ def _condition_holds(condition: CounterCondition, state: MemberState, event: Rul
 def _with_offer(state: MemberState, offer_id: str, offer_state: OfferState) -> MemberState:
     offers = dict(state.offers)
     offers[offer_id] = offer_state
-    return replace(state, offers=offers)
+    return MemberState(state.counters, state.counter_changes, offers)
 
 
 def _with_object(offer_state: OfferState, key: str, record: ObjectRecord) -> OfferState:
     objects = dict(offer_state.objects)
     objects[key] = record
-    return replace(offer_state, objects=objects)
+    return OfferState(offer_state.periods, offer_state.closed_before, objects)
 
 
 def _with_use(offer_state: OfferState, kind: str, bucket: str, use: PeriodUse) -> OfferState:
     periods = dict(offer_state.periods)
+    known = bucket in periods
     periods[bucket] = use
-    closed = dict(offer_state.closed_before)
+    if known:  # an existing bucket: nothing new to close
+        return OfferState(periods, offer_state.closed_before, offer_state.objects)
+    closed = offer_state.closed_before
     same_kind = sorted(k for k in periods if k.split(":", 1)[0] == kind)
     if len(same_kind) > KEPT_PERIODS:
         for old in same_kind[:-KEPT_PERIODS]:
             del periods[old]
-        closed[kind] = same_kind[-KEPT_PERIODS]
-    return replace(offer_state, periods=periods, closed_before=closed)
+        closed = {**closed, kind: same_kind[-KEPT_PERIODS]}
+    return OfferState(periods, closed, offer_state.objects)
 
 
 def _params(action: MessageAction, offer: Offer, event: RuleEvent, points: int) -> dict[str, str]:
@@ -443,6 +451,99 @@ def _params(action: MessageAction, offer: Offer, event: RuleEvent, points: int) 
     params = {key: value.format_map(values) for key, value in action.params.items()}
     params.setdefault("points", str(points))
     return params
+
+
+# ------------------------------------------------------------ compiled offers
+
+_COMMAND_ID_CHARS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """What ``evaluate`` needs of an offer, worked out once instead of per event.
+
+    ``id_prefix`` is the start of the JSON array ``services.contracts.ids.command_id``
+    hashes, so a command id costs one string join and one SHA-256
+    (``tests/unit/rules/test_engine_rules.py`` checks the two always agree).
+    """
+
+    offer: Offer  # keeps the offer alive, so its ``id()`` cannot be reused while cached
+    id_prefix: str
+    accrues: bool
+    undo_index: int | None
+    has_counters: bool
+    networks: frozenset[str] | None
+    group_ids: frozenset[str] | None
+    post_ids: frozenset[str] | None
+
+    def command_id(self, event_id: str, index: int) -> str:
+        raw = f"{self.id_prefix}{encode_basestring(event_id)},{index}]".encode()
+        return hashlib.sha256(raw).hexdigest()[:_COMMAND_ID_CHARS]
+
+
+_COMPILED: dict[int, _Compiled] = {}
+_CACHE_LIMIT = 512
+
+
+def _compiled(offer: Offer) -> _Compiled:
+    found = _COMPILED.get(id(offer))
+    if found is not None and found.offer is offer:
+        return found
+    f = offer.filters
+    accrues = isinstance(offer.points_action, AccrueAction)
+    compiled = _Compiled(
+        offer=offer,
+        id_prefix=f'["command",{encode_basestring(offer.id)},',
+        accrues=accrues,
+        undo_index=undo_action_index(offer) if accrues else None,
+        has_counters=any(isinstance(a, CounterAction) for a in offer.actions),
+        networks=None if f.networks is None else frozenset(f.networks),
+        group_ids=None if f.group_ids is None else frozenset(f.group_ids),
+        post_ids=None if f.post_ids is None else frozenset(f.post_ids),
+    )
+    if len(_COMPILED) >= _CACHE_LIMIT:
+        _COMPILED.clear()
+    _COMPILED[id(offer)] = compiled
+    return compiled
+
+
+def _concerns(offer: Offer, event_type: EventType) -> bool:
+    """Whether ``evaluate`` can do anything but ``ignored`` for this event type."""
+    if event_type in offer.trigger:
+        return True
+    original = UNDO_OF.get(event_type)
+    return offer.undo.policy != "none" and original is not None and original in offer.trigger
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """An offer list in evaluation order, indexed by the event types each can act on."""
+
+    offers: tuple[Offer, ...]  # keeps the offers alive (the cache key is their ids)
+    ids: tuple[str, ...]
+    by_type: Mapping[EventType, tuple[_Compiled, ...]]
+
+
+_PLANS: dict[tuple[int, ...], _Plan] = {}
+
+
+def _plan(offers: Iterable[Offer]) -> _Plan:
+    """Sorted, checked and indexed once per offer list, not once per event."""
+    given = offers if isinstance(offers, tuple) else tuple(offers)
+    key = tuple(map(id, given))
+    plan = _PLANS.get(key)
+    if plan is not None:  # it holds these very offers, so their ids cannot have been reused
+        return plan
+    ordered = sorted(given, key=lambda o: (bool(o.when), o.id))
+    ids = [o.id for o in ordered]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate offer ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+    by_type = {t: tuple(_compiled(o) for o in ordered if _concerns(o, t)) for t in EventType}
+    plan = _Plan(given, tuple(ids), by_type)
+    if len(_PLANS) >= _CACHE_LIMIT:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -464,56 +565,67 @@ def evaluate(
     accrual is cut to it and ``Evaluation.budget_used`` says how much was
     taken, so the caller can subtract it. See docs/offers.md, "Budgets".
     """
+    return _evaluate(_compiled(offer), state, event, tz, remaining_budget)
+
+
+def _evaluate(
+    c: _Compiled, state: MemberState, event: RuleEvent, tz: tzinfo, remaining_budget: int | None
+) -> Evaluation:
+    offer = c.offer
     if event.type in offer.trigger:
-        if not _matches(offer, event):
+        if not _matches(c, event):
             return Evaluation(state)
         if not _linked(event):
             return Evaluation(state, outcome=Outcome.NOT_LINKED)
-        return _grant(offer, state, event, tz, remaining_budget)
+        return _grant(c, state, event, tz, remaining_budget)
     original = UNDO_OF.get(event.type)
     if offer.undo.policy != "none" and original is not None and original in offer.trigger:
         if not _linked(event):
             return Evaluation(state, outcome=Outcome.NOT_LINKED)
-        return _undo(offer, state, event, original)
+        return _undo(c, state, event, original)
     return Evaluation(state)
 
 
+_NO_USE = PeriodUse()
+
+
 def _payment(
-    offer: Offer, offer_state: OfferState, bucket: str, remaining_budget: int | None
+    c: _Compiled, offer_state: OfferState, bucket: str, remaining_budget: int | None
 ) -> int | None:
     """Points a first-time grant pays in ``bucket``; ``None`` when a limit refuses it.
 
     A refused grant still uses up its object (once per object), but pays
     nothing and does not take a tier ordinal.
     """
+    offer = c.offer
     closed = offer_state.closed_before.get(offer.period)
     if closed is not None and bucket < closed:
         return None
-    use = offer_state.periods.get(bucket, PeriodUse())
+    use = offer_state.periods.get(bucket, _NO_USE)
     limits = offer.limits
     if limits.max_count is not None and use.count >= limits.max_count:
         return None
-    points_action = offer.points_action
-    if points_action is None or offer.reward is None:
+    if offer.reward is None:  # no points action either (checked at load)
         return 0
     points = offer.reward.points_for(use.count + 1)
     if limits.max_points is not None:
         points = min(points, limits.max_points - use.points)
-    if remaining_budget is not None and isinstance(points_action, AccrueAction):
+    if remaining_budget is not None and c.accrues:
         points = min(points, remaining_budget)
     return points if points > 0 else None
 
 
 def _grant(
-    offer: Offer,
+    c: _Compiled,
     state: MemberState,
     event: RuleEvent,
     tz: tzinfo,
     remaining_budget: int | None,
 ) -> Evaluation:
+    offer = c.offer
     if not _in_window(offer, event.occurred_at):
         return Evaluation(state, outcome=Outcome.OUTSIDE_WINDOW)
-    if not all(_condition_holds(c, state, event) for c in offer.when):
+    if offer.when and not all(_condition_holds(w, state, event) for w in offer.when):
         return Evaluation(state, outcome=Outcome.CONDITION_UNMET)
     key = object_key(event.type, event)
     offer_state = state.offers.get(offer.id, _EMPTY_OFFER)
@@ -521,36 +633,40 @@ def _grant(
         return Evaluation(state, outcome=Outcome.ALREADY_SEEN)
 
     bucket = period_key(offer.period, event.occurred_at, tz)
-    payment = _payment(offer, offer_state, bucket, remaining_budget)
+    payment = _payment(c, offer_state, bucket, remaining_budget)
     paid = payment is not None
     points = payment or 0
     commands: list[CommandSpec] = []
-    counters = dict(state.counters)
-    changes = dict(state.counter_changes)
+    counters, changes = state.counters, state.counter_changes
+    if c.has_counters:
+        counters, changes = dict(counters), dict(changes)
+    points_command: str | None = None
     for index, action in enumerate(offer.actions):
         if isinstance(action, CounterAction):
             before = counters.get(action.name, 0)
             previous = changes.get(action.name)
             if previous is None or previous.event_id != event.event_id:
-                changes[action.name] = CounterChange(event.event_id, before)
-            counters[action.name] = before + action.by
+                changes[action.name] = CounterChange(event.event_id, before)  # type: ignore[index]
+            counters[action.name] = before + action.by  # type: ignore[index]
         elif not paid and not isinstance(action, MailingAction):
             continue  # points and messages go only with a paid grant
-        commands.append(_command(offer, event, index, points))
+        command = _command(c, event, index, points)
+        if points_command is None and command.kind in _POINTS_KINDS:
+            points_command = command.command_id
+        commands.append(command)
 
-    points_command = next((c.command_id for c in commands if c.kind in _POINTS_KINDS), None)
     offer_state = _with_object(
         offer_state, key, ObjectRecord(event.event_id, event.occurred_at, points, points_command)
     )
     if paid:
-        use = offer_state.periods.get(bucket, PeriodUse())
+        use = offer_state.periods.get(bucket, _NO_USE)
         offer_state = _with_use(
             offer_state, offer.period, bucket, PeriodUse(use.count + 1, use.points + points)
         )
-    new_state = replace(
-        _with_offer(state, offer.id, offer_state), counters=counters, counter_changes=changes
-    )
-    budget_used = points if isinstance(offer.points_action, AccrueAction) else 0
+    offers = dict(state.offers)
+    offers[offer.id] = offer_state
+    new_state = MemberState(counters, changes, offers)
+    budget_used = points if c.accrues else 0
     return Evaluation(
         new_state, tuple(commands), budget_used, Outcome.GRANTED if paid else Outcome.LIMITED
     )
@@ -559,48 +675,60 @@ def _grant(
 _POINTS_KINDS = frozenset({CommandKind.BONUS_ACCRUE, CommandKind.BONUS_DEDUCT})
 
 
-def _command(offer: Offer, event: RuleEvent, index: int, points: int) -> CommandSpec:
+def _command(c: _Compiled, event: RuleEvent, index: int, points: int) -> CommandSpec:
     """The command ``offer.actions[index]`` asks for on a grant that paid ``points``."""
+    offer = c.offer
     action = offer.actions[index]
-    fields: dict[str, Any]
-    if isinstance(action, AccrueAction):
-        fields = {"kind": CommandKind.BONUS_ACCRUE, "points": points}
-        fields["reason"] = action.reason or offer.name
-    elif isinstance(action, DeductAction):
-        fields = {"kind": CommandKind.BONUS_DEDUCT, "points": points}
-        fields["reason"] = action.reason or offer.name
-    elif isinstance(action, MessageAction):
-        fields = {
-            "kind": CommandKind.SEND_MESSAGE,
-            "channel": action.channel,
-            "template_id": action.template,
-            "params": _params(action, offer, event, points),
-            "marketing": action.marketing,
-        }
-    elif isinstance(action, CounterAction):
-        fields = {
-            "kind": CommandKind.COUNTER_INCREMENT,
-            "counter_name": action.name,
-            "counter_by": action.by,
-        }
-    else:
-        fields = {
-            "kind": CommandKind.MAILING_SET,
-            "mailing_channel": action.channel,
-            "mailing_enabled": action.enabled,
-        }
+    event_id = event.event_id
+    common: _Common = (c.command_id(event_id, index), event.member_id, offer.id, offer.version,
+                       event_id, event.occurred_at)  # fmt: skip
+    if isinstance(action, AccrueAction | DeductAction):
+        kind = (
+            CommandKind.BONUS_ACCRUE
+            if isinstance(action, AccrueAction)
+            else CommandKind.BONUS_DEDUCT
+        )
+        return _spec(kind, common, points=points, reason=action.reason or offer.name)
+    if isinstance(action, MessageAction):
+        return _spec(
+            CommandKind.SEND_MESSAGE,
+            common,
+            channel=action.channel,
+            template_id=action.template,
+            params=_params(action, offer, event, points),
+            marketing=action.marketing,
+        )
+    if isinstance(action, CounterAction):
+        return _spec(
+            CommandKind.COUNTER_INCREMENT, common, counter_name=action.name, counter_by=action.by
+        )
+    return _spec(
+        CommandKind.MAILING_SET,
+        common,
+        mailing_channel=action.channel,
+        mailing_enabled=action.enabled,
+    )
+
+
+_Common = tuple[str, str, str, int, str, datetime]
+
+
+def _spec(kind: CommandKind, common: _Common, **fields: Any) -> CommandSpec:
+    command_id, member_id, offer_id, offer_version, source_event_id, occurred_at = common
     return CommandSpec(
-        command_id=command_id(offer.id, event.event_id, index),
-        member_id=event.member_id,
-        offer_id=offer.id,
-        offer_version=offer.version,
-        source_event_id=event.event_id,
-        occurred_at=event.occurred_at,
+        kind=kind,
+        command_id=command_id,
+        member_id=member_id,
+        offer_id=offer_id,
+        offer_version=offer_version,
+        source_event_id=source_event_id,
+        occurred_at=occurred_at,
         **fields,
     )
 
 
-def _undo(offer: Offer, state: MemberState, event: RuleEvent, original: EventType) -> Evaluation:
+def _undo(c: _Compiled, state: MemberState, event: RuleEvent, original: EventType) -> Evaluation:
+    offer = c.offer
     key = object_key(original, event)
     offer_state = state.offers.get(offer.id, _EMPTY_OFFER)
     record = offer_state.objects.get(key)
@@ -618,10 +746,11 @@ def _undo(offer: Offer, state: MemberState, event: RuleEvent, original: EventTyp
         amount = 0
     commands: tuple[CommandSpec, ...] = ()
     if amount > 0:
+        assert c.undo_index is not None  # an undo policy needs an accrue action (load check)
         commands = (
             CommandSpec(
                 kind=CommandKind.BONUS_DEDUCT,
-                command_id=command_id(offer.id, event.event_id, undo_action_index(offer)),
+                command_id=c.command_id(event.event_id, c.undo_index),
                 member_id=event.member_id,
                 offer_id=offer.id,
                 offer_version=offer.version,
@@ -651,19 +780,22 @@ def evaluate_all(
     this very like, whichever offer counts it, and the order never depends on
     how the caller listed the offers. ``budgets`` maps offer id to its
     remaining budget (missing: ``None``).
+
+    The order, the duplicate-id check and which offers can act on which event
+    type are worked out once per offer list (cached by the offers' identity;
+    offers are frozen), so an event only visits the offers it concerns; the
+    others are ``ignored`` with no budget used, as ``evaluate`` would say.
     """
-    ordered = sorted(offers, key=lambda o: (bool(o.when), o.id))
-    ids = [o.id for o in ordered]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"duplicate offer ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+    plan = _plan(offers)
     budgets = budgets or {}
     commands: list[CommandSpec] = []
-    used: dict[str, int] = {}
-    outcomes: dict[str, Outcome] = {}
-    for offer in ordered:
-        result = evaluate(offer, state, event, tz=tz, remaining_budget=budgets.get(offer.id))
+    used = dict.fromkeys(plan.ids, 0)
+    outcomes = dict.fromkeys(plan.ids, Outcome.IGNORED)
+    for c in plan.by_type[event.type]:
+        offer_id = c.offer.id
+        result = _evaluate(c, state, event, tz, budgets.get(offer_id))
         state = result.state
         commands.extend(result.commands)
-        used[offer.id] = result.budget_used
-        outcomes[offer.id] = result.outcome
+        used[offer_id] = result.budget_used
+        outcomes[offer_id] = result.outcome
     return BatchEvaluation(state, tuple(commands), used, outcomes)
