@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Message
 from psycopg import sql
 
+from bench._stream import timed_read
 from services.actions.sinks import Sinks, free_port
 from services.contracts import make_codec
 from services.contracts.models import BonusAccrue, Channel, Command, SendMessage
@@ -126,31 +127,18 @@ def _produce(world: World, base: str, commands: list[Command]) -> float:
     return time.perf_counter() - started
 
 
-def _read(world: World, base: str, total: int, work: Callable[[Message], object]) -> float:
+def _read(
+    world: World, base: str, total: int, work: Callable[[Message], object] | None = None
+) -> float:
     """Seconds from the first message to the last, with the service's batch size."""
-    topic = world.topics.name(base)
-    consumer = kafka.consumer(world.kafka, f"{world.group_prefix}.raw.{uuid.uuid4().hex[:6]}")
-    consumer.subscribe([topic])
-    seen = 0
-    started: float | None = None
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while seen < total:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"raw read of {topic}: {seen}/{total} after {DEADLINE_S}s")
-            for message in consumer.consume(1000, 1.0):
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(str(error))
-                    continue
-                if started is None:
-                    started = time.perf_counter()
-                work(message)
-                seen += 1
-    finally:
-        consumer.close()
-    return time.perf_counter() - (started or time.perf_counter())
+    return timed_read(
+        world.kafka,
+        world.topics.name(base),
+        total,
+        work,
+        group=f"{world.group_prefix}.raw.{uuid.uuid4().hex[:6]}",
+        deadline_s=DEADLINE_S,
+    )
 
 
 def _reap(proc: subprocess.Popen[str], within_s: float) -> resource.struct_rusage | None:
@@ -322,7 +310,7 @@ def run() -> list[dict[str, object]]:
     bonus_topic = topics.name(COMMANDS_BONUS)
     try:
         fill_s = _produce(world, COMMANDS_BONUS, _accruals())
-        raw_s = min(_read(world, COMMANDS_BONUS, COMMANDS, lambda _m: None) for _ in range(3))
+        raw_s = min(_read(world, COMMANDS_BONUS, COMMANDS) for _ in range(3))
         decode_s = _read(
             world, COMMANDS_BONUS, COMMANDS, lambda m: codec.decode(m.value(), bonus_topic)
         )

@@ -38,6 +38,7 @@ from typing import IO
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from bench._stream import peak_rss_mib, timed_read
 from services.contracts import MembersChunk, PostLikesChunk, RunManifest, SnapshotChunk, make_codec
 from services.contracts.models import Network
 from services.contracts.topics import EVENTS, SNAPSHOTS, TopicSettings, apply, catalog, plan
@@ -195,28 +196,6 @@ class EventsReader:
         self.consumer.close()
 
 
-def _raw_read(settings: KafkaSettings, topic: str, total: int) -> float:
-    """Seconds for a fresh raw consumer to read ``total`` messages (first to last)."""
-    consumer = kafka.consumer(settings, f"bench-raw-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic])
-    seen = 0
-    started: float | None = None
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while seen < total:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"raw read: {seen} of {total} messages")
-            for message in consumer.consume(10_000, 0.5):
-                if message.error() is not None:
-                    continue
-                if started is None:
-                    started = time.perf_counter()
-                seen += 1
-    finally:
-        consumer.close()
-    return time.perf_counter() - (started or time.perf_counter())
-
-
 class Worker:
     """``python -m services.detector worker`` as a subprocess, with health on a free port."""
 
@@ -260,9 +239,7 @@ class Worker:
             time.sleep(0.2)  # polling a metric with a deadline, not a synchronisation sleep
 
     def peak_rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
+        return peak_rss_mib(self.process.pid) or 0.0
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -371,7 +348,10 @@ def _measure(
     if emitted != total:  # a wrong detector must not pass for a fast one
         raise RuntimeError(f"the worker emitted {emitted:.0f} events, expected {total}")
     peak = worker.peak_rss_mib()
-    raw_s = min(_raw_read(settings, topics.name(EVENTS), total) for _ in range(2))
+    raw_s = min(
+        timed_read(settings, topics.name(EVENTS), total, batch=10_000, deadline_s=DEADLINE_S)
+        for _ in range(2)
+    )
     worker_rate = workload / worker_s
     raw_rate = total / raw_s
     return [

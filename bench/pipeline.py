@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Message
 
+from bench._stream import timed_read
 from services.contracts import PostLiked, make_codec
 from services.contracts.models import Network
 from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, observe, plan
@@ -59,28 +60,6 @@ def _fill(settings: KafkaSettings, topic: str) -> float:
         producer.poll(0)
     producer.flush(60)
     return time.perf_counter() - started
-
-
-def _read(settings: KafkaSettings, topic: str, work: Callable[[Message], object]) -> float:
-    consumer = kafka.consumer(settings, f"bench-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic])
-    seen = 0
-    started: float | None = None
-    try:
-        while seen < EVENTS_TOTAL:
-            for message in consumer.consume(1000, 1.0):
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(str(error))
-                    continue
-                if started is None:
-                    started = time.perf_counter()
-                work(message)
-                seen += 1
-    finally:
-        consumer.close()
-    return time.perf_counter() - (started or time.perf_counter())
 
 
 def run() -> list[dict[str, object]]:
@@ -122,14 +101,23 @@ def run() -> list[dict[str, object]]:
         states[member] = result.state
         return result.commands
 
+    def read(work: Callable[[Message], object]) -> float:
+        return timed_read(settings, topic, EVENTS_TOTAL, work)
+
     try:
         fill_s = _fill(settings, topic)
-        raw_s = _read(settings, topic, lambda _m: None)
+        raw_s = timed_read(settings, topic, EVENTS_TOTAL)
         rows: list[dict[str, object]] = [
             {"stage": "produce (encode + send)", "seconds": fill_s},
             {"stage": "raw confluent-kafka read", "seconds": raw_s},
-            {"stage": "read + Avro decode", "seconds": _read(settings, topic, decode)},
-            {"stage": "read + decode + rules engine", "seconds": _read(settings, topic, evaluate)},
+            {
+                "stage": "read + Avro decode",
+                "seconds": timed_read(settings, topic, EVENTS_TOTAL, decode),
+            },
+            {
+                "stage": "read + decode + rules engine",
+                "seconds": timed_read(settings, topic, EVENTS_TOTAL, evaluate),
+            },
         ]
     finally:
         admin.delete_topics([topic])

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 from confluent_kafka import KafkaError
 
+from bench._stream import peak_rss_mib
 from services.contracts import PointsCredited, make_codec
 from services.contracts.topics import OUTCOMES, TopicSettings
 from services.demo import namespace
@@ -34,16 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "bench."
 LINKS = int(os.environ.get("BENCH_LINKS", "200"))
 GAP_S = float(os.environ.get("BENCH_LINK_GAP_S", "0.05"))
-
-
-def _peak_rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 class _Credits:
@@ -130,7 +121,7 @@ def run() -> list[dict[str, object]]:
             _wait(credits, set(sent), 120)
         finally:
             credits.stop()
-        peaks = {name: _peak_rss_mib(pid) for name, pid in supervisor.pids().items()}
+        peaks = {name: peak_rss_mib(pid) for name, pid in supervisor.pids().items()}
     latencies = [credits.at[m] - sent[m] for m in sent if m != "bench-0" and m in credits.at]
     rows: list[dict[str, object]] = [
         {
