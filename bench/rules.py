@@ -187,8 +187,10 @@ class Worker:
     def __init__(self, env: dict[str, str], log: IO[bytes], log_path: Path) -> None:
         self.port = _free_port()
         self.log_path = log_path
+        profile = os.environ.get("BENCH_RULES_PROFILE")  # a path: cProfile the worker into it
+        wrap = ["-m", "cProfile", "-o", profile] if profile else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.rules", "worker", "--loglevel", "warning"],
+            [sys.executable, *wrap, "-m", "services.rules", "worker", "--loglevel", "warning"],
             cwd=ROOT,
             env={**env, "RULES_WORKER_HTTP_PORT": str(self.port)},
             stdout=log,
@@ -212,6 +214,11 @@ class Worker:
             if time.monotonic() > deadline:
                 raise TimeoutError("the rules worker did not get ready")
             time.sleep(0.2)  # polling readiness with a deadline
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the worker has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mib(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -316,10 +323,11 @@ def run() -> list[dict[str, object]]:  # noqa: PLR0915  (one linear scenario)
                     _produce(settings, events_topic, encoded(links))
                     reader.until(len(link_ids), worker.check)
                     like_records = encoded(likes)
-                    started = time.perf_counter()
+                    cpu_before, started = worker.cpu_s(), time.perf_counter()
                     _produce(settings, events_topic, like_records)
                     reader.until(len(link_ids) + len(like_ids), worker.check)
                     worker_s = reader.last_at - started
+                    cpu_us = (worker.cpu_s() - cpu_before) / len(likes) * 1e6
                     rss = worker.peak_rss_mib()
                 finally:
                     worker.stop()
@@ -348,7 +356,7 @@ def run() -> list[dict[str, object]]:  # noqa: PLR0915  (one linear scenario)
                 "events/s": f"{worker_rate:,.0f}",
                 "vs raw read": f"{worker_rate / raw_rate:.2g}",
                 "note": f"{len(likes):,} likes/unlikes, {MEMBERS} members, "
-                f"{len(like_ids):,} commands, {worker_s:.1f} s",
+                f"{len(like_ids):,} commands, {worker_s:.1f} s, worker CPU {cpu_us:,.0f} us/event",
             }
         )
 

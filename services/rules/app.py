@@ -264,7 +264,9 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
             if rule_event is None:
                 EVENTS_UNLINKED.inc()
                 continue
-            await by_member.send(
+            # Buffered, not awaited: Faust flushes its producer before it commits the
+            # offset of this event (docs/replay.md, "Crash consistency").
+            by_member.send_soon(
                 key=rule_event.member_id.encode(), value=encode_rule_event(rule_event)
             )
 
@@ -296,9 +298,9 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
                 records.put(key, encoded, result.record)
             for command in result.commands:
                 base = command_topic(command)
-                await command_topics[base].send(
+                command_topics[base].send_soon(
                     key=key, value=codec.encode(command, topics.name(base))
-                )
+                )  # flushed before the offset commit, like the table's changelog writes
                 COMMANDS_EMITTED.labels(type=type(command).__name__).inc()
 
     @app.timer(interval=settings.reload_interval_s)  # type: ignore[untyped-decorator]

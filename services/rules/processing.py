@@ -199,14 +199,52 @@ def command_topic(command: m.Command) -> str:
     return COMMAND_TOPIC[type(command)]
 
 
-def _command_doc(command: m.Command) -> list[Any]:
-    return [command.avro_name, command.model_dump(mode="json")]
+_COMPACT: Mapping[str, tuple[type[m.Command], tuple[str, ...]]] = {
+    "A": (m.BonusAccrue, ("points", "reason", "reverses")),
+    "D": (m.BonusDeduct, ("points", "reason", "reverses")),
+    "S": (m.SendMessage, ("channel", "template_id", "params", "marketing")),
+    "C": (m.CounterIncrement, ("name", "by")),
+    "M": (m.MailingSet, ("channel", "enabled")),
+}
+"""One letter per command type and the fields it adds to the common ones."""
+
+_CODE_OF = {model: (code, fields) for code, (model, fields) in _COMPACT.items()}
 
 
-def _command_from_doc(doc: Sequence[Any]) -> m.Command:
-    name, fields = doc
-    model = m.COMMAND_TYPES[name]
-    return model.model_validate(fields)
+def _encode_commands(commands: Sequence[m.Command]) -> str:
+    """What ``recent`` keeps of one event's commands, as compact JSON text.
+
+    ``[issued_at, member_id, [[code, command_id, offer_id, *type fields], ...]]``:
+    the fields every command of one ``process`` call shares (issued_at,
+    member, source event, ``replay=false``) are written once, and no pydantic
+    dump runs on the hot path. ``[]`` when the event caused nothing.
+    """
+    if not commands:
+        return "[]"
+    first = commands[0]
+    rows = []
+    for c in commands:
+        code, fields = _CODE_OF[type(c)]
+        rows.append([code, c.command_id, c.offer_id, *[getattr(c, f) for f in fields]])
+    doc = [first.issued_at.isoformat(), first.member_id, rows]
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode_commands(text: str, event_id: str) -> tuple[m.Command, ...]:
+    doc = json.loads(text)
+    if not doc:
+        return ()
+    if not isinstance(doc[0], str):  # written before the compact form: [[avro name, fields]]
+        return tuple(m.COMMAND_TYPES[name].model_validate(fields) for name, fields in doc)
+    issued_at, member_id, rows = doc
+    commands = []
+    for code, command_id, offer_id, *values in rows:
+        model, fields = _COMPACT[code]
+        data = dict(zip(fields, values, strict=True))
+        data.update(command_id=command_id, member_id=member_id, offer_id=offer_id,
+                    source_event_id=event_id, replay=False, issued_at=issued_at)  # fmt: skip
+        commands.append(model.model_validate(data))
+    return tuple(commands)
 
 
 # --------------------------------------------------------------- member record
@@ -216,10 +254,10 @@ def _command_from_doc(doc: Sequence[Any]) -> m.Command:
 class MemberRecord:
     """What the member-state table holds: the engine state and recent processing.
 
-    ``recent`` is ``(event_id, commands as JSON text)`` oldest first, at most
-    ``RECENT_EVENTS``. The commands stay JSON text because they are only read
-    back on a redelivery, and re-encoding hundreds of pydantic models on every
-    event would cost more than the evaluation itself.
+    ``recent`` is ``(event_id, commands as compact JSON text)`` oldest first, at
+    most ``RECENT_EVENTS``. The commands stay JSON text because they are only
+    read back on a redelivery, and re-encoding hundreds of pydantic models on
+    every event would cost more than the evaluation itself.
     """
 
     state: MemberState = field(default_factory=MemberState)
@@ -247,7 +285,7 @@ class MemberRecord:
         """The commands ``event_id`` produced, if it is among the recent events."""
         for eid, commands in reversed(self.recent):
             if eid == event_id:
-                return tuple(_command_from_doc(doc) for doc in json.loads(commands))
+                return _decode_commands(commands, event_id)
         return None
 
 
@@ -279,6 +317,5 @@ def process(
         return Processed(record, earlier, redelivered=True)
     result = evaluate_all(offers, record.state, event, tz=tz)
     commands = tuple(to_command(spec, issued_at=issued_at) for spec in result.commands)
-    encoded = json.dumps([_command_doc(c) for c in commands], separators=(",", ":"))
-    recent = (*record.recent, (event.event_id, encoded))[-recent_limit:]
+    recent = (*record.recent, (event.event_id, _encode_commands(commands)))[-recent_limit:]
     return Processed(MemberRecord(result.state, recent), commands, redelivered=False)

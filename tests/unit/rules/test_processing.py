@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from services.rules.processing import (
     Link,
     MemberRecord,
     Processed,
+    _encode_commands,
     command_topic,
     decode_rule_event,
     encode_rule_event,
@@ -264,3 +266,42 @@ def test_replay_groups_are_labelled_for_the_lag_monitor() -> None:
     group = replay_group("likes", datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC))
     assert group == "social-loyalty.replay.likes.20250301T120000Z"
     assert is_replay(group)
+
+
+# ---------------------------------------------------------------- recent record
+
+
+def _every_kind() -> list[m.Command]:
+    common: dict[str, Any] = {"member_id": "M1", "offer_id": "o", "source_event_id": "e1",
+                              "issued_at": ISSUED + timedelta(microseconds=123_000)}  # fmt: skip
+    return [
+        m.BonusAccrue(command_id="c0", points=5, reason="r", reverses=None, **common),
+        m.BonusDeduct(command_id="c1", points=2, reason='ü "q"', reverses="c0", **common),
+        m.SendMessage(
+            command_id="c2",
+            channel=m.Channel.PUSH,
+            template_id="t",
+            params={"points": "5", "x": "ü"},
+            marketing=True,
+            **common,
+        ),
+        m.CounterIncrement(command_id="c3", name="likes", by=2, **common),
+        m.MailingSet(command_id="c4", channel=m.Channel.VIBER, enabled=False, **common),
+    ]
+
+
+def test_recent_commands_of_every_kind_come_back_equal_after_json() -> None:
+    """A redelivery re-sends what the record keeps: it must equal what was sent."""
+    commands = tuple(_every_kind())
+    record = MemberRecord(recent=(("e1", _encode_commands(commands)), ("e2", "[]")))
+    again = MemberRecord.from_json(record.to_json())
+    assert again.commands_for("e1") == commands
+    assert again.commands_for("e2") == ()
+    assert again.commands_for("e3") is None
+
+
+def test_records_written_before_the_compact_form_still_re_emit() -> None:
+    commands = _every_kind()
+    old = json.dumps([[c.avro_name, c.model_dump(mode="json")] for c in commands])
+    record = MemberRecord(recent=(("e1", old),))
+    assert MemberRecord.from_json(record.to_json()).commands_for("e1") == tuple(commands)
