@@ -126,6 +126,7 @@ class Outcome(StrEnum):
     DIFF = "diff"  # an ordinary newer snapshot: diffed against the stored one
     STALE = "stale"  # duplicate or older than the stored snapshot: ignored
     REOPENED = "reopened"  # a retired post seen again: remembered, silent
+    RESEEDED = "reseeded"  # members bucket with no usable state after the baseline: silent
 
 
 def _check_int(name: str, value: object, minimum: int, maximum: int = _INT64_MAX) -> int:
@@ -359,6 +360,18 @@ def _by_author(authors: IdArray, comment_ids: TextArray) -> tuple[IdArray, TextA
     return authors[order], comment_ids[order]
 
 
+def _first_after_baseline(chunk: Chunk) -> FacetDiff:
+    if chunk.facet is Facet.MEMBERS:
+        # The collector publishes every bucket every run and re-baselines when the
+        # bucket count changes, so a members bucket without state after the baseline
+        # means the detector lost it (new app id, lost changelog, a dead-lettered
+        # baseline chunk): its members did not all just join. Re-seed silently.
+        return _silent(chunk, Outcome.RESEEDED, None)
+    if chunk.posted_at is not None and chunk.posted_at < chunk.baseline_at:
+        return _silent(chunk, Outcome.OLD_POST, None)
+    return _diff(chunk, Outcome.NEW, None)
+
+
 def step(state: FacetState | None, chunk: Chunk) -> tuple[FacetState | None, FacetDiff]:
     """Apply one chunk to the state of its key: the new state and what changed.
 
@@ -379,9 +392,7 @@ def step(state: FacetState | None, chunk: Chunk) -> tuple[FacetState | None, Fac
     if chunk.snapshot_at == chunk.baseline_at:
         return current, _silent(chunk, Outcome.BASELINE, None)
     if state is None or state.snapshot_at < chunk.baseline_at:
-        if chunk.posted_at is not None and chunk.posted_at < chunk.baseline_at:
-            return current, _silent(chunk, Outcome.OLD_POST, None)
-        return current, _diff(chunk, Outcome.NEW, None)
+        return current, _first_after_baseline(chunk)
     if state.retired:
         return current, _silent(chunk, Outcome.REOPENED, state.snapshot_at)
     return current, _diff(chunk, Outcome.DIFF, state)

@@ -116,7 +116,8 @@ def model_changes(facet: Facet, delivered: Sequence[Snap], baseline_at: int) -> 
     for snap in delivered:
         if last is not None and snap.at <= last.at:
             continue
-        if snap.at == baseline_at:
+        if snap.at == baseline_at or (last is None and facet is Facet.MEMBERS):
+            # the baseline, or a members bucket first seen after it (re-seeded silently)
             last = snap
             continue
         before = _pairs(last, facet) if last is not None else set()

@@ -160,11 +160,22 @@ def test_post_published_at_or_after_the_baseline_is_new() -> None:
         assert len(diff) == 1
 
 
-def test_new_bucket_after_the_baseline_joins_its_members() -> None:
-    _, diff = step(
-        None, chunk(Facet.MEMBERS, Snap(LATER, frozenset({44})), baseline_at=BASE, bucket=63)
+def test_a_members_bucket_without_state_after_the_baseline_is_reseeded_silently() -> None:
+    """Lost detector state must not turn every current member into a join (and points)."""
+    state, diff = step(
+        None, chunk(Facet.MEMBERS, Snap(LATER, frozenset({44, 45})), baseline_at=BASE, bucket=63)
     )
-    assert summary(list(changes(diff))) == [(ChangeKind.GROUP_JOINED, 44, None)]
+    assert diff.outcome is Outcome.RESEEDED
+    assert list(changes(diff)) == []
+    assert state is not None
+    _, diff = step(
+        state, chunk(Facet.MEMBERS, Snap(LATEST, frozenset({45, 46})), baseline_at=BASE, bucket=63)
+    )
+    assert summary(list(changes(diff))) == [
+        (ChangeKind.GROUP_LEFT, 44, None),
+        (ChangeKind.GROUP_JOINED, 46, None),
+    ]
+    assert {c.previous_snapshot_at for c in changes(diff)} == {LATER}
 
 
 @pytest.mark.parametrize("at", [BASE, LATER], ids=["duplicate", "older"])
