@@ -37,7 +37,7 @@ class DetectorSettings(BaseSettings):
         description="Table store; memory:// rebuilds from the changelog on every start.",
     )
     data_dir: Path = Field(
-        default=Path("var/detector"), description="Where RocksDB keeps the table locally."
+        default=Path("deploy/.local/detector"), description="Where RocksDB keeps the table locally."
     )
     worker_host: str = "127.0.0.1"
     worker_port: int = Field(
