@@ -16,9 +16,11 @@ Two agents, so member state is owned by exactly one worker:
 
 Crash consistency (docs/replay.md): table changelog writes, command sends and
 the source offset commit are not one atomic step. Faust flushes its producer
-(acks=all) before it commits offsets, so nothing is committed before what it
-caused is acknowledged; a redelivered event is then recognised by the member
-record and re-emits the commands it produced the first time (same ids).
+(acks=all) before it commits offsets, and that flush also flushes the
+librdkafka producer the commands go through (``CommandSender``), so nothing is
+committed before what it caused is acknowledged; a redelivered event is then
+recognised by the member record and re-emits the commands it produced the
+first time (same ids).
 
 Offers come from PostgreSQL and are reloaded, without a restart, whenever the
 store's signature changes (checked every ``RULES_RELOAD_INTERVAL_S``).
@@ -54,6 +56,7 @@ from services.rules.processing import (
 )
 from services.rules.settings import RulesSettings
 from services.rules.store import OfferStore
+from services.runtime import kafka
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +100,57 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class CommandSender:
+    """Commands go out through librdkafka, not Faust's pure-Python producer.
+
+    A like causes two or three command messages; through aiokafka each one cost
+    more CPU than evaluating the event. ``produce`` here only enqueues (C), and
+    ``flush`` is awaited by the Faust producer's own ``flush``, which Faust runs
+    before every offset commit: an offset is still never committed before the
+    commands its event caused are acknowledged (docs/replay.md, "Crash
+    consistency"). ``murmur2_random`` is the partitioner aiokafka (and Java)
+    use, so a member's commands land in the same partition as before.
+    """
+
+    def __init__(self, settings: RulesSettings) -> None:
+        self._producer = kafka.producer(
+            settings.kafka, f"{settings.app_id}.commands", extra={"partitioner": "murmur2_random"}
+        )
+        self.failures: list[str] = []
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failures.append(str(err))
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._delivered)
+                break
+            except BufferError:  # librdkafka's queue is full: let it drain
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    async def flush(self) -> None:
+        """Wait for every command's acknowledgement; raise (the worker dies, the
+        uncommitted events are redelivered and re-emit) if any was not delivered."""
+        remaining = await asyncio.to_thread(self._producer.flush, 60)
+        if remaining or self.failures:
+            failures, self.failures = self.failures, []
+            raise RuntimeError(f"{remaining} commands undelivered; failures: {failures[:3]}")
+
+
+class _Producer(faust_aiokafka.Producer):
+    async def flush(self) -> None:
+        await super().flush()
+        sender: CommandSender | None = getattr(self.app, "rules_commands", None)
+        if sender is not None:
+            await sender.flush()
+
+
 class _ReadCommittedTransport(faust_aiokafka.Transport):
     Consumer = _ReadCommittedConsumer
+    Producer = _Producer
 
 
 class _App(faust.App):
@@ -213,10 +265,10 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
         partitions=topics.partitions,
         internal=True,
     )
-    command_topics = {
-        base: app.topic(topics.name(base), key_type=bytes, value_type=bytes)
-        for base in set(COMMAND_TOPIC.values())
-    }
+    command_topics = {base: topics.name(base) for base in set(COMMAND_TOPIC.values())}
+    sender = CommandSender(settings)
+    # Read by _Producer.flush, which Faust awaits before each offset commit.
+    app.rules_commands = sender  # type: ignore[attr-defined]
     deadletter_name = topics.name(DEADLETTER)
     deadletter = app.topic(deadletter_name, key_type=bytes, value_type=bytes)
     links = app.Table(
@@ -297,10 +349,8 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
                 members[key] = encoded
                 records.put(key, encoded, result.record)
             for command in result.commands:
-                base = command_topic(command)
-                command_topics[base].send_soon(
-                    key=key, value=codec.encode(command, topics.name(base))
-                )  # flushed before the offset commit, like the table's changelog writes
+                name = command_topics[command_topic(command)]
+                sender.send(name, key, codec.encode(command, name))  # flushed before the commit
                 COMMANDS_EMITTED.labels(type=type(command).__name__).inc()
 
     @app.timer(interval=settings.reload_interval_s)  # type: ignore[untyped-decorator]
