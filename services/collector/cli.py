@@ -133,6 +133,14 @@ def run(groups: GroupsOption = None) -> None:
 def collect(
     group: Annotated[str, typer.Argument(help="NETWORK:GROUP_ID, e.g. vk:1001")],
     groups: GroupsOption = None,
+    allow_mass_leave: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-leave",
+            help="Publish even if the member count fell by more than COLLECTOR_MAX_MEMBER_DROP "
+            "since the last succeeded run: members really left (check the group first).",
+        ),
+    ] = False,
 ) -> None:
     """Collect one group now, publish the run, and print a summary (exit 1 unless it succeeded)."""
     _logging()
@@ -143,6 +151,8 @@ def collect(
     except KeyError as exc:
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(2) from exc
+    if allow_mass_leave:
+        target = target.model_copy(update={"allow_mass_leave": True})
 
     async def main() -> Any:
         from services.collector.store import GroupBusyError

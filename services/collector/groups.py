@@ -106,6 +106,11 @@ class GroupConfig(_Strict):
     bucket_count: int = Field(default=DEFAULT_BUCKET_COUNT, ge=1, le=4096)
     requests_per_second: int | None = Field(default=None, ge=1)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    allow_mass_leave: bool = Field(
+        default=False,
+        description="Publish a run even if the member count fell by more than "
+        "COLLECTOR_MAX_MEMBER_DROP since the last succeeded run (a real mass leave).",
+    )
 
     @model_validator(mode="after")
     def _credentials_fit_network(self) -> GroupConfig:

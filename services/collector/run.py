@@ -33,6 +33,7 @@ from services.collector.chunks import (
     build_chunks,
 )
 from services.collector.groups import GroupConfig, MissingCredentialError
+from services.collector.guard import check_member_drop
 from services.collector.publish import SnapshotPublisher
 from services.collector.settings import CollectorSettings
 from services.collector.store import (
@@ -146,6 +147,13 @@ class Collector:
             async with client:
                 items = await self._read(group, client, start.expected_members)
             collected = Collected.gather(group.network, group.group_id, items)
+            check_member_drop(
+                group.name,
+                start.expected_members,
+                None if collected.members is None else len(collected.members),
+                max_drop=self.settings.max_member_drop,
+                allow_mass_leave=group.allow_mass_leave,
+            )
             chunks = build_chunks(
                 collected,
                 RunMeta(run_id, start.snapshot_at, start.baseline_at, group.bucket_count),

@@ -62,6 +62,13 @@ class CollectorSettings(BaseSettings):
         description="A run fails rather than produce a snapshot larger than this; keep it at "
         "the topic's max.message.bytes.",
     )
+    max_member_drop: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="A run whose member count fell by more than this fraction since the group's "
+        "last succeeded run publishes nothing (aborted), unless the group sets allow_mass_leave.",
+    )
     max_concurrent_runs: int = Field(
         default=4, ge=1, description="Groups collected at the same time by one process."
     )

@@ -16,7 +16,8 @@ POST   /_control/groups/{net}/{gid}/posts/{pid}/reposts  {user_id}           (VK
 DELETE /_control/groups/{net}/{gid}/posts/{pid}/reposts/{uid}
 POST   /_control/groups/{net}/{gid}/posts/{pid}/comments {author_id, reply_to?} -> {comment_id}
 DELETE /_control/groups/{net}/{gid}/posts/{pid}/comments/{cid}
-POST   /_control/faults        {network, method, code?, count?, after?, http_status?, message?}
+POST   /_control/faults        {network, method, code?, count?, after?, http_status?, message?,
+                                truncate?}
 GET    /_control/faults;  DELETE /_control/faults
 GET    /_control/counters; DELETE /_control/counters
 """
@@ -222,9 +223,10 @@ async def add_fault(request: web.Request) -> web.Response:
         http_status=None if body.get("http_status") is None else int(body["http_status"]),
         message=str(body.get("message", "")),
         after=int(body.get("after", 0)),
+        truncate=None if body.get("truncate") is None else int(body["truncate"]),
     )
-    if fault.http_status is None and fault.code == 0:
-        raise web.HTTPBadRequest(text="a fault needs code or http_status")
+    if fault.http_status is None and fault.code == 0 and fault.truncate is None:
+        raise web.HTTPBadRequest(text="a fault needs code, http_status or truncate")
     request.app[SIMULATOR].faults.add(fault)
     return web.json_response({"armed": True}, status=201)
 
@@ -239,6 +241,7 @@ async def list_faults(request: web.Request) -> web.Response:
                 "count": f.remaining,
                 "after": f.after,
                 "http_status": f.http_status,
+                "truncate": f.truncate,
             }
             for f in request.app[SIMULATOR].faults.pending()
         ]

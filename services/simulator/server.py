@@ -44,11 +44,19 @@ class OkApp:
     """access token -> requests per second allowed (0: unlimited)."""
 
 
+FaultKind = Literal["http", "error", "truncate"]
+
+
 @dataclass
 class Fault:
     """After ``after`` matching calls pass, the next ``remaining`` calls of ``method`` on
     ``network`` fail with ``code`` (an API error) or, when ``http_status`` is set, with
-    that HTTP status. ``after`` is how a test fails a page in the middle of a run."""
+    that HTTP status. ``after`` is how a test fails a page in the middle of a run.
+
+    With ``truncate`` set the call succeeds but its page is cut to that many items
+    (0: an empty page) and, on OK, claims the list has ended (``has_more: false``):
+    the short page a real API sometimes sends mid-list, which a client must not take
+    for the whole list."""
 
     network: NetworkName
     method: str
@@ -57,6 +65,13 @@ class Fault:
     http_status: int | None = None
     message: str = ""
     after: int = 0
+    truncate: int | None = None
+
+    @property
+    def kind(self) -> FaultKind:
+        if self.http_status is not None:
+            return "http"
+        return "error" if self.truncate is None else "truncate"
 
 
 class Faults:
@@ -72,14 +87,10 @@ class Faults:
     def pending(self) -> list[Fault]:
         return list(self._faults)
 
-    def take(self, network: NetworkName, method: str, *, http: bool) -> Fault | None:
-        """The first armed fault for the call, consumed once."""
+    def take(self, network: NetworkName, method: str, *, kind: FaultKind) -> Fault | None:
+        """The first armed fault of ``kind`` for the call, consumed once."""
         for fault in self._faults:
-            if (
-                fault.network == network
-                and fault.method in {method, "*"}
-                and (fault.http_status is not None) == http
-            ):
+            if fault.network == network and fault.method in {method, "*"} and fault.kind == kind:
                 if fault.after > 0:
                     fault.after -= 1
                     return None
@@ -88,6 +99,27 @@ class Faults:
                     self._faults.remove(fault)
                 return fault
         return None
+
+
+LIST_FIELDS = ("items", "members", "media_topics", "users", "comments")
+"""Where each method's page of items is: VK's ``items``, OK's per-method fields."""
+
+
+def truncated(body: Any, keep: int) -> Any:
+    """The page ``body`` cut to ``keep`` items; OK's ``has_more`` then says the list ended.
+
+    Counts (VK's ``count``, OK's ``totalCount``) are left as they were: the API
+    that sends a short page does not correct its totals either.
+    """
+    if not isinstance(body, dict):
+        return body
+    out = dict(body)
+    for name in LIST_FIELDS:
+        if isinstance(out.get(name), list):
+            out[name] = out[name][:keep]
+    if "has_more" in out:
+        out["has_more"] = False
+    return out
 
 
 class SlidingWindow:
@@ -155,7 +187,7 @@ class Simulator:
         self.requests[f"vk:{method}"] += 1
         for hook in list(self.on_request):
             hook("vk", method)
-        fault = self.faults.take("vk", method, http=True)
+        fault = self.faults.take("vk", method, kind="http")
         if fault is not None:
             return Reply(status=fault.http_status or 500, text=fault.message or "Bad gateway")
         try:
@@ -173,12 +205,13 @@ class Simulator:
             if method == "execute":
                 return Reply(body=self._execute(params.get("code", "")))
             self.calls[f"vk:{method}"] += 1
-            return Reply(body={"response": vk_api.call(self.world, method, params)})
+            result = self._cut("vk", method, vk_api.call(self.world, method, params))
+            return Reply(body={"response": result})
         except vk_api.VkApiError as exc:
             return Reply(body=_vk_error_body(exc, method, params))
 
     def _raise_fault(self, network: NetworkName, method: str) -> None:
-        fault = self.faults.take(network, method, http=False)
+        fault = self.faults.take(network, method, kind="error")
         if fault is None:
             return
         if network == "ok":
@@ -187,6 +220,11 @@ class Simulator:
         if fault.code == 14:
             extra = {"captcha_sid": "548747100691", "captcha_img": "https://captcha.invalid/?sid=1"}
         raise vk_api.error(fault.code, fault.message, **extra)
+
+    def _cut(self, network: NetworkName, method: str, body: Any) -> Any:
+        """``body``, or the short page an armed ``truncate`` fault asks for."""
+        fault = self.faults.take(network, method, kind="truncate")
+        return body if fault is None or fault.truncate is None else truncated(body, fault.truncate)
 
     def _execute(self, code: str) -> dict[str, Any]:
         try:
@@ -201,7 +239,8 @@ class Simulator:
             self.calls[f"vk:{call.method}"] += 1
             try:
                 self._raise_fault("vk", call.method)
-                return vk_api.call(self.world, call.method, call.params)
+                result = vk_api.call(self.world, call.method, call.params)
+                return self._cut("vk", call.method, result)
             except vk_api.VkApiError as exc:
                 errors.append(
                     {"method": call.method, "error_code": exc.code, "error_msg": exc.message}
@@ -221,14 +260,14 @@ class Simulator:
         self.requests[f"ok:{method}"] += 1
         for hook in list(self.on_request):
             hook("ok", method)
-        fault = self.faults.take("ok", method, http=True)
+        fault = self.faults.take("ok", method, kind="http")
         if fault is not None:
             return Reply(status=fault.http_status or 500, text=fault.message or "Bad gateway")
         try:
             self._check_ok_request(method, params)
             self._raise_fault("ok", method)
             self.calls[f"ok:{method}"] += 1
-            return Reply(body=ok_api.call(self.world, method, params))
+            return Reply(body=self._cut("ok", method, ok_api.call(self.world, method, params)))
         except ok_api.OkApiError as exc:
             return Reply(
                 body={"error_code": exc.code, "error_msg": exc.message, "error_data": None},

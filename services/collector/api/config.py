@@ -78,6 +78,14 @@ class OkClientSettings(BaseModel):
     rate_margin_s: float = Field(default=0.05, ge=0)
     timeout_s: float = Field(default=30.0, gt=0)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    consistency_attempts: int = Field(
+        default=3, ge=1, description="Reads of a member list that disagrees with the group's count."
+    )
+    strict_member_count: bool = Field(
+        default=True,
+        description="Demand as many member ids as group.getCounters reports; turn off only if "
+        "OK's counter drifts for a group (the run's member-drop guard still applies).",
+    )
     members_page_size: int = Field(default=1000, ge=1, le=1000)
     topics_page_size: int = Field(default=100, ge=1, le=100)
     likes_page_size: int = Field(default=100, ge=1, le=100)

@@ -8,8 +8,10 @@ where ``params`` are all request parameters except ``sig`` and
 ``access_token``/``session_key``. Lists are paged with an opaque ``anchor``.
 
 Methods used:
+    group.getCounters(group_id, counterTypes=members)
+        -> {"counters": {"members": N}}
     group.getMembers(uid, anchor, direction=FORWARD, count)
-        -> {"members": [{"userId": ...}], "anchor", "has_more", "totalCount"}
+        -> {"members": [{"userId": ...}], "anchor", "has_more"}
     mediatopic.getTopics(gid, anchor, count, fields)
         -> {"media_topics": [{"id", "created_ms", ...}], "anchor", "has_more"}
     discussions.getDiscussionLikes(discussionId, discussionType=GROUP_TOPIC, anchor, count)
@@ -17,6 +19,13 @@ Methods used:
     discussions.getComments(discussionId, discussionType=GROUP_TOPIC, anchor, direction, count)
         -> {"comments": [{"id", "author_id", "date_ms", ...}], "anchor", "has_more"}
 Errors come as a top-level ``{"error_code": ..., "error_msg": ...}``.
+
+An anchored list has no count of its own to check a read against, and OK may end
+a list early (a short or empty page, ``has_more: false``). The member list is
+therefore checked against the group's ``members`` counter, read before and after
+it; a list that matches neither is read again and, if it never does, the run is
+stopped (``InconsistentReadError``): a half-read group must not look like members
+leaving.
 """
 
 from __future__ import annotations
@@ -34,7 +43,11 @@ import httpx
 
 from services.collector.api.config import OkClientSettings
 from services.collector.api.counters import ApiCounters, CountersSnapshot
-from services.collector.api.errors import ObjectSkippedError, RunAbortedError
+from services.collector.api.errors import (
+    InconsistentReadError,
+    ObjectSkippedError,
+    RunAbortedError,
+)
 from services.collector.api.models import (
     CollectedItem,
     Comment,
@@ -191,16 +204,64 @@ class OkClient:
             if not has_more or not batch or not anchor or (stop is not None and stop(items)):
                 return items
 
-    async def group_members(self, group_id: int) -> IdArray:
-        """Every member id of the group, sorted."""
-        members = await self._anchored(
-            "group.getMembers",
-            {"uid": group_id, "direction": "FORWARD"},
-            "members",
-            self.settings.members_page_size,
+    async def member_count(self, group_id: int) -> int:
+        """The group's member count from ``group.getCounters`` (what OK's own UI shows)."""
+        body = await self.call(
+            "group.getCounters",
+            {"group_id": group_id, "counterTypes": "members"},
             f"ok:group:{group_id}",
         )
-        return sorted_ids(int(m["userId"]) for m in members)
+        counters = body.get("counters") if isinstance(body, dict) else None
+        members = counters.get("members") if isinstance(counters, dict) else None
+        try:
+            count = int(members)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise RunAbortedError(
+                f"OK group.getCounters for group {group_id} gave no members count "
+                f"({body!r:.200}); the member list cannot be checked, so nothing is published",
+                method="group.getCounters",
+            ) from None
+        if count < 0:
+            raise RunAbortedError(
+                f"OK group.getCounters for group {group_id}: members count is {count}",
+                method="group.getCounters",
+            )
+        return count
+
+    async def group_members(self, group_id: int) -> IdArray:
+        """Every member id of the group, sorted; read completely or not at all.
+
+        The distinct ids read must equal the ``members`` counter read just before
+        or just after the list (someone joining mid-read moves the counter with
+        the list). Raises ``ObjectSkippedError`` if OK hides the group, and
+        ``InconsistentReadError`` if ``consistency_attempts`` reads all disagree
+        with the counter.
+        """
+        obj = f"ok:group:{group_id}"
+        seen: list[str] = []
+        attempts = self.settings.consistency_attempts
+        for _ in range(attempts):
+            before = await self.member_count(group_id)
+            members = await self._anchored(
+                "group.getMembers",
+                {"uid": group_id, "direction": "FORWARD"},
+                "members",
+                self.settings.members_page_size,
+                obj,
+            )
+            ids = sorted_ids(int(m["userId"]) for m in members)
+            if len(ids) == before or not self.settings.strict_member_count:
+                return ids
+            after = await self.member_count(group_id)
+            if len(ids) == after:
+                return ids
+            seen.append(f"{len(ids)} of {before}..{after}")
+        raise InconsistentReadError(
+            f"OK group {group_id}: the member list did not match the group's member count "
+            f"in any of {attempts} reads (read {', '.join(seen)}); a short or changing list "
+            "is not published",
+            method="group.getMembers",
+        )
 
     async def recent_posts(
         self, group_id: int, window: Window, now: float | None = None
