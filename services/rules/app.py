@@ -17,7 +17,8 @@ Two agents, so member state is owned by exactly one worker:
 Crash consistency (docs/replay.md): table changelog writes, command sends and
 the source offset commit are not one atomic step. Faust flushes its producer
 (acks=all) before it commits offsets, and that flush also flushes the
-librdkafka producer the commands go through (``CommandSender``), so nothing is
+librdkafka producer the commands and the by-member hop go through
+(``DirectSender``), so nothing is
 committed before what it caused is acknowledged; a redelivered event is then
 recognised by the member record and re-emits the commands it produced the
 first time (same ids).
@@ -100,10 +101,11 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class CommandSender:
-    """Commands go out through librdkafka, not Faust's pure-Python producer.
+class DirectSender:
+    """Commands and the by-member hop go out through librdkafka, not Faust's
+    pure-Python producer.
 
-    A like causes two or three command messages; through aiokafka each one cost
+    A like causes three or four such messages; through aiokafka each one cost
     more CPU than evaluating the event. ``produce`` here only enqueues (C), and
     ``flush`` is awaited by the Faust producer's own ``flush``, which Faust runs
     before every offset commit: an offset is still never committed before the
@@ -114,7 +116,7 @@ class CommandSender:
 
     def __init__(self, settings: RulesSettings) -> None:
         self._producer = kafka.producer(
-            settings.kafka, f"{settings.app_id}.commands", extra={"partitioner": "murmur2_random"}
+            settings.kafka, f"{settings.app_id}.direct", extra={"partitioner": "murmur2_random"}
         )
         self.failures: list[str] = []
 
@@ -132,18 +134,18 @@ class CommandSender:
         self._producer.poll(0)
 
     async def flush(self) -> None:
-        """Wait for every command's acknowledgement; raise (the worker dies, the
+        """Wait for every record's acknowledgement; raise (the worker dies, the
         uncommitted events are redelivered and re-emit) if any was not delivered."""
         remaining = await asyncio.to_thread(self._producer.flush, 60)
         if remaining or self.failures:
             failures, self.failures = self.failures, []
-            raise RuntimeError(f"{remaining} commands undelivered; failures: {failures[:3]}")
+            raise RuntimeError(f"{remaining} records undelivered; failures: {failures[:3]}")
 
 
 class _Producer(faust_aiokafka.Producer):
     async def flush(self) -> None:
         await super().flush()
-        sender: CommandSender | None = getattr(self.app, "rules_commands", None)
+        sender: DirectSender | None = getattr(self.app, "rules_commands", None)
         if sender is not None:
             await sender.flush()
 
@@ -258,15 +260,16 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
 
     events_name = topics.name(EVENTS)
     events_topic = app.topic(events_name, key_type=bytes, value_type=bytes)
+    by_member_name = topics.name(f"{settings.app_id}.by-member")
     by_member = app.topic(
-        topics.name(f"{settings.app_id}.by-member"),
+        by_member_name,
         key_type=bytes,
         value_type=bytes,
         partitions=topics.partitions,
         internal=True,
     )
     command_topics = {base: topics.name(base) for base in set(COMMAND_TOPIC.values())}
-    sender = CommandSender(settings)
+    sender = DirectSender(settings)
     # Read by _Producer.flush, which Faust awaits before each offset commit.
     app.rules_commands = sender  # type: ignore[attr-defined]
     deadletter_name = topics.name(DEADLETTER)
@@ -316,10 +319,10 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
             if rule_event is None:
                 EVENTS_UNLINKED.inc()
                 continue
-            # Buffered, not awaited: Faust flushes its producer before it commits the
-            # offset of this event (docs/replay.md, "Crash consistency").
-            by_member.send_soon(
-                key=rule_event.member_id.encode(), value=encode_rule_event(rule_event)
+            # Enqueued, not awaited: flushed before this event's offset is committed
+            # (docs/replay.md, "Crash consistency"); same murmur2 partition as Faust's.
+            sender.send(
+                by_member_name, rule_event.member_id.encode(), encode_rule_event(rule_event)
             )
 
     @app.agent(by_member)
