@@ -9,6 +9,10 @@ outbox is published after the commit: at least once, deduplicable by ``command_i
 Kafka's committed offset is written after the commit too, only so lag dashboards
 move; nothing reads it back.
 
+A timer (``ACTIONS_SCHEDULER_INTERVAL_S``) runs between batches whether or not
+messages arrive: it re-publishes this group's outbox rows that stayed unpublished
+(a delivery that failed) and lets the handler do timed work (delayed messages).
+
 The per-topic logic is a :class:`Handler`: ``prepare`` (its own committed
 transaction, before any side effect outside PostgreSQL), ``perform`` (the side
 effect, e.g. an SMTP send, with no transaction open) and ``apply`` (in the batch's
@@ -109,8 +113,9 @@ class Handler:
         raise NotImplementedError
 
     def idle(self, conn: psycopg.Connection) -> Any:
-        """Called when a poll returns nothing: work outside any transaction (e.g. send
-        delayed messages); its result goes to ``apply_idle``."""
+        """Called on the engine's timer, between batches, under traffic too: work
+        outside any transaction (e.g. send delayed messages); its result goes to
+        ``apply_idle``."""
         return None
 
     def apply_idle(self, conn: psycopg.Connection, performed: Any) -> list[Emit]:
@@ -145,6 +150,8 @@ class ExactlyOnceConsumer:
         self.topic = settings.topics.name(handler.topic)
         self._positions: dict[TopicKey, int | None] = {}
         self._published: list[int] = []  # outbox ids to delete in the next transaction
+        self._in_flight: set[int] = set()  # outbox ids produced, not yet acknowledged
+        self._next_tick = 0.0
         self._staged: list[OutboxRow] = []
         self._conn: psycopg.Connection | None = None
         self._consumer: Any = None
@@ -263,9 +270,15 @@ class ExactlyOnceConsumer:
     def _step(self) -> None:
         self._producer.poll(0)
         messages = self._consumer.consume(self.settings.batch_size, self.settings.poll_timeout_s)
-        if not messages:
-            self._idle()
-            return
+        if messages:
+            self._apply_batch(messages)
+        tick = time.monotonic() >= self._next_tick
+        if tick:
+            self._next_tick = time.monotonic() + self.settings.scheduler_interval_s
+        if tick or not messages:
+            self._idle(tick=tick)
+
+    def _apply_batch(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         items, dead, advance = self._decode(messages)
         if not advance:
@@ -390,8 +403,9 @@ class ExactlyOnceConsumer:
         """Send committed outbox rows without waiting for the acknowledgements (the
         batch loop serves them with ``poll(0)``); an acknowledged row's id is deleted
         in the next transaction. A row whose delivery failed stays in the outbox and
-        goes out with the next start: at least once."""
+        the timer sends it again (:meth:`_republish_stale`): at least once."""
         for row_id, topic, key, value in rows:
+            self._in_flight.add(row_id)
             while True:
                 try:
                     self._producer.produce(topic, value, key, on_delivery=self._acked(row_id))
@@ -405,6 +419,7 @@ class ExactlyOnceConsumer:
 
     def _acked(self, row_id: int) -> Callable[[Any, Any], None]:
         def callback(err: Any, _msg: Any) -> None:
+            self._in_flight.discard(row_id)
             if err is None:
                 self._published.append(row_id)
             else:
@@ -430,8 +445,33 @@ class ExactlyOnceConsumer:
                 "%s: published %d outbox records left by an earlier run", self.group, len(rows)
             )
 
-    def _idle(self) -> None:
-        performed = self.handler.idle(self.conn)
+    def _republish_stale(self) -> None:
+        """Outbox rows of this group older than ``ACTIONS_OUTBOX_RETRY_AFTER_S`` that
+        are neither in flight nor acknowledged: their delivery failed (or the process
+        that wrote them died), so send them again now instead of at the next start.
+        Another process of the same group may send one too: outcomes are at least
+        once and deduplicated by ``command_id`` downstream."""
+        rows = self.conn.execute(
+            "SELECT id, topic, key, value FROM outbox WHERE source = %s "
+            "AND created_at < now() - make_interval(secs => %s) AND NOT (id = ANY(%s)) "
+            "ORDER BY id LIMIT 5000",
+            (
+                self.group,
+                self.settings.outbox_retry_after_s,
+                sorted(self._in_flight.union(self._published)),
+            ),
+        ).fetchall()
+        if rows:
+            log.warning("%s: re-publishing %d undelivered outbox records", self.group, len(rows))
+            self._publish([(int(i), str(t), k, bytes(v)) for i, t, k, v in rows])
+
+    def _idle(self, *, tick: bool) -> None:
+        """Between batches: on the timer, re-publish stale outbox rows and run the
+        handler's timed work; always trim acknowledged rows and publish what is staged."""
+        performed = None
+        if tick:
+            self._republish_stale()
+            performed = self.handler.idle(self.conn)
         rows: list[OutboxRow] = []
         if performed is not None or self._published:
             with self.conn.transaction():

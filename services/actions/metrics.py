@@ -14,6 +14,11 @@ DUPLICATES = Counter(
     "Commands whose id had already been applied (replays, redeliveries): no effect.",
     ["consumer"],
 )
+SKIPPED = Counter(
+    "social_loyalty_actions_commands_skipped_total",
+    "Commands deliberately not applied (e.g. replayed MailingSet), by consumer and reason.",
+    ["consumer", "reason"],
+)
 BATCH_SIZE = Histogram(
     "social_loyalty_actions_batch_size",
     "Messages per applied batch.",

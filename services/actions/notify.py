@@ -12,6 +12,11 @@ have gone out, and it is never retried. That is the price of "at most once"; the
 rows are easy to find (``status = 'sending'`` and old) for a person to check.
 A ``failed`` row can be claimed again by a redriven command: every attempt got an
 error, and the idempotency key lets the provider drop a request it did receive.
+
+Messages held for quiet hours are decided again when they fall due: the member may
+have opted out meanwhile (-> ``suppressed``) and the template may no longer render
+(-> ``failed`` with its outcome and dead letter, in the transaction that claims the
+rows, so nothing is left in ``sending`` by a render error).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from services.actions.channels import Outgoing, Sender, SendError
 from services.actions.delivery import backoff_delays, may_receive, quiet_until
 from services.actions.engine import Emit, Handler, Item
 from services.actions.settings import ActionsSettings
-from services.actions.templates import TemplateProblemError, TemplateStore
+from services.actions.templates import Rendered, TemplateProblemError, TemplateStore
 from services.contracts.models import Channel, DeadLetter, MessageFailed, MessageSent, SendMessage
 from services.contracts.topics import COMMANDS_NOTIFY
 
@@ -71,19 +76,34 @@ class NotifyHandler(Handler):
             settings.send_attempts, settings.backoff_base_s, settings.backoff_max_s
         )
         self.pool = ThreadPoolExecutor(settings.send_concurrency, thread_name_prefix="send")
-        self._next_schedule_check = 0.0
 
     # ------------------------------------------------------------------ decide
 
+    def _render(self, command: SendMessage) -> Rendered | str:
+        """The rendered message, or why it cannot be: any render error fails this one
+        message (dead letter), never the batch."""
+        try:
+            return self.templates.render(command.template_id, command.params)
+        except TemplateProblemError as exc:
+            return str(exc)
+        except Exception as exc:  # one bad template must not stop the stream
+            return f"template {command.template_id!r}: {type(exc).__name__}: {exc}"
+
     def _decide(
-        self, item: Item, subscribed: dict[tuple[str, str], bool], now: datetime
+        self,
+        item: Item,
+        subscribed: dict[tuple[str, str], bool],
+        now: datetime,
+        *,
+        due: bool = False,
     ) -> Decision:
+        """``due``: a message held for quiet hours whose time has come; it is checked
+        again (template, subscription) but never held a second time."""
         command = item.command
         assert isinstance(command, SendMessage)
-        try:
-            rendered = self.templates.render(command.template_id, command.params)
-        except TemplateProblemError as exc:
-            return Decision(item, "failed", reason=str(exc))
+        rendered = self._render(command)
+        if isinstance(rendered, str):
+            return Decision(item, "failed", reason=rendered)
         outgoing = Outgoing(
             command.command_id,
             command.member_id,
@@ -94,26 +114,31 @@ class NotifyHandler(Handler):
         )
         sub = subscribed.get((command.member_id, command.channel.value))
         if not may_receive(command.marketing, sub, self.settings.mailing_default_enabled):
-            return Decision(item, "suppressed", reason="mailing disabled for this channel")
-        if command.marketing:
+            why = "mailing disabled for this channel"
+            return Decision(item, "suppressed", reason=f"{why} while held" if due else why)
+        if command.marketing and not due:
             s = self.settings
             later = quiet_until(now, s.quiet_start, s.quiet_end, s.zone)
             if later is not None:
                 return Decision(item, "scheduled", outgoing, "quiet hours", later)
         return Decision(item, "sending", outgoing)
 
-    def prepare(self, conn: psycopg.Connection, items: list[Item]) -> list[Decision]:
-        unique: dict[str, Item] = {}
-        for item in items:
-            unique.setdefault(item.command.command_id, item)
-        members = sorted({item.command.member_id for item in unique.values()})
-        subscribed = {
+    @staticmethod
+    def _subscriptions(conn: psycopg.Connection, members: list[str]) -> dict[tuple[str, str], bool]:
+        return {
             (str(m), str(c)): bool(e)
             for m, c, e in conn.execute(
                 "SELECT member_id, channel, enabled FROM subscriptions WHERE member_id = ANY(%s)",
                 (members,),
             )
         }
+
+    def prepare(self, conn: psycopg.Connection, items: list[Item]) -> list[Decision]:
+        unique: dict[str, Item] = {}
+        for item in items:
+            unique.setdefault(item.command.command_id, item)
+        members = sorted({item.command.member_id for item in unique.values()})
+        subscribed = self._subscriptions(conn, members)
         now = datetime.now(UTC)
         if len(unique) < len(items):
             metrics.DUPLICATES.labels(self.name).inc(len(items) - len(unique))
@@ -189,6 +214,10 @@ class NotifyHandler(Handler):
                 if exc.permanent:
                     break
                 continue
+            except Exception as exc:  # a sender bug fails this message, not the batch
+                reason = f"{type(exc).__name__}: {exc}"
+                log.exception("send %s attempt %d: unexpected error", outgoing.command_id, attempts)
+                break
             return Result(decision, "sent", attempts, provider_message_id=provider_id)
         return Result(decision, "failed", attempts, f"{reason} (after {attempts} attempts)")
 
@@ -282,22 +311,27 @@ class NotifyHandler(Handler):
     # -------------------------------------------------------- delayed messages
 
     def idle(self, conn: psycopg.Connection) -> Any:
-        """Send marketing messages whose quiet hours are over (claimed row by row with
-        ``SKIP LOCKED``, so several notify processes never send the same one)."""
-        if time.monotonic() < self._next_schedule_check:
-            return None
-        self._next_schedule_check = time.monotonic() + self.settings.scheduler_interval_s
-        with conn.transaction():
-            rows = conn.execute(
-                "UPDATE deliveries SET status = 'sending', updated_at = now() WHERE command_id IN "
-                "(SELECT command_id FROM deliveries WHERE status = 'scheduled' "
-                "AND send_after <= now() ORDER BY send_after LIMIT 200 FOR UPDATE SKIP LOCKED) "
-                "RETURNING command_id, member_id, channel, template_id, params, marketing, "
-                "source_topic, source_partition, source_offset, raw_key, raw_value, created_at"
-            ).fetchall()
+        """Send marketing messages whose quiet hours are over. Claimed with ``SKIP
+        LOCKED`` (several notify processes never send one twice) and decided again in
+        the claiming transaction: the subscription in force *now* counts, and a
+        template that no longer renders fails the row there, with its outcome."""
+        due = _ClaimDue(self)
+        self.record(due)
+        if due.sending:
+            log.info("sending %d messages delayed by quiet hours", len(due.sending))
+            self.record(_Finish(self, self._send_all(due.sending)))
+        return None
+
+    def _claim_due(self, conn: psycopg.Connection) -> tuple[list[Decision], list[Emit]]:
+        rows = conn.execute(
+            "SELECT command_id, member_id, channel, template_id, params, marketing, "
+            "source_topic, source_partition, source_offset, raw_key, raw_value, created_at "
+            "FROM deliveries WHERE status = 'scheduled' AND send_after <= now() "
+            "ORDER BY send_after LIMIT 200 FOR UPDATE SKIP LOCKED"
+        ).fetchall()
         if not rows:
-            return None
-        decisions = []
+            return [], []
+        items = []
         for cid, member, channel, template, params, marketing, st, sp, so, rk, rv, at in rows:
             command = SendMessage(
                 command_id=cid,
@@ -310,13 +344,23 @@ class NotifyHandler(Handler):
                 params=params,
                 marketing=marketing,
             )
-            item = Item(st or "", sp or 0, so or 0, rk, rv, command)
-            rendered = self.templates.render(template, params)
-            outgoing = Outgoing(cid, member, channel, template, params, rendered)
-            decisions.append(Decision(item, "sending", outgoing))
-        log.info("sending %d messages delayed by quiet hours", len(decisions))
-        self.record(_Finish(self, self._send_all(decisions)))
-        return None
+            items.append(Item(st or "", sp or 0, so or 0, rk, rv, command))
+        subscribed = self._subscriptions(conn, sorted({item.command.member_id for item in items}))
+        now = datetime.now(UTC)
+        decisions = [self._decide(item, subscribed, now, due=True) for item in items]
+        conn.execute(
+            "UPDATE deliveries d SET status = u.st, reason = u.why, updated_at = now() "
+            "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(id, st, why) "
+            "WHERE d.command_id = u.id",
+            (
+                [d.item.command.command_id for d in decisions],
+                [d.status for d in decisions],
+                [d.reason for d in decisions],
+            ),
+        )
+        settled = [Result(d, d.status, reason=d.reason) for d in decisions if d.status != "sending"]
+        sending = [d for d in decisions if d.status == "sending"]
+        return sending, self._finish(conn, settled) if settled else []
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -344,3 +388,16 @@ class _Finish:
 
     def __call__(self, conn: psycopg.Connection) -> list[Emit]:
         return self.handler._finish(conn, self.results)
+
+
+class _ClaimDue:
+    """Work for ``record``: claim the due delayed rows, settle those that must not go
+    out (suppressed, failed) with their outcomes; keeps the ones to send."""
+
+    def __init__(self, handler: NotifyHandler) -> None:
+        self.handler = handler
+        self.sending: list[Decision] = []
+
+    def __call__(self, conn: psycopg.Connection) -> list[Emit]:
+        self.sending, emits = self.handler._claim_due(conn)
+        return emits

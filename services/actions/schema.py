@@ -8,7 +8,8 @@
 * ``accounts`` / ``entries``: the ledger; ``entries.command_id`` is the primary key.
 * ``deliveries``: one row per notification command, written *before* the send.
 * ``subscriptions``, ``counters``, ``applied_commands`` (command ids the mailing and
-  counter consumers have applied).
+  counter consumers have applied), ``skipped_commands`` (commands deliberately not
+  applied, e.g. replayed ``MailingSet``: kept apart so they never block the id).
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ CREATE TABLE IF NOT EXISTS counters (
     value bigint NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (member_id, name)
+);
+CREATE TABLE IF NOT EXISTS skipped_commands (
+    command_id text PRIMARY KEY,
+    kind text NOT NULL,
+    reason text NOT NULL,
+    source_topic text NOT NULL,
+    source_partition integer NOT NULL,
+    source_offset bigint NOT NULL,
+    skipped_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS applied_commands (
     command_id text PRIMARY KEY,

@@ -95,7 +95,17 @@ class ActionsSettings(BaseSettings):
     timezone: str = Field(default="Europe/Moscow", description="The program's time zone.")
     quiet_start: time | None = Field(default=None, description="e.g. 22:00; unset = no quiet.")
     quiet_end: time | None = Field(default=None, description="e.g. 09:00.")
-    scheduler_interval_s: float = Field(default=5.0, gt=0, description="Delayed-message check.")
+    scheduler_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Timer, under traffic too: delayed messages due, undelivered outbox rows.",
+    )
+    outbox_retry_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="An outbox record still unpublished this long after its commit is sent "
+        "again while running.",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -1,5 +1,10 @@
 """Mailing subscriptions and counters: small per-member state with the same
-exactly-once pattern as the ledger (command ids in ``applied_commands``)."""
+exactly-once pattern as the ledger (command ids in ``applied_commands``).
+
+A replayed ``MailingSet`` (``replay=true``) is never applied: a replay re-runs old
+events through an offer, and the subscription it would set is older than whatever the
+member chose since (applying it could switch back on a subscription the member turned
+off). It is recorded in ``skipped_commands`` and counted, and emits no outcome."""
 
 from __future__ import annotations
 
@@ -48,9 +53,12 @@ class MailingHandler(Handler):
     expected: ClassVar[tuple[type, ...]] = (MailingSet,)
 
     def apply(self, conn: psycopg.Connection, items: list[Item], performed: Any) -> list[Emit]:
-        chosen = _first_time(conn, items, self.name)
-        if len(chosen) < len(items):
-            metrics.DUPLICATES.labels(self.name).inc(len(items) - len(chosen))
+        live = [item for item in items if not item.command.replay]
+        if len(live) < len(items):
+            self._skip_replays(conn, [item for item in items if item.command.replay])
+        chosen = _first_time(conn, live, self.name)
+        if len(chosen) < len(live):
+            metrics.DUPLICATES.labels(self.name).inc(len(live) - len(chosen))
         final: dict[tuple[str, str], MailingSet] = {}
         emits: list[Emit] = []
         now = datetime.now(UTC)
@@ -85,6 +93,28 @@ class MailingHandler(Handler):
                 ),
             )
         return emits
+
+    def _skip_replays(self, conn: psycopg.Connection, replays: list[Item]) -> None:
+        """Record replays as skipped, once per command id; ``applied_commands`` is left
+        alone so a live command with the same id still applies."""
+        first = list({item.command.command_id: item for item in reversed(replays)}.values())
+        recorded = conn.execute(
+            "INSERT INTO skipped_commands (command_id, kind, reason, source_topic, "
+            "source_partition, source_offset) "
+            "SELECT id, %s, 'replay', t, p, o "
+            "FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) AS u(id, t, p, o) "
+            "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+            (
+                self.name,
+                [item.command.command_id for item in first],
+                [item.topic for item in first],
+                [item.partition for item in first],
+                [item.offset for item in first],
+            ),
+        ).fetchall()
+        metrics.SKIPPED.labels(self.name, "replay").inc(len(recorded))
+        if len(recorded) < len(replays):
+            metrics.DUPLICATES.labels(self.name).inc(len(replays) - len(recorded))
 
 
 class CounterHandler(Handler):
