@@ -339,7 +339,8 @@ def run() -> list[dict[str, object]]:  # noqa: PLR0915  (one linear scenario)
                     f"{len(set(received))} distinct, {len(link_ids | like_ids)} expected"
                 )
         total = len(links) + len(likes)
-        raw_s = _raw_read(settings, events_topic, total)
+        # Best of three: 10k messages are a few fetch round trips, so one read is noisy.
+        raw_s = min(_raw_read(settings, events_topic, total) for _ in range(3))
         raw_rate = total / raw_s
         worker_rate = len(likes) / worker_s
         rows.append(
@@ -347,7 +348,7 @@ def run() -> list[dict[str, object]]:  # noqa: PLR0915  (one linear scenario)
                 "stage": "raw confluent-kafka read of social.events",
                 "events/s": f"{raw_rate:,.0f}",
                 "vs raw read": "1",
-                "note": f"{total:,} messages, {PARTITIONS} partitions",
+                "note": f"{total:,} messages, {PARTITIONS} partitions, best of 3",
             }
         )
         rows.append(

@@ -182,6 +182,16 @@ class RecordCache:
             self.put(key, stored, record)
         return record
 
+    def trusted(self, key: bytes) -> MemberRecord | None:
+        """The cached record without reading the table: valid while this worker is
+        the only writer of the member's partition, i.e. until the next rebalance
+        (``clear`` runs on every assignment change)."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
     def put(self, key: bytes, stored: bytes, record: MemberRecord) -> None:
         self._entries[key] = (stored, record)
         self._entries.move_to_end(key)
@@ -283,6 +293,14 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
     expected = tuple(EVENT_TYPES.values())
     records = RecordCache(settings.record_cache_size)
 
+    async def forget_records(_sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
+        """On any assignment change: another worker may have written these members,
+        and a newly assigned partition's truth is its table (restored from the changelog)."""
+        records.clear()
+
+    app.on_partitions_revoked.connect(forget_records)
+    app.on_partitions_assigned.connect(forget_records)
+
     async def reject(event: Any, error: Exception) -> None:
         """Bad input goes to the dead-letter topic with its reason; the stream goes on."""
         EVENTS_DEAD.inc()
@@ -334,7 +352,7 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
                 key = rule_event.member_id.encode()
                 result = process(
                     offer_set.offers,
-                    records.get(key, members.get(key)),
+                    records.trusted(key) or records.get(key, members.get(key)),
                     rule_event,
                     tz=tz,
                     issued_at=datetime.now(UTC),
