@@ -130,7 +130,8 @@ class CommandCounter:
             alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(self.values)} of {total} commands in {DEADLINE_S:.0f}s")
-            for msg in self._consumer.consume(1000, 0.2):
+            # Ask for no more than is missing: consume() waits out its timeout for a full batch.
+            for msg in self._consumer.consume(min(1000, total - len(self.values)), 0.2):
                 if msg.error() is None:
                     self.values.append((str(msg.topic()), bytes(msg.value() or b"")))
                     self.last_at = time.perf_counter()
@@ -161,7 +162,7 @@ def _raw_read(settings: KafkaSettings, topic: str, total: int) -> float:
         while seen < total:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"raw read: {seen} of {total}")
-            for msg in consumer.consume(1000, 0.5):
+            for msg in consumer.consume(min(1000, total - seen), 0.5):
                 error = msg.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
