@@ -101,6 +101,11 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
 
+POLL_EVERY = 500
+"""Sends between two ``poll(0)`` calls of the direct producer (each one runs the
+delivery callbacks that arrived; far below librdkafka's 100,000-message queue)."""
+
+
 class DirectSender:
     """Commands and the by-member hop go out through librdkafka, not Faust's
     pure-Python producer.
@@ -119,6 +124,7 @@ class DirectSender:
             settings.kafka, f"{settings.app_id}.direct", extra={"partitioner": "murmur2_random"}
         )
         self.failures: list[str] = []
+        self._unpolled = 0
 
     def _delivered(self, err: Any, _msg: Any) -> None:
         if err is not None:
@@ -131,7 +137,10 @@ class DirectSender:
                 break
             except BufferError:  # librdkafka's queue is full: let it drain
                 self._producer.poll(0.05)
-        self._producer.poll(0)
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:  # delivery reports now and then; flush serves the rest
+            self._unpolled = 0
+            self._producer.poll(0)
 
     async def flush(self) -> None:
         """Wait for every record's acknowledgement; raise (the worker dies, the
@@ -197,6 +206,22 @@ class RecordCache:
         self._entries.move_to_end(key)
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+
+class LinkCache(OrderedDict[bytes, "Link | None"]):
+    """Decoded links (``None``: not linked) of recently seen social users, so an
+    event does not cost a table read. Like ``RecordCache.trusted``: valid until
+    the next assignment change, when it is cleared."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+
+    def put(self, key: bytes, link: Link | None) -> None:
+        self[key] = link
+        self.move_to_end(key)
+        if len(self) > self._size:
+            self.popitem(last=False)
 
 
 class OfferSet:
@@ -292,11 +317,13 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
     )
     expected = tuple(EVENT_TYPES.values())
     records = RecordCache(settings.record_cache_size)
+    known_links = LinkCache(settings.record_cache_size)
 
     async def forget_records(_sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         """On any assignment change: another worker may have written these members,
         and a newly assigned partition's truth is its table (restored from the changelog)."""
         records.clear()
+        known_links.clear()
 
     app.on_partitions_revoked.connect(forget_records)
     app.on_partitions_assigned.connect(forget_records)
@@ -324,8 +351,9 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
             try:
                 record = cast(DomainEvent, codec.decode(event.value, events_name, expected))
                 key = link_key(record).encode()
-                link = Link.from_json(links.get(key))
+                link = known_links[key] if key in known_links else Link.from_json(links.get(key))
                 new_link, rule_event = resolve(link, record)
+                known_links.put(key, new_link)
             except ValueError as exc:  # DecodeError, or an event the engine refuses
                 await reject(event, exc)
                 continue
