@@ -59,7 +59,7 @@ from services.detector.mapping import SnapshotChunkModel, events, millis, to_chu
 from services.detector.settings import DetectorSettings
 from services.detector.state import DetectorInputError
 from services.runtime import http, kafka
-from services.runtime.faust import ReadCommittedApp
+from services.runtime.faust import ReadCommittedApp, broker_credentials
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ class Detector:
         self.app = ReadCommittedApp(
             settings.app_id,
             broker=brokers,
+            broker_credentials=broker_credentials(settings.kafka),
             store=settings.store,
             datadir=str(settings.data_dir),
             topic_partitions=topics.partitions,

@@ -58,6 +58,7 @@ from services.rules.processing import (
 from services.rules.settings import RulesSettings
 from services.rules.store import OfferStore
 from services.runtime import kafka
+from services.runtime.faust import ReadCommittedApp, ReadCommittedTransport, broker_credentials
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +85,6 @@ EVALUATION_SECONDS = Histogram(
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
 OFFERS_ACTIVE = Gauge("social_loyalty_rules_offers_active", "Active offers the worker evaluates.")
-
-
-class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust reads read_uncommitted unless it runs its own transactions; social.events
-    is written in transactions (a collector run lands whole), so read only committed."""
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start()
-        return consumer
-
-
-class _ReadCommittedConsumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
 
 POLL_EVERY = 500
@@ -159,14 +145,12 @@ class _Producer(faust_aiokafka.Producer):
             await sender.flush()
 
 
-class _ReadCommittedTransport(faust_aiokafka.Transport):
-    Consumer = _ReadCommittedConsumer
+class _Transport(ReadCommittedTransport):
     Producer = _Producer
 
 
-class _App(faust.App):
-    def _new_transport(self) -> Any:
-        return _ReadCommittedTransport(self.conf.broker_consumer, self)
+class _App(ReadCommittedApp):
+    transport_class = _Transport
 
 
 class RecordCache:
@@ -244,21 +228,6 @@ class OfferSet:
         return True
 
 
-def _broker_credentials(settings: RulesSettings) -> Any:
-    kafka = settings.kafka
-    if kafka.security_protocol == "PLAINTEXT":
-        return None
-    if kafka.sasl_mechanism and kafka.security_protocol == "SASL_PLAINTEXT":
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
-            mechanism=kafka.sasl_mechanism,
-        )
-    raise ValueError(
-        f"the rules worker supports PLAINTEXT and SASL_PLAINTEXT, not {kafka.security_protocol}"
-    )
-
-
 def create_app(  # noqa: PLR0915  (the agents are closures over their topics and tables)
     settings: RulesSettings, *, codec: Codec | None = None
 ) -> faust.App:
@@ -278,7 +247,7 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
     app = _App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka.bootstrap_servers.split(",")],
-        broker_credentials=_broker_credentials(settings),
+        broker_credentials=broker_credentials(settings.kafka),
         store=settings.store,
         datadir=str(settings.data_dir),
         topic_partitions=topics.partitions,

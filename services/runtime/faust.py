@@ -11,10 +11,13 @@ aborted transaction.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from services.runtime.settings import KafkaSettings
 
 
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -29,12 +32,49 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class _ReadCommittedTransport(faust_aiokafka.Transport):
+class ReadCommittedTransport(faust_aiokafka.Transport):
+    """The aiokafka transport with the read_committed consumer; subclass to swap the producer."""
+
     Consumer = _ReadCommittedConsumer
 
 
 class ReadCommittedApp(faust.App):
     """A ``faust.App`` whose worker consumer reads ``read_committed``."""
 
+    transport_class: type[faust_aiokafka.Transport] = ReadCommittedTransport
+
     def _new_transport(self) -> Any:
-        return _ReadCommittedTransport(self.conf.broker_consumer, self)
+        return self.transport_class(self.conf.broker_consumer, self)
+
+
+def broker_credentials(settings: KafkaSettings) -> Any:
+    """Faust's credentials for the same ``KAFKA_*`` settings the confluent clients use.
+
+    ``None`` for PLAINTEXT; SASL over plain text or TLS; TLS with an optional client
+    certificate. Every Faust worker passes this as ``broker_credentials`` so one set of
+    environment variables configures every client of every service.
+    """
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context: ssl.SSLContext | None = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_ca_location
+        )
+        if settings.ssl_certificate_location:
+            context.load_cert_chain(
+                settings.ssl_certificate_location,
+                settings.ssl_key_location,
+                settings.ssl_key_password.get_secret_value() if settings.ssl_key_password else None,
+            )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if not settings.sasl_mechanism:
+        raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM")
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+        mechanism=settings.sasl_mechanism,
+        ssl_context=context,
+    )
