@@ -54,7 +54,8 @@ class RulesSettings(ServiceSettings, BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8084, description="Offers HTTP API + health.")
     worker_http_port: int = Field(
-        default=6066, description="Worker /healthz /readyz /metrics (0 = off)."
+        default=6067,
+        description="Worker /healthz /readyz /metrics (0 = off); the detector's worker has 6066.",
     )
 
     @field_validator("timezone")
