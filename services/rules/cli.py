@@ -237,7 +237,7 @@ def print_report(console: Any, report: Any, *, applied: bool) -> None:
     console.print(
         f"members {len(report.members)}  events matched {report.events_matched}  "
         f"accrued {report.total_accrued}  deducted {report.total_deducted}  "
-        f"commands {len(report.commands)}  messages suppressed {report.suppressed_messages}  "
+        f"commands {report.commands}  messages suppressed {report.suppressed_messages}  "
         f"unlinked {report.unlinked}  undecodable {report.undecodable}  "
         f"read {report.messages_read} in {report.seconds:.1f}s ({rate:,.0f}/s)"
     )

@@ -69,7 +69,11 @@ class ReplayReport:
     undecodable: int = 0
     suppressed_messages: int = 0
     members: dict[str, MemberTotals] = field(default_factory=lambda: defaultdict(MemberTotals))
-    commands: list[m.Command] = field(default_factory=list)
+    commands: int = 0
+    """Commands sent (apply) or that would be sent (dry-run). A count, not the
+    commands: a full-history ``--apply`` must run in memory bounded by the
+    members, not by the events."""
+    commands_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: float = 0.0
 
@@ -144,8 +148,9 @@ class Replayer:
             elif isinstance(command, m.BonusDeduct):
                 totals.deducted += command.points
             totals.commands += 1
+            self.report.commands += 1
+            self.report.commands_by_type[type(command).__name__] += 1
             sent.append(command)
-        self.report.commands.extend(sent)
         return sent
 
 
@@ -220,8 +225,13 @@ def run_replay(
     codec: Codec | None = None,
     on_total: Callable[[int], None] | None = None,
     on_progress: ProgressHook | None = None,
+    on_command: Callable[[m.Command], None] | None = None,
 ) -> ReplayReport:
-    """Read the bounded history, evaluate ``offer``, send the commands if ``apply``."""
+    """Read the bounded history, evaluate ``offer``, send the commands if ``apply``.
+
+    The report counts commands; ``on_command`` sees each one as it is produced
+    (sent or not), for a caller that wants them without the replay keeping them.
+    """
     codec = codec or make_codec(settings.kafka)
     topic = settings.topics.name(EVENTS)
     started_at = datetime.now(UTC)
@@ -256,6 +266,8 @@ def run_replay(
             for command in replayer.feed(record, in_window=msg.offset() >= r.window_start):
                 if sender is not None:
                     sender.send(command)
+                if on_command is not None:
+                    on_command(command)
         if sender is not None:
             sender.close()
         if done:

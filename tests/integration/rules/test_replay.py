@@ -53,7 +53,16 @@ def test_replay_dry_run_reports_and_apply_twice_sends_the_same_ids(
     settings = _settings(env)
     start = datetime.fromtimestamp((NOW_MS - 2 * DAY_MS) / 1000, UTC)
 
-    dry = run_replay(settings, offer, start=start, end=None, apply=False, notify=False)
+    dry_ids: list[str] = []
+    dry = run_replay(
+        settings,
+        offer,
+        start=start,
+        end=None,
+        apply=False,
+        notify=False,
+        on_command=lambda c: dry_ids.append(c.command_id),
+    )
     assert (dry.messages_read, dry.events_in_window, dry.unlinked) == (8, 5, 1)
     assert {k: v.accrued for k, v in dry.members.items()} == {"M1": 7, "M2": 5}
 
@@ -74,18 +83,38 @@ def test_replay_dry_run_reports_and_apply_twice_sends_the_same_ids(
         )
         records[rule_event.member_id] = result.record
         expected |= {c.command_id for c in result.commands}
-    assert {c.command_id for c in dry.commands} == expected
+    assert set(dry_ids) == expected
+    assert dry.commands == len(dry_ids)
 
     reader = CommandReader(env)
     try:
         reader.poll(2.0)
         assert reader.received == []  # a dry run sends nothing
-        first = run_replay(settings, offer, start=start, end=None, apply=True, notify=False)
+        first_ids: list[str] = []
+        first = run_replay(
+            settings,
+            offer,
+            start=start,
+            end=None,
+            apply=True,
+            notify=False,
+            on_command=lambda c: first_ids.append(c.command_id),
+        )
         reader.until(lambda r: len(r) >= len(expected), "replayed commands")
-        second = run_replay(settings, offer, start=start, end=None, apply=True, notify=False)
+        second_ids: list[str] = []
+        second = run_replay(
+            settings,
+            offer,
+            start=start,
+            end=None,
+            apply=True,
+            notify=False,
+            on_command=lambda c: second_ids.append(c.command_id),
+        )
         reader.until(lambda r: len(r) >= 2 * len(expected), "second replay")
-        assert {c.command_id for c in first.commands} == expected
-        assert [c.command_id for c in second.commands] == [c.command_id for c in first.commands]
+        assert set(first_ids) == expected
+        assert second_ids == first_ids
+        assert first.commands == second.commands == len(first_ids)
         assert reader.ids() == expected  # nothing new the second time: the ledger dedups
         assert all(r.command.replay and r.topic == COMMANDS_BONUS for r in reader.received)
         assert command_id(offer.id, recent[0].event_id, 0) in reader.ids()

@@ -260,6 +260,21 @@ def test_replay_suppresses_messages_unless_asked() -> None:
     assert [type(c) for c in loud.feed(linked(), in_window=True)] == [m.BonusAccrue, m.SendMessage]
 
 
+def test_replay_counts_commands_instead_of_keeping_them() -> None:
+    """A full-history --apply must not hold every command it sent in memory."""
+    replayer = Replayer(example("likes"), tz=MOSCOW, notify=False, issued_at=ISSUED)
+    replayer.feed(linked(), in_window=True)
+    sent = [
+        c
+        for p in range(1, 201)
+        for c in replayer.feed(like(p, T0 + timedelta(minutes=p)), in_window=True)
+    ]
+    report = replayer.report
+    assert report.commands == len(sent) == 230
+    assert dict(report.commands_by_type) == {"BonusAccrue": 30, "CounterIncrement": 200}
+    assert not any(isinstance(v, list) for v in vars(report).values())
+
+
 def test_replay_groups_are_labelled_for_the_lag_monitor() -> None:
     from services.lagmonitor.core import is_replay
 
