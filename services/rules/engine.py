@@ -87,7 +87,10 @@ class RuleEvent:
 
     ``linked_at`` is when this member linked this social profile (``None``: not
     linked, so it earns nothing). For ``PROFILE_LINKED`` pass ``occurred_at``;
-    for ``PROFILE_UNLINKED`` pass the time of the link it ends.
+    for ``PROFILE_UNLINKED`` pass the time of the link it ends. An undo event
+    of a social user whose link has ended carries the former link's member and
+    time (``processing.resolve`` keeps a tombstone), so it deducts what the
+    original earned while linked; grants after the unlink never get here.
     """
 
     event_id: str

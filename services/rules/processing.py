@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -39,7 +39,7 @@ from services.rules.engine import (
     StateFormatError,
     evaluate_all,
 )
-from services.rules.offers import Offer
+from services.rules.offers import UNDO_TYPES, Offer
 
 RECENT_EVENTS = 32
 """Processed events remembered per member. A redelivery replays what was not
@@ -75,21 +75,41 @@ COMMAND_TOPIC: Mapping[type[m.ContractModel], str] = {
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """Who a social user is in the loyalty program, and since when."""
+    """Who a social user is (or was) in the loyalty program, and since when.
+
+    ``unlinked_at`` set makes it a tombstone: the link ended, but undo events
+    of that social user still resolve to the former member, so an unlike
+    after the unlink takes back what the like earned while linked. Grants of
+    a tombstoned user earn nothing.
+    """
 
     member_id: str
     linked_at: datetime
     registration: bool = False
+    unlinked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.unlinked_at is None
 
     def to_json(self) -> bytes:
-        return json.dumps([self.member_id, self.linked_at.isoformat(), self.registration]).encode()
+        unlinked = None if self.unlinked_at is None else self.unlinked_at.isoformat()
+        doc = [self.member_id, self.linked_at.isoformat(), self.registration, unlinked]
+        return json.dumps(doc).encode()
 
     @classmethod
     def from_json(cls, data: bytes | None) -> Link | None:
+        """Also reads the three-field form written before tombstones."""
         if not data:
             return None
-        member_id, linked_at, registration = json.loads(data)
-        return cls(str(member_id), datetime.fromisoformat(linked_at), bool(registration))
+        member_id, linked_at, registration, *rest = json.loads(data)
+        unlinked = rest[0] if rest else None
+        return cls(
+            str(member_id),
+            datetime.fromisoformat(linked_at),
+            bool(registration),
+            None if unlinked is None else datetime.fromisoformat(unlinked),
+        )
 
 
 def link_key(event: m.DomainEvent) -> str:
@@ -101,15 +121,25 @@ def resolve(link: Link | None, event: m.DomainEvent) -> tuple[Link | None, RuleE
     """The user's link after ``event`` and the event as the engine sees it.
 
     ``None`` for the event means it earns nothing: the social user is not
-    linked (an unlink of an unknown link included). A link event is resolved
-    before it changes the link, so an unlink still carries the link it ends.
+    linked (an unlink of an unknown or already ended link included). A link
+    event is resolved before it changes the link, so an unlink still carries
+    the link it ends. An unlink leaves a tombstone of the link, not nothing:
+    later undo events (never grants) of the user resolve to the former
+    member, so what the user earned while linked is deducted when undone.
+    A new link replaces the tombstone.
     """
     if isinstance(event, m.ProfileLinked):
         new = Link(event.member_id, event.snapshot_at, event.registration)
         return new, to_rule_event(event, new)
-    if isinstance(event, m.ProfileUnlinked):
-        return None, (to_rule_event(event, link) if link is not None else None)
-    return link, (to_rule_event(event, link) if link is not None else None)
+    if link is None:
+        return None, None
+    if link.active:
+        if isinstance(event, m.ProfileUnlinked):
+            return replace(link, unlinked_at=event.snapshot_at), to_rule_event(event, link)
+        return link, to_rule_event(event, link)
+    if EVENT_TYPE_OF[type(event)] in UNDO_TYPES and not isinstance(event, m.ProfileUnlinked):
+        return link, to_rule_event(event, link)
+    return link, None
 
 
 def to_rule_event(event: m.DomainEvent, link: Link) -> RuleEvent:

@@ -113,6 +113,17 @@ def linked(user: str, member: str, at: datetime) -> m.ProfileLinked:
     )
 
 
+def unlinked(user: str, member: str, at: datetime) -> m.ProfileUnlinked:
+    return m.ProfileUnlinked.build(
+        network="vk",
+        social_user_id=user,
+        member_id=member,
+        registration=False,
+        observed_at=at,
+        snapshot_at=at,
+    )
+
+
 def liked(user: str, post: int, at: datetime, *, group: int = 1) -> m.PostLiked:
     return m.PostLiked.build(
         network="vk",

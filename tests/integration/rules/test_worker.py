@@ -25,6 +25,7 @@ from tests.integration.rules.harness import (
     produce,
     produce_aborted,
     produce_raw,
+    unlinked,
     worker,
 )
 
@@ -76,15 +77,20 @@ def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
             w.wait_offers({"link-profile", "join-group"})
             joined = group_event(m.GroupJoined, "42", T0 + timedelta(days=1))
             late_like = liked("42", 3, T0 + timedelta(days=1, hours=1))
-            left = group_event(m.GroupLeft, "42", T0 + timedelta(days=2))
-            produce(env, [joined, late_like, left])
+            unlink = unlinked("42", "M1", T0 + timedelta(days=1, hours=2))
+            left = group_event(m.GroupLeft, "42", T0 + timedelta(days=2))  # after the unlink
+            produce(env, [joined, late_like, unlink, left])
             got = reader.until(
-                lambda r: any(isinstance(x.command, m.BonusDeduct) for x in r), "leave deduction"
+                lambda r: any(x.command.source_event_id == left.event_id for x in r),
+                "leave deduction after the unlink",
             )
             by_source = {r.command.source_event_id: r.command for r in got}
             assert isinstance(by_source[joined.event_id], m.BonusAccrue)
             assert by_source[joined.event_id].points == 20  # type: ignore[union-attr]
-            assert isinstance(by_source[left.event_id], m.BonusDeduct)
+            deduct = by_source[left.event_id]  # the tombstone resolves it to the former member
+            assert isinstance(deduct, m.BonusDeduct)
+            assert (deduct.member_id, deduct.points) == ("M1", 20)
+            assert deduct.reverses == command_id("join-group", joined.event_id, 0)
             assert late_like.event_id not in by_source  # its offer was deactivated
             assert aborted.event_id not in by_source  # read_committed
             (letter,) = dead_letters(env, 1)

@@ -104,9 +104,47 @@ def test_a_link_resolves_later_activity_to_the_member_and_an_unlink_ends_it() ->
     assert (activity.member_id, activity.post_id, activity.group_id) == ("M1", "7", "1")
 
     gone, unlink = resolve(link, unlinked(at=T0 + timedelta(days=1)))
-    assert gone is None
+    assert gone == Link("M1", T0, False, T0 + timedelta(days=1))  # a tombstone, not nothing
+    assert gone is not None and not gone.active
     assert unlink is not None
     assert unlink.linked_at == T0  # the unlink carries the link it ends
+    assert resolve(gone, like(8, T0 + timedelta(days=2))) == (gone, None)  # grants: nothing
+    assert resolve(gone, unlinked(at=T0 + timedelta(days=3))) == (gone, None)
+
+
+def test_undo_events_of_a_former_link_resolve_to_the_former_member() -> None:
+    tombstone = Link("M1", T0, False, T0 + timedelta(days=1))
+    kept, undo = resolve(tombstone, like(7, T0 + timedelta(days=2), undo=True))
+    assert kept == tombstone
+    assert undo is not None
+    assert (undo.type, undo.member_id, undo.linked_at) == (EventType.POST_UNLIKED, "M1", T0)
+    relinked, _ = resolve(tombstone, linked(member="M2", at=T0 + timedelta(days=3)))
+    assert relinked == Link("M2", T0 + timedelta(days=3))  # a new link replaces the tombstone
+
+
+def test_an_unlike_after_the_unlink_deducts_what_the_like_earned() -> None:
+    offer = example("likes")
+    history = [
+        linked(),
+        like(7, T0 + timedelta(hours=1)),
+        unlinked(at=T0 + timedelta(days=1)),
+        like(8, T0 + timedelta(days=1, hours=1)),  # after the unlink: earns nothing
+        like(7, T0 + timedelta(days=2), undo=True),
+        like(8, T0 + timedelta(days=2), undo=True),  # never earned: nothing to take back
+    ]
+    bonus = [c for c in live(history, [offer]) if isinstance(c, m.BonusAccrue | m.BonusDeduct)]
+    assert [(type(c), c.member_id, c.points) for c in bonus] == [
+        (m.BonusAccrue, "M1", 1),
+        (m.BonusDeduct, "M1", 1),
+    ]
+    assert bonus[1].reverses == bonus[0].command_id
+
+    replayer = Replayer(offer, tz=MOSCOW, notify=False, issued_at=ISSUED)
+    replayed = [c for e in history for c in replayer.feed(e, in_window=True)]
+    assert [c.command_id for c in replayed if isinstance(c, m.BonusAccrue | m.BonusDeduct)] == [
+        c.command_id for c in bonus
+    ]
+    assert (replayer.report.members["M1"].accrued, replayer.report.members["M1"].deducted) == (1, 1)
 
 
 def test_activity_of_an_unlinked_user_resolves_to_nothing() -> None:
@@ -129,6 +167,9 @@ def test_the_repartition_wire_form_round_trips() -> None:
 def test_link_json_round_trips() -> None:
     link = Link("M1", T0, True)
     assert Link.from_json(link.to_json()) == link
+    tombstone = Link("M1", T0, True, T0 + timedelta(days=1))
+    assert Link.from_json(tombstone.to_json()) == tombstone
+    assert Link.from_json(b'["M1", "2025-03-10T09:00:00+00:00", true]') == link  # older form
     assert Link.from_json(None) is None
 
 
