@@ -7,7 +7,7 @@ Settings come from the environment: ``DATABASE_URL``, ``RULES_DB_SCHEMA``,
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -167,12 +167,22 @@ def replay(  # noqa: PLR0917  (typer options)
         bool, typer.Option("--notify", help="With --apply: also send the messages.")
     ] = False,
     version: Annotated[int | None, typer.Option(help="Offer version (default current).")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --apply: send even if the window overlaps time the offer was live.",
+        ),
+    ] = False,
 ) -> None:
     """Replay an offer over social.events history: who would get what, or credit it.
 
     Reads link events from the log start and other events from the offset at
     --from; its own consumer group and state. Running --apply twice credits
-    nothing new (deterministic command ids).
+    nothing new (deterministic command ids). --apply refuses (exit 2) a window
+    that overlaps time the offer has been active live, because replay and the
+    live worker keep separate state; replay up to the activation time instead
+    (docs/replay.md, "Replay and the live worker").
     """
     if dry_run == apply:
         raise typer.BadParameter("give exactly one of --dry-run or --apply")
@@ -189,7 +199,12 @@ def replay(  # noqa: PLR0917  (typer options)
     end = _parse_time(to, settings.tz) if to else None
     if end is not None and end <= start:
         raise typer.BadParameter("--to must be after --from")
-    stored = _run(lambda: _store().show(offer, version))
+    if force and not apply:
+        raise typer.BadParameter("--force only goes with --apply")
+    store = _store()
+    stored = _run(lambda: store.show(offer, version))
+    if apply and not force:
+        _refuse_live_overlap(offer, _run(lambda: store.live_periods(offer)), start, end)
     console = Console()
     progress = Progress(
         "[progress.description]{task.description}",
@@ -212,6 +227,23 @@ def replay(  # noqa: PLR0917  (typer options)
             on_progress=lambda n: progress.advance(task, n),
         )
     print_report(console, report, applied=apply)
+
+
+def _refuse_live_overlap(offer: str, periods: Any, start: datetime, end: datetime | None) -> None:
+    from services.rules.replay import live_overlap
+
+    overlap = live_overlap(periods, start, end, datetime.now(UTC))
+    if overlap is None:
+        return
+    until = overlap.until.isoformat() if overlap.until else "now"
+    typer.echo(
+        f"error: offer {offer!r} has been active live from {overlap.since.isoformat()} to "
+        f"{until}, which the replay window overlaps. Replay and the live worker keep separate "
+        "state, so once per object, undos and limits would not hold across them. Replay up "
+        f"to the activation time (--to {overlap.since.isoformat()}), or pass --force.",
+        err=True,
+    )
+    raise typer.Exit(code=2)
 
 
 def print_report(console: Any, report: Any, *, applied: bool) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, cast
@@ -35,6 +35,7 @@ from services.rules.engine import MemberState, Outcome, evaluate
 from services.rules.offers import Offer
 from services.rules.processing import Link, command_topic, link_key, resolve, to_command
 from services.rules.settings import RulesSettings
+from services.rules.store import LivePeriod
 from services.runtime import kafka
 
 LINK_TYPES = (m.ProfileLinked, m.ProfileUnlinked)
@@ -152,6 +153,23 @@ class Replayer:
             self.report.commands_by_type[type(command).__name__] += 1
             sent.append(command)
         return sent
+
+
+def live_overlap(
+    periods: Iterable[LivePeriod], start: datetime, end: datetime | None, now: datetime
+) -> LivePeriod | None:
+    """The first live period the replay window ``[start, end or now)`` overlaps.
+
+    The live worker and a replay keep separate member state, so a replay
+    ``--apply`` over time the worker already evaluated can break once per
+    object, undo and caps (a like credited by both paths under different
+    event ids, an undo one side never saw). ``None``: the window is safe.
+    """
+    stop = end or now
+    for period in periods:
+        if start < (period.until or now) and period.since < stop:
+            return period
+    return None
 
 
 @dataclass(frozen=True)

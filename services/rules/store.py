@@ -48,7 +48,24 @@ CREATE TABLE IF NOT EXISTS {schema}.offer_versions (
     comment text,
     PRIMARY KEY (offer_id, version)
 );
+CREATE TABLE IF NOT EXISTS {schema}.offer_activations (
+    id bigserial PRIMARY KEY,
+    offer_id text NOT NULL REFERENCES {schema}.offers (id),
+    active boolean NOT NULL,
+    version integer NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS offer_activations_offer ON {schema}.offer_activations (offer_id, id);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class LivePeriod:
+    """A span of wall-clock time in which the live worker evaluated the offer."""
+
+    since: datetime
+    until: datetime | None  # None: active now
+    version: int | None  # the version activated (None: before the history was kept)
 
 
 class OfferNotFoundError(LookupError):
@@ -170,17 +187,65 @@ class OfferStore:
         return self.show(offer_id)
 
     def set_active(self, offer_id: str, active: bool) -> StoredOffer:
+        """Switch an offer on or off; a real change is recorded in ``offer_activations``
+        (replay --apply reads it to refuse windows the live worker already covered)."""
         with self._conn() as conn:
             row = conn.execute(
                 self._q(
-                    "UPDATE {schema}.offers SET active = %s, updated_at = now() "
-                    "WHERE id = %s RETURNING id"
+                    "SELECT active, current_version FROM {schema}.offers WHERE id = %s FOR UPDATE"
                 ),
-                (active, offer_id),
+                (offer_id,),
             ).fetchone()
             if row is None:
                 raise OfferNotFoundError(f"no offer {offer_id!r}")
+            conn.execute(
+                self._q("UPDATE {schema}.offers SET active = %s, updated_at = now() WHERE id = %s"),
+                (active, offer_id),
+            )
+            if row["active"] != active:
+                conn.execute(
+                    self._q(
+                        "INSERT INTO {schema}.offer_activations (offer_id, active, version) "
+                        "VALUES (%s, %s, %s)"
+                    ),
+                    (offer_id, active, row["current_version"]),
+                )
         return self.show(offer_id)
+
+    def live_periods(self, offer_id: str) -> list[LivePeriod]:
+        """When the offer has been active (wall-clock), oldest first; ``until`` None: still is.
+
+        Built from ``offer_activations``. An offer switched on before that table
+        existed counts as active since its creation (the safe assumption).
+        """
+        with self._conn() as conn:
+            offer = conn.execute(
+                self._q("SELECT active, created_at FROM {schema}.offers WHERE id = %s"),
+                (offer_id,),
+            ).fetchone()
+            if offer is None:
+                raise OfferNotFoundError(f"no offer {offer_id!r}")
+            rows = conn.execute(
+                self._q(
+                    "SELECT active, version, at FROM {schema}.offer_activations "
+                    "WHERE offer_id = %s ORDER BY id"
+                ),
+                (offer_id,),
+            ).fetchall()
+        periods: list[LivePeriod] = []
+        since: datetime | None = None
+        version: int | None = None
+        if (rows and not rows[0]["active"]) or (not rows and offer["active"]):
+            since = offer["created_at"]  # active before the history was kept
+        for row in rows:
+            if row["active"] and since is None:
+                since, version = row["at"], row["version"]
+            elif not row["active"] and since is not None:
+                periods.append(LivePeriod(since, row["at"], version))
+                since, version = None, None
+        if since is not None:
+            periods.append(LivePeriod(since, None, version))
+        return periods
 
     def load_examples(self, *, activate: bool = True) -> list[str]:
         """Store the acceptance-set offers not stored yet; returns the ids created."""

@@ -155,3 +155,43 @@ def test_replay_cli_suppresses_messages_unless_notify(rules_env: Callable[[str],
     bad = runner.invoke(cli, ["replay", "--offer", offer.id, "--from", since], env=environ)
     assert bad.exit_code != 0
     assert "exactly one of --dry-run or --apply" in bad.output
+
+
+def test_replay_apply_refuses_a_window_the_live_offer_covered(
+    rules_env: Callable[[str], Env],
+) -> None:
+    env = rules_env("rules-replay-live")
+    _history(env)
+    store = env.store()
+    offer = load_offer(EXAMPLES_DIR / "link-profile.yaml")
+    store.create(offer.model_dump(mode="json"))
+    assert store.live_periods(offer.id) == []  # never active
+    store.set_active(offer.id, True)
+    store.set_active(offer.id, True)  # no change, nothing recorded
+    (live,) = store.live_periods(offer.id)
+    assert (live.until, live.version) == (None, 1)
+    runner = CliRunner()
+    environ = env.environ()
+    args = ["replay", "--offer", offer.id, "--from", "2000-01-01T00:00:00+00:00"]
+
+    refused = runner.invoke(cli, [*args, "--apply"], env=environ)
+    assert refused.exit_code == 2, refused.output
+    assert "has been active live" in refused.output
+    assert f"--to {live.since.isoformat()}" in refused.output
+    assert runner.invoke(cli, [*args, "--dry-run"], env=environ).exit_code == 0  # sends nothing
+
+    reader = CommandReader(env)
+    try:
+        up_to_activation = [*args, "--to", live.since.isoformat(), "--apply"]
+        result = runner.invoke(cli, up_to_activation, env=environ)
+        assert result.exit_code == 0, result.output
+        reader.until(lambda r: len(r) >= 2, "replay up to the activation")
+        forced = runner.invoke(cli, [*args, "--apply", "--force"], env=environ)
+        assert forced.exit_code == 0, forced.output
+        reader.until(lambda r: len(r) >= 4, "forced replay")
+    finally:
+        reader.close()
+
+    store.set_active(offer.id, False)
+    (ended,) = store.live_periods(offer.id)
+    assert ended.since == live.since and ended.until is not None
