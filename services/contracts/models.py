@@ -346,6 +346,8 @@ class _Bonus(_Command):
 class BonusAccrue(_Bonus):
     avro_name: ClassVar[str] = "social_loyalty.commands.BonusAccrue"
 
+    budget: int | None = Field(default=None, gt=0)
+
 
 class BonusDeduct(_Bonus):
     avro_name: ClassVar[str] = "social_loyalty.commands.BonusDeduct"

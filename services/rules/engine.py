@@ -154,6 +154,7 @@ class CommandSpec:
     points: int | None = None
     reason: str | None = None
     reverses: str | None = None
+    budget: int | None = None  # the offer's budget, on accruals: the ledger enforces it
     channel: str | None = None
     template_id: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
@@ -691,7 +692,8 @@ def _command(c: _Compiled, event: RuleEvent, index: int, points: int) -> Command
             if isinstance(action, AccrueAction)
             else CommandKind.BONUS_DEDUCT
         )
-        return _spec(kind, common, points=points, reason=action.reason or offer.name)
+        budget = offer.budget if kind is CommandKind.BONUS_ACCRUE else None
+        return _spec(kind, common, points=points, reason=action.reason or offer.name, budget=budget)
     if isinstance(action, MessageAction):
         return _spec(
             CommandKind.SEND_MESSAGE,

@@ -204,9 +204,16 @@ def to_command(spec: CommandSpec, *, issued_at: datetime, replay: bool = False) 
         "replay": replay,
         "issued_at": issued_at,
     }
-    if spec.kind in {CommandKind.BONUS_ACCRUE, CommandKind.BONUS_DEDUCT}:
-        model = m.BonusAccrue if spec.kind is CommandKind.BONUS_ACCRUE else m.BonusDeduct
-        return model(
+    if spec.kind is CommandKind.BONUS_ACCRUE:
+        return m.BonusAccrue(
+            **common,
+            points=spec.points or 0,
+            reason=spec.reason or "",
+            reverses=spec.reverses,
+            budget=spec.budget,
+        )
+    if spec.kind is CommandKind.BONUS_DEDUCT:
+        return m.BonusDeduct(
             **common, points=spec.points or 0, reason=spec.reason or "", reverses=spec.reverses
         )
     if spec.kind is CommandKind.SEND_MESSAGE:
@@ -230,7 +237,7 @@ def command_topic(command: m.Command) -> str:
 
 
 _COMPACT: Mapping[str, tuple[type[m.Command], tuple[str, ...]]] = {
-    "A": (m.BonusAccrue, ("points", "reason", "reverses")),
+    "A": (m.BonusAccrue, ("points", "reason", "reverses", "budget")),
     "D": (m.BonusDeduct, ("points", "reason", "reverses")),
     "S": (m.SendMessage, ("channel", "template_id", "params", "marketing")),
     "C": (m.CounterIncrement, ("name", "by")),
@@ -270,7 +277,10 @@ def _decode_commands(text: str, event_id: str) -> tuple[m.Command, ...]:
     commands = []
     for code, command_id, offer_id, *values in rows:
         model, fields = _COMPACT[code]
-        data = dict(zip(fields, values, strict=True))
+        if len(values) > len(fields):
+            raise ValueError(f"command {command_id}: {len(values)} values for {fields}")
+        # A record written before a field was added has fewer values: the rest default.
+        data = dict(zip(fields, values, strict=False))
         data.update(command_id=command_id, member_id=member_id, offer_id=offer_id,
                     source_event_id=event_id, replay=False, issued_at=issued_at)  # fmt: skip
         commands.append(model.model_validate(data))

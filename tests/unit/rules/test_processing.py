@@ -298,7 +298,8 @@ def test_replay_suppresses_messages_unless_asked() -> None:
     assert [type(c) for c in quiet.feed(linked(), in_window=True)] == [m.BonusAccrue]
     assert quiet.report.suppressed_messages == 1
     loud = Replayer(example("link-profile"), tz=MOSCOW, notify=True, issued_at=ISSUED)
-    assert [type(c) for c in loud.feed(linked(), in_window=True)] == [m.BonusAccrue, m.SendMessage]
+    both: list[type[m.Command]] = [m.BonusAccrue, m.SendMessage]
+    assert [type(c) for c in loud.feed(linked(), in_window=True)] == both
 
 
 def test_replay_counts_commands_instead_of_keeping_them() -> None:
@@ -314,6 +315,34 @@ def test_replay_counts_commands_instead_of_keeping_them() -> None:
     assert report.commands == len(sent) == 230
     assert dict(report.commands_by_type) == {"BonusAccrue": 30, "CounterIncrement": 200}
     assert not any(isinstance(v, list) for v in vars(report).values())
+
+
+def test_accruals_carry_the_offer_budget_live_and_in_replay() -> None:
+    """The ledger enforces the budget, so every accrual must tell it (deductions need not)."""
+    offer = example("reposts")  # budget 100,000
+    assert offer.budget == 100_000
+    history: list[m.DomainEvent] = [linked()]
+    repost = m.PostReposted.build(
+        network="vk", group_id=1, social_user_id="42", post_id=5,
+        observed_at=T0 + timedelta(hours=1), snapshot_at=T0 + timedelta(hours=1),
+        previous_snapshot_at=T0,
+    )  # fmt: skip
+    history.append(repost)
+    accrues = [c for c in live(history, [offer]) if isinstance(c, m.BonusAccrue)]
+    assert [c.budget for c in accrues] == [100_000]
+    replayer = Replayer(offer, tz=MOSCOW, notify=False, issued_at=ISSUED)
+    replayed = [c for e in history for c in replayer.feed(e, in_window=True)]
+    assert [c.budget for c in replayed if isinstance(c, m.BonusAccrue)] == [100_000]
+    unbudgeted = [c for c in live([linked(), like(1, T0 + timedelta(hours=1))], [example("likes")])]
+    assert [c.budget for c in unbudgeted if isinstance(c, m.BonusAccrue)] == [None]
+
+
+def test_recent_accruals_written_before_the_budget_field_still_re_emit() -> None:
+    old = json.dumps([ISSUED.isoformat(), "M1", [["A", "c0", "o", 5, "r", None]]])
+    record = MemberRecord(recent=(("e1", old),))
+    (accrue,) = record.commands_for("e1") or ()
+    assert isinstance(accrue, m.BonusAccrue)
+    assert (accrue.points, accrue.budget) == (5, None)
 
 
 def test_replay_groups_are_labelled_for_the_lag_monitor() -> None:
@@ -332,6 +361,7 @@ def _every_kind() -> list[m.Command]:
                               "issued_at": ISSUED + timedelta(microseconds=123_000)}  # fmt: skip
     return [
         m.BonusAccrue(command_id="c0", points=5, reason="r", reverses=None, **common),
+        m.BonusAccrue(command_id="c5", points=5, reason="r", budget=100_000, **common),
         m.BonusDeduct(command_id="c1", points=2, reason='ü "q"', reverses="c0", **common),
         m.SendMessage(
             command_id="c2",
