@@ -1,4 +1,10 @@
-"""The ledger consumer: bonus commands become entries and balances, once per command id."""
+"""The ledger consumer: bonus commands become entries and balances, once per command id.
+
+Offer budgets are enforced here, in the same transaction as the entries: the
+``offer_budgets`` rows of the batch's budgeted offers are locked (after the
+accounts, always in offer-id order), the pure ``apply_batch`` credits only what
+fits, and an accrual that finds its budget exhausted is recorded in
+``skipped_commands`` (reason ``budget``) with no entry and no outcome."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import psycopg
 
 from services.actions import metrics
 from services.actions.engine import Emit, Handler, Item
-from services.actions.ledger import BonusCommand, apply_batch
+from services.actions.ledger import BonusCommand, Budgets, apply_batch
 from services.actions.settings import DeductPolicy
 from services.contracts.models import BonusAccrue, BonusDeduct, PointsCredited, PointsDeducted
 from services.contracts.topics import COMMANDS_BONUS
@@ -45,20 +51,26 @@ class BonusHandler(Handler):
                 (members,),
             )
         }
-        entries, new_balances = apply_batch(balances, commands, self.policy, existing)
-        duplicates = len(commands) - len(entries)
+        budgets = self._lock_budgets(conn, commands, existing)
+        entries, new_balances = apply_batch(balances, commands, self.policy, existing, budgets)
+        skipped = budgets.skipped if budgets else []
+        duplicates = len(commands) - len(entries) - len(skipped)
         if duplicates:
             metrics.DUPLICATES.labels(self.name).inc(duplicates)
+        if budgets is not None:
+            self._save_budgets(conn, commands, budgets, items)
         if not entries:
             return []
         c = [entry.command for entry in entries]
         inserted = conn.execute(
             "INSERT INTO entries (command_id, member_id, points, requested, shortfall, "
-            "balance_after, offer_id, source_event_id, reverses, reason, replay, issued_at) "
-            "SELECT id, m, p, r, s, b, o, e, v, why, rp, at FROM unnest("
+            "balance_after, offer_id, source_event_id, reverses, reason, replay, issued_at, "
+            "budget, budget_refund) "
+            "SELECT id, m, p, r, s, b, o, e, v, why, rp, at, bu, rf FROM unnest("
             "%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
-            "%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::timestamptz[]) "
-            "WITH ORDINALITY AS u(id, m, p, r, s, b, o, e, v, why, rp, at, n) ORDER BY n "
+            "%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::timestamptz[], "
+            "%s::bigint[], %s::bigint[]) "
+            "WITH ORDINALITY AS u(id, m, p, r, s, b, o, e, v, why, rp, at, bu, rf, n) ORDER BY n "
             "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
             (
                 [x.command_id for x in c],
@@ -73,6 +85,8 @@ class BonusHandler(Handler):
                 [x.reason for x in c],
                 [x.replay for x in c],
                 [x.issued_at for x in c],
+                [entry.budget for entry in entries],
+                [entry.refund for entry in entries],
             ),
         ).fetchall()
         if len(inserted) != len(entries):
@@ -110,3 +124,90 @@ class BonusHandler(Handler):
                 )
             emits.append(Emit.outcome(outcome, command.member_id))
         return emits
+
+    def _lock_budgets(
+        self, conn: psycopg.Connection, commands: list[BonusCommand], existing: set[str]
+    ) -> Budgets | None:
+        """Lock and load the budgets this batch touches; ``None`` when it touches none.
+
+        Also adds the ids of accruals skipped earlier for an exhausted budget to
+        ``existing``: a redelivered skipped accrual stays skipped, even if refunds
+        made room since (the answer for a command id never changes)."""
+        offers = {c.offer_id for c in commands if isinstance(c, BonusAccrue) and c.budget}
+        reversed_ids = list(
+            {c.reverses for c in commands if isinstance(c, BonusDeduct) and c.reverses}
+        )
+        credits: dict[str, tuple[str, int]] = {}
+        if reversed_ids:
+            credits = {
+                str(cid): (str(offer), int(points))
+                for cid, offer, points in conn.execute(
+                    "SELECT e.command_id, e.offer_id, e.points FROM entries e "
+                    "WHERE e.command_id = ANY(%s) AND e.budget IS NOT NULL AND NOT EXISTS ("
+                    "SELECT 1 FROM entries d WHERE d.reverses = e.command_id "
+                    "AND d.budget_refund > 0)",
+                    (reversed_ids,),
+                )
+            }
+        offers |= {offer for offer, _ in credits.values()}
+        if not offers:
+            return None
+        ids = list({c.command_id for c in commands if isinstance(c, BonusAccrue)})
+        existing |= {
+            str(row[0])
+            for row in conn.execute(
+                "SELECT command_id FROM skipped_commands WHERE command_id = ANY(%s) AND kind = %s",
+                (ids, self.name),
+            )
+        }
+        ordered = sorted(offers)
+        conn.execute(
+            "INSERT INTO offer_budgets (offer_id) SELECT o FROM unnest(%s::text[]) AS u(o) "
+            "ORDER BY o ON CONFLICT (offer_id) DO NOTHING",
+            (ordered,),
+        )
+        spent = {
+            str(offer): int(points)
+            for offer, points in conn.execute(
+                "SELECT offer_id, spent FROM offer_budgets WHERE offer_id = ANY(%s) "
+                "ORDER BY offer_id FOR UPDATE",
+                (ordered,),
+            )
+        }
+        return Budgets(spent=spent, credits=credits)
+
+    def _save_budgets(
+        self,
+        conn: psycopg.Connection,
+        commands: list[BonusCommand],
+        budgets: Budgets,
+        items: list[Item],
+    ) -> None:
+        """Write the new ``spent`` (with the latest budget seen) and the skipped accruals."""
+        latest = {c.offer_id: c.budget for c in commands if isinstance(c, BonusAccrue) and c.budget}
+        offers = sorted(budgets.spent)
+        conn.execute(
+            "UPDATE offer_budgets b SET spent = u.s, budget = coalesce(u.t, b.budget), "
+            "updated_at = now() FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS u(o, s, t) "
+            "WHERE b.offer_id = u.o",
+            (offers, [budgets.spent[o] for o in offers], [latest.get(o) for o in offers]),
+        )
+        if not budgets.skipped:
+            return
+        where = {item.command.command_id: item for item in reversed(items)}
+        skipped = [where[c.command_id] for c in budgets.skipped]
+        conn.execute(
+            "INSERT INTO skipped_commands (command_id, kind, reason, source_topic, "
+            "source_partition, source_offset) "
+            "SELECT id, %s, 'budget', t, p, o "
+            "FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) AS u(id, t, p, o) "
+            "ON CONFLICT (command_id) DO NOTHING",
+            (
+                self.name,
+                [item.command.command_id for item in skipped],
+                [item.topic for item in skipped],
+                [item.partition for item in skipped],
+                [item.offset for item in skipped],
+            ),
+        )
+        metrics.SKIPPED.labels(self.name, "budget").inc(len(skipped))

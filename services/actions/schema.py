@@ -6,6 +6,10 @@
 * ``outbox``: records (outcomes, dead letters) written with the effects and published
   after the commit, so a crash between the two republishes instead of losing them.
 * ``accounts`` / ``entries``: the ledger; ``entries.command_id`` is the primary key.
+  ``entries.budget`` is the offer budget a credit counted against, ``budget_refund``
+  what a deduction gave back to it.
+* ``offer_budgets``: points credited against each budgeted offer (``spent``, net of
+  refunds), locked and updated in the ledger's transaction.
 * ``deliveries``: one row per notification command, written *before* the send.
 * ``subscriptions``, ``counters``, ``applied_commands`` (command ids the mailing and
   counter consumers have applied), ``skipped_commands`` (commands deliberately not
@@ -57,6 +61,15 @@ CREATE TABLE IF NOT EXISTS entries (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS entries_member ON entries (member_id, seq DESC);
+ALTER TABLE entries ADD COLUMN IF NOT EXISTS budget bigint;
+ALTER TABLE entries ADD COLUMN IF NOT EXISTS budget_refund bigint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS entries_reverses ON entries (reverses) WHERE reverses IS NOT NULL;
+CREATE TABLE IF NOT EXISTS offer_budgets (
+    offer_id text PRIMARY KEY,
+    spent bigint NOT NULL DEFAULT 0,
+    budget bigint,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     command_id text PRIMARY KEY,
     member_id text NOT NULL,
