@@ -149,6 +149,19 @@ class BonusHandler(Handler):
                     (reversed_ids,),
                 )
             }
+        if reversed_ids:
+            # An accrual the budget refused made no entry: undoing it takes nothing.
+            refused = {
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT command_id FROM skipped_commands WHERE command_id = ANY(%s) "
+                    "AND kind = %s AND reason = 'budget'",
+                    (reversed_ids, self.name),
+                )
+            }
+            for c in commands:
+                if isinstance(c, BonusDeduct) and c.reverses in refused:
+                    credits[c.reverses] = (c.offer_id, 0)
         offers |= {offer for offer, _ in credits.values()}
         if not offers:
             return None

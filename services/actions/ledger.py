@@ -76,17 +76,22 @@ def apply_one(
     (``spent + points <= budget``), records the rest as its shortfall, and makes no
     entry at all when nothing fits. A deduction that reverses a budgeted credit gives
     back what it took, up to what that credit counted, so undone points can be
-    earned again by someone else but the budget is never exceeded."""
+    earned again by someone else but the budget is never exceeded; it never deducts
+    more than that credit gave, and nothing (no entry) for a credit the budget refused."""
     if isinstance(command, BonusAccrue):
         return _accrue(balance, command, budgets)
-    wanted = command.points
+    credit = budgets.credits.pop(command.reverses, None) if budgets and command.reverses else None
+    # Undo never takes more than the reversed credit actually gave: a budget may have cut
+    # it (the rules' member state records the full reward) or refused it altogether.
+    wanted = command.points if credit is None else min(command.points, credit[1])
+    if wanted == 0:
+        return None
     if policy is DeductPolicy.ALLOW_NEGATIVE:
         taken, entry_shortfall = wanted, 0
     else:
         taken = min(wanted, max(balance, 0))
         entry_shortfall = wanted - taken
     refund = 0
-    credit = budgets.credits.pop(command.reverses, None) if budgets and command.reverses else None
     if budgets is not None and credit is not None:
         offer_id, credited = credit
         refund = min(taken, credited)

@@ -50,6 +50,24 @@ def test_a_budget_credits_what_fits_skips_the_rest_and_a_reversal_gives_it_back(
     assert [o.command_id for o in outcomes if isinstance(o, PointsDeducted)] == ["u-1"]
 
 
+def test_undo_takes_back_only_what_the_budget_let_the_credit_give(env: ActionsEnv) -> None:
+    env.send(accrue("bob", 50, cid="c-0"))  # points from an offer without a budget
+    env.send(accrue("alice", 60, cid="c-1", budget=100), accrue("bob", 60, cid="c-2", budget=100))
+    env.send(accrue("carol", 10, cid="c-3", budget=100))  # refused: the budget is spent
+    env.start(env.settings(), ("bonus",))
+    wait_for(lambda: _offsets(env) == 4, "four commands consumed")
+    # The rules asked for 60 and 10 back (their member state records the full reward).
+    env.send(
+        deduct("bob", 60, cid="v-2", reverses="c-2"), deduct("carol", 10, cid="v-3", reverses="c-3")
+    )
+    wait_for(lambda: _offsets(env) == 6, "six commands consumed")
+    assert env.scalar("SELECT points FROM entries WHERE command_id = 'c-2'") == 40
+    assert env.scalar("SELECT points FROM entries WHERE command_id = 'v-2'") == -40
+    assert env.scalar("SELECT balance FROM accounts WHERE member_id = 'bob'") == 50
+    assert env.scalar("SELECT count(*) FROM entries WHERE command_id = 'v-3'") == 0
+    assert env.scalar("SELECT count(*) FROM accounts WHERE member_id = 'carol'") == 0
+
+
 def test_a_budget_is_never_exceeded_by_concurrent_consumers(env: ActionsEnv) -> None:
     budget, members, each = 1_000, 120, 13  # asks 1,560 in all
     commands = [accrue(f"m{i:03d}", each, cid=f"c-{i}", budget=budget) for i in range(members)]
