@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,6 +168,15 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
     return table, summary
 
 
+def _finish_chaos(demo: Demo, watcher: Watcher, monkey: ChaosMonkey) -> None:
+    """Let the monkey kill every service once, then check the balances held through it."""
+    console.rule("[bold]Chaos[/]: every service dies at least once; the balances must hold")
+    if not monkey.finish_round():
+        raise StoryFailedError(f"the chaos round did not complete: {monkey.log}")
+    final = Step("after the chaos round", balances=dict(STORY[-1].balances))
+    demo.play(watcher, len(STORY) + 1, final)
+
+
 def _report(demo: Demo, watcher: Watcher, summary: Path | None, monkey: ChaosMonkey | None) -> None:
     table, result = _summary_table(demo, watcher)
     console.print(table)
@@ -177,10 +185,36 @@ def _report(demo: Demo, watcher: Watcher, summary: Path | None, monkey: ChaosMon
         f"{len(result['messages'])} messages delivered to the local providers"
     )
     if monkey is not None:
-        result["chaos"] = {"kills": monkey.log.kills, "broker_restarts": monkey.log.broker_restarts}
+        result["chaos"] = {
+            "kills": monkey.log.kills,
+            "victims": monkey.victims,
+            "broker_restarts": monkey.log.broker_restarts,
+            "errors": monkey.log.errors,
+        }
         console.print(f"chaos: {result['chaos']}")
     if summary is not None:
         summary.write_text(json.dumps(result, indent=2, default=str))
+
+
+def _interrupt(*_: object) -> None:
+    """SIGTERM stops the demo like Ctrl-C: wherever it waits, the services are stopped."""
+    raise KeyboardInterrupt
+
+
+def _prepare(
+    kafka_settings: KafkaSettings, database_settings: DatabaseSettings, topics: TopicSettings
+) -> dict[str, str]:
+    """Fresh database, topics and groups, the demo offers loaded: the services' environment."""
+    try:
+        database_url = namespace.reset_database(database_settings)
+        namespace.reset_kafka(kafka_settings, topics)
+        console.print("namespace reset: fresh topics, consumer groups, database")
+        env = {**os.environ, "DATABASE_URL": database_url, "TOPIC_PREFIX": namespace.PREFIX}
+        _load_offers(env)
+    except (namespace.SetupError, StoryFailedError) as exc:
+        console.print(f"[red]demo: could not prepare its namespace: {exc}[/]")
+        raise typer.Exit(1) from exc
+    return env
 
 
 def _check_stack(kafka_settings: KafkaSettings, database_settings: DatabaseSettings) -> None:
@@ -200,15 +234,13 @@ def _start(supervisor: Supervisor, logs: Path) -> None:
             console.print(f"started [bold]{name}[/] (log {logs / name}.log)")
 
 
-def _play(demo: Demo, watcher: Watcher, stop: threading.Event) -> None:
+def _play(demo: Demo, watcher: Watcher) -> None:
     started = datetime.now(UTC)
     console.rule("[bold]Baseline[/]: the first complete collection of each group earns nothing")
     for network, group_id in (("vk", VK_GROUP), ("ok", OK_GROUP)):
         if not watcher.wait_for_run_after(network, group_id, started, demo.step_timeout_s * 2):
             raise StoryFailedError(f"no baseline collection of {network} group {group_id}")
     for number, step in enumerate(STORY, start=1):
-        if stop.is_set():
-            raise KeyboardInterrupt
         demo.play(watcher, number, step)
 
 
@@ -241,12 +273,8 @@ def run(
     console.rule("[bold]social-loyalty demo")
     console.print(f"Kafka {kafka_settings.bootstrap_servers}; topics prefixed '{namespace.PREFIX}'")
     state_dir = namespace.reset_state_dir(STATE_DIR)
-    database_url = namespace.reset_database(database_settings)
     topics = TopicSettings(prefix=namespace.PREFIX)
-    namespace.reset_kafka(kafka_settings, topics)
-    console.print("namespace reset: fresh topics, consumer groups, database")
-    env = {**os.environ, "DATABASE_URL": database_url, "TOPIC_PREFIX": namespace.PREFIX}
-    _load_offers(env)
+    env = _prepare(kafka_settings, database_settings, topics)
 
     specs = service_specs(
         prefix=namespace.PREFIX,
@@ -257,13 +285,13 @@ def run(
     logs = state_dir / "logs"
     supervisor = Supervisor(specs, logs, env=env)
     watcher = Watcher(kafka_settings, topics, f"{namespace.PREFIX}watcher", on_line=console.print)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, _interrupt)
     demo = Demo(ports, step_timeout)
     monkey: ChaosMonkey | None = None
     failed = False
     try:
         _start(supervisor, logs)
+        supervisor.watch()  # a service that dies (a broker restart, a crash) comes back
         watcher.start()
         console.print(
             f"dashboard: http://127.0.0.1:{ports.lagmonitor}/   "
@@ -278,12 +306,12 @@ def run(
                 on_event=console.print,
             )
             monkey.start()
-        _play(demo, watcher, stop)
+        _play(demo, watcher)
         if monkey is not None:
-            monkey.stop()
+            _finish_chaos(demo, watcher, monkey)
         _report(demo, watcher, summary, monkey)
         if not exit_when_done:
-            _keep_running(supervisor, ports, stop)
+            _keep_running(ports)
     except KeyboardInterrupt:
         console.print("\nstopping...")
     except (StoryFailedError, ServiceFailedError) as exc:
@@ -299,14 +327,13 @@ def run(
         raise typer.Exit(1)
 
 
-def _keep_running(supervisor: Supervisor, ports: Ports, stop: threading.Event) -> None:
+def _keep_running(ports: Ports) -> None:
     console.print(
         f"[bold]Done.[/] The services keep running: dashboard "
         f"http://127.0.0.1:{ports.lagmonitor}/ . Press Ctrl-C to stop."
     )
-    while not stop.is_set():
-        supervisor.restart_dead()
-        stop.wait(1.0)
+    while True:  # until Ctrl-C or SIGTERM (both raise KeyboardInterrupt); watch() revives
+        time.sleep(1.0)
 
 
 def _load_offers(env: dict[str, str]) -> None:

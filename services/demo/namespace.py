@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -41,12 +41,31 @@ def reset_database(settings: DatabaseSettings, database: str = DATABASE) -> str:
     return make_conninfo(settings.database_url.get_secret_value(), dbname=database)
 
 
-def _delete_groups(admin: AdminClient, prefix: str) -> None:
-    listed = admin.list_consumer_groups(request_timeout=30).result()
-    groups = [g.group_id for g in listed.valid if g.group_id.startswith(prefix)]
-    if groups:
-        for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
-            future.result()
+def _delete_groups(admin: AdminClient, prefix: str, timeout_s: float = 90.0) -> None:
+    """Delete the namespace's consumer groups, waiting out members of a killed run.
+
+    A process killed with -9 (the chaos run) stays a group member until its session
+    times out, and the broker refuses to delete a non-empty group until then.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = admin.list_consumer_groups(request_timeout=30).result()
+        groups = [g.group_id for g in listed.valid if g.group_id.startswith(prefix)]
+        if not groups:
+            return
+        busy = []
+        for group, future in admin.delete_consumer_groups(groups, request_timeout=30).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.NON_EMPTY_GROUP:
+                    raise
+                busy.append(group)
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise SetupError(f"consumer groups still have live members: {', '.join(busy)}")
+        time.sleep(1.0)
 
 
 def _delete_topics(admin: AdminClient, prefix: str) -> None:

@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class ChaosMonkey:
         self._stop = threading.Event()
         self._pause = threading.Lock()
         self.log = ChaosLog()
+        self.victims = list(victims)
         self._thread = threading.Thread(target=self._run, name="chaos", daemon=True)
 
     def start(self) -> None:
@@ -67,6 +69,20 @@ class ChaosMonkey:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=240)
+
+    def finish_round(self, timeout_s: float = 300.0) -> bool:
+        """Wait until every victim has been killed at least once (and the broker restarted,
+        when asked), so a short story still sees each service die; then stop."""
+
+        def done() -> bool:
+            broker = self._broker_after is None or self.log.broker_restarts > 0
+            return broker and set(self._victims) <= set(self.log.kills)
+
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.5)
+        self.stop()
+        return done()
 
     def _run(self) -> None:
         order: list[str] = []

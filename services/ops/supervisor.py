@@ -9,10 +9,13 @@ The chaos tests use ``kill`` and ``start`` to crash and revive one service.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +51,16 @@ class _Running:
     restarts: int = 0
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: Linux sends it SIGTERM when the supervisor dies,
+    so a supervisor killed with -9 (or a test timing out) leaves no service behind."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: ordered stop only
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -71,12 +84,22 @@ class Supervisor:
         self.env = dict(os.environ if env is None else env)
         self._running: dict[str, _Running] = {}
         self._say = on_event or (lambda _msg: None)
+        # The demo's reviver thread and the chaos monkey call in from other threads.
+        self._lock = threading.RLock()
+        self._watching = threading.Event()
+        self._watcher: threading.Thread | None = None
         log_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------- lifecycle
 
     def start(self, name: str, *, wait: bool = True) -> None:
         """Start ``name`` (appending to its log) and, by default, wait until it is ready."""
+        with self._lock:
+            self._spawn(name)
+        if wait:
+            self.wait_ready(name)
+
+    def _spawn(self, name: str) -> None:
         spec = self.specs[name]
         current = self._running.get(name)
         if current is not None and current.process.poll() is None:
@@ -92,12 +115,11 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 env={**self.env, **spec.env},
                 start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
             )
         restarts = current.restarts + 1 if current is not None else 0
         self._running[name] = _Running(spec, process, log_path, time.monotonic(), restarts)
         self._say(f"started {name} (pid {process.pid}, log {log_path})")
-        if wait:
-            self.wait_ready(name)
 
     def wait_ready(self, name: str) -> None:
         running = self._running[name]
@@ -132,11 +154,12 @@ class Supervisor:
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the service's process group (kill -9 by default) and reap it."""
-        running = self._running.get(name)
-        if running is None or running.process.poll() is not None:
-            return
-        os.killpg(running.process.pid, sig)
-        running.process.wait(timeout=30)
+        with self._lock:
+            running = self._running.get(name)
+            if running is None or running.process.poll() is not None:
+                return
+            os.killpg(running.process.pid, sig)
+            running.process.wait(timeout=30)
         self._say(f"{name} got signal {sig}")
 
     def stop(self, name: str, timeout_s: float = 20.0) -> None:
@@ -151,21 +174,40 @@ class Supervisor:
             os.killpg(running.process.pid, signal.SIGKILL)
             running.process.wait(timeout=10)
 
+    def watch(self, interval_s: float = 2.0) -> None:
+        """Restart dead services from a background thread until ``stop_all``."""
+        if self._watcher is not None:
+            return
+        self._watching.set()
+
+        def loop() -> None:
+            while self._watching.is_set():
+                self.restart_dead()
+                time.sleep(interval_s)
+
+        self._watcher = threading.Thread(target=loop, name="supervisor-watch", daemon=True)
+        self._watcher.start()
+
     def stop_all(self, timeout_s: float = 20.0) -> None:
+        self._watching.clear()
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
+            self._watcher = None
         for name in reversed(list(self._running)):
             self.stop(name, timeout_s)
 
     def restart_dead(self) -> list[str]:
         """Restart every service whose process exited on its own; returns their names."""
         revived = []
-        for name, running in list(self._running.items()):
-            if running.process.poll() is not None:
-                self._say(
-                    f"{name} exited with code {running.process.returncode}; restarting "
-                    f"(see {running.log_path})"
-                )
-                self.start(name, wait=False)
-                revived.append(name)
+        with self._lock:
+            for name, running in list(self._running.items()):
+                if running.process.poll() is not None:
+                    self._say(
+                        f"{name} exited with code {running.process.returncode}; restarting "
+                        f"(see {running.log_path})"
+                    )
+                    self._spawn(name)
+                    revived.append(name)
         return revived
 
     def pids(self) -> dict[str, int]:

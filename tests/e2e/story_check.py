@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -16,26 +17,38 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_demo(tmp_path: Path, *extra: str, timeout_s: float = 900) -> dict[str, Any]:
-    """``python -m services.demo --exit-when-done``; fails with the demo's output if it fails."""
+    """``python -m services.demo --exit-when-done``; fails with the demo's output if it fails.
+
+    On a timeout the demo gets SIGTERM (it stops its services, like Ctrl-C) before
+    the test fails, so no service outlives the test and holds the demo's ports.
+    """
     summary = tmp_path / "summary.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.demo",
-            "--exit-when-done",
-            "--summary",
-            str(summary),
-            *extra,
-        ],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "160"},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
-    output = done.stdout[-20_000:] + done.stderr[-5_000:]
-    assert done.returncode == 0, f"the demo failed:\n{output}"
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.demo",
+                "--exit-when-done",
+                "--summary",
+                str(summary),
+                *extra,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": "160"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            code = demo.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            demo.send_signal(signal.SIGTERM)
+            demo.wait(timeout=120)
+            code = None
+    output = log.read_text()[-20_000:]
+    assert code is not None, f"the demo took over {timeout_s:.0f}s:\n{output}"
+    assert code == 0, f"the demo failed:\n{output}"
     print(output)
     result: dict[str, Any] = json.loads(summary.read_text())
     return result
