@@ -1,4 +1,4 @@
-"""The story again while services are killed with -9 and the broker restarts once.
+"""The story again while services are killed with -9 and the broker restarts once (runs last).
 
 The end state must equal the undisturbed run's: the same balances, the same
 events on the log (by type, user and post), each welcome message sent once.
