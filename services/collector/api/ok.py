@@ -42,7 +42,6 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from services.collector.api.config import OkClientSettings
-from services.collector.api.counters import ApiCounters, CountersSnapshot
 from services.collector.api.errors import (
     InconsistentReadError,
     ObjectSkippedError,
@@ -60,7 +59,7 @@ from services.collector.api.models import (
     sorted_ids,
 )
 from services.collector.api.ratelimit import SlidingWindowLimiter
-from services.collector.api.transport import Sleep, Transport
+from services.collector.api.transport import ApiClient, Sleep
 
 TOPIC_TYPE: Final = "GROUP_TOPIC"
 UNSIGNED: Final = frozenset({"sig", "access_token", "session_key"})
@@ -105,7 +104,7 @@ def ok_error(body: Any) -> tuple[int, str] | None:
     return None
 
 
-class OkClient:
+class OkClient(ApiClient):
     """Reads OK groups with one application key and one user session."""
 
     network: Final = "ok"
@@ -121,47 +120,21 @@ class OkClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=settings.timeout_s)
-        self.limiter = limiter or SlidingWindowLimiter(
-            settings.requests_per_second, margin_s=settings.rate_margin_s
-        )
-        self._counters = ApiCounters()
-        base = settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
-        self._transport = Transport(
+        super().__init__(
             "ok",
-            url=lambda _method: base + "fb.do",
-            http=self._http,
-            limiter=self.limiter,
+            base_url=settings.base_url,
+            path=lambda _method: "fb.do",
+            rate=settings.requests_per_second,
+            rate_margin_s=settings.rate_margin_s,
+            timeout_s=settings.timeout_s,
             retry=settings.retry,
             parse_error=ok_error,
-            counters=self._counters,
+            http=http,
+            limiter=limiter,
             sleep=sleep,
             rng=rng,
+            clock=clock,
         )
-        self._clock = clock
-        self._skips: list[Skip] = []
-
-    async def __aenter__(self) -> OkClient:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._own_http:
-            await self._http.aclose()
-
-    @property
-    def counters(self) -> CountersSnapshot:
-        return self._counters.snapshot()
-
-    @property
-    def skips(self) -> tuple[Skip, ...]:
-        return tuple(self._skips)
-
-    def __repr__(self) -> str:
-        return f"OkClient(base_url={self.settings.base_url!r}, token=**********)"
 
     async def call(self, method: str, params: Mapping[str, str | int], obj: str = "") -> Any:
         """One signed call; returns the decoded body, or raises a skip or an abort."""

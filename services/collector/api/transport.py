@@ -12,12 +12,12 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from services.collector.api.config import RetrySettings
-from services.collector.api.counters import ApiCounters
+from services.collector.api.counters import ApiCounters, CountersSnapshot
 from services.collector.api.errors import (
     Action,
     Network,
@@ -152,3 +152,68 @@ class _Success:
 
     def __init__(self, body: Any) -> None:
         self.body = body
+
+
+class ApiClient:
+    """What the VK and OK clients share: the HTTP client (closed only if it is theirs),
+    one limiter per token, the counters, the transport, the clock and the skips so far.
+    ``path`` maps an API method to its URL below ``base_url``."""
+
+    def __init__(
+        self,
+        network: Network,
+        *,
+        base_url: str,
+        path: Callable[[str], str],
+        rate: int,
+        rate_margin_s: float,
+        timeout_s: float,
+        retry: RetrySettings,
+        parse_error: ErrorParser,
+        http: httpx.AsyncClient | None,
+        limiter: SlidingWindowLimiter | None,
+        sleep: Sleep,
+        rng: random.Random | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._own_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=timeout_s)
+        self.limiter = limiter or SlidingWindowLimiter(rate, margin_s=rate_margin_s)
+        self._counters = ApiCounters()
+        base = base_url if base_url.endswith("/") else base_url + "/"
+        self._transport = Transport(
+            network,
+            url=lambda method: base + path(method),
+            http=self._http,
+            limiter=self.limiter,
+            retry=retry,
+            parse_error=parse_error,
+            counters=self._counters,
+            sleep=sleep,
+            rng=rng,
+        )
+        self._base_url = base_url
+        self._clock = clock
+        self._skips: list[Skip] = []
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    @property
+    def counters(self) -> CountersSnapshot:
+        return self._counters.snapshot()
+
+    @property
+    def skips(self) -> tuple[Skip, ...]:
+        """Every object skipped by ``collect_group`` so far, in order."""
+        return tuple(self._skips)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self._base_url!r}, token=**********)"

@@ -25,7 +25,6 @@ import httpx
 import numpy as np
 
 from services.collector.api.config import VkClientSettings
-from services.collector.api.counters import ApiCounters, CountersSnapshot
 from services.collector.api.errors import (
     Action,
     InconsistentReadError,
@@ -53,7 +52,7 @@ from services.collector.api.paging import (
     page_offsets,
 )
 from services.collector.api.ratelimit import SlidingWindowLimiter
-from services.collector.api.transport import Sleep, Transport
+from services.collector.api.transport import ApiClient, Sleep
 
 MEMBERS_PAGE: Final = 1000
 WALL_PAGE: Final = 100
@@ -92,7 +91,7 @@ class PagedList:
         return page_offsets(total, self.page_size) or [0]
 
 
-class VkClient:
+class VkClient(ApiClient):
     """Reads VK groups. One client per access token; share its limiter if you build two."""
 
     network: Final = "vk"
@@ -108,48 +107,21 @@ class VkClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=settings.timeout_s)
-        self.limiter = limiter or SlidingWindowLimiter(
-            settings.rate, margin_s=settings.rate_margin_s
-        )
-        self._counters = ApiCounters()
-        base = settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
-        self._transport = Transport(
+        super().__init__(
             "vk",
-            url=lambda method: base + method,
-            http=self._http,
-            limiter=self.limiter,
+            base_url=settings.base_url,
+            path=lambda method: method,
+            rate=settings.rate,
+            rate_margin_s=settings.rate_margin_s,
+            timeout_s=settings.timeout_s,
             retry=settings.retry,
             parse_error=vk_error,
-            counters=self._counters,
+            http=http,
+            limiter=limiter,
             sleep=sleep,
             rng=rng,
+            clock=clock,
         )
-        self._clock = clock
-        self._skips: list[Skip] = []
-
-    async def __aenter__(self) -> VkClient:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._own_http:
-            await self._http.aclose()
-
-    @property
-    def counters(self) -> CountersSnapshot:
-        return self._counters.snapshot()
-
-    @property
-    def skips(self) -> tuple[Skip, ...]:
-        """Every object skipped by ``collect_group`` so far, in order."""
-        return tuple(self._skips)
-
-    def __repr__(self) -> str:
-        return f"VkClient(base_url={self.settings.base_url!r}, token=**********)"
 
     # -- raw calls -----------------------------------------------------------------
 
