@@ -24,7 +24,7 @@ from confluent_kafka import Message
 from bench._stream import timed_read
 from services.contracts import PostLiked, make_codec
 from services.contracts.models import Network
-from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, observe, plan
+from services.contracts.topics import EVENTS, TopicSettings, catalog, ensure
 from services.rules.engine import MemberState, RuleEvent, evaluate_all
 from services.rules.offers import EventType, load_offer_dir
 from services.runtime import kafka
@@ -67,7 +67,7 @@ def run() -> list[dict[str, object]]:
     topics = TopicSettings(prefix=f"bench.{uuid.uuid4().hex[:8]}.", partitions=6)
     spec = next(s for s in catalog(topics) if s.name == topics.name(EVENTS))
     admin = kafka.admin(settings, "bench")
-    apply(admin, plan([spec], observe(admin, [spec.name])), fix=False)
+    ensure(admin, [spec], fix=False)
     topic = spec.name
     codec = make_codec(settings)
     offers = load_offer_dir(ROOT / "deploy" / "demo" / "offers")

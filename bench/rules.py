@@ -38,7 +38,7 @@ from psycopg import sql
 
 from services.contracts import models as m
 from services.contracts.codec import make_codec
-from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, observe, plan
+from services.contracts.topics import EVENTS, TopicSettings, catalog, ensure
 from services.rules import bench as pure
 from services.rules.offers import load_offer
 from services.rules.processing import COMMAND_TOPIC, Link, MemberRecord, link_key, process, resolve
@@ -289,7 +289,7 @@ def run() -> list[dict[str, object]]:  # noqa: PLR0915  (one linear scenario)
     app_id, schema = f"bench.social-loyalty.rules.{tag}", f"bench_rules_{tag}"
     admin = kafka.admin(settings, "bench-rules")
     specs = catalog(topics)
-    apply(admin, plan(specs, observe(admin, [s.name for s in specs])), fix=False)
+    ensure(admin, specs, fix=False)
     store = OfferStore(database, schema)
     store.migrate()
     store.load_examples(activate=True)

@@ -308,3 +308,9 @@ def apply(admin: Any, plans: list[TopicPlan], *, fix: bool, timeout: float = 30.
             future.result(timeout)
             done.append(f"{resource.name}: configs set")
     return done
+
+
+def ensure(admin: Any, specs: list[TopicSpec], *, fix: bool, timeout: float = 30.0) -> list[str]:
+    """Create the missing topics of ``specs`` (and with ``fix`` repair drift): idempotent."""
+    observed = observe(admin, [spec.name for spec in specs], timeout=timeout)
+    return apply(admin, plan(specs, observed), fix=fix, timeout=timeout)

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from services.contracts.topics import TopicSettings, apply, catalog, observe, plan
+from services.contracts.topics import TopicSettings, catalog, ensure
 from services.rules.offers import Offer, load_offer
 from services.runtime import kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -86,7 +86,7 @@ def reset_kafka(settings: KafkaSettings, topics: TopicSettings) -> None:
     for _attempt in range(60):
         # Topic deletion is asynchronous on the broker: retry creation until it is accepted.
         try:
-            apply(admin, plan(specs, observe(admin, [s.name for s in specs])), fix=True)
+            ensure(admin, specs, fix=True)
             return
         except KafkaException as exc:  # TOPIC_ALREADY_EXISTS until the deletion completes
             if "exist" not in str(exc).lower() and "marked for deletion" not in str(exc).lower():

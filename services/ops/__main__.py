@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.contracts.topics import TopicSettings, apply, catalog, observe, plan
+from services.contracts.topics import TopicSettings, catalog, ensure
 from services.ops.supervisor import ServiceFailedError, ServiceSpec, Supervisor
 from services.ops.system import Ports, service_specs
 from services.runtime import kafka
@@ -61,7 +61,7 @@ def up(
         raise typer.Exit(1) from exc
     admin = kafka.admin(settings, "ops")
     specs = catalog(TopicSettings())
-    for line in apply(admin, plan(specs, observe(admin, [s.name for s in specs])), fix=False):
+    for line in ensure(admin, specs, fix=False):
         console.print(f"topics: {line}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -32,8 +32,8 @@ from services.contracts.topics import (
     DEADLETTER,
     EVENTS,
     TopicSettings,
-    apply,
     catalog,
+    ensure,
     observe,
     plan,
 )
@@ -81,7 +81,7 @@ def make_env(kafka_settings: KafkaSettings, database: DatabaseSettings, name: st
     topics = TopicSettings(prefix=f"{name}.{token}.", partitions=2)
     admin = kafka.admin(kafka_settings)
     specs = catalog(topics)
-    apply(admin, plan(specs, observe(admin, [s.name for s in specs])), fix=False)
+    ensure(admin, specs, fix=False)
     deadline = time.monotonic() + DEADLINE_S
     while any(not p.in_sync for p in plan(specs, observe(admin, [s.name for s in specs]))):
         assert time.monotonic() < deadline, "topics not created"
