@@ -52,7 +52,6 @@ class ChaosMonkey:
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         self._supervisor = supervisor
-        self._victims = list(victims)
         self._random = random.Random(seed)
         self._gaps = (min_gap_s, max_gap_s)
         self._broker_after = restart_broker_after_kills
@@ -76,7 +75,7 @@ class ChaosMonkey:
 
         def done() -> bool:
             broker = self._broker_after is None or self.log.broker_restarts > 0
-            return broker and set(self._victims) <= set(self.log.kills)
+            return broker and set(self.victims) <= set(self.log.kills)
 
         deadline = time.monotonic() + timeout_s
         while not done() and time.monotonic() < deadline and self._thread.is_alive():
@@ -88,7 +87,7 @@ class ChaosMonkey:
         order: list[str] = []
         while not self._stop.wait(self._random.uniform(*self._gaps)):
             if not order:  # every service dies once per round, in a random order
-                order = self._random.sample(self._victims, len(self._victims))
+                order = self._random.sample(self.victims, len(self.victims))
             victim = order.pop()
             try:
                 self._supervisor.kill(victim)
