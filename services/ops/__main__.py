@@ -73,9 +73,9 @@ def up(
                 f"[bold]all services ready[/]; logs in {logs}; dashboard "
                 f"http://127.0.0.1:{Ports().lagmonitor}/ ; Ctrl-C stops them"
             )
-            while not stop.is_set():
-                sup.restart_dead()
-                stop.wait(1.0)
+            sup.watch()  # revives any service that dies, until stop_all on the way out
+            while not stop.wait(1.0):  # a timed wait, so Ctrl-C gets through
+                pass
         except KeyboardInterrupt:
             console.print("stopping...")
         except ServiceFailedError as exc:
