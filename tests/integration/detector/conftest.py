@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from services.contracts import (
     Comment,
@@ -162,7 +163,10 @@ class Stack:
         topic = self.topics.name(EVENTS)
         while not until([e for _, e in self.seen]):
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}; have {len(self.seen)} events")
+                log = (
+                    "" if self.worker is None else f"; the worker's log ends:\n{self.worker.tail()}"
+                )
+                pytest.fail(f"timed out waiting for {what}; have {len(self.seen)} events{log}")
             if self.worker is not None and not self.worker.alive():
                 pytest.fail(f"the worker died; its log ends:\n{self.worker.tail()}")
             msg: object = self.reader.poll(0.5)
@@ -192,6 +196,51 @@ class Stack:
             consumer.close()
         return letters
 
+    def poll_commits_caught_up(self) -> None:
+        """Wait until the worker has committed past every record a reader can see.
+
+        A ``read_committed`` consumer receives neither transaction markers nor aborted
+        records, so a caught-up group has committed the offset after each partition's
+        last committed record (markers and aborted records after it are only passed
+        when the next record arrives)."""
+        topic = self.topics.name(SNAPSHOTS)
+        partitions = [TopicPartition(topic, p, 0) for p in range(self.topics.partitions)]
+        reader = kafka.consumer(
+            self.kafka_settings, f"ends-{uuid.uuid4().hex}", extra={"enable.partition.eof": True}
+        )
+        reader.assign(partitions)
+        last: dict[int, int] = {}
+        at_end: set[int] = set()
+        try:
+            while len(at_end) < len(partitions):
+                msg = reader.poll(5)
+                assert msg is not None, "no end of partition reported"
+                partition, offset = msg.partition(), msg.offset()
+                assert partition is not None and offset is not None
+                if msg.error() is not None:
+                    at_end.add(partition)
+                else:
+                    last[partition] = offset
+        finally:
+            reader.close()
+        group = kafka.consumer(self.kafka_settings, self.app_id)
+        deadline = time.monotonic() + DEADLINE_S
+        try:
+            while True:
+                committed = group.committed(partitions, timeout=30)
+                behind = {
+                    tp.partition: (tp.offset, last[tp.partition] + 1)
+                    for tp in committed
+                    if tp.partition in last and tp.offset <= last[tp.partition]
+                }
+                if not behind:
+                    return
+                if time.monotonic() > deadline:
+                    pytest.fail(f"commits stalled; partition: (committed, expected): {behind}")
+                time.sleep(0.5)
+        finally:
+            group.close()
+
     def events_of(self, group_id: int) -> list[DomainEvent]:
         return [e for _, e in self.seen if getattr(e, "group_id", None) == group_id]
 
@@ -214,7 +263,7 @@ class Worker:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.detector", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "services.detector", "worker", "--loglevel", "info"],
             cwd=REPO,
             env=self.env,
             stdout=self.log,
