@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -57,6 +57,9 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         acked.sort()
         in_flight = [m.offset for m in list(self._unacked_messages) if m.tp == tp]
         new = min(in_flight, default=acked[-1] + 1)
+        floor = cast(ReadCommittedApp, self.app).commit_floors.get(tp)
+        if floor is not None:
+            new = min(new, floor)
         done = bisect.bisect_left(acked, new)
         self._acked_index[tp].difference_update(acked[:done])
         del acked[:done]
@@ -75,6 +78,14 @@ class ReadCommittedApp(faust.App):
     """A ``faust.App`` whose worker consumer reads ``read_committed``."""
 
     transport_class: type[faust_aiokafka.Transport] = ReadCommittedTransport
+
+    #: Per source partition, an offset the consumer must not commit past yet: set by
+    #: an agent that is processing records Faust did not deliver (see the detector).
+    commit_floors: dict[Any, int]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commit_floors = {}
 
     def _new_transport(self) -> Any:
         return self.transport_class(self.conf.broker_consumer, self)

@@ -146,12 +146,22 @@ def test_kill_9_mid_stream_loses_no_event_and_invents_no_id(stack: Stack, worker
 
     for chunks in runs:
         stack.publish(chunks)
-    stack.poll_events(lambda _: len(mine()) > 0, "the first events")
-    worker.kill()
-    before = mine()
-    assert len(before) < len(expected), (
-        "the worker finished before the kill; make the stream longer"
-    )
-    worker.start()
-    stack.poll_events(lambda _: mine() >= expected, "every expected event after the restart")
+    # Killed twice: once as the first events come out, once about half way (a
+    # restarted worker resumes from the committed offsets and the stored state, and
+    # the first hole Faust left in a partition showed up only after a kill deep in
+    # the stream; see Detector._in_order).
+    for share in (0.0, 0.5):
+        threshold = int(len(expected) * share)
+
+        def past(_: list[DomainEvent], threshold: int = threshold) -> bool:
+            return len(mine()) > threshold
+
+        stack.poll_events(past, f"more than {threshold} events")
+        worker.kill()
+        if share == 0.0:
+            assert len(mine()) < len(expected), (
+                "the worker finished before the kill; make the stream longer"
+            )
+        worker.start()
+    stack.poll_events(lambda _: mine() >= expected, "every expected event after the restarts")
     assert mine() == expected
