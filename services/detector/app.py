@@ -38,9 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
-from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.contracts import (
@@ -61,84 +60,12 @@ from services.detector.settings import DetectorSettings
 from services.detector.state import DetectorInputError
 from services.runtime import http, kafka
 from services.runtime.faust import ReadCommittedApp, broker_credentials
+from services.runtime.inorder import InOrder, RangeReadError, Record
 
 log = logging.getLogger(__name__)
 
 _POST_FACETS = (Facet.LIKES, Facet.COMMENTS, Facet.REPOSTS)
 _SNAPSHOT_CLASSES = (MembersChunk, PostLikesChunk, PostRepostsChunk, PostCommentsChunk, RunManifest)
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a record came from, for dead letters and partition-local state."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-class _GapReader:
-    """A side consumer that answers where a partition resumes and what lies in a range.
-
-    It shares the worker's group id only to read the group's committed offsets; it
-    never subscribes (so never joins the group) and never commits."""
-
-    def __init__(self, settings: DetectorSettings) -> None:
-        self._settings = settings
-        self._consumer: Consumer | None = None
-
-    @property
-    def consumer(self) -> Consumer:
-        if self._consumer is None:
-            self._consumer = kafka.consumer(
-                self._settings.kafka,
-                self._settings.app_id,
-                client_id="detector-gaps",
-                # A range read is short: without this each one waits out the fetch
-                # long-poll of the previous one (500 ms instead of a few).
-                extra={"fetch.wait.max.ms": 5},
-            )
-        return self._consumer
-
-    def start_of(self, where: tuple[str, int]) -> int:
-        """The group's committed offset, or the log start when it has none."""
-        timeout = self._settings.kafka.connect_timeout_s
-        (committed,) = self.consumer.committed([TopicPartition(*where)], timeout=timeout)
-        if committed.offset >= 0:
-            return int(committed.offset)
-        low, _ = self.consumer.get_watermark_offsets(TopicPartition(*where), timeout=timeout)
-        return int(low)
-
-    def read(self, where: tuple[str, int], start: int, end: int) -> list[Source]:
-        """The committed records with offsets in ``[start, end)``; ``end`` must be one."""
-        topic, partition = where
-        consumer = self.consumer
-        consumer.assign([TopicPartition(topic, partition, start)])
-        found: list[Source] = []
-        deadline = time.monotonic() + self._settings.flush_timeout_s
-        try:
-            while True:
-                if time.monotonic() > deadline:
-                    raise ProduceFailedError(
-                        f"could not read {topic}[{partition}] from {start} to {end} "
-                        f"in {self._settings.flush_timeout_s}s"
-                    )
-                msg = consumer.poll(1.0)
-                if msg is None or msg.error() is not None:
-                    continue
-                offset = msg.offset()
-                assert offset is not None
-                if offset >= end:
-                    return found
-                found.append(Source(topic, partition, offset, msg.key(), msg.value()))
-        finally:
-            consumer.unassign()
-
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
 
 
 class ProduceFailedError(RuntimeError):
@@ -198,9 +125,6 @@ class Detector:
         self.ready = False
         self._producer: Producer | None = None
         self._failures: list[str] = []
-        self._next: dict[tuple[str, int], int] = {}
-        self._generation: int | None = None
-        self._gaps = _GapReader(settings)
         brokers = [
             f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")
         ]
@@ -237,6 +161,14 @@ class Detector:
         }
         self.keys = self.app.Table("keys", help="KeyHistory per snapshot key.", **table_options)
         self.groups = self.app.Table("groups", help="Last manifest per group.", **table_options)
+        self._in_order = InOrder(
+            self.app,
+            settings.kafka,
+            settings.app_id,
+            client_id="detector-ranges",
+            timeout_s=settings.flush_timeout_s,
+            on_skipped=self.metrics.skipped_records.inc,
+        )
         self.app.agent(source, name="detect")(self._agent)
         self.app.task(self._serve)
 
@@ -257,67 +189,14 @@ class Detector:
     async def _agent(self, stream: Any) -> AsyncIterator[None]:
         self.ready = True
         async for event in stream.events():
-            message = event.message
-            if message.generation_id != self._generation:
-                self._generation = message.generation_id
-                self._next.clear()  # partitions may have moved: ask the broker again
             try:
-                await self._in_order(
-                    Source(
-                        message.topic, message.partition, message.offset, message.key, message.value
-                    )
-                )
-            except ProduceFailedError as exc:
+                if not await self._in_order.run(event.message, self.handle):
+                    self.metrics.chunks.labels("repeated").inc()
+            except (ProduceFailedError, RangeReadError) as exc:
                 log.error("stopping: %s", exc)
                 await self.app.crash(exc)
                 raise
             yield None
-
-    async def _in_order(self, source: Source) -> None:
-        """Handle ``source`` after every record before it in its partition, exactly once here.
-
-        Faust can hand a stream a partition's records with a hole in them: right after
-        a restart it has been seen to drop a run of records it had fetched before
-        seeking to the committed offsets (tests/integration/detector/test_worker.py,
-        the kill -9 test, under load). For the detector a hole is not a delay but a
-        wrong answer: the next chunk of a key would be diffed against an older state,
-        inventing event ids and losing others. So the worker keeps the next offset it
-        expects per partition (the group's committed offset after an assignment); a
-        record beyond it makes it read the skipped range itself (``read_committed``,
-        so markers and aborted records are not records) and handle what it finds
-        first, while the consumer is held from committing past the hole. A record
-        below it was handled already in this assignment and is skipped.
-        """
-        where = (source.topic, source.partition)
-        expected = self._next.get(where)
-        if expected is None:
-            expected = await asyncio.to_thread(self._gaps.start_of, where)
-        if source.offset < expected:
-            self.metrics.chunks.labels("repeated").inc()
-            return
-        if source.offset > expected:
-            missed = await asyncio.to_thread(self._gaps.read, where, expected, source.offset)
-            if missed:
-                log.warning(
-                    "Faust skipped %d record(s) of %s[%d] in [%d, %d); handling them first",
-                    len(missed),
-                    source.topic,
-                    source.partition,
-                    expected,
-                    source.offset,
-                )
-                self.metrics.skipped_records.inc(len(missed))
-                floors = self.app.commit_floors
-                tp = TP(source.topic, source.partition)
-                floors[tp] = expected
-                try:
-                    for record in missed:
-                        await self.handle(record)
-                        floors[tp] = record.offset + 1
-                finally:
-                    floors.pop(tp, None)
-        await self.handle(source)
-        self._next[where] = source.offset + 1
 
     def _send(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
@@ -347,7 +226,7 @@ class Detector:
                 f"failures: {failures[:5]}"
             )
 
-    async def _dead_letter(self, error: BaseException, source: Source) -> None:
+    async def _dead_letter(self, error: BaseException, source: Record) -> None:
         log.warning(
             "dead letter %s[%d]@%d: %s", source.topic, source.partition, source.offset, error
         )
@@ -369,7 +248,7 @@ class Detector:
 
     # ------------------------------------------------------------- handling
 
-    async def handle(self, source: Source) -> None:
+    async def handle(self, source: Record) -> None:
         """Process one record of the source topics (inside Faust's stream loop)."""
         if source.topic == self.names.retirements:
             await self._retire(source.partition, source.value)
@@ -467,7 +346,7 @@ class Detector:
     def close(self) -> None:
         if self._producer is not None:
             self._producer.flush(self.settings.flush_timeout_s)
-        self._gaps.close()
+        self._in_order.close()
 
 
 def _topics(settings: DetectorSettings) -> _Topics:

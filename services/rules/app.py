@@ -59,6 +59,7 @@ from services.rules.settings import RulesSettings
 from services.rules.store import OfferStore
 from services.runtime import kafka
 from services.runtime.faust import ReadCommittedApp, ReadCommittedTransport, broker_credentials
+from services.runtime.inorder import InOrder, Record
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ EVENTS_UNLINKED = Counter(
 )
 EVENTS_DEAD = Counter(
     "social_loyalty_rules_events_deadlettered_total", "Undecodable events sent to dead letter."
+)
+EVENTS_SKIPPED_BY_FAUST = Counter(
+    "social_loyalty_rules_faust_skipped_records_total",
+    "Records Faust did not deliver in order that the worker read itself.",
 )
 COMMANDS_EMITTED = Counter(
     "social_loyalty_rules_commands_emitted_total", "Commands sent, by contract type.", ["type"]
@@ -297,79 +302,93 @@ def create_app(  # noqa: PLR0915  (the agents are closures over their topics and
     app.on_partitions_revoked.connect(forget_records)
     app.on_partitions_assigned.connect(forget_records)
 
-    async def reject(event: Any, error: Exception) -> None:
+    async def reject(record: Record, error: Exception) -> None:
         """Bad input goes to the dead-letter topic with its reason; the stream goes on."""
         EVENTS_DEAD.inc()
-        message = event.message
         letter = DeadLetter.for_error(
             error,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=event.key,
-            value=event.value,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
             consumer_group=settings.app_id,
         )
-        log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition,
-                    message.offset, letter.reason)  # fmt: skip
-        await deadletter.send(key=event.key, value=codec.encode(letter, deadletter_name))
+        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition,
+                    record.offset, letter.reason)  # fmt: skip
+        await deadletter.send(key=record.key, value=codec.encode(letter, deadletter_name))
+
+    # Every record of a partition once and in order, even when Faust leaves a hole
+    # (services/runtime/inorder.py): a hole would be events never evaluated.
+    in_order = InOrder(
+        app,
+        settings.kafka,
+        settings.app_id,
+        client_id=f"{settings.app_id}.ranges",
+        on_skipped=EVENTS_SKIPPED_BY_FAUST.inc,
+    )
+    app.rules_in_order = in_order  # type: ignore[attr-defined]
+
+    async def resolve_link(record: Record) -> None:
+        try:
+            event = cast(DomainEvent, codec.decode(record.value, events_name, expected))
+            key = link_key(event).encode()
+            link = known_links[key] if key in known_links else Link.from_json(links.get(key))
+            new_link, rule_event = resolve(link, event)
+            known_links.put(key, new_link)
+        except ValueError as exc:  # DecodeError, or an event the engine refuses
+            await reject(record, exc)
+            return
+        if new_link != link:
+            if new_link is None:
+                del links[key]
+            else:
+                links[key] = new_link.to_json()
+        if rule_event is None:
+            EVENTS_UNLINKED.inc()
+            return
+        # Enqueued, not awaited: flushed before this event's offset is committed
+        # (docs/replay.md, "Crash consistency"); same murmur2 partition as Faust's.
+        sender.send(by_member_name, rule_event.member_id.encode(), encode_rule_event(rule_event))
+
+    async def evaluate_member(record: Record) -> None:
+        started = time.perf_counter()
+        try:
+            rule_event = decode_rule_event(record.value or b"")
+            key = rule_event.member_id.encode()
+            result = process(
+                offer_set.offers,
+                records.trusted(key) or records.get(key, members.get(key)),
+                rule_event,
+                tz=tz,
+                issued_at=datetime.now(UTC),
+                recent_limit=settings.recent_events,
+            )
+        except ValueError as exc:  # a malformed resolved event or member record
+            await reject(record, exc)
+            return
+        EVALUATION_SECONDS.observe(time.perf_counter() - started)
+        if result.redelivered:
+            EVENTS_REDELIVERED.inc()
+        else:
+            EVENTS_EVALUATED.inc()
+            encoded = result.record.to_json()
+            members[key] = encoded
+            records.put(key, encoded, result.record)
+        for command in result.commands:
+            name = command_topics[command_topic(command)]
+            sender.send(name, key, codec.encode(command, name))  # flushed before the commit
+            COMMANDS_EMITTED.labels(type=type(command).__name__).inc()
 
     @app.agent(events_topic)
     async def resolve_links(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                record = cast(DomainEvent, codec.decode(event.value, events_name, expected))
-                key = link_key(record).encode()
-                link = known_links[key] if key in known_links else Link.from_json(links.get(key))
-                new_link, rule_event = resolve(link, record)
-                known_links.put(key, new_link)
-            except ValueError as exc:  # DecodeError, or an event the engine refuses
-                await reject(event, exc)
-                continue
-            if new_link != link:
-                if new_link is None:
-                    del links[key]
-                else:
-                    links[key] = new_link.to_json()
-            if rule_event is None:
-                EVENTS_UNLINKED.inc()
-                continue
-            # Enqueued, not awaited: flushed before this event's offset is committed
-            # (docs/replay.md, "Crash consistency"); same murmur2 partition as Faust's.
-            sender.send(
-                by_member_name, rule_event.member_id.encode(), encode_rule_event(rule_event)
-            )
+            await in_order.run(event.message, resolve_link)
 
     @app.agent(by_member)
     async def evaluate_members(stream: Any) -> None:
         async for event in stream.events():
-            started = time.perf_counter()
-            try:
-                rule_event = decode_rule_event(event.value)
-                key = rule_event.member_id.encode()
-                result = process(
-                    offer_set.offers,
-                    records.trusted(key) or records.get(key, members.get(key)),
-                    rule_event,
-                    tz=tz,
-                    issued_at=datetime.now(UTC),
-                    recent_limit=settings.recent_events,
-                )
-            except ValueError as exc:  # a malformed resolved event or member record
-                await reject(event, exc)
-                continue
-            EVALUATION_SECONDS.observe(time.perf_counter() - started)
-            if result.redelivered:
-                EVENTS_REDELIVERED.inc()
-            else:
-                EVENTS_EVALUATED.inc()
-                encoded = result.record.to_json()
-                members[key] = encoded
-                records.put(key, encoded, result.record)
-            for command in result.commands:
-                name = command_topics[command_topic(command)]
-                sender.send(name, key, codec.encode(command, name))  # flushed before the commit
-                COMMANDS_EMITTED.labels(type=type(command).__name__).inc()
+            await in_order.run(event.message, evaluate_member)
 
     @app.timer(interval=settings.reload_interval_s)  # type: ignore[untyped-decorator]
     async def reload_offers() -> None:
