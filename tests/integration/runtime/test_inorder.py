@@ -1,0 +1,182 @@
+"""The in-order guard against the real broker: holes filled, repeats dropped, aborts invisible."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from faust.types import TP
+
+from services.runtime import kafka
+from services.runtime.faust import ReadCommittedApp
+from services.runtime.inorder import InOrder, Record
+from services.runtime.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What the guard reads of a Faust message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    generation_id: int = 1
+
+
+@dataclass
+class Log:
+    settings: KafkaSettings
+    topic: str
+    group: str
+
+    def committed_records(self) -> list[Record]:
+        """Every record a read_committed reader sees, in offset order."""
+        consumer = kafka.consumer(
+            self.settings, f"all-{uuid.uuid4().hex}", extra={"enable.partition.eof": True}
+        )
+        consumer.assign([TopicPartition(self.topic, 0, 0)])
+        found: list[Record] = []
+        try:
+            while True:
+                msg = consumer.poll(10)
+                assert msg is not None
+                if msg.error() is not None:
+                    return found
+                offset = msg.offset()
+                assert offset is not None
+                found.append(Record(self.topic, 0, offset, msg.key(), msg.value()))
+        finally:
+            consumer.close()
+
+    def commit(self, offset: int) -> None:
+        consumer = kafka.consumer(self.settings, self.group)
+        try:
+            consumer.commit(offsets=[TopicPartition(self.topic, 0, offset)], asynchronous=False)
+        finally:
+            consumer.close()
+
+
+@pytest.fixture
+def log(kafka_bootstrap: str) -> Iterator[Log]:
+    """One partition: 3 committed transactions of 3 records, one aborted between them."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    topic = f"t.inorder.{uuid.uuid4().hex[:8]}"
+    admin = kafka.admin(settings)
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        future.result(30)
+    producer = kafka.producer(settings, "inorder-test", transactional_id=f"tx-{topic}")
+    producer.init_transactions(30)
+    for run in range(4):
+        producer.begin_transaction()
+        for n in range(3):
+            producer.produce(topic, f"{run}-{n}".encode(), f"k{n}".encode())
+        if run == 2:
+            producer.flush(30)
+            producer.abort_transaction(30)
+        else:
+            producer.commit_transaction(30)
+    yield Log(settings, topic, f"t.inorder-group.{topic}")
+    admin.delete_topics([topic])
+
+
+def _guard(log: Log, skipped: list[int]) -> tuple[InOrder, ReadCommittedApp]:
+    app = ReadCommittedApp(f"t-inorder-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1")
+    guard = InOrder(app, log.settings, log.group, client_id="inorder-test", timeout_s=30)
+    guard._on_skipped = skipped.append
+    return guard, app
+
+
+def _deliver(
+    guard: InOrder, records: list[Record], generation: int = 1
+) -> tuple[list[int], list[bool]]:
+    handled: list[int] = []
+
+    async def handle(record: Record) -> None:
+        handled.append(record.offset)
+
+    async def run() -> list[bool]:
+        return [
+            await guard.run(
+                Delivered(r.topic, r.partition, r.offset, r.key, r.value, generation), handle
+            )
+            for r in records
+        ]
+
+    return handled, asyncio.run(run())
+
+
+def test_in_order_delivery_reads_nothing_and_aborted_records_are_no_hole(log: Log) -> None:
+    records = log.committed_records()
+    expected = [f"{run}-{n}".encode() for run in (0, 1, 3) for n in range(3)]
+    assert [r.value for r in records] == expected
+    skipped: list[int] = []
+    guard, app = _guard(log, skipped)
+    try:
+        handled, fresh = _deliver(guard, records)
+    finally:
+        guard.close()
+    # The gaps between transactions (markers, the aborted run) are not holes.
+    assert handled == [r.offset for r in records]
+    assert all(fresh)
+    assert skipped == []
+    assert app.commit_floors == {}
+
+
+def test_a_hole_is_filled_in_order_with_commits_held_and_repeats_are_dropped(log: Log) -> None:
+    records = log.committed_records()
+    skipped: list[int] = []
+    guard, app = _guard(log, skipped)
+    floors: list[int | None] = []
+    tp = TP(log.topic, 0)
+    handled: list[int] = []
+
+    async def handle(record: Record) -> None:
+        floors.append(app.commit_floors.get(tp))
+        handled.append(record.offset)
+
+    async def run() -> list[bool]:
+        # Faust hands over the first record, then the sixth: four are missing.
+        order = [records[0], records[5], records[3], records[6], records[7], records[8]]
+        return [
+            await guard.run(Delivered(r.topic, 0, r.offset, r.key, r.value), handle) for r in order
+        ]
+
+    try:
+        fresh = asyncio.run(run())
+    finally:
+        guard.close()
+    assert handled == [r.offset for r in records]
+    assert skipped == [4]
+    # While the hole was being filled the consumer could not commit past it.
+    # (Each read-back record is handled with the floor past the one before it, never past it.)
+    for i in range(1, 5):
+        floor = floors[i]
+        assert floor is not None and records[i - 1].offset < floor <= records[i].offset
+    assert floors[5] is None and app.commit_floors == {}
+    # records[3] came again after the hole was filled: handled once only.
+    assert fresh == [True, True, False, True, True, True]
+
+
+def test_a_new_assignment_resumes_from_the_committed_offset(log: Log) -> None:
+    records = log.committed_records()
+    log.commit(records[4].offset)  # as if another worker had handled the first four
+    skipped: list[int] = []
+    guard, _ = _guard(log, skipped)
+    try:
+        first, _ = _deliver(guard, records[:2], generation=1)
+        # A rebalance: the guard asks the broker again, and Faust's first record of
+        # the new generation comes after the committed offset.
+        second, fresh = _deliver(guard, [records[6], records[7]], generation=2)
+    finally:
+        guard.close()
+    assert first == []  # below the committed offset: handled before, by someone
+    assert second == [records[4].offset, records[5].offset, records[6].offset, records[7].offset]
+    assert fresh == [True, True]
+    assert skipped == [2]
