@@ -88,8 +88,14 @@ def log(kafka_bootstrap: str) -> Iterator[Log]:
 
 def _guard(log: Log, skipped: list[int]) -> tuple[InOrder, ReadCommittedApp]:
     app = ReadCommittedApp(f"t-inorder-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1")
-    guard = InOrder(app, log.settings, log.group, client_id="inorder-test", timeout_s=30)
-    guard._on_skipped = skipped.append
+    guard = InOrder(
+        app,
+        log.settings,
+        log.group,
+        client_id="inorder-test",
+        timeout_s=30,
+        on_skipped=skipped.append,
+    )
     return guard, app
 
 
