@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ class RangeReadError(RuntimeError):
 
 class _RangeReader:
     """The side consumer. It shares the worker's group id only to read the group's
-    committed offsets; it never subscribes (so never joins the group) and never commits."""
+    committed offsets; it never subscribes (so never joins the group) and never commits.
+    Agents call it from worker threads, possibly two at once (the rules worker has two
+    agents): one lock, since a librdkafka consumer's assignment is not per caller."""
 
     def __init__(
         self, settings: KafkaSettings, group_id: str, client_id: str, timeout_s: float
@@ -70,6 +73,7 @@ class _RangeReader:
         self._client_id = client_id
         self._timeout_s = timeout_s
         self._consumer: Consumer | None = None
+        self._lock = threading.Lock()
 
     @property
     def consumer(self) -> Consumer:
@@ -86,6 +90,10 @@ class _RangeReader:
 
     def start_of(self, topic: str, partition: int) -> int:
         """The group's committed offset, or the log start when it has none."""
+        with self._lock:
+            return self._start_of(topic, partition)
+
+    def _start_of(self, topic: str, partition: int) -> int:
         timeout = self._settings.connect_timeout_s
         where = TopicPartition(topic, partition)
         (committed,) = self.consumer.committed([where], timeout=timeout)
@@ -96,6 +104,10 @@ class _RangeReader:
 
     def read(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
         """The committed records with offsets in ``[start, end)``; ``end`` must be one."""
+        with self._lock:
+            return self._read(topic, partition, start, end)
+
+    def _read(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
         consumer = self.consumer
         consumer.assign([TopicPartition(topic, partition, start)])
         found: list[Record] = []
@@ -119,8 +131,10 @@ class _RangeReader:
             consumer.unassign()
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
+        with self._lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
 
 
 class InOrder:
