@@ -12,8 +12,9 @@ offset when partitions are (re)assigned, then one past each record handled. A re
 beyond it makes it read the range in between itself with a side consumer
 (``read_committed``, so transaction markers and aborted records are not records) and
 hand what it finds to the handler first, in order, while the Faust consumer is held from
-committing past the hole (:attr:`ReadCommittedApp.commit_floors`). A record below it was
-handled already in this assignment and is skipped.
+committing past the hole (:attr:`ReadCommittedApp.commit_floors`; the hold stays if a
+handler fails, and the next delivered record retries from the first unhandled one). A
+record below it was handled already in this assignment and is skipped.
 
 Handlers run inside the agent, with the delivered message as Faust's current event: a
 table write for a read-back record goes to the same partition's changelog, as it should.
@@ -170,39 +171,31 @@ class InOrder:
             expected = await asyncio.to_thread(self._reader.start_of, *where)
         if record.offset < expected:
             return False
+        tp = TP(record.topic, record.partition)
+        floors = self._app.commit_floors
         if record.offset > expected:
+            # Nothing past the hole may be committed until it is filled. Not undone
+            # on an error: Faust acks the delivered message on the way out of a
+            # failing agent, and a commit must not pass what was never handled.
+            floors[tp] = expected
             missed = await asyncio.to_thread(self._reader.read, *where, expected, record.offset)
             if missed:
-                await self._catch_up(missed, expected, record, handle)
-        await handle(record)
-        self._next[where] = record.offset + 1
-        return True
-
-    async def _catch_up(
-        self,
-        missed: list[Record],
-        expected: int,
-        record: Record,
-        handle: Callable[[Record], Awaitable[None]],
-    ) -> None:
-        log.warning(
-            "Faust skipped %d record(s) of %s[%d] in [%d, %d); handling them first",
-            len(missed),
-            record.topic,
-            record.partition,
-            expected,
-            record.offset,
-        )
-        self._on_skipped(len(missed))
-        floors = self._app.commit_floors
-        tp = TP(record.topic, record.partition)
-        floors[tp] = expected
-        try:
+                log.warning(
+                    "Faust skipped %d record(s) of %s[%d] in [%d, %d); handling them first",
+                    len(missed),
+                    record.topic,
+                    record.partition,
+                    expected,
+                    record.offset,
+                )
+                self._on_skipped(len(missed))
             for earlier in missed:
                 await handle(earlier)
-                floors[tp] = earlier.offset + 1
-        finally:
-            floors.pop(tp, None)
+                floors[tp] = self._next[where] = earlier.offset + 1
+        await handle(record)
+        floors.pop(tp, None)
+        self._next[where] = record.offset + 1
+        return True
 
     def close(self) -> None:
         self._reader.close()

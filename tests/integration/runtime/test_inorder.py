@@ -165,7 +165,12 @@ def test_a_hole_is_filled_in_order_with_commits_held_and_repeats_are_dropped(log
     for i in range(1, 5):
         floor = floors[i]
         assert floor is not None and records[i - 1].offset < floor <= records[i].offset
-    assert floors[5] is None and app.commit_floors == {}
+    # The delivered record itself is handled with the hold just behind it, then it goes.
+    assert floors[5] == records[4].offset + 1
+    # (Across a marker the hold is up while the range is checked, never past the record.)
+    for floor, record in zip(floors[6:], records[6:], strict=True):
+        assert floor is None or floor <= record.offset
+    assert app.commit_floors == {}
     # records[3] came again after the hole was filled: handled once only.
     assert fresh == [True, True, False, True, True, True]
 
@@ -186,3 +191,33 @@ def test_a_new_assignment_resumes_from_the_committed_offset(log: Log) -> None:
     assert second == [records[4].offset, records[5].offset, records[6].offset, records[7].offset]
     assert fresh == [True, True]
     assert skipped == [2]
+
+
+def test_a_failing_handler_keeps_commits_held_and_the_next_record_retries(log: Log) -> None:
+    records = log.committed_records()
+    guard, app = _guard(log, [])
+    tp = TP(log.topic, 0)
+    handled: list[int] = []
+    failed: list[int] = []
+
+    async def handle(record: Record) -> None:
+        if record.offset == records[2].offset and not failed:
+            failed.append(record.offset)
+            raise RuntimeError("the broker went away")
+        handled.append(record.offset)
+
+    async def run() -> None:
+        await guard.run(Delivered(log.topic, 0, records[0].offset, None, None), handle)
+        with pytest.raises(RuntimeError):
+            await guard.run(Delivered(log.topic, 0, records[4].offset, None, None), handle)
+        # Faust acked records[4] on the way out; no commit may pass records[2].
+        assert app.commit_floors[tp] == records[1].offset + 1
+        await guard.run(Delivered(log.topic, 0, records[5].offset, None, None), handle)
+
+    try:
+        asyncio.run(run())
+    finally:
+        guard.close()
+    assert failed == [records[2].offset]
+    assert handled == [r.offset for r in records[:6]]
+    assert app.commit_floors == {}
