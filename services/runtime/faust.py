@@ -49,7 +49,7 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         below the lowest tracked one was processed or never delivered. Commit up to
         there, or past the highest ack when nothing is in flight. (Messages still
         queued for the stream are not tracked yet, but they come after every acked
-        one of their partition.)
+        one of their partition.) Never past the app's ``commit_limits``, when set.
         """
         acked: list[int] = self._acked[tp]
         if not acked:
@@ -57,9 +57,12 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         acked.sort()
         in_flight = [m.offset for m in list(self._unacked_messages) if m.tp == tp]
         new = min(in_flight, default=acked[-1] + 1)
-        floor = cast(ReadCommittedApp, self.app).commit_floors.get(tp)
-        if floor is not None:
-            new = min(new, floor)
+        limits = cast(ReadCommittedApp, self.app).commit_limits
+        if limits is not None:  # an agent says what it has handled (services/runtime/inorder.py)
+            limit = limits.get(tp)
+            if limit is None:
+                return None
+            new = min(new, limit)
         done = bisect.bisect_left(acked, new)
         self._acked_index[tp].difference_update(acked[:done])
         del acked[:done]
@@ -79,13 +82,16 @@ class ReadCommittedApp(faust.App):
 
     transport_class: type[faust_aiokafka.Transport] = ReadCommittedTransport
 
-    #: Per source partition, an offset the consumer must not commit past yet: set by
-    #: an agent that is processing records Faust did not deliver (see the detector).
-    commit_floors: dict[Any, int]
+    #: When set (by :class:`services.runtime.inorder.InOrder`): per source partition,
+    #: the offset below which every record has been handled. The consumer never
+    #: commits past it, and commits nothing for a partition without one. Faust's acks
+    #: alone are not enough: it acks messages it skips (an old generation's, or while
+    #: its flow control is off) without handing them to the agent.
+    commit_limits: dict[Any, int] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.commit_floors = {}
+        self.commit_limits = None
 
     def _new_transport(self) -> Any:
         return self.transport_class(self.conf.broker_consumer, self)

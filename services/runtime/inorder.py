@@ -11,10 +11,16 @@ against an older state (new event ids, lost ones), the rules would never see the
 offset when partitions are (re)assigned, then one past each record handled. A record
 beyond it makes it read the range in between itself with a side consumer
 (``read_committed``, so transaction markers and aborted records are not records) and
-hand what it finds to the handler first, in order, while the Faust consumer is held from
-committing past the hole (:attr:`ReadCommittedApp.commit_floors`; the hold stays if a
-handler fails, and the next delivered record retries from the first unhandled one). A
-record below it was handled already in this assignment and is skipped.
+hand what it finds to the handler first, in order. A record below it was handled already
+in this assignment and is skipped.
+
+Commits follow what was handled, not what Faust acked: the guard keeps
+:attr:`ReadCommittedApp.commit_limits` at the next record to handle per partition, and
+the consumer never commits past it (nor at all for a partition with no handled record
+in the current generation). Faust acks messages it skips without handing them over (an
+old generation's, or while its flow control is off), and it acks the message of an agent
+that fails; neither may move a commit. A failed handler leaves the limit where it was,
+and the next delivered record retries from the first unhandled one.
 
 Handlers run inside the agent, with the delivered message as Faust's current event: a
 table write for a read-back record goes to the same partition's changelog, as it should.
@@ -156,6 +162,9 @@ class InOrder:
         self._on_skipped = on_skipped
         self._next: dict[tuple[str, int], int] = {}
         self._generation: int | None = None
+        if app.commit_limits is None:
+            app.commit_limits = {}
+        self._limits = app.commit_limits
 
     async def run(self, message: Any, handle: Callable[[Record], Awaitable[None]]) -> bool:
         """Handle the delivered ``message`` after any record Faust skipped before it.
@@ -164,6 +173,7 @@ class InOrder:
         if message.generation_id != self._generation:
             self._generation = message.generation_id
             self._next.clear()  # partitions may have moved: ask the broker again
+            self._limits.clear()  # and commit nothing until a record is handled here
         record = Record.of(message)
         where = (record.topic, record.partition)
         expected = self._next.get(where)
@@ -172,12 +182,12 @@ class InOrder:
         if record.offset < expected:
             return False
         tp = TP(record.topic, record.partition)
-        floors = self._app.commit_floors
+        limits = self._limits
+        # The commit limit is always the next record to handle: a failing handler
+        # leaves it there (Faust acks the delivered message on the way out of a
+        # failing agent, and a commit must not pass what was never handled).
+        limits[tp] = expected
         if record.offset > expected:
-            # Nothing past the hole may be committed until it is filled. Not undone
-            # on an error: Faust acks the delivered message on the way out of a
-            # failing agent, and a commit must not pass what was never handled.
-            floors[tp] = expected
             missed = await asyncio.to_thread(self._reader.read, *where, expected, record.offset)
             if missed:
                 log.warning(
@@ -191,10 +201,9 @@ class InOrder:
                 self._on_skipped(len(missed))
             for earlier in missed:
                 await handle(earlier)
-                floors[tp] = self._next[where] = earlier.offset + 1
+                limits[tp] = self._next[where] = earlier.offset + 1
         await handle(record)
-        floors.pop(tp, None)
-        self._next[where] = record.offset + 1
+        limits[tp] = self._next[where] = record.offset + 1
         return True
 
     def close(self) -> None:

@@ -132,19 +132,20 @@ def test_in_order_delivery_reads_nothing_and_aborted_records_are_no_hole(log: Lo
     assert handled == [r.offset for r in records]
     assert all(fresh)
     assert skipped == []
-    assert app.commit_floors == {}
+    # Commits may go up to the record after the last one handled, no further.
+    assert app.commit_limits == {TP(log.topic, 0): records[-1].offset + 1}
 
 
 def test_a_hole_is_filled_in_order_with_commits_held_and_repeats_are_dropped(log: Log) -> None:
     records = log.committed_records()
     skipped: list[int] = []
     guard, app = _guard(log, skipped)
-    floors: list[int | None] = []
+    limits: list[int | None] = []
     tp = TP(log.topic, 0)
     handled: list[int] = []
 
     async def handle(record: Record) -> None:
-        floors.append(app.commit_floors.get(tp))
+        limits.append((app.commit_limits or {}).get(tp))
         handled.append(record.offset)
 
     async def run() -> list[bool]:
@@ -160,17 +161,9 @@ def test_a_hole_is_filled_in_order_with_commits_held_and_repeats_are_dropped(log
         guard.close()
     assert handled == [r.offset for r in records]
     assert skipped == [4]
-    # While the hole was being filled the consumer could not commit past it.
-    # (Each read-back record is handled with the floor past the one before it, never past it.)
-    for i in range(1, 5):
-        floor = floors[i]
-        assert floor is not None and records[i - 1].offset < floor <= records[i].offset
-    # The delivered record itself is handled with the hold just behind it, then it goes.
-    assert floors[5] == records[4].offset + 1
-    # (Across a marker the hold is up while the range is checked, never past the record.)
-    for floor, record in zip(floors[6:], records[6:], strict=True):
-        assert floor is None or floor <= record.offset
-    assert app.commit_floors == {}
+    # Each record is handled with commits limited to it: never past what is unhandled.
+    assert limits == [records[0].offset] + [r.offset + 1 for r in records[:-1]]
+    assert app.commit_limits == {tp: records[-1].offset + 1}
     # records[3] came again after the hole was filled: handled once only.
     assert fresh == [True, True, False, True, True, True]
 
@@ -211,7 +204,7 @@ def test_a_failing_handler_keeps_commits_held_and_the_next_record_retries(log: L
         with pytest.raises(RuntimeError):
             await guard.run(Delivered(log.topic, 0, records[4].offset, None, None), handle)
         # Faust acked records[4] on the way out; no commit may pass records[2].
-        assert app.commit_floors[tp] == records[1].offset + 1
+        assert (app.commit_limits or {})[tp] == records[1].offset + 1
         await guard.run(Delivered(log.topic, 0, records[5].offset, None, None), handle)
 
     try:
@@ -220,4 +213,4 @@ def test_a_failing_handler_keeps_commits_held_and_the_next_record_retries(log: L
         guard.close()
     assert failed == [records[2].offset]
     assert handled == [r.offset for r in records[:6]]
-    assert app.commit_floors == {}
+    assert app.commit_limits == {tp: records[5].offset + 1}
