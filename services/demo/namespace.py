@@ -88,8 +88,11 @@ def reset_kafka(settings: KafkaSettings, topics: TopicSettings) -> None:
         try:
             ensure(admin, specs, fix=True)
             return
-        except KafkaException as exc:  # TOPIC_ALREADY_EXISTS until the deletion completes
-            if "exist" not in str(exc).lower() and "marked for deletion" not in str(exc).lower():
+        except KafkaException as exc:
+            # TOPIC_ALREADY_EXISTS until the deletion completes; UNKNOWN_TOPIC_OR_PART
+            # when a topic listed a moment ago finished being deleted meanwhile.
+            reason = str(exc).lower()
+            if not any(s in reason for s in ("exist", "marked for deletion", "unknown topic")):
                 raise
             time.sleep(0.5)
     raise RuntimeError("the demo topics could not be re-created after deleting the old ones")
