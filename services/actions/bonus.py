@@ -209,18 +209,5 @@ class BonusHandler(Handler):
             return
         where = {item.command.command_id: item for item in reversed(items)}
         skipped = [where[c.command_id] for c in budgets.skipped]
-        conn.execute(
-            "INSERT INTO skipped_commands (command_id, kind, reason, source_topic, "
-            "source_partition, source_offset) "
-            "SELECT id, %s, 'budget', t, p, o "
-            "FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) AS u(id, t, p, o) "
-            "ON CONFLICT (command_id) DO NOTHING",
-            (
-                self.name,
-                [item.command.command_id for item in skipped],
-                [item.topic for item in skipped],
-                [item.partition for item in skipped],
-                [item.offset for item in skipped],
-            ),
-        )
+        self.record_skipped(conn, skipped, "budget")
         metrics.SKIPPED.labels(self.name, "budget").inc(len(skipped))

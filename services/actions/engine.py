@@ -112,6 +112,27 @@ class Handler:
     def apply(self, conn: psycopg.Connection, items: list[Item], performed: Any) -> list[Emit]:
         raise NotImplementedError
 
+    def record_skipped(self, conn: psycopg.Connection, items: list[Item], reason: str) -> int:
+        """Record ``items`` in ``skipped_commands`` with ``reason``, each command id once
+        (an id already there is left as it is); returns how many rows were new."""
+        return len(
+            conn.execute(
+                "INSERT INTO skipped_commands (command_id, kind, reason, source_topic, "
+                "source_partition, source_offset) "
+                "SELECT id, %s, %s, t, p, o "
+                "FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) AS u(id, t, p, o) "
+                "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+                (
+                    self.name,
+                    reason,
+                    [item.command.command_id for item in items],
+                    [item.topic for item in items],
+                    [item.partition for item in items],
+                    [item.offset for item in items],
+                ),
+            ).fetchall()
+        )
+
     def idle(self, conn: psycopg.Connection) -> Any:
         """Called on the engine's timer, between batches, under traffic too: work
         outside any transaction (e.g. send delayed messages); its result goes to

@@ -98,23 +98,10 @@ class MailingHandler(Handler):
         """Record replays as skipped, once per command id; ``applied_commands`` is left
         alone so a live command with the same id still applies."""
         first = list({item.command.command_id: item for item in reversed(replays)}.values())
-        recorded = conn.execute(
-            "INSERT INTO skipped_commands (command_id, kind, reason, source_topic, "
-            "source_partition, source_offset) "
-            "SELECT id, %s, 'replay', t, p, o "
-            "FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[]) AS u(id, t, p, o) "
-            "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
-            (
-                self.name,
-                [item.command.command_id for item in first],
-                [item.topic for item in first],
-                [item.partition for item in first],
-                [item.offset for item in first],
-            ),
-        ).fetchall()
-        metrics.SKIPPED.labels(self.name, "replay").inc(len(recorded))
-        if len(recorded) < len(replays):
-            metrics.DUPLICATES.labels(self.name).inc(len(replays) - len(recorded))
+        recorded = self.record_skipped(conn, first, "replay")
+        metrics.SKIPPED.labels(self.name, "replay").inc(recorded)
+        if recorded < len(replays):
+            metrics.DUPLICATES.labels(self.name).inc(len(replays) - recorded)
 
 
 class CounterHandler(Handler):
