@@ -75,6 +75,7 @@ def render(specs: list[TopicSpec] | None = None) -> dict[str, Any]:
     """The AsyncAPI 3.0 document for the catalog with default settings (environment
     ignored: the document describes the product, not one deployment)."""
     specs = specs if specs is not None else catalog(TopicSettings.model_construct())
+    specs = [spec for spec in specs if spec.value_types]  # internal topics are no contract
     channels = {_ident(spec.name): _channel(spec) for spec in specs}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}

@@ -72,6 +72,12 @@ class TopicSpec:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     description: str
+    partitioner: str = "consistent_random"
+    """How keys map to partitions, for every producer of the topic: librdkafka's
+    ``consistent_random`` (CRC-32) for the topics written that way since the start
+    (``social.events`` is kept forever: remapping its keys would break per-user
+    order), ``murmur2_random`` (Java's and aiokafka's) for commands and the stream
+    runtime's internal topics. ``services.runtime.sender.Sender`` applies it."""
 
     @property
     def retention_ms(self) -> int:
@@ -90,8 +96,61 @@ def _configs(retention_ms: int, settings: TopicSettings, **extra: str) -> dict[s
     return configs
 
 
-def catalog(settings: TopicSettings | None = None) -> list[TopicSpec]:
-    """Every topic of the system, named with the settings' prefix."""
+RULES_APP_ID = "social-loyalty.rules"
+"""The rules worker's default consumer group, the stem of its internal topics."""
+
+
+def rules_topics(settings: TopicSettings, app_id: str = RULES_APP_ID) -> list[TopicSpec]:
+    """The rules worker's internal topics (services/rules/worker.py): the member-keyed
+    repartition topic and the compacted changelogs of its two stores. Partition *n* of
+    a changelog holds the state of partition *n* of the topic the store reads, so each
+    changelog has exactly as many partitions as that topic (the worker refuses to
+    start otherwise)."""
+    parts, rf = settings.partitions, settings.replication_factor
+
+    def internal(stem: str, configs: dict[str, str], description: str) -> TopicSpec:
+        return TopicSpec(
+            settings.name(f"{app_id}.{stem}"),
+            "see description",
+            (),
+            parts,
+            rf,
+            configs,
+            ("rules",),
+            ("rules",),
+            description,
+            partitioner="murmur2_random",
+        )
+
+    compacted = {"cleanup.policy": "compact", "retention.ms": "-1"}
+    if rf >= 3:
+        compacted["min.insync.replicas"] = "2"
+    return [
+        internal(
+            "by-member",
+            _configs(DAY_MS, settings),
+            "Linked users' events resolved to their member, keyed member_id (compact JSON).",
+        ),
+        internal(
+            "links-changelog",
+            compacted,
+            "The links store (network:social_user_id -> member link), one record per key "
+            "per transaction; partitioned like social.events.",
+        ),
+        internal(
+            "members-changelog",
+            compacted,
+            "The members store (member_id -> engine state and seen event ids); "
+            "partitioned like the by-member topic.",
+        ),
+    ]
+
+
+def catalog(
+    settings: TopicSettings | None = None, *, rules_app_id: str = RULES_APP_ID
+) -> list[TopicSpec]:
+    """Every topic of the system, named with the settings' prefix (the rules worker's
+    internal topics for the group ``rules_app_id``)."""
     settings = settings or TopicSettings()
     parts, rf = settings.partitions, settings.replication_factor
 
@@ -107,6 +166,7 @@ def catalog(settings: TopicSettings | None = None) -> list[TopicSpec]:
             (consumer,),
             "Commands for the actions service, keyed by member so a member's commands "
             "are applied in order.",
+            partitioner="murmur2_random",
         )
 
     return [
@@ -161,6 +221,7 @@ def catalog(settings: TopicSettings | None = None) -> list[TopicSpec]:
             ("ops",),
             "Messages a consumer could not process, with the reason.",
         ),
+        *rules_topics(settings, rules_app_id),
     ]
 
 

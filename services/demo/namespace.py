@@ -82,7 +82,7 @@ def reset_kafka(settings: KafkaSettings, topics: TopicSettings) -> None:
     admin = kafka.admin(settings, "namespace-reset")
     _delete_groups(admin, topics.prefix)
     _delete_topics(admin, topics.prefix)
-    specs = catalog(topics)
+    specs = catalog(topics, rules_app_id=f"{topics.prefix.rstrip('.')}.rules")
     for _attempt in range(60):
         # Topic deletion is asynchronous on the broker: retry creation until it is accepted.
         try:

@@ -18,50 +18,46 @@ app = typer.Typer(
 
 @app.command()
 def worker(
-    loglevel: str = typer.Option("info", help="Faust/Python log level."),
+    loglevel: str = typer.Option("info", help="Python log level."),
 ) -> None:
-    """Run the Faust worker: social.events -> loyalty.commands.* (exits cleanly on SIGTERM).
+    """Run the rules worker: social.events -> loyalty.commands.*, exactly once.
 
-    Settings: RULES_* (app id, PG schema, time zone, store rocksdb:// or memory://),
-    KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, TOPIC_PREFIX, TOPIC_PARTITIONS.
+    Settings: RULES_* (app id = consumer group, instance id, PG schema, time zone,
+    commit interval), KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, TOPIC_PREFIX,
+    TOPIC_PARTITIONS. Exits 0 on SIGTERM/SIGINT after committing, non-zero when the
+    loop cannot go on (a supervisor restarts it).
     """
-    import faust
     from aiohttp import web
 
-    from services.rules.app import create_app
     from services.rules.settings import RulesSettings
+    from services.rules.worker import RulesWorker, loaded_offers
     from services.runtime import http
 
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     settings = RulesSettings()
-    rules = create_app(settings)
+    rules = RulesWorker(settings)
 
-    @rules.task  # type: ignore[untyped-decorator]
-    async def quiet_client_logs() -> None:
-        """aiokafka and Faust log every send at DEBUG; even filtered out later, building
-        those records cost ~60 us per message, a fifth of the worker's time."""
-        level = max(logging.getLevelName(loglevel.upper()), logging.INFO)
-        for name in ("aiokafka", "faust", "mode"):
-            logging.getLogger(name).setLevel(level)
+    async def offers(_: web.Request) -> web.Response:
+        return web.json_response(loaded_offers(rules))
 
-    if settings.worker_http_port:
+    health = http.create_app("rules", rules.not_ready)
+    health.router.add_get("/offers", offers)  # what this worker evaluates right now
+    server = http.serve_in_thread(health, settings.api_host, settings.worker_http_port)
 
-        @rules.task  # type: ignore[untyped-decorator]
-        async def serve_health() -> None:
-            offer_set = rules.rules_offer_set  # type: ignore[attr-defined]
+    def stop(_signum: int, _frame: object) -> None:
+        rules.stop()
 
-            def ready() -> str | None:
-                return None if offer_set.signature is not None else "offers not loaded"
-
-            async def loaded(_: web.Request) -> web.Response:
-                return web.json_response(
-                    [{"id": o.id, "version": o.version} for o in offer_set.offers]
-                )
-
-            health = http.create_app("rules", ready)
-            health.router.add_get("/offers", loaded)  # what this worker evaluates right now
-            await http.start(health, settings.api_host, settings.worker_http_port)
-
-    faust.Worker(rules, loglevel=loglevel.upper()).execute_from_commandline()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        rules.run()
+    except Exception:
+        logging.getLogger("services.rules").exception("rules worker stopped")
+        raise typer.Exit(1) from None
+    finally:
+        server.stop()
 
 
 @app.command()

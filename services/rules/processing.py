@@ -1,26 +1,30 @@
 """From contract events to contract commands, around the pure engine.
 
-Still pure (no Kafka, Faust or SQL): the Faust agents and replay call these
-functions and only decode, call and send. Three jobs live here:
+Still pure (no Kafka or SQL): the rules worker (``services/rules/worker.py``),
+replay and the tests call these functions and only decode, call and send. Three
+jobs live here:
 
 * **links**: which member a social user is (``resolve``), so only linked
   users' activity reaches the engine, with the time of the link;
 * **the wire form of a resolved event** on the member-keyed repartition topic
   (``encode_rule_event`` / ``decode_rule_event``);
-* **idempotent processing** (``process``): a member's state carries a bounded
-  record of the events it recently processed and the exact commands they
-  produced. A redelivered event re-emits those commands (same ids, same
-  ``issued_at``) instead of being evaluated again, which would emit nothing
-  and lose a credit whose send did not survive a crash. See docs/replay.md,
-  "Crash consistency".
+* **idempotent processing** (``process``): a member's record carries the ids of
+  the events it last processed (at most ``SEEN_EVENTS``), so an event delivered
+  again by the at-least-once detector (it re-emits the same ids for a redelivered
+  snapshot) produces nothing new. The worker's own crashes need no such record:
+  its commands, state and input offsets commit in one Kafka transaction.
+
+The hot path works on plain values (the codec's ``decode_plain`` dicts, commands
+as dicts for ``encode_plain``); ``resolve`` and ``to_command`` keep the model
+forms for replay, the APIs and the tests, and share the same code.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from services.contracts import models as m
@@ -41,23 +45,30 @@ from services.rules.engine import (
 )
 from services.rules.offers import UNDO_TYPES, Offer
 
-RECENT_EVENTS = 32
-"""Processed events remembered per member. A redelivery replays what was not
-committed yet: one commit interval of one partition (seconds of traffic). One
-member rarely has more than a handful of events in it; 32 leaves a wide margin
-while keeping the record (written to the changelog on every event) small."""
+SEEN_EVENTS = 64
+"""Event ids remembered per member to drop upstream duplicates. The detector
+re-emits a redelivered snapshot's events within one commit interval of its own
+(seconds of traffic); one member rarely has more than a handful of events in that
+window, so 64 ids (about 2 KB) cover it with a wide margin."""
+
+EVENT_TYPE_OF_NAME: Mapping[str, EventType] = {
+    "ProfileLinked": EventType.PROFILE_LINKED,
+    "ProfileUnlinked": EventType.PROFILE_UNLINKED,
+    "GroupJoined": EventType.GROUP_JOINED,
+    "GroupLeft": EventType.GROUP_LEFT,
+    "PostLiked": EventType.POST_LIKED,
+    "PostUnliked": EventType.POST_UNLIKED,
+    "CommentPosted": EventType.COMMENT_POSTED,
+    "CommentDeleted": EventType.COMMENT_DELETED,
+    "PostReposted": EventType.POST_REPOSTED,
+    "RepostDeleted": EventType.REPOST_DELETED,
+}
+"""Avro short name of each domain event -> the engine's event type."""
+
+EVENT_NAMES = frozenset(EVENT_TYPE_OF_NAME)
 
 EVENT_TYPE_OF: Mapping[type[m.ContractModel], EventType] = {
-    m.ProfileLinked: EventType.PROFILE_LINKED,
-    m.ProfileUnlinked: EventType.PROFILE_UNLINKED,
-    m.GroupJoined: EventType.GROUP_JOINED,
-    m.GroupLeft: EventType.GROUP_LEFT,
-    m.PostLiked: EventType.POST_LIKED,
-    m.PostUnliked: EventType.POST_UNLIKED,
-    m.CommentPosted: EventType.COMMENT_POSTED,
-    m.CommentDeleted: EventType.COMMENT_DELETED,
-    m.PostReposted: EventType.POST_REPOSTED,
-    m.RepostDeleted: EventType.REPOST_DELETED,
+    m.EVENT_TYPES[full]: EVENT_TYPE_OF_NAME[full.rsplit(".", 1)[1]] for full in m.EVENT_TYPES
 }
 
 COMMAND_TOPIC: Mapping[type[m.ContractModel], str] = {
@@ -68,6 +79,15 @@ COMMAND_TOPIC: Mapping[type[m.ContractModel], str] = {
     m.CounterIncrement: COMMANDS_COUNTER,
 }
 """Catalog (unprefixed) topic of each command type; ``TopicSettings.name`` prefixes it."""
+
+KIND_NAME: Mapping[CommandKind, tuple[str, str]] = {
+    CommandKind.BONUS_ACCRUE: ("BonusAccrue", COMMANDS_BONUS),
+    CommandKind.BONUS_DEDUCT: ("BonusDeduct", COMMANDS_BONUS),
+    CommandKind.SEND_MESSAGE: ("SendMessage", COMMANDS_NOTIFY),
+    CommandKind.COUNTER_INCREMENT: ("CounterIncrement", COMMANDS_COUNTER),
+    CommandKind.MAILING_SET: ("MailingSet", COMMANDS_MAILING),
+}
+"""Each engine command kind: its Avro short name and its catalog topic."""
 
 
 # ---------------------------------------------------------------------- links
@@ -99,25 +119,42 @@ class Link:
 
     @classmethod
     def from_json(cls, data: bytes | None) -> Link | None:
-        """Also reads the three-field form written before tombstones."""
         if not data:
             return None
-        member_id, linked_at, registration, *rest = json.loads(data)
-        unlinked = rest[0] if rest else None
-        return cls(
-            str(member_id),
-            datetime.fromisoformat(linked_at),
-            bool(registration),
-            None if unlinked is None else datetime.fromisoformat(unlinked),
-        )
+        try:
+            member_id, linked_at, registration, unlinked = json.loads(data)
+            return cls(
+                str(member_id),
+                datetime.fromisoformat(linked_at),
+                bool(registration),
+                None if unlinked is None else datetime.fromisoformat(unlinked),
+            )
+        except (TypeError, ValueError) as exc:
+            raise StateFormatError(f"link record is malformed: {exc!r}") from exc
+
+
+def _text(value: Any) -> str:
+    """An enum's value or the string itself (model dumps carry enums, plain dicts str)."""
+    return str(getattr(value, "value", value))
+
+
+def plain_event(event: m.DomainEvent) -> tuple[str, dict[str, Any]]:
+    """A model as the codec's plain path gives it: (short name, field values)."""
+    return event.avro_name.rsplit(".", 1)[1], event.model_dump()
+
+
+def link_key_of(value: Mapping[str, Any]) -> bytes:
+    """``network:social_user_id``: the key of ``social.events`` and of the links store."""
+    return f"{_text(value['network'])}:{value['social_user_id']}".encode()
 
 
 def link_key(event: m.DomainEvent) -> str:
-    """``network:social_user_id``: the key of ``social.events`` and of the links table."""
-    return event.key().to_bytes().decode()
+    return link_key_of(event.model_dump()).decode()
 
 
-def resolve(link: Link | None, event: m.DomainEvent) -> tuple[Link | None, RuleEvent | None]:
+def resolve_plain(
+    link: Link | None, name: str, event: Mapping[str, Any]
+) -> tuple[Link | None, RuleEvent | None]:
     """The user's link after ``event`` and the event as the engine sees it.
 
     ``None`` for the event means it earns nothing: the social user is not
@@ -128,75 +165,104 @@ def resolve(link: Link | None, event: m.DomainEvent) -> tuple[Link | None, RuleE
     member, so what the user earned while linked is deducted when undone.
     A new link replaces the tombstone.
     """
-    if isinstance(event, m.ProfileLinked):
-        new = Link(event.member_id, event.snapshot_at, event.registration)
-        return new, to_rule_event(event, new)
+    kind = EVENT_TYPE_OF_NAME[name]
+    if kind is EventType.PROFILE_LINKED:
+        new = Link(event["member_id"], event["snapshot_at"], bool(event["registration"]))
+        return new, to_rule_event(kind, event, new)
     if link is None:
         return None, None
     if link.active:
-        if isinstance(event, m.ProfileUnlinked):
-            return replace(link, unlinked_at=event.snapshot_at), to_rule_event(event, link)
-        return link, to_rule_event(event, link)
-    if EVENT_TYPE_OF[type(event)] in UNDO_TYPES and not isinstance(event, m.ProfileUnlinked):
-        return link, to_rule_event(event, link)
+        if kind is EventType.PROFILE_UNLINKED:
+            return replace(link, unlinked_at=event["snapshot_at"]), to_rule_event(kind, event, link)
+        return link, to_rule_event(kind, event, link)
+    if kind in UNDO_TYPES and kind is not EventType.PROFILE_UNLINKED:
+        return link, to_rule_event(kind, event, link)
     return link, None
 
 
-def to_rule_event(event: m.DomainEvent, link: Link) -> RuleEvent:
+def resolve(link: Link | None, event: m.DomainEvent) -> tuple[Link | None, RuleEvent | None]:
+    """``resolve_plain`` for a model (replay, tests)."""
+    return resolve_plain(link, *plain_event(event))
+
+
+def to_rule_event(kind: EventType, event: Mapping[str, Any], link: Link) -> RuleEvent:
     """The engine's view of a contract event of a linked user (``occurred_at``: snapshot time)."""
-    group_id = getattr(event, "group_id", None)
-    post_id = getattr(event, "post_id", None)
+    group_id = event.get("group_id")
+    post_id = event.get("post_id")
     return RuleEvent(
-        event_id=event.event_id,
-        type=EVENT_TYPE_OF[type(event)],
-        network=event.network.value,
-        social_user_id=event.social_user_id,
+        event_id=event["event_id"],
+        type=kind,
+        network=_text(event["network"]),
+        social_user_id=event["social_user_id"],
         member_id=link.member_id,
-        occurred_at=event.snapshot_at,
+        occurred_at=event["snapshot_at"],
         group_id=None if group_id is None else str(group_id),
         post_id=None if post_id is None else str(post_id),
-        comment_id=getattr(event, "comment_id", None),
-        registration=bool(getattr(event, "registration", False)),
+        comment_id=event.get("comment_id"),
+        registration=bool(event.get("registration", False)),
         linked_at=link.linked_at,
     )
 
 
+def _ms(at: datetime) -> int:
+    return round(at.timestamp() * 1000)
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def encode_rule_event(event: RuleEvent) -> bytes:
-    """The repartition topic's value: a resolved event as compact JSON (internal topic)."""
-    doc: dict[str, Any] = {
-        "event_id": event.event_id,
-        "type": event.type.value,
-        "network": event.network,
-        "social_user_id": event.social_user_id,
-        "member_id": event.member_id,
-        "occurred_at": event.occurred_at.isoformat(),
-        "group_id": event.group_id,
-        "post_id": event.post_id,
-        "comment_id": event.comment_id,
-        "registration": event.registration,
-        "linked_at": event.linked_at.isoformat() if event.linked_at else None,
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    """The repartition topic's value: a resolved event as a compact JSON array
+    (an internal topic; times as epoch milliseconds, the contract's precision)."""
+    doc = [
+        event.event_id,
+        event.type.value,
+        event.network,
+        event.social_user_id,
+        event.member_id,
+        _ms(event.occurred_at),
+        event.group_id,
+        event.post_id,
+        event.comment_id,
+        event.registration,
+        None if event.linked_at is None else _ms(event.linked_at),
+    ]
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def decode_rule_event(data: bytes) -> RuleEvent:
     """Read ``encode_rule_event`` output; raises ``ValueError`` on anything else."""
-    doc = json.loads(data)
-    linked_at = doc.pop("linked_at")
-    occurred_at = doc.pop("occurred_at")
-    return RuleEvent(
-        **doc,
-        occurred_at=datetime.fromisoformat(occurred_at),
-        linked_at=datetime.fromisoformat(linked_at) if linked_at else None,
-    )
+    try:
+        (event_id, kind, network, user, member, occurred, group, post, comment, registration,
+         linked) = json.loads(data)  # fmt: skip
+        return RuleEvent(
+            event_id=event_id,
+            type=EventType(kind),
+            network=network,
+            social_user_id=user,
+            member_id=member,
+            occurred_at=_at(occurred),
+            group_id=group,
+            post_id=post,
+            comment_id=comment,
+            registration=bool(registration),
+            linked_at=None if linked is None else _at(linked),
+        )
+    except (TypeError, OverflowError, OSError) as exc:
+        raise ValueError(f"not a resolved event: {exc!r}") from exc
 
 
 # ------------------------------------------------------------------- commands
 
 
-def to_command(spec: CommandSpec, *, issued_at: datetime, replay: bool = False) -> m.Command:
-    """The contract record for an engine command."""
-    common: dict[str, Any] = {
+def command_value(
+    spec: CommandSpec, *, issued_at: datetime, replay: bool = False
+) -> tuple[str, str, dict[str, Any]]:
+    """An engine command as (Avro short name, catalog topic, plain field values),
+    ready for the codec's ``encode_plain``; the one place a command's fields are set."""
+    name, topic = KIND_NAME[spec.kind]
+    value: dict[str, Any] = {
         "command_id": spec.command_id,
         "member_id": spec.member_id,
         "offer_id": spec.offer_id,
@@ -204,31 +270,34 @@ def to_command(spec: CommandSpec, *, issued_at: datetime, replay: bool = False) 
         "replay": replay,
         "issued_at": issued_at,
     }
-    if spec.kind is CommandKind.BONUS_ACCRUE:
-        return m.BonusAccrue(
-            **common,
-            points=spec.points or 0,
-            reason=spec.reason or "",
-            reverses=spec.reverses,
-            budget=spec.budget,
-        )
-    if spec.kind is CommandKind.BONUS_DEDUCT:
-        return m.BonusDeduct(
-            **common, points=spec.points or 0, reason=spec.reason or "", reverses=spec.reverses
-        )
-    if spec.kind is CommandKind.SEND_MESSAGE:
-        return m.SendMessage(
-            **common,
-            channel=m.Channel(spec.channel or ""),
-            template_id=spec.template_id or "",
-            params=dict(spec.params),
-            marketing=spec.marketing,
-        )
-    if spec.kind is CommandKind.COUNTER_INCREMENT:
-        return m.CounterIncrement(**common, name=spec.counter_name or "", by=spec.counter_by or 1)
-    return m.MailingSet(
-        **common, channel=m.Channel(spec.mailing_channel or ""), enabled=bool(spec.mailing_enabled)
-    )
+    kind = spec.kind
+    if kind is CommandKind.BONUS_ACCRUE or kind is CommandKind.BONUS_DEDUCT:
+        value["points"] = spec.points or 0
+        value["reason"] = spec.reason or ""
+        value["reverses"] = spec.reverses
+        if kind is CommandKind.BONUS_ACCRUE:
+            value["budget"] = spec.budget
+    elif kind is CommandKind.SEND_MESSAGE:
+        value["channel"] = spec.channel or ""
+        value["template_id"] = spec.template_id or ""
+        value["params"] = dict(spec.params)
+        value["marketing"] = spec.marketing
+    elif kind is CommandKind.COUNTER_INCREMENT:
+        value["name"] = spec.counter_name or ""
+        value["by"] = spec.counter_by or 1
+    else:
+        value["channel"] = spec.mailing_channel or ""
+        value["enabled"] = bool(spec.mailing_enabled)
+    return name, topic, value
+
+
+_COMMAND_MODEL = {full.rsplit(".", 1)[1]: model for full, model in m.COMMAND_TYPES.items()}
+
+
+def to_command(spec: CommandSpec, *, issued_at: datetime, replay: bool = False) -> m.Command:
+    """The contract model of an engine command (replay, APIs, tests)."""
+    name, _topic, value = command_value(spec, issued_at=issued_at, replay=replay)
+    return _COMMAND_MODEL[name].model_validate(value)
 
 
 def command_topic(command: m.Command) -> str:
@@ -236,76 +305,20 @@ def command_topic(command: m.Command) -> str:
     return COMMAND_TOPIC[type(command)]
 
 
-_COMPACT: Mapping[str, tuple[type[m.Command], tuple[str, ...]]] = {
-    "A": (m.BonusAccrue, ("points", "reason", "reverses", "budget")),
-    "D": (m.BonusDeduct, ("points", "reason", "reverses")),
-    "S": (m.SendMessage, ("channel", "template_id", "params", "marketing")),
-    "C": (m.CounterIncrement, ("name", "by")),
-    "M": (m.MailingSet, ("channel", "enabled")),
-}
-"""One letter per command type and the fields it adds to the common ones."""
-
-_CODE_OF = {model: (code, fields) for code, (model, fields) in _COMPACT.items()}
-
-
-def _encode_commands(commands: Sequence[m.Command]) -> str:
-    """What ``recent`` keeps of one event's commands, as compact JSON text.
-
-    ``[issued_at, member_id, [[code, command_id, offer_id, *type fields], ...]]``:
-    the fields every command of one ``process`` call shares (issued_at,
-    member, source event, ``replay=false``) are written once, and no pydantic
-    dump runs on the hot path. ``[]`` when the event caused nothing.
-    """
-    if not commands:
-        return "[]"
-    first = commands[0]
-    rows = []
-    for c in commands:
-        code, fields = _CODE_OF[type(c)]
-        rows.append([code, c.command_id, c.offer_id, *[getattr(c, f) for f in fields]])
-    doc = [first.issued_at.isoformat(), first.member_id, rows]
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-
-
-def _decode_commands(text: str, event_id: str) -> tuple[m.Command, ...]:
-    doc = json.loads(text)
-    if not doc:
-        return ()
-    if not isinstance(doc[0], str):  # written before the compact form: [[avro name, fields]]
-        return tuple(m.COMMAND_TYPES[name].model_validate(fields) for name, fields in doc)
-    issued_at, member_id, rows = doc
-    commands = []
-    for code, command_id, offer_id, *values in rows:
-        model, fields = _COMPACT[code]
-        if len(values) > len(fields):
-            raise ValueError(f"command {command_id}: {len(values)} values for {fields}")
-        # A record written before a field was added has fewer values: the rest default.
-        data = dict(zip(fields, values, strict=False))
-        data.update(command_id=command_id, member_id=member_id, offer_id=offer_id,
-                    source_event_id=event_id, replay=False, issued_at=issued_at)  # fmt: skip
-        commands.append(model.model_validate(data))
-    return tuple(commands)
-
-
 # --------------------------------------------------------------- member record
 
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
-    """What the member-state table holds: the engine state and recent processing.
-
-    ``recent`` is ``(event_id, commands as compact JSON text)`` oldest first, at
-    most ``RECENT_EVENTS``. The commands stay JSON text because they are only
-    read back on a redelivery, and re-encoding hundreds of pydantic models on
-    every event would cost more than the evaluation itself.
-    """
+    """What the member store holds: the engine state and the ids of the events
+    last processed (oldest first, at most ``SEEN_EVENTS``)."""
 
     state: MemberState = field(default_factory=MemberState)
-    recent: tuple[tuple[str, str], ...] = ()
+    seen: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
-        recent = ",".join(f"[{json.dumps(eid)},{commands}]" for eid, commands in self.recent)
-        return b'{"recent":[' + recent.encode() + b'],"state":' + self.state.to_json() + b"}"
+        seen = json.dumps(self.seen, separators=(",", ":")).encode()
+        return b'{"seen":' + seen + b',"state":' + self.state.to_json() + b"}"
 
     @classmethod
     def from_json(cls, data: bytes | None) -> MemberRecord:
@@ -314,28 +327,10 @@ class MemberRecord:
         try:
             doc = json.loads(data)
             state = MemberState.from_json(json.dumps(doc["state"]))
-            recent = tuple(
-                (str(eid), json.dumps(cmds, separators=(",", ":"))) for eid, cmds in doc["recent"]
-            )
+            seen = tuple(str(eid) for eid in doc["seen"])
         except (KeyError, TypeError, ValueError) as exc:
             raise StateFormatError(f"member record is malformed: {exc!r}") from exc
-        return cls(state, recent)
-
-    def commands_for(self, event_id: str) -> tuple[m.Command, ...] | None:
-        """The commands ``event_id`` produced, if it is among the recent events."""
-        for eid, commands in reversed(self.recent):
-            if eid == event_id:
-                return _decode_commands(commands, event_id)
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class Processed:
-    """The new record, the commands to send, and whether they are a re-emission."""
-
-    record: MemberRecord
-    commands: tuple[m.Command, ...]
-    redelivered: bool
+        return cls(state, seen)
 
 
 def process(
@@ -344,18 +339,12 @@ def process(
     event: RuleEvent,
     *,
     tz: tzinfo,
-    issued_at: datetime,
-    recent_limit: int = RECENT_EVENTS,
-) -> Processed:
-    """Apply every active offer to one event of one member, idempotently.
-
-    An event already in ``record.recent`` returns the commands it produced the
-    first time and leaves the record as it is.
-    """
-    earlier = record.commands_for(event.event_id)
-    if earlier is not None:
-        return Processed(record, earlier, redelivered=True)
+    seen_limit: int = SEEN_EVENTS,
+) -> tuple[MemberRecord, tuple[CommandSpec, ...]]:
+    """Apply every active offer to one event of one member, once per event id:
+    an event whose id the record has seen gives the record unchanged and nothing."""
+    if event.event_id in record.seen:
+        return record, ()
     result = evaluate_all(offers, record.state, event, tz=tz)
-    commands = tuple(to_command(spec, issued_at=issued_at) for spec in result.commands)
-    recent = (*record.recent, (event.event_id, _encode_commands(commands)))[-recent_limit:]
-    return Processed(MemberRecord(result.state, recent), commands, redelivered=False)
+    seen = (*record.seen, event.event_id)[-seen_limit:]
+    return MemberRecord(result.state, seen), result.commands

@@ -2,41 +2,45 @@
 
 ``social-loyalty replay --offer ID --from TIME [--to TIME] (--dry-run | --apply) [--notify]``
 
-* Its own consumer group ``social-loyalty.replay.<offer>.<YYYYmmddTHHMMSSZ>``
+* Runs on the stream runtime (``services/runtime/stream.py``) as a bounded job
+  with its own consumer group ``<prefix>social-loyalty.replay.<offer>.<YYYYmmddTHHMMSSZ>``
   (the lag monitor labels any group containing ``.replay.`` as a replay) and
-  its own in-memory state: it never touches the live worker's tables.
+  its own in-memory state: it never touches the live worker's stores.
 * Links come from the link events read from the start of the log (only
   activity after a member linked counts); other events are evaluated from
   ``offsets_for_times(--from)`` up to ``offsets_for_times(--to)`` (or the end
   offsets at start), so a replay is a bounded job.
 * ``Replayer`` is the pure part: the same ``resolve`` and ``evaluate`` the live
   worker uses, one offer, a ``MemberState`` per member.
-* ``--apply`` sends the commands with ``replay=true``; ``SendMessage`` is left
-  out unless ``--notify``. Command ids are deterministic (offer, event, action),
-  so a second ``--apply`` credits nothing new: the ledger already has the ids.
+* ``--apply`` sends the commands with ``replay=true`` in Kafka transactions
+  with the group's offsets; ``SendMessage`` is left out unless ``--notify``;
+  ``--dry-run`` writes nothing (no commands, offsets or dead letters). Command
+  ids are deterministic (offer, event, action), so a second ``--apply``
+  credits nothing new: the ledger already has the ids.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from services.contracts import models as m
-from services.contracts.codec import Codec, DecodeError, make_codec
+from services.contracts.codec import Codec, make_codec
 from services.contracts.ids import epoch_millis
-from services.contracts.topics import EVENTS
+from services.contracts.topics import DEADLETTER, EVENTS, catalog
 from services.rules.engine import MemberState, Outcome, evaluate
 from services.rules.offers import Offer
 from services.rules.processing import Link, command_topic, link_key, resolve, to_command
 from services.rules.settings import RulesSettings
 from services.rules.store import LivePeriod
 from services.runtime import kafka
+from services.runtime.stream import Output, Stores, StreamConfig, StreamWorker
 
 LINK_TYPES = (m.ProfileLinked, m.ProfileUnlinked)
 
@@ -201,37 +205,6 @@ def _ranges(consumer: Any, topic: str, start_ms: int, end_ms: int | None) -> lis
 ProgressHook = Callable[[int], None]
 
 
-class _Sender:
-    """Sends commands with delivery reports; ``close`` fails loudly on any loss."""
-
-    def __init__(self, settings: RulesSettings, codec: Codec, client_id: str) -> None:
-        self._producer = kafka.producer(settings.kafka, client_id)
-        self._topics = settings.topics
-        self._codec = codec
-        self.failures: list[str] = []
-
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self.failures.append(str(err))
-
-    def send(self, command: m.Command) -> None:
-        topic = self._topics.name(command_topic(command))
-        self._producer.produce(
-            topic,
-            key=command.member_id.encode(),
-            value=self._codec.encode(command, topic),
-            on_delivery=self._delivered,
-        )
-        self._producer.poll(0)
-
-    def close(self) -> None:
-        remaining = self._producer.flush(60)
-        if remaining or self.failures:
-            raise RuntimeError(
-                f"replay apply: {remaining} commands undelivered, failures: {self.failures[:3]}"
-            )
-
-
 def run_replay(
     settings: RulesSettings,
     offer: Offer,
@@ -247,87 +220,70 @@ def run_replay(
 ) -> ReplayReport:
     """Read the bounded history, evaluate ``offer``, send the commands if ``apply``.
 
-    The report counts commands; ``on_command`` sees each one as it is produced
-    (sent or not), for a caller that wants them without the replay keeping them.
+    Runs on the stream runtime as a bounded job with its own group: with
+    ``apply`` the commands and the replay group's offsets commit in Kafka
+    transactions, a record that cannot be read is dead-lettered; a dry-run
+    writes nothing at all. The report counts commands; ``on_command`` sees each
+    one as it is produced (sent or not).
     """
     codec = codec or make_codec(settings.kafka)
     topic = settings.topics.name(EVENTS)
     started_at = datetime.now(UTC)
     clock = time.monotonic()
-    consumer = kafka.consumer(
-        settings.kafka,
-        replay_group(offer.id, started_at),
-        extra={"enable.partition.eof": True},
-        read_committed=True,
-    )
-    sender = _Sender(settings, codec, f"replay.{offer.id}") if apply else None
-    replayer = Replayer(offer, tz=settings.tz, notify=notify, issued_at=started_at)
+    group = settings.topics.name(replay_group(offer.id, started_at))
+    planner = kafka.consumer(settings.kafka, group)
     try:
         end_ms = epoch_millis(end) if end else None
-        ranges = [r for r in _ranges(consumer, topic, epoch_millis(start), end_ms) if r.end > r.low]
-        if on_total:
-            on_total(sum(r.end - r.low for r in ranges))
-        if ranges:
-            consumer.assign([TopicPartition(topic, r.partition, r.low) for r in ranges])
-        expected = tuple(m.EVENT_TYPES.values())
-        done: dict[int, int] = {}
-        for msg, r in _bounded(consumer, topic, {r.partition: r for r in ranges}):
-            replayer.report.messages_read += 1
-            if on_progress:
-                on_progress(1)
-            done[r.partition] = msg.offset() + 1
-            try:
-                record = cast(m.DomainEvent, codec.decode(msg.value(), topic, expected))
-            except DecodeError:
-                replayer.report.undecodable += 1
-                continue
-            for command in replayer.feed(record, in_window=msg.offset() >= r.window_start):
-                if sender is not None:
-                    sender.send(command)
-                if on_command is not None:
-                    on_command(command)
-        if sender is not None:
-            sender.close()
-        if done:
-            # After the commands are acknowledged, so lag tools see the replay's progress.
-            consumer.commit(
-                offsets=[TopicPartition(topic, p, o) for p, o in done.items()], asynchronous=False
-            )
+        ranges = {
+            r.partition: r
+            for r in _ranges(planner, topic, epoch_millis(start), end_ms)
+            if r.end > r.low
+        }
+        counts = {
+            name: len(t.partitions)
+            for name, t in planner.list_topics(timeout=30).topics.items()
+            if t.error is None
+        }
     finally:
-        consumer.close()
+        planner.close()
+    if on_total:
+        on_total(sum(r.end - r.low for r in ranges.values()))
+    replayer = Replayer(offer, tz=settings.tz, notify=notify, issued_at=started_at)
+    expected = tuple(m.EVENT_TYPES.values())
+
+    def handle(message: Message, _stores: Stores) -> list[Output]:
+        replayer.report.messages_read += 1
+        if on_progress:
+            on_progress(1)
+        offset: int = message.offset()  # type: ignore[assignment]
+        record = cast(m.DomainEvent, codec.decode(message.value(), topic, expected))
+        window_start = ranges[message.partition()].window_start  # type: ignore[index]
+        outputs = []
+        for command in replayer.feed(record, in_window=offset >= window_start):
+            if on_command is not None:
+                on_command(command)
+            if apply:
+                name = settings.topics.name(command_topic(command))
+                value = codec.encode(command, name)
+                outputs.append(Output(name, command.member_id.encode(), value))
+        return outputs
+
+    def dead(_letter: m.DeadLetter) -> None:
+        replayer.report.undecodable += 1
+
+    specs = catalog(settings.topics, rules_app_id=settings.app_id)
+    stream = StreamWorker(
+        settings.kafka,
+        StreamConfig(group=group, instance="replay", commit_interval_s=1.0),
+        handlers={topic: handle},
+        codec=codec,
+        deadletter_topic=settings.topics.name(DEADLETTER),
+        partitioners={spec.name: spec.partitioner for spec in specs if spec.name in counts},
+        partition_counts=counts,
+        bounds={(topic, r.partition): (r.low, r.end) for r in ranges.values()},
+        transactional=apply,
+        on_dead=dead,
+    )
+    stream.run()
     replayer.report.seconds = time.monotonic() - clock
     return replayer.report
-
-
-def _bounded(consumer: Any, topic: str, window: dict[int, _Range]) -> Iterator[tuple[Any, _Range]]:
-    """Messages of the assigned partitions up to each one's ``end``, then stop."""
-    pending = set(window)
-    while pending:
-        msg = consumer.poll(1.0)
-        if msg is None:
-            _finish_by_position(consumer, topic, window, pending)
-            continue
-        partition = msg.partition()
-        error = msg.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                pending.discard(partition)
-                continue
-            raise RuntimeError(f"reading {topic}: {error}")
-        r = window.get(partition)
-        if partition not in pending or r is None or msg.offset() >= r.end:
-            pending.discard(partition)
-            continue
-        yield msg, r
-        if msg.offset() + 1 >= r.end:
-            pending.discard(partition)
-
-
-def _finish_by_position(
-    consumer: Any, topic: str, window: dict[int, _Range], pending: set[int]
-) -> None:
-    """read_committed positions skip transaction markers: done once past ``end``."""
-    positions = consumer.position([TopicPartition(topic, p) for p in pending])
-    for tp in positions:
-        if tp.offset >= 0 and tp.offset >= window[tp.partition].end:
-            pending.discard(tp.partition)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -22,7 +21,7 @@ class RulesSettings(ServiceSettings, BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     app_id: str = Field(
         default="social-loyalty.rules",
-        description="Faust app id: the consumer group and the prefix of its internal topics.",
+        description="The worker's consumer group and the stem of its internal topics.",
     )
     db_schema: str = Field(
         default="rules", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PG schema of offers."
@@ -30,17 +29,33 @@ class RulesSettings(ServiceSettings, BaseSettings):
     timezone: str = Field(
         default="Europe/Moscow", description="The program's time zone: periods are cut here."
     )
-    store: str = Field(
-        default="rocksdb://", description="Faust table store: rocksdb:// or memory:// (tests)."
+    instance_id: str = Field(
+        default="0",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="This worker's name in the group: its static membership "
+        "(group.instance.id) and transactional.id. Unique per worker; keep it across "
+        "restarts so a restarted worker fences its predecessor at once.",
     )
-    data_dir: Path = Field(
-        default=Path("deploy/.local/rules"), description="Faust data dir (rocksdb files)."
+    commit_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="A transaction (commands, changelog, offsets) commits at least this often.",
+    )
+    commit_every: int = Field(
+        default=5000, ge=1, description="...or after this many records, whichever is first."
+    )
+    transaction_timeout_s: float = Field(
+        default=30.0,
+        ge=1,
+        description="How long the broker keeps a dead worker's open transaction before "
+        "aborting it (it blocks read_committed readers of that partition meanwhile).",
     )
     reload_interval_s: float = Field(
         default=3.0, gt=0, description="How often the worker checks PG for offer changes."
     )
-    recent_events: int = Field(
-        default=32, ge=1, description="Processed events remembered per member (redelivery)."
+    seen_events: int = Field(
+        default=64, ge=1, description="Event ids remembered per member to drop duplicates."
     )
     session_timeout_s: float = Field(
         default=30.0,
@@ -48,14 +63,11 @@ class RulesSettings(ServiceSettings, BaseSettings):
         le=90,
         description="Kafka group session: how soon a dead worker's partitions move on.",
     )
-    record_cache_size: int = Field(
-        default=50_000, ge=1, description="Decoded member records kept in memory per worker."
-    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8084, description="Offers HTTP API + health.")
     worker_http_port: int = Field(
         default=6067,
-        description="Worker /healthz /readyz /metrics (0 = off); the detector's worker has 6066.",
+        description="Worker /healthz /readyz /metrics; the detector's worker has 6066.",
     )
 
     @field_validator("timezone")

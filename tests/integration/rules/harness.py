@@ -1,7 +1,7 @@
 """Shared pieces of the rules integration tests: topics, events in, commands out, a worker.
 
 Events are produced with the shared producer factory (zstd, as the detector
-and the link API write them), so the worker's aiokafka reader is tested on them.
+and the link API write them), so the worker reads what production writes.
 """
 
 from __future__ import annotations
@@ -79,16 +79,15 @@ def make_env(kafka_settings: KafkaSettings, database: DatabaseSettings, name: st
     """Create the catalog topics under a fresh prefix (2 partitions: enough to route)."""
     token = uuid.uuid4().hex[:8]
     topics = TopicSettings(prefix=f"{name}.{token}.", partitions=2)
+    app_id = f"social-loyalty.rules.t{token}"
     admin = kafka.admin(kafka_settings)
-    specs = catalog(topics)
+    specs = catalog(topics, rules_app_id=app_id)
     ensure(admin, specs, fix=False)
     deadline = time.monotonic() + DEADLINE_S
     while any(not p.in_sync for p in plan(specs, observe(admin, [s.name for s in specs]))):
         assert time.monotonic() < deadline, "topics not created"
         time.sleep(0.2)
-    return Env(
-        kafka_settings, database, topics, f"rules_t_{token}", f"social-loyalty.rules.t{token}"
-    )
+    return Env(kafka_settings, database, topics, f"rules_t_{token}", app_id)
 
 
 def activate_examples(env: Env, *names: str) -> None:
@@ -281,19 +280,20 @@ class Worker:
 
 
 @contextmanager
-def worker(env: Env, log: Path, *, store: str = "memory://") -> Iterator[Worker]:
-    """``python -m services.rules worker`` (memory store by default); SIGTERM at the end."""
+def worker(env: Env, log: Path, *, instance: str = "0", **extra: str) -> Iterator[Worker]:
+    """``python -m services.rules worker`` as group member ``instance``; SIGTERM at the end."""
     port = free_port()
     handle = log.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "services.rules", "worker", "--loglevel", "warning"],
         cwd=REPO,
         env=env.environ(
-            RULES_STORE=store,
             RULES_RELOAD_INTERVAL_S="0.5",
             RULES_SESSION_TIMEOUT_S="8",
+            RULES_TRANSACTION_TIMEOUT_S="10",
             RULES_WORKER_HTTP_PORT=str(port),
-            RULES_DATA_DIR=str(log.parent / "data"),
+            RULES_INSTANCE_ID=instance,
+            **extra,
         ),
         stdout=handle,
         stderr=subprocess.STDOUT,

@@ -74,15 +74,11 @@ def test_replay_dry_run_reports_and_apply_twice_sends_the_same_ids(
         _, rule_event = resolve(link_of.get(event.social_user_id), event)
         if rule_event is None:
             continue
-        result = process(
-            [offer],
-            records.get(rule_event.member_id, MemberRecord()),
-            rule_event,
-            tz=settings.tz,
-            issued_at=start,
+        record, specs = process(
+            [offer], records.get(rule_event.member_id, MemberRecord()), rule_event, tz=settings.tz
         )
-        records[rule_event.member_id] = result.record
-        expected |= {c.command_id for c in result.commands}
+        records[rule_event.member_id] = record
+        expected |= {spec.command_id for spec in specs}
     assert set(dry_ids) == expected
     assert dry.commands == len(dry_ids)
 

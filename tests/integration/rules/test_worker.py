@@ -1,4 +1,4 @@
-"""The Faust rules worker against a real broker and PostgreSQL, run as its own process."""
+"""The rules worker against a real broker and PostgreSQL, run as its own process."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_a_killed_worker_resumes_with_its_state_and_never_credits_twice(
     reader = CommandReader(env)
     first: list[m.DomainEvent] = [linked("7", "M7", T0), liked("7", 1, T0 + timedelta(hours=1))]
     try:
-        with worker(env, tmp_path / "worker-1.log", store="rocksdb://") as w:
+        with worker(env, tmp_path / "worker-1.log") as w:
             w.wait_offers({"likes-5-then-1"})
             produce(env, first)
             reader.until(lambda r: len(_accrues(r)) >= 1, "first like credit")
@@ -122,7 +122,7 @@ def test_a_killed_worker_resumes_with_its_state_and_never_credits_twice(
         # The same like seen again by the detector (a new snapshot) and a new like.
         again = liked("7", 1, T0 + timedelta(hours=2))
         new = liked("7", 2, T0 + timedelta(hours=3))
-        with worker(env, tmp_path / "worker-2.log", store="rocksdb://") as w:
+        with worker(env, tmp_path / "worker-2.log") as w:
             w.wait_offers({"likes-5-then-1"})
             produce(env, [again, new])
             reader.until(

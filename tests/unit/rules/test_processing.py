@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,13 +15,12 @@ from services.rules.offers import load_offer_dir
 from services.rules.processing import (
     Link,
     MemberRecord,
-    Processed,
-    _encode_commands,
     command_topic,
     decode_rule_event,
     encode_rule_event,
     process,
     resolve,
+    to_command,
 )
 from services.rules.replay import Replayer, replay_group
 from tests.unit.rules.events import EXAMPLES, MOSCOW, example
@@ -68,7 +66,7 @@ def like(post: int, at: datetime, user: str = "42", *, undo: bool = False) -> m.
 
 
 def live(events: list[m.DomainEvent], offers: Any = ALL) -> list[m.Command]:
-    """What the two Faust agents do, without Faust: links, then member processing."""
+    """What the worker's two handlers do, without Kafka: links, then member processing."""
     links: dict[str, Link] = {}
     records: dict[str, MemberRecord] = {}
     sent: list[m.Command] = []
@@ -81,11 +79,11 @@ def live(events: list[m.DomainEvent], offers: Any = ALL) -> list[m.Command]:
         if rule_event is None:
             continue
         wire = decode_rule_event(encode_rule_event(rule_event))
-        result = process(
-            offers, records.get(wire.member_id, MemberRecord()), wire, tz=MOSCOW, issued_at=ISSUED
+        record, specs = process(
+            offers, records.get(wire.member_id, MemberRecord()), wire, tz=MOSCOW
         )
-        records[wire.member_id] = result.record
-        sent.extend(result.commands)
+        records[wire.member_id] = record
+        sent.extend(to_command(spec, issued_at=ISSUED) for spec in specs)
     return sent
 
 
@@ -169,8 +167,9 @@ def test_link_json_round_trips() -> None:
     assert Link.from_json(link.to_json()) == link
     tombstone = Link("M1", T0, True, T0 + timedelta(days=1))
     assert Link.from_json(tombstone.to_json()) == tombstone
-    assert Link.from_json(b'["M1", "2025-03-10T09:00:00+00:00", true]') == link  # older form
     assert Link.from_json(None) is None
+    with pytest.raises(StateFormatError):
+        Link.from_json(b"[]")
 
 
 # --------------------------------------------------------------------- commands
@@ -214,49 +213,27 @@ def test_unlike_deducts_with_a_reference_to_the_credit() -> None:
 # --------------------------------------------------------------- idempotence
 
 
-def _first(events: list[m.DomainEvent]) -> tuple[MemberRecord, list[Processed]]:
-    record = MemberRecord()
-    results = []
-    link = None
-    for e in events:
-        link, rule_event = resolve(link, e)
-        assert rule_event is not None
-        result = process(ALL, record, rule_event, tz=MOSCOW, issued_at=ISSUED)
-        record = result.record
-        results.append(result)
-    return record, results
+def test_an_event_seen_again_produces_nothing_new() -> None:
+    """The detector is at-least-once: a redelivered snapshot re-emits the same event ids."""
+    link = Link("M1", T0)
+    _, first_like = resolve(link, like(7, T0 + timedelta(hours=1)))
+    assert first_like is not None
+    record, specs = process(ALL, MemberRecord(), first_like, tz=MOSCOW)
+    assert specs  # the like earned
+    again, nothing = process(ALL, record, first_like, tz=MOSCOW)
+    assert (again, nothing) == (record, ())
 
 
-def test_a_redelivered_event_re_emits_exactly_its_commands() -> None:
-    events = [linked(), like(7, T0 + timedelta(hours=1))]
-    record, results = _first(events)
-    assert results[1].commands  # the like earned
-    _, rule_event = resolve(Link("M1", T0), events[1])
-    assert rule_event is not None
-    again = process(ALL, record, rule_event, tz=MOSCOW, issued_at=ISSUED + timedelta(hours=5))
-    assert again.redelivered
-    assert again.commands == results[1].commands  # same ids, same issued_at
-    assert again.record == record
-
-
-def test_without_the_record_a_redelivery_would_lose_the_credit() -> None:
-    """Why the record exists: the state alone says "already granted" and emits nothing."""
-    events = [linked(), like(7, T0 + timedelta(hours=1))]
-    record, _ = _first(events)
-    _, rule_event = resolve(Link("M1", T0), events[1])
-    assert rule_event is not None
-    stateless = MemberRecord(record.state)
-    assert process(ALL, stateless, rule_event, tz=MOSCOW, issued_at=ISSUED).commands == ()
-
-
-def test_the_record_survives_json_and_stays_bounded() -> None:
+def test_the_record_survives_json_and_its_seen_ids_stay_bounded() -> None:
     record = MemberRecord()
     link = Link("M1", T0)
+    events = []
     for p in range(10):
         _, e = resolve(link, like(p, T0 + timedelta(minutes=p)))
         assert e is not None
-        record = process(ALL, record, e, tz=MOSCOW, issued_at=ISSUED, recent_limit=4).record
-    assert len(record.recent) == 4
+        events.append(e)
+        record, _ = process(ALL, record, e, tz=MOSCOW, seen_limit=4)
+    assert record.seen == tuple(e.event_id for e in events[-4:])
     assert MemberRecord.from_json(record.to_json()) == record
     with pytest.raises(StateFormatError):
         MemberRecord.from_json(b'{"state": 1}')
@@ -337,14 +314,6 @@ def test_accruals_carry_the_offer_budget_live_and_in_replay() -> None:
     assert [c.budget for c in unbudgeted if isinstance(c, m.BonusAccrue)] == [None]
 
 
-def test_recent_accruals_written_before_the_budget_field_still_re_emit() -> None:
-    old = json.dumps([ISSUED.isoformat(), "M1", [["A", "c0", "o", 5, "r", None]]])
-    record = MemberRecord(recent=(("e1", old),))
-    (accrue,) = record.commands_for("e1") or ()
-    assert isinstance(accrue, m.BonusAccrue)
-    assert (accrue.points, accrue.budget) == (5, None)
-
-
 def test_replay_groups_are_labelled_for_the_lag_monitor() -> None:
     from services.lagmonitor.core import is_replay
 
@@ -353,41 +322,18 @@ def test_replay_groups_are_labelled_for_the_lag_monitor() -> None:
     assert is_replay(group)
 
 
-# ---------------------------------------------------------------- recent record
+# --------------------------------------------------------------- command forms
 
 
-def _every_kind() -> list[m.Command]:
-    common: dict[str, Any] = {"member_id": "M1", "offer_id": "o", "source_event_id": "e1",
-                              "issued_at": ISSUED + timedelta(microseconds=123_000)}  # fmt: skip
-    return [
-        m.BonusAccrue(command_id="c0", points=5, reason="r", reverses=None, **common),
-        m.BonusAccrue(command_id="c5", points=5, reason="r", budget=100_000, **common),
-        m.BonusDeduct(command_id="c1", points=2, reason='ü "q"', reverses="c0", **common),
-        m.SendMessage(
-            command_id="c2",
-            channel=m.Channel.PUSH,
-            template_id="t",
-            params={"points": "5", "x": "ü"},
-            marketing=True,
-            **common,
-        ),
-        m.CounterIncrement(command_id="c3", name="likes", by=2, **common),
-        m.MailingSet(command_id="c4", channel=m.Channel.VIBER, enabled=False, **common),
+def test_commands_of_every_kind_are_valid_contract_records() -> None:
+    """``to_command`` goes through the same ``command_value`` the worker encodes."""
+    events = [
+        linked(registration=True),
+        *(like(p, T0 + timedelta(hours=p)) for p in range(1, 4)),
+        like(2, T0 + timedelta(hours=9), undo=True),
     ]
-
-
-def test_recent_commands_of_every_kind_come_back_equal_after_json() -> None:
-    """A redelivery re-sends what the record keeps: it must equal what was sent."""
-    commands = tuple(_every_kind())
-    record = MemberRecord(recent=(("e1", _encode_commands(commands)), ("e2", "[]")))
-    again = MemberRecord.from_json(record.to_json())
-    assert again.commands_for("e1") == commands
-    assert again.commands_for("e2") == ()
-    assert again.commands_for("e3") is None
-
-
-def test_records_written_before_the_compact_form_still_re_emit() -> None:
-    commands = _every_kind()
-    old = json.dumps([[c.avro_name, c.model_dump(mode="json")] for c in commands])
-    record = MemberRecord(recent=(("e1", old),))
-    assert MemberRecord.from_json(record.to_json()).commands_for("e1") == tuple(commands)
+    commands = live(events)
+    kinds = {type(c) for c in commands}
+    assert {m.BonusAccrue, m.BonusDeduct, m.SendMessage, m.CounterIncrement} <= kinds
+    for command in commands:
+        assert type(command).model_validate(command.model_dump()) == command

@@ -1,0 +1,605 @@
+"""The stream runtime every Kafka-to-Kafka consumer runs on (rules, replay).
+
+One loop owns what exactly-once needs, so no service writes it again:
+
+* a confluent-kafka consumer (``read_committed``, cooperative-sticky assignment,
+  static membership) and one transactional producer per worker
+  (``transactional.id`` = ``<group>.<instance>``: a restarted worker fences its
+  predecessor at once and aborts its open transaction);
+* a **transaction per commit interval**: the outputs, the state changelog and the
+  input offsets (``send_offsets_to_transaction`` with the consumer's group
+  metadata) commit together every ``commit_every`` records or ``commit_interval_s``
+  seconds, whichever comes first;
+* **state per input partition**: a :class:`Store` per declared store and assigned
+  partition, an in-memory map restored on assignment from its compacted
+  changelog (partition *n* of the changelog belongs to partition *n* of the input
+  topic), written **once per key per transaction** (only the keys changed since
+  the last commit, their last value), dropped on revoke;
+* **dead letters**: a record whose handler raises is written to the dead-letter
+  topic with its source topic, partition, offset and the error, inside the same
+  transaction, and the loop goes on with the next record;
+* **honest health**: :meth:`StreamWorker.not_ready` is ``None`` only while the
+  loop is polling and no partition is restoring; an unrecoverable error ends
+  :meth:`StreamWorker.run` with the exception (the entry point exits non-zero).
+
+A service brings handlers: ``handler(record, stores) -> outputs``, where ``stores``
+holds the partition's stores by name. A handler must not leave a store half-written
+when it raises (compute, then ``set``), since the record is dead-lettered and the
+store is kept. The handler is plain Python over plain values; the engine it calls
+stays a pure function.
+
+Modelled on confluent-kafka-python's ``examples/eos-transactions.py`` and Quix
+Streams' checkpoint (changelog, flush and offsets in one commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.contracts.codec import Codec
+from services.contracts.models import DeadLetter
+from services.runtime import kafka
+from services.runtime.sender import NATIVE, Sender
+from services.runtime.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+RECORDS = Counter(
+    "social_loyalty_stream_records_total", "Records handled by a stream worker.", ["group"]
+)
+DEAD = Counter(
+    "social_loyalty_stream_deadlettered_total",
+    "Records whose handler raised, sent to the dead-letter topic.",
+    ["group"],
+)
+COMMITS = Counter("social_loyalty_stream_transactions_total", "Transactions committed.", ["group"])
+ABORTS = Counter(
+    "social_loyalty_stream_transactions_aborted_total",
+    "Transactions aborted (the worker rewound to its committed offsets).",
+    ["group"],
+)
+COMMIT_SECONDS = Histogram(
+    "social_loyalty_stream_commit_seconds",
+    "Time to write the changelog, send offsets and commit one transaction.",
+    ["group"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+RESTORED = Counter(
+    "social_loyalty_stream_restored_records_total",
+    "Changelog records read to restore state on assignment.",
+    ["group"],
+)
+ASSIGNED = Gauge(
+    "social_loyalty_stream_assigned_partitions", "Input partitions assigned.", ["group"]
+)
+
+TopicKey = tuple[str, int]
+
+
+class StreamError(RuntimeError):
+    """The worker cannot go on (fenced, fatal producer error, wrong topic layout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to produce in the current transaction (``partition`` -1: by key)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int = -1
+
+
+Encoder = Callable[[Any], bytes]
+Decoder = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A keyed state store, partitioned like ``source`` (a real topic name)."""
+
+    name: str
+    source: str
+    changelog: str
+    encode: Encoder
+    decode: Decoder
+
+
+class Store:
+    """One store's keys for one input partition; values are whatever the handler keeps."""
+
+    __slots__ = ("_data", "dirty")
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, Any] = {}
+        self.dirty: set[bytes] = set()
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def set(self, key: bytes, value: Any) -> None:
+        self._data[key] = value
+        self.dirty.add(key)
+
+    def delete(self, key: bytes) -> None:
+        if self._data.pop(key, None) is not None:
+            self.dirty.add(key)
+
+    def load(self, key: bytes, value: Any | None) -> None:
+        """Restore one changelog record (``None``: a tombstone)."""
+        if value is None:
+            self._data.pop(key, None)
+        else:
+            self._data[key] = value
+
+    def changes(self) -> Iterable[tuple[bytes, Any | None]]:
+        return ((key, self._data.get(key)) for key in self.dirty)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+Stores = Mapping[str, Store]
+Handler = Callable[[Message, Stores], Iterable[Output]]
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How one worker runs: its group, instance and commit cadence."""
+
+    group: str
+    instance: str = "0"
+    commit_every: int = 5000
+    commit_interval_s: float = 0.5
+    batch_size: int = 1000
+    poll_timeout_s: float = 0.1
+    session_timeout_ms: int = 10_000
+    transaction_timeout_ms: int = 30_000
+    static_membership: bool = True
+    stale_after_s: float = 30.0
+    """``not_ready`` once the loop has not polled for this long (stuck)."""
+
+
+@dataclass
+class _Partition:
+    stores: dict[str, Store] = field(default_factory=dict)
+
+
+class StreamWorker:
+    """Runs ``handlers`` (one per real input topic name) until :meth:`stop`."""
+
+    def __init__(
+        self,
+        kafka_settings: KafkaSettings,
+        config: StreamConfig,
+        *,
+        handlers: Mapping[str, Handler],
+        stores: Sequence[StoreSpec] = (),
+        codec: Codec,
+        deadletter_topic: str,
+        partitioners: Mapping[str, str] | None = None,
+        partition_counts: Mapping[str, int] | None = None,
+        on_commit: Callable[[], None] | None = None,
+        bounds: Mapping[TopicKey, tuple[int, int]] | None = None,
+        transactional: bool = True,
+        on_dead: Callable[[DeadLetter], None] | None = None,
+    ) -> None:
+        self.kafka_settings = kafka_settings
+        self.config = config
+        self.group = config.group
+        self.handlers = dict(handlers)
+        self.store_specs = list(stores)
+        self.codec = codec
+        self.deadletter_topic = deadletter_topic
+        self._partitioners = dict(partitioners or {})
+        self._partition_counts = dict(partition_counts or {})
+        self._on_commit = on_commit
+        self._bounds = dict(bounds) if bounds is not None else None
+        self._pending: set[TopicKey] = set()
+        self.transactional = transactional
+        self._on_dead = on_dead
+        self._stop = threading.Event()
+        self._partitions: dict[TopicKey, _Partition] = {}
+        self._positions: dict[TopicKey, int] = {}  # next offset to commit, this transaction
+        self._in_txn = False
+        self._txn_records = 0
+        self._txn_started = 0.0
+        self._restoring = False
+        self._last_poll = 0.0
+        self._failed: BaseException | None = None
+        self._consumer: Consumer | None = None
+        self._sender: Sender | None = None
+        self.records_handled = 0
+        self._labels = {"group": self.group}
+
+    # ------------------------------------------------------------------ health
+
+    def not_ready(self) -> str | None:
+        """``None`` while the loop polls and serves every assigned partition."""
+        if self._failed is not None:
+            return f"stopped: {self._failed!r}"
+        if self._consumer is None:
+            return "starting"
+        if self._restoring:
+            return "restoring state from the changelog"
+        if time.monotonic() - self._last_poll > self.config.stale_after_s:
+            return f"loop has not polled for {self.config.stale_after_s:.0f}s"
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> None:
+        """Poll, handle, commit until stopped (or, bounded, until every partition
+        reached its end); raises when the worker cannot go on."""
+        try:
+            self._start()
+            assert self._consumer is not None
+            while not self._stop.is_set():
+                self._last_poll = time.monotonic()
+                messages = self._consumer.consume(
+                    self.config.batch_size, self.config.poll_timeout_s
+                )
+                if messages:
+                    self._handle(messages)
+                if self._bounds is not None and self._bounded_done(messages):
+                    break
+                if self._in_txn and (
+                    self._txn_records >= self.config.commit_every
+                    or time.monotonic() - self._txn_started >= self.config.commit_interval_s
+                ):
+                    self._commit()
+            if self._in_txn:
+                self._commit()
+        except BaseException as exc:
+            self._failed = exc
+            raise
+        finally:
+            self._close()
+
+    def _start(self) -> None:
+        settings, config = self.kafka_settings, self.config
+        if self.transactional:
+            self._start_producer()
+        extra: dict[str, Any] = {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": config.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, config.session_timeout_ms // 5),
+            "max.poll.interval.ms": max(60_000, config.session_timeout_ms * 3),
+            "fetch.wait.max.ms": 50,
+        }
+        if config.static_membership and self._bounds is None:
+            extra["group.instance.id"] = f"{self.group}.{config.instance}"
+        self._consumer = kafka.consumer(
+            settings, self.group, client_id=f"{self.group}.{config.instance}", extra=extra
+        )
+        if self._bounds is not None:
+            self._assign_bounded(self._consumer, self._bounds)
+        else:
+            self._consumer.subscribe(
+                list(self.handlers),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        self._last_poll = time.monotonic()
+
+    def _start_producer(self) -> None:
+        settings, config = self.kafka_settings, self.config
+        producer = kafka.producer(
+            settings,
+            f"{self.group}.{config.instance}",
+            transactional_id=f"{self.group}.{config.instance}",
+            extra={
+                "partitioner": NATIVE,
+                "transaction.timeout.ms": config.transaction_timeout_ms,
+                "delivery.timeout.ms": config.transaction_timeout_ms,
+                "linger.ms": 5,
+            },
+        )
+        producer.init_transactions(settings.connect_timeout_s * 3)
+        self._sender = Sender(
+            producer,
+            partitioners=self._partitioners,
+            partition_counts=self._partition_counts,
+        )
+
+    # ------------------------------------------------------------------ bounded
+
+    def _assign_bounded(
+        self, consumer: Consumer, bounds: Mapping[TopicKey, tuple[int, int]]
+    ) -> None:
+        """A bounded job (replay): these partitions from ``start`` to ``end``, no group
+        membership; the job ends when every partition reached its end."""
+        ranges = {key: (start, end) for key, (start, end) in bounds.items() if end > start}
+        self._pending = set(ranges)
+        for key in ranges:
+            self._partitions[key] = _Partition(
+                {spec.name: Store() for spec in self.store_specs if spec.source == key[0]}
+            )
+        self._restore(list(ranges))
+        consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _end) in ranges.items()])
+
+    def _bounded_done(self, messages: list[Message]) -> bool:
+        """True once every partition was read to its end. read_committed positions skip
+        transaction markers, so a quiet poll also checks the consumer's positions."""
+        assert self._bounds is not None and self._consumer is not None
+        if not messages and self._pending:
+            positions = self._consumer.position([TopicPartition(t, p) for t, p in self._pending])
+            for tp in positions:
+                if tp.offset >= 0 and tp.offset >= self._bounds[(tp.topic, tp.partition)][1]:
+                    self._pending.discard((tp.topic, tp.partition))
+        return not self._pending
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError):
+                log.warning("%s: consumer close failed", self.group, exc_info=True)
+        if self._sender is not None:
+            self._sender.producer.flush(5)
+
+    # ------------------------------------------------------------------ records
+
+    def _handle(self, messages: list[Message]) -> None:
+        sender = self._sender
+        positions = self._partitions
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal():
+                    raise StreamError(f"{self.group}: fatal consumer error: {error}")
+                log.warning("%s: consumer error %s", self.group, error)
+                continue
+            where: TopicKey = (message.topic(), message.partition())  # type: ignore[assignment]
+            partition = positions.get(where)
+            if partition is None:
+                continue  # revoked while the batch was in flight
+            if self._bounds is not None and not self._within_bounds(where, message):
+                continue
+            if not self._in_txn:
+                self._begin()
+            self._positions[where] = message.offset() + 1  # type: ignore[operator]
+            try:
+                outputs = self.handlers[where[0]](message, partition.stores)
+                if sender is not None:
+                    for out in outputs:
+                        sender.send(out.topic, out.value, out.key, out.partition)
+                elif outputs:
+                    raise StreamError(f"{self.group}: a read-only run produced output")
+            except Exception as exc:  # any handler failure is a dead letter
+                self._dead_letter(message, exc)
+            self._txn_records += 1
+        self.records_handled += len(messages)
+        RECORDS.labels(**self._labels).inc(len(messages))
+
+    def _within_bounds(self, where: TopicKey, message: Message) -> bool:
+        assert self._bounds is not None
+        end = self._bounds[where][1]
+        offset: int = message.offset()  # type: ignore[assignment]
+        if offset + 1 >= end:
+            self._pending.discard(where)
+        return offset < end
+
+    def _dead_letter(self, message: Message, error: Exception) -> None:
+        topic, partition, offset = str(message.topic()), message.partition(), message.offset()
+        assert partition is not None and offset is not None
+        letter = DeadLetter.for_error(
+            error,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=message.key(),
+            value=message.value(),
+            consumer_group=self.group,
+        )
+        log.warning("%s: dead-lettered %s[%s]@%s: %s", self.group, topic, partition, offset,
+                    letter.reason)  # fmt: skip
+        DEAD.labels(**self._labels).inc()
+        if self._on_dead is not None:
+            self._on_dead(letter)
+        if self._sender is not None:
+            value = self.codec.encode(letter, self.deadletter_topic)
+            self._sender.send(self.deadletter_topic, value, message.key())
+
+    # ------------------------------------------------------------- transactions
+
+    def _begin(self) -> None:
+        if self._sender is not None:
+            self._sender.producer.begin_transaction()
+        self._in_txn = True
+        self._txn_records = 0
+        self._txn_started = time.monotonic()
+
+    def _commit(self) -> None:
+        """Changelog of the keys changed since the last commit, offsets, commit."""
+        sender, consumer = self._sender, self._consumer
+        assert consumer is not None
+        if sender is None:  # read-only: nothing to commit, nothing to remember
+            self._positions.clear()
+            self._in_txn = False
+            return
+        started = time.perf_counter()
+        for (topic, number), partition in self._partitions.items():
+            for spec in self.store_specs:
+                if spec.source != topic:
+                    continue
+                store = partition.stores[spec.name]
+                for key, value in store.changes():
+                    encoded = None if value is None else spec.encode(value)
+                    sender.send(spec.changelog, encoded, key, number)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+        try:
+            if offsets:
+                sender.producer.send_offsets_to_transaction(
+                    offsets, consumer.consumer_group_metadata(), 30
+                )
+            sender.producer.commit_transaction(60)
+        except KafkaException as exc:
+            self._recover(exc)
+            return
+        if sender.failures:  # a delivery failed but the broker committed: never expected
+            raise StreamError(f"{self.group}: records failed in a committed transaction: "
+                              f"{sender.failures[:3]}")  # fmt: skip
+        for partition in self._partitions.values():
+            for store in partition.stores.values():
+                store.dirty.clear()
+        self._positions.clear()
+        self._in_txn = False
+        COMMITS.labels(**self._labels).inc()
+        COMMIT_SECONDS.labels(**self._labels).observe(time.perf_counter() - started)
+        if self._on_commit is not None:
+            self._on_commit()
+
+    def _recover(self, exc: KafkaException) -> None:
+        """An abortable failure: abort, and rewind every partition to its committed
+        offset with its state restored; anything else ends the worker."""
+        error = exc.args[0] if exc.args else None
+        if not isinstance(error, KafkaError) or not error.txn_requires_abort():
+            raise StreamError(f"{self.group}: transaction failed: {exc}") from exc
+        log.warning("%s: transaction aborted (%s); rewinding", self.group, error)
+        self._abort_and_rewind()
+
+    def _abort_and_rewind(self) -> None:
+        """Abort the open transaction; every partition still assigned goes back to its
+        committed offset with its state restored (the aborted changes are gone)."""
+        sender, consumer = self._sender, self._consumer
+        assert sender is not None and consumer is not None
+        if not self._in_txn:
+            return
+        try:
+            sender.producer.abort_transaction(30)
+        except KafkaException as exc:
+            raise StreamError(f"{self.group}: cannot abort the transaction: {exc}") from exc
+        ABORTS.labels(**self._labels).inc()
+        sender.failures.clear()
+        self._in_txn = False
+        self._positions.clear()
+        kept = list(self._partitions)
+        if not kept:
+            return
+        for tp in consumer.committed([TopicPartition(t, p) for t, p in kept], 30):
+            target = OFFSET_BEGINNING if tp.offset == OFFSET_INVALID else tp.offset
+            consumer.seek(TopicPartition(tp.topic, tp.partition, target))
+        self._restore(kept)
+
+    # --------------------------------------------------------------- rebalances
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        where = [(tp.topic, tp.partition) for tp in partitions]
+        for key in where:
+            self._partitions[key] = _Partition(
+                {spec.name: Store() for spec in self.store_specs if spec.source == key[0]}
+            )
+        self._restore(where)
+        ASSIGNED.labels(**self._labels).set(len(self._partitions))
+        log.info("%s: assigned %s", self.group, _describe(where))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit what was done for every partition before any is given away."""
+        if self._in_txn:
+            try:
+                self._commit()
+            except (KafkaException, StreamError):
+                log.exception("%s: commit on revoke failed; aborting", self.group)
+                self._drop(partitions)
+                self._abort_and_rewind()
+                return
+        self._drop(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken without a revoke: what this transaction did for them is
+        no longer ours to commit, so the whole transaction is aborted."""
+        self._drop(partitions)
+        self._abort_and_rewind()
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._partitions.pop((tp.topic, tp.partition), None)
+        ASSIGNED.labels(**self._labels).set(len(self._partitions))
+        if partitions:
+            log.info(
+                "%s: revoked %s",
+                self.group,
+                _describe([(t.topic, t.partition) for t in partitions]),
+            )
+
+    # ------------------------------------------------------------------ restore
+
+    def _restore(self, where: list[TopicKey]) -> None:
+        """Read each store's changelog partition from the start to its end."""
+        wanted: dict[tuple[str, int], tuple[StoreSpec, Store]] = {}
+        for topic, number in where:
+            partition = self._partitions.get((topic, number))
+            if partition is None:
+                continue
+            for spec in self.store_specs:
+                if spec.source == topic:
+                    store = Store()
+                    partition.stores[spec.name] = store
+                    wanted[(spec.changelog, number)] = (spec, store)
+        if not wanted:
+            return
+        self._restoring = True
+        started, count = time.perf_counter(), 0
+        restorer = kafka.consumer(
+            self.kafka_settings,
+            f"{self.group}.restore",
+            client_id=f"{self.group}.{self.config.instance}.restore",
+            extra={"enable.partition.eof": True, "fetch.wait.max.ms": 10},
+        )
+        try:
+            restorer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in wanted])
+            pending = set(wanted)
+            while pending:
+                for message in restorer.consume(10_000, 1.0):
+                    where_ = (str(message.topic()), int(message.partition() or 0))
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            pending.discard(where_)
+                            continue
+                        raise StreamError(f"{self.group}: restoring {where_}: {error}")
+                    spec, store = wanted[where_]
+                    value = message.value()
+                    store.load(message.key() or b"", None if value is None else spec.decode(value))
+                    count += 1
+                self._last_poll = time.monotonic()
+        finally:
+            restorer.close()
+            self._restoring = False
+        RESTORED.labels(**self._labels).inc(count)
+        log.info("%s: restored %d changelog records for %s in %.2fs", self.group, count,
+                 _describe(where), time.perf_counter() - started)  # fmt: skip
+
+
+def _describe(where: Iterable[TopicKey]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in where:
+        by_topic.setdefault(topic, []).append(partition)
+    return ", ".join(f"{t}{sorted(p)}" for t, p in sorted(by_topic.items())) or "-"
