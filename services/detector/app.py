@@ -54,13 +54,13 @@ from services.contracts import (
 )
 from services.contracts.topics import DEADLETTER, EVENTS, SNAPSHOTS
 from services.detector.diff import Facet, InvalidChunkError, forget_posts
+from services.detector.faust_app import ReadCommittedApp, broker_credentials
 from services.detector.history import KeyHistory, advance, retire_history
+from services.detector.inorder import InOrder, RangeReadError, Record
 from services.detector.mapping import SnapshotChunkModel, events, millis, to_chunk
 from services.detector.settings import DetectorSettings
 from services.detector.state import DetectorInputError
 from services.runtime import http, kafka
-from services.runtime.faust import ReadCommittedApp, broker_credentials
-from services.runtime.inorder import InOrder, RangeReadError, Record
 
 log = logging.getLogger(__name__)
 

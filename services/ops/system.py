@@ -94,7 +94,7 @@ def service_specs(
             ready_url=_url(ports.rules),
             env={
                 "RULES_APP_ID": f"{app}.rules",
-                "RULES_DATA_DIR": str(state_dir / "rules"),
+                "RULES_INSTANCE_ID": "local-1",
                 "RULES_WORKER_HTTP_PORT": str(ports.rules),
                 "RULES_SESSION_TIMEOUT_S": "10",
             },

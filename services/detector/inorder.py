@@ -4,8 +4,9 @@ Faust 0.15.3 does not promise a stream the records of a partition without a hole
 after a restart (a kill -9, then a worker recovering its tables) it was caught handing a
 stream a partition's records with a run of 11 to 34 of them missing, fetched before it
 sought to the committed offsets and then dropped (docs/detector.md, "In offset order").
-A hole is a wrong answer for both workers: the detector would diff a key's next chunk
-against an older state (new event ids, lost ones), the rules would never see the events.
+A hole is a wrong answer: the detector would diff a key's next chunk against an older
+state (new event ids, lost ones). (The downstream consumers do not run on Faust: they
+use the stream runtime, services/runtime/stream.py, which needs no such guard.)
 
 :class:`InOrder` keeps the next offset it expects per partition: the group's committed
 offset when partitions are (re)assigned, then one past each record handled. A record
@@ -39,8 +40,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from faust.types import TP
 
+from services.detector.faust_app import ReadCommittedApp
 from services.runtime import kafka
-from services.runtime.faust import ReadCommittedApp
 from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ class RangeReadError(RuntimeError):
 class _RangeReader:
     """The side consumer. It shares the worker's group id only to read the group's
     committed offsets; it never subscribes (so never joins the group) and never commits.
-    Agents call it from worker threads, possibly two at once (the rules worker has two
-    agents): one lock, since a librdkafka consumer's assignment is not per caller."""
+    Agents call it from worker threads, possibly two at once: one lock, since a
+    librdkafka consumer's assignment is not per caller."""
 
     def __init__(
         self, settings: KafkaSettings, group_id: str, client_id: str, timeout_s: float

@@ -1,12 +1,13 @@
-"""The Faust app class our stream workers share: at-least-once, but reading only committed data.
+"""The detector's Faust app class: at-least-once, but reading only committed data.
 
 faust-streaming 0.15.3 reads ``read_committed`` only in its ``exactly_once`` mode
 (which has open duplicate bugs, so we do not use it). Our inputs are written in
 Kafka transactions (a collector run lands whole; a run that fails is aborted), so
 a worker must never see an aborted or still-open transaction. aiokafka hands the
 isolation level to its fetcher when the consumer starts, so setting it on the
-fresh consumer is enough; the integration tests of both workers prove it with an
-aborted transaction.
+fresh consumer is enough; the detector's integration tests prove it with an aborted
+transaction. (Faust is the detector's runtime only; downstream consumers run on
+services/runtime/stream.py.)
 
 The consumer also replaces Faust's choice of the offset to commit, which stalled
 for good after an aborted transaction (see ``_ReadCommittedConsumer._new_offset``).
@@ -58,7 +59,7 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         in_flight = [m.offset for m in list(self._unacked_messages) if m.tp == tp]
         new = min(in_flight, default=acked[-1] + 1)
         limits = cast(ReadCommittedApp, self.app).commit_limits
-        if limits is not None:  # an agent says what it has handled (services/runtime/inorder.py)
+        if limits is not None:  # an agent says what it has handled (services/detector/inorder.py)
             limit = limits.get(tp)
             if limit is None:
                 return None
@@ -82,7 +83,7 @@ class ReadCommittedApp(faust.App):
 
     transport_class: type[faust_aiokafka.Transport] = ReadCommittedTransport
 
-    #: When set (by :class:`services.runtime.inorder.InOrder`): per source partition,
+    #: When set (by :class:`services.detector.inorder.InOrder`): per source partition,
     #: the offset below which every record has been handled. The consumer never
     #: commits past it, and commits nothing for a partition without one. Faust's acks
     #: alone are not enough: it acks messages it skips (an old generation's, or while

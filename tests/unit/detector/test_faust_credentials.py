@@ -6,7 +6,7 @@ import faust
 import pytest
 from pydantic import SecretStr
 
-from services.runtime.faust import broker_credentials
+from services.detector.faust_app import broker_credentials
 from services.runtime.settings import KafkaSettings
 
 

@@ -12,9 +12,9 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from faust.types import TP
 
+from services.detector.faust_app import ReadCommittedApp
+from services.detector.inorder import InOrder, Record
 from services.runtime import kafka
-from services.runtime.faust import ReadCommittedApp
-from services.runtime.inorder import InOrder, Record
 from services.runtime.settings import KafkaSettings
 
 
