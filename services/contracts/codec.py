@@ -12,6 +12,11 @@ The first byte tells the framing apart, so a reader of either kind reads both (a
 registry-configured consumer still reads single-object messages written before the
 registry existed). Every way bytes can be wrong surfaces as one exception,
 :class:`DecodeError`, which consumers route to the dead-letter topic with its reason.
+
+Two ways in and out: ``encode``/``decode`` take and give pydantic models (APIs, tests,
+anything that builds records by hand); ``encode_plain``/``decode_plain`` take and give
+plain dicts keyed by the record's short name, for the stream hot path, with the same
+checks compiled from the models (``services.contracts.plain``) and the same bytes.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
 
 from services.contracts.models import RECORD_TYPES, Record
-from services.contracts.schemas import SchemaSet, default_schema_set
+from services.contracts.plain import Invalid, PlainRecord, compile_records
+from services.contracts.schemas import SchemaSet, default_schema_set, fingerprint
 from services.runtime.settings import KafkaSettings
 
 SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
@@ -37,6 +43,14 @@ _CONFLUENT_HEADER = 5
 
 class DecodeError(ValueError):
     """Bytes that are not a contract record; ``reason`` says what was wrong."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EncodeError(ValueError):
+    """A plain value its model would refuse, so it is never written; ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -54,6 +68,18 @@ class Codec(Protocol):
         self, data: bytes | None, topic: str, expected: tuple[type, ...] | None = None
     ) -> Record:
         """The record; ``expected`` rejects records of other types (wrong topic)."""
+        ...
+
+    def encode_plain(self, name: str, value: Mapping[str, Any], topic: str) -> bytes:
+        """The bytes ``encode`` gives for the model of ``value``; ``EncodeError`` for any
+        value the model would refuse. ``name`` is the short record name (``PostLiked``)."""
+        ...
+
+    def decode_plain(
+        self, data: bytes | None, topic: str, expected: frozenset[str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """(short record name, the value as fastavro reads it), without a model; the
+        same verdicts as ``decode``. ``expected`` holds short names (wrong topic)."""
         ...
 
 
@@ -87,13 +113,54 @@ def _read_clean(data: bytes, writer: Any, reader: Any) -> Any | None:
     return value if buffer.tell() == len(data) else None
 
 
-def _finish(
-    buffer: io.BytesIO, name: str, value: Any, total: int, expected: tuple[type, ...] | None
-) -> Record:
+def _check_consumed(buffer: io.BytesIO, name: str, total: int) -> None:
     left = total - buffer.tell()
     if left:
         raise DecodeError(f"{left} trailing bytes after a {name} record")
+
+
+def _finish(
+    buffer: io.BytesIO, name: str, value: Any, total: int, expected: tuple[type, ...] | None
+) -> Record:
+    _check_consumed(buffer, name, total)
     return _finish_value(name, value, expected)
+
+
+def _wrong_topic(name: str, expected: frozenset[str]) -> DecodeError:
+    return DecodeError(f"got a {name} record where {', '.join(sorted(expected))} was expected")
+
+
+def _finish_plain(
+    records: dict[str, PlainRecord], name: str, value: Any, expected: frozenset[str] | None
+) -> tuple[str, dict[str, Any]]:
+    """What ``_finish_value`` decides, for a value fastavro read, without the model."""
+    record = records.get(name)
+    if record is None:
+        raise DecodeError(f"record {name} has no model")
+    return _checked_plain(record, value, expected)
+
+
+def _checked_plain(
+    record: PlainRecord, value: dict[str, Any], expected: frozenset[str] | None
+) -> tuple[str, dict[str, Any]]:
+    if expected is not None and record.name not in expected:
+        raise _wrong_topic(record.name, expected)
+    if record.check_in is not None:
+        try:
+            value = record.check_in(value)
+        except Invalid as exc:
+            raise DecodeError(f"{record.name} record fails validation: {exc.reason}") from exc
+    return record.name, value
+
+
+def _checked_out(records: dict[str, PlainRecord], name: str, value: Any) -> tuple[PlainRecord, Any]:
+    record = records.get(name)
+    if record is None:
+        raise EncodeError(f"no contract record is named {name!r}")
+    try:
+        return record, record.check_out(value)
+    except Invalid as exc:
+        raise EncodeError(exc.reason) from exc
 
 
 def _finish_value(name: str, value: Any, expected: tuple[type, ...] | None) -> Record:
@@ -116,6 +183,16 @@ class SingleObjectCodec:
 
     def __init__(self, schemas: SchemaSet | None = None) -> None:
         self.schemas = schemas or default_schema_set()
+        records = compile_records(self.schemas.current_raw)
+        self._plain = records
+        self._plain_by_full_name = {r.full_name: r for r in records.values()}
+        self._plain_by_fingerprint = {
+            self.schemas.fingerprints[r.full_name]: r for r in records.values()
+        }
+        self._plain_heads = {
+            r.name: SINGLE_OBJECT_MAGIC + self.schemas.fingerprints[r.full_name]
+            for r in records.values()
+        }
 
     def encode(self, record: Record, topic: str = "") -> bytes:
         name = record.avro_name
@@ -128,6 +205,33 @@ class SingleObjectCodec:
     def decode(
         self, data: bytes | None, topic: str = "", expected: tuple[type, ...] | None = None
     ) -> Record:
+        return _finish_value(*self._read(data), expected)
+
+    def encode_plain(self, name: str, value: Mapping[str, Any], topic: str = "") -> bytes:
+        record, checked = _checked_out(self._plain, name, value)
+        try:
+            return record.write(self._plain_heads[name], checked)
+        except Exception as exc:  # e.g. a lone surrogate in a str: unencodable, as for a model
+            raise EncodeError(f"{name} cannot be written: {exc!r}") from exc
+
+    def decode_plain(
+        self, data: bytes | None, topic: str = "", expected: frozenset[str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        if data is not None and data[:2] == SINGLE_OBJECT_MAGIC:
+            record = self._plain_by_fingerprint.get(data[2:_SO_HEADER])
+            if record is not None:
+                if expected is not None and record.name not in expected:
+                    raise _wrong_topic(record.name, expected)
+                try:
+                    value = record.read(data, _SO_HEADER)
+                except Exception:  # unusual bytes: fastavro below gives the verdict
+                    pass
+                else:
+                    return _checked_plain(record, value, None)
+        return _finish_plain(self._plain_by_full_name, *self._read(data), expected)
+
+    def _read(self, data: bytes | None) -> tuple[str, Any]:
+        """(record full name, the value fastavro reads), or ``DecodeError``."""
         if data is None:
             raise DecodeError("no value (tombstone)")
         if len(data) < 2 or data[:2] != SINGLE_OBJECT_MAGIC:
@@ -144,14 +248,15 @@ class SingleObjectCodec:
             raise DecodeError(f"record {writer.name} ({writer.version}) is no longer read")
         fast = _read_clean(data, writer.parsed, reader)
         if fast is not None:
-            return _finish_value(writer.name, fast, expected)
+            return writer.name, fast
         buffer = _StrictReader(data)
         buffer.seek(_SO_HEADER)
         try:
             value = schemaless_reader(buffer, writer.parsed, reader)
         except Exception as exc:  # fastavro raises many kinds on bad bytes; all mean the same
             raise DecodeError(f"body is not a valid {writer.name}: {exc!r}") from exc
-        return _finish(buffer, writer.name, value, len(data), expected)
+        _check_consumed(buffer, writer.name, len(data))
+        return writer.name, value
 
 
 class _PayloadTracker(threading.local):
@@ -180,9 +285,10 @@ class RegistryCodec:
         self._auto_register = auto_register
         self._strategy = topic_record_subject_name_strategy
         self._tracker = _PayloadTracker()
-        self._serializers: dict[str, Callable[..., bytes]] = {}
+        self._serializers: dict[tuple[str, bool], Callable[..., bytes]] = {}
         self._deserializers: dict[str, Callable[..., Any]] = {}
         self._names_by_id: dict[int, str] = {}
+        self._plain_by_id: dict[int, PlainRecord | None] = {}
         tracker = self._tracker
 
         def tracking_id_deserializer(payload: bytes, ctx: Any, schema_id: Any) -> io.BytesIO:
@@ -194,21 +300,22 @@ class RegistryCodec:
 
         self._id_deserializer = tracking_id_deserializer
 
-    def _serializer(self, name: str) -> Callable[..., bytes]:
-        serializer = self._serializers.get(name)
+    def _serializer(self, name: str, *, plain: bool = False) -> Callable[..., bytes]:
+        """The serializer of record ``name``, for models or (``plain``) checked dicts."""
+        serializer = self._serializers.get((name, plain))
         if serializer is None:
             from confluent_kafka.schema_registry.avro import AvroSerializer
 
             serializer = AvroSerializer(
                 self.client,
                 json.dumps(self.schemas.current_raw[name]),
-                lambda record, _ctx: record.to_avro(),
+                (lambda value, _ctx: value) if plain else (lambda record, _ctx: record.to_avro()),
                 conf={
                     "subject.name.strategy": self._strategy,
                     "auto.register.schemas": self._auto_register,
                 },
             )
-            self._serializers[name] = serializer
+            self._serializers[name, plain] = serializer
         return serializer
 
     def _deserializer(self, name: str) -> Callable[..., Any]:
@@ -232,9 +339,15 @@ class RegistryCodec:
         if name is None:
             try:
                 schema = self.client.get_schema(schema_id)
-                name = _record_name(json.loads(schema.schema_str))
+                raw = json.loads(schema.schema_str)
+                name = _record_name(raw)
             except Exception as exc:  # not found, registry down, not a record: all undecodable
                 raise DecodeError(f"schema id {schema_id} not usable: {exc}") from exc
+            current = self.schemas.fingerprints.get(name)
+            same = current is not None and _fingerprint_or_none(raw) == current
+            self._plain_by_id[schema_id] = (
+                self._single_object._plain_by_full_name.get(name) if same else None
+            )
             self._names_by_id[schema_id] = name
         return name
 
@@ -248,12 +361,47 @@ class RegistryCodec:
     def decode(
         self, data: bytes | None, topic: str, expected: tuple[type, ...] | None = None
     ) -> Record:
+        if data is not None and data[:2] == SINGLE_OBJECT_MAGIC:
+            return self._single_object.decode(data, topic, expected)
+        return _finish_value(*self._read(data, topic), expected)
+
+    def encode_plain(self, name: str, value: Mapping[str, Any], topic: str) -> bytes:
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        record, checked = _checked_out(self._single_object._plain, name, value)
+        serialize = self._serializer(record.full_name, plain=True)
+        try:
+            return bytes(serialize(checked, SerializationContext(topic, MessageField.VALUE)))
+        except Exception as exc:  # e.g. a lone surrogate in a str: unencodable, as for a model
+            raise EncodeError(f"{name} cannot be written: {exc!r}") from exc
+
+    def decode_plain(
+        self, data: bytes | None, topic: str, expected: frozenset[str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        if data is not None and data[:2] == SINGLE_OBJECT_MAGIC:
+            return self._single_object.decode_plain(data, topic, expected)
+        if data is not None and data[:1] == b"\x00" and len(data) > _CONFLUENT_HEADER:
+            schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER], "big")
+            self._writer_name(schema_id)
+            record = self._plain_by_id.get(schema_id)
+            if record is not None:  # written with the current schema: read it directly
+                if expected is not None and record.name not in expected:
+                    raise _wrong_topic(record.name, expected)
+                try:
+                    value = record.read(data, _CONFLUENT_HEADER)
+                except Exception:  # unusual bytes: the deserializer below gives the verdict
+                    pass
+                else:
+                    return _checked_plain(record, value, None)
+        plain = self._single_object._plain_by_full_name
+        return _finish_plain(plain, *self._read(data, topic), expected)
+
+    def _read(self, data: bytes | None, topic: str) -> tuple[str, Any]:
+        """(record full name, the value the deserializer reads), or ``DecodeError``."""
         from confluent_kafka.serialization import MessageField, SerializationContext
 
         if data is None:
             raise DecodeError("no value (tombstone)")
-        if data[:2] == SINGLE_OBJECT_MAGIC:
-            return self._single_object.decode(data, topic, expected)
         if data[:1] != bytes([CONFLUENT_MAGIC]):
             raise DecodeError(f"wrong magic {data[:2].hex() or 'empty'}: expected 00 or c301")
         if len(data) <= _CONFLUENT_HEADER:
@@ -269,7 +417,15 @@ class RegistryCodec:
         buffer = self._tracker.buffer
         if buffer is None:
             raise DecodeError("deserializer did not read the payload")
-        return _finish(buffer, name, value, len(buffer.getvalue()), expected)
+        _check_consumed(buffer, name, len(buffer.getvalue()))
+        return name, value
+
+
+def _fingerprint_or_none(schema: Any) -> bytes | None:
+    try:
+        return fingerprint(schema)
+    except Exception:  # a registered schema we cannot parse is simply not the current one
+        return None
 
 
 def _record_name(schema: Any) -> str:
