@@ -14,27 +14,31 @@ from typing import Any, ClassVar
 import psycopg
 
 from services.actions import metrics
-from services.actions.engine import Emit, Handler, Item
+from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
 from services.actions.ledger import BonusCommand, Budgets, apply_batch
 from services.actions.settings import DeductPolicy
 from services.contracts.models import BonusAccrue, BonusDeduct, PointsCredited, PointsDeducted
 from services.contracts.topics import COMMANDS_BONUS
+from services.runtime.pgsink import Emit
 
 
 class LedgerRaceError(RuntimeError):
     """An entry we were about to write already existed: another writer got there first."""
 
 
-class BonusHandler(Handler):
+class BonusHandler(CommandHandler):
     name: ClassVar[str] = "bonus"
     topic: ClassVar[str] = COMMANDS_BONUS
     expected: ClassVar[tuple[type, ...]] = (BonusAccrue, BonusDeduct)
+    transient: ClassVar[tuple[type[BaseException], ...]] = (LedgerRaceError,)
 
     def __init__(self, policy: DeductPolicy) -> None:
         self.policy = policy
 
-    def apply(self, conn: psycopg.Connection, items: list[Item], performed: Any) -> list[Emit]:
-        commands: list[BonusCommand] = [item.command for item in items]  # type: ignore[misc]
+    def apply(
+        self, conn: psycopg.Connection, items: list[CommandItem], performed: Any
+    ) -> list[Emit]:
+        commands: list[BonusCommand] = [item.record for item in items]  # type: ignore[misc]
         ids = list({command.command_id for command in commands})
         existing = {
             row[0]
@@ -122,7 +126,7 @@ class BonusHandler(Handler):
                     points=-entry.points,
                     balance=entry.balance,
                 )
-            emits.append(Emit.outcome(outcome, command.member_id))
+            emits.append(emit_outcome(outcome, command.member_id))
         return emits
 
     def _lock_budgets(
@@ -194,7 +198,7 @@ class BonusHandler(Handler):
         conn: psycopg.Connection,
         commands: list[BonusCommand],
         budgets: Budgets,
-        items: list[Item],
+        items: list[CommandItem],
     ) -> None:
         """Write the new ``spent`` (with the latest budget seen) and the skipped accruals."""
         latest = {c.offer_id: c.budget for c in commands if isinstance(c, BonusAccrue) and c.budget}
@@ -207,7 +211,7 @@ class BonusHandler(Handler):
         )
         if not budgets.skipped:
             return
-        where = {item.command.command_id: item for item in reversed(items)}
+        where = {item.record.command_id: item for item in reversed(items)}
         skipped = [where[c.command_id] for c in budgets.skipped]
         self.record_skipped(conn, skipped, "budget")
         metrics.SKIPPED.labels(self.name, "budget").inc(len(skipped))

@@ -33,19 +33,20 @@ import psycopg
 
 from services.actions import metrics
 from services.actions.channels import Outgoing, Sender, SendError
+from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
 from services.actions.delivery import backoff_delays, may_receive, quiet_until
-from services.actions.engine import Emit, Handler, Item
 from services.actions.settings import ActionsSettings
 from services.actions.templates import Rendered, TemplateProblemError, TemplateStore
 from services.contracts.models import Channel, DeadLetter, MessageFailed, MessageSent, SendMessage
 from services.contracts.topics import COMMANDS_NOTIFY
+from services.runtime.pgsink import Emit
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Decision:
-    item: Item
+    item: CommandItem
     status: str  # sending | suppressed | scheduled | failed
     outgoing: Outgoing | None = None
     reason: str | None = None
@@ -61,7 +62,7 @@ class Result:
     provider_message_id: str | None = None
 
 
-class NotifyHandler(Handler):
+class NotifyHandler(CommandHandler):
     name: ClassVar[str] = "notify"
     topic: ClassVar[str] = COMMANDS_NOTIFY
     expected: ClassVar[tuple[type, ...]] = (SendMessage,)
@@ -91,7 +92,7 @@ class NotifyHandler(Handler):
 
     def _decide(
         self,
-        item: Item,
+        item: CommandItem,
         subscribed: dict[tuple[str, str], bool],
         now: datetime,
         *,
@@ -99,7 +100,7 @@ class NotifyHandler(Handler):
     ) -> Decision:
         """``due``: a message held for quiet hours whose time has come; it is checked
         again (template, subscription) but never held a second time."""
-        command = item.command
+        command = item.record
         assert isinstance(command, SendMessage)
         rendered = self._render(command)
         if isinstance(rendered, str):
@@ -133,11 +134,11 @@ class NotifyHandler(Handler):
             )
         }
 
-    def prepare(self, conn: psycopg.Connection, items: list[Item]) -> list[Decision]:
-        unique: dict[str, Item] = {}
+    def prepare(self, conn: psycopg.Connection, items: list[CommandItem]) -> list[Decision]:
+        unique: dict[str, CommandItem] = {}
         for item in items:
-            unique.setdefault(item.command.command_id, item)
-        members = sorted({item.command.member_id for item in unique.values()})
+            unique.setdefault(item.record.command_id, item)
+        members = sorted({item.record.member_id for item in unique.values()})
         subscribed = self._subscriptions(conn, members)
         now = datetime.now(UTC)
         if len(unique) < len(items):
@@ -148,7 +149,7 @@ class NotifyHandler(Handler):
         """Write the rows; the ids returned are ours to act on."""
         if not decisions:
             return set()
-        commands: list[SendMessage] = [d.item.command for d in decisions]  # type: ignore[misc]
+        commands: list[SendMessage] = [d.item.record for d in decisions]  # type: ignore[misc]
         later = [d.status == "scheduled" for d in decisions]
         columns = (
             [c.command_id for c in commands],
@@ -230,7 +231,7 @@ class NotifyHandler(Handler):
             chunk = decisions[start : start + size]
             claimed = _Claim(self, chunk)
             self.record(claimed)
-            mine = [d for d in chunk if d.item.command.command_id in claimed.ids]
+            mine = [d for d in chunk if d.item.record.command_id in claimed.ids]
             if len(mine) < len(chunk):
                 metrics.DUPLICATES.labels(self.name).inc(len(chunk) - len(mine))
             if mine:
@@ -238,15 +239,17 @@ class NotifyHandler(Handler):
 
     def _send_all(self, decisions: list[Decision]) -> list[Result]:
         to_send = [d for d in decisions if d.status == "sending"]
-        sent = {r.decision.item.command.command_id: r for r in self.pool.map(self._send, to_send)}
+        sent = {r.decision.item.record.command_id: r for r in self.pool.map(self._send, to_send)}
         return [
-            sent.get(d.item.command.command_id) or Result(d, d.status, reason=d.reason)
+            sent.get(d.item.record.command_id) or Result(d, d.status, reason=d.reason)
             for d in decisions
         ]
 
     # ------------------------------------------------------------------ record
 
-    def apply(self, conn: psycopg.Connection, items: list[Item], performed: Any) -> list[Emit]:
+    def apply(
+        self, conn: psycopg.Connection, items: list[CommandItem], performed: Any
+    ) -> list[Emit]:
         """Everything was recorded chunk by chunk; the batch commits only its offsets."""
         return []
 
@@ -259,7 +262,7 @@ class NotifyHandler(Handler):
                 "FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[]) "
                 "AS u(id, st, att, why, pid) WHERE d.command_id = u.id",
                 (
-                    [r.decision.item.command.command_id for r in final],
+                    [r.decision.item.record.command_id for r in final],
                     [r.status for r in final],
                     [r.attempts for r in final],
                     [r.reason for r in final],
@@ -269,13 +272,13 @@ class NotifyHandler(Handler):
         now = datetime.now(UTC)
         emits: list[Emit] = []
         for result in results:
-            command = result.decision.item.command
+            command = result.decision.item.record
             assert isinstance(command, SendMessage)
             metrics.MESSAGES.labels(command.channel.value, result.status).inc()
             metrics.COMMANDS_APPLIED.labels(self.name, "SendMessage").inc()
             if result.status == "sent":
                 emits.append(
-                    Emit.outcome(
+                    emit_outcome(
                         MessageSent(
                             command_id=command.command_id,
                             member_id=command.member_id,
@@ -290,7 +293,7 @@ class NotifyHandler(Handler):
             elif result.status == "failed":
                 reason = result.reason or "failed"
                 emits.append(
-                    Emit.outcome(
+                    emit_outcome(
                         MessageFailed(
                             command_id=command.command_id,
                             member_id=command.member_id,
@@ -344,8 +347,8 @@ class NotifyHandler(Handler):
                 params=params,
                 marketing=marketing,
             )
-            items.append(Item(st or "", sp or 0, so or 0, rk, rv, command))
-        subscribed = self._subscriptions(conn, sorted({item.command.member_id for item in items}))
+            items.append(CommandItem(st or "", sp or 0, so or 0, rk, rv, command))
+        subscribed = self._subscriptions(conn, sorted({item.record.member_id for item in items}))
         now = datetime.now(UTC)
         decisions = [self._decide(item, subscribed, now, due=True) for item in items]
         conn.execute(
@@ -353,7 +356,7 @@ class NotifyHandler(Handler):
             "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(id, st, why) "
             "WHERE d.command_id = u.id",
             (
-                [d.item.command.command_id for d in decisions],
+                [d.item.record.command_id for d in decisions],
                 [d.status for d in decisions],
                 [d.reason for d in decisions],
             ),

@@ -1,10 +1,9 @@
 """The actions service's tables, in its own PostgreSQL schema; idempotent migrations.
 
-* ``consumer_offsets``: where each consumer group is, per partition, written in the
-  same transaction as the effects. Kafka's own committed offset is only a mirror for
-  lag dashboards.
-* ``outbox``: records (outcomes, dead letters) written with the effects and published
-  after the commit, so a crash between the two republishes instead of losing them.
+* ``consumer_offsets`` and ``outbox``: the PostgreSQL-sink runtime's tables
+  (``services/runtime/pgsink.py``, :data:`~services.runtime.pgsink.SINK_DDL`): where
+  each consumer group is, written with the effects, and the records (outcomes, dead
+  letters) published after the commit.
 * ``accounts`` / ``entries``: the ledger; ``entries.command_id`` is the primary key.
   ``entries.budget`` is the offer budget a credit counted against, ``budget_refund``
   what a deduction gave back to it.
@@ -19,26 +18,12 @@
 from __future__ import annotations
 
 import psycopg
-from psycopg import sql
+
+from services.runtime.pgsink import create_sink_tables, use_schema
+
+__all__ = ["migrate", "use_schema"]
 
 _DDL = """
-CREATE TABLE IF NOT EXISTS consumer_offsets (
-    group_id text NOT NULL,
-    topic text NOT NULL,
-    partition integer NOT NULL,
-    next_offset bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (group_id, topic, partition)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id bigserial PRIMARY KEY,
-    source text NOT NULL,
-    topic text NOT NULL,
-    key bytea,
-    value bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS outbox_source ON outbox (source, id);
 CREATE TABLE IF NOT EXISTS accounts (
     member_id text PRIMARY KEY,
     balance bigint NOT NULL,
@@ -130,13 +115,5 @@ def migrate(conn: psycopg.Connection, schema: str) -> None:
     several processes at once (an advisory lock serialises them)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"migrate:{schema}",))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        create_sink_tables(conn, schema)
         conn.execute(_DDL)
-
-
-def use_schema(conn: psycopg.Connection, schema: str) -> None:
-    """Point an open connection's unqualified names at the service's schema."""
-    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-    if not conn.autocommit:
-        conn.commit()

@@ -17,7 +17,7 @@ from types import FrameType
 
 from services.actions.bonus import BonusHandler
 from services.actions.channels import senders
-from services.actions.engine import ExactlyOnceConsumer, Handler
+from services.actions.consumers import CommandHandler, worker
 from services.actions.notify import NotifyHandler
 from services.actions.schema import migrate
 from services.actions.settings import ActionsSettings
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 CONSUMERS = ("bonus", "notify", "mailing", "counter")
 
 
-def build_handler(name: str, settings: ActionsSettings, templates: TemplateStore) -> Handler:
+def build_handler(name: str, settings: ActionsSettings, templates: TemplateStore) -> CommandHandler:
     if name == "bonus":
         return BonusHandler(settings.deduct_policy)
     if name == "notify":
@@ -69,8 +69,7 @@ def run(
         migrate(conn, settings.db_schema)
     codec = make_codec(settings.kafka)
     consumers = [
-        ExactlyOnceConsumer(settings, build_handler(name, settings, templates), codec, stop)
-        for name in only
+        worker(settings, build_handler(name, settings, templates), codec, stop) for name in only
     ]
     threads = [
         threading.Thread(target=c.run, name=f"actions.{c.handler.name}", daemon=True)
@@ -78,11 +77,11 @@ def run(
     ]
 
     def ready() -> str | None:
-        waiting = [c.handler.name for c in consumers if not c.ready.is_set()]
         dead = [t.name for t in threads if not t.is_alive()]
         if dead:
             return f"stopped: {', '.join(dead)}"
-        return f"waiting for partitions: {', '.join(waiting)}" if waiting else None
+        reasons = [f"{c.handler.name}: {why}" for c in consumers if (why := c.not_ready())]
+        return "; ".join(reasons) or None
 
     server = (
         serve_in_thread(create_api(settings, ready), settings.host, settings.port)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import psycopg
 
 from services.actions import metrics
-from services.actions.engine import Emit, Handler, Item
+from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
 from services.contracts.models import (
     CounterChanged,
     CounterIncrement,
@@ -22,14 +22,15 @@ from services.contracts.models import (
     SubscriptionChanged,
 )
 from services.contracts.topics import COMMANDS_COUNTER, COMMANDS_MAILING
+from services.runtime.pgsink import Emit
 
 
-def _first_time(conn: psycopg.Connection, items: list[Item], kind: str) -> list[Item]:
+def _first_time(conn: psycopg.Connection, items: list[CommandItem], kind: str) -> list[CommandItem]:
     """The items whose command id has never been applied, in order, each id once."""
     ids: list[str] = []
     for item in items:
-        if item.command.command_id not in ids:
-            ids.append(item.command.command_id)
+        if item.record.command_id not in ids:
+            ids.append(item.record.command_id)
     fresh = {
         row[0]
         for row in conn.execute(
@@ -39,23 +40,25 @@ def _first_time(conn: psycopg.Connection, items: list[Item], kind: str) -> list[
             (kind, ids),
         )
     }
-    chosen: list[Item] = []
+    chosen: list[CommandItem] = []
     for item in items:
-        if item.command.command_id in fresh:
-            fresh.discard(item.command.command_id)
+        if item.record.command_id in fresh:
+            fresh.discard(item.record.command_id)
             chosen.append(item)
     return chosen
 
 
-class MailingHandler(Handler):
+class MailingHandler(CommandHandler):
     name: ClassVar[str] = "mailing"
     topic: ClassVar[str] = COMMANDS_MAILING
     expected: ClassVar[tuple[type, ...]] = (MailingSet,)
 
-    def apply(self, conn: psycopg.Connection, items: list[Item], performed: Any) -> list[Emit]:
-        live = [item for item in items if not item.command.replay]
+    def apply(
+        self, conn: psycopg.Connection, items: list[CommandItem], performed: Any
+    ) -> list[Emit]:
+        live = [item for item in items if not item.record.replay]
         if len(live) < len(items):
-            self._skip_replays(conn, [item for item in items if item.command.replay])
+            self._skip_replays(conn, [item for item in items if item.record.replay])
         chosen = _first_time(conn, live, self.name)
         if len(chosen) < len(live):
             metrics.DUPLICATES.labels(self.name).inc(len(live) - len(chosen))
@@ -63,12 +66,12 @@ class MailingHandler(Handler):
         emits: list[Emit] = []
         now = datetime.now(UTC)
         for item in chosen:
-            command = item.command
+            command = item.record
             assert isinstance(command, MailingSet)
             final[(command.member_id, command.channel.value)] = command
             metrics.COMMANDS_APPLIED.labels(self.name, "MailingSet").inc()
             emits.append(
-                Emit.outcome(
+                emit_outcome(
                     SubscriptionChanged(
                         command_id=command.command_id,
                         member_id=command.member_id,
@@ -94,28 +97,30 @@ class MailingHandler(Handler):
             )
         return emits
 
-    def _skip_replays(self, conn: psycopg.Connection, replays: list[Item]) -> None:
+    def _skip_replays(self, conn: psycopg.Connection, replays: list[CommandItem]) -> None:
         """Record replays as skipped, once per command id; ``applied_commands`` is left
         alone so a live command with the same id still applies."""
-        first = list({item.command.command_id: item for item in reversed(replays)}.values())
+        first = list({item.record.command_id: item for item in reversed(replays)}.values())
         recorded = self.record_skipped(conn, first, "replay")
         metrics.SKIPPED.labels(self.name, "replay").inc(recorded)
         if recorded < len(replays):
             metrics.DUPLICATES.labels(self.name).inc(len(replays) - recorded)
 
 
-class CounterHandler(Handler):
+class CounterHandler(CommandHandler):
     name: ClassVar[str] = "counter"
     topic: ClassVar[str] = COMMANDS_COUNTER
     expected: ClassVar[tuple[type, ...]] = (CounterIncrement,)
 
-    def apply(self, conn: psycopg.Connection, items: list[Item], performed: Any) -> list[Emit]:
+    def apply(
+        self, conn: psycopg.Connection, items: list[CommandItem], performed: Any
+    ) -> list[Emit]:
         chosen = _first_time(conn, items, self.name)
         if len(chosen) < len(items):
             metrics.DUPLICATES.labels(self.name).inc(len(items) - len(chosen))
         if not chosen:
             return []
-        members = sorted({item.command.member_id for item in chosen})
+        members = sorted({item.record.member_id for item in chosen})
         values: dict[tuple[str, str], int] = {
             (str(member), str(name)): int(value)
             for member, name, value in conn.execute(
@@ -128,14 +133,14 @@ class CounterHandler(Handler):
         emits: list[Emit] = []
         now = datetime.now(UTC)
         for item in chosen:
-            command = item.command
+            command = item.record
             assert isinstance(command, CounterIncrement)
             where = (command.member_id, command.name)
             values[where] = values.get(where, 0) + command.by
             touched.add(where)
             metrics.COMMANDS_APPLIED.labels(self.name, "CounterIncrement").inc()
             emits.append(
-                Emit.outcome(
+                emit_outcome(
                     CounterChanged(
                         command_id=command.command_id,
                         member_id=command.member_id,

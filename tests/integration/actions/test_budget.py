@@ -6,11 +6,12 @@ import threading
 from typing import Any
 
 from services.actions.bonus import BonusHandler
-from services.actions.engine import Item
+from services.actions.consumers import CommandItem
 from services.actions.schema import migrate, use_schema
 from services.actions.settings import DeductPolicy
 from services.contracts.models import PointsCredited, PointsDeducted
 from services.runtime.db import connect
+from services.runtime.pgsink import Item
 from tests.integration.actions.conftest import ActionsEnv, accrue, deduct, wait_for
 
 
@@ -99,7 +100,7 @@ def test_concurrent_ledger_transactions_never_overspend_a_budget(env: ActionsEnv
         try:
             with connect(env.database) as conn:
                 use_schema(conn, env.schema)
-                items = [
+                items: list[CommandItem] = [
                     Item(
                         "t", w, n, None, None, accrue(f"w{w}m{n}", each, f"w{w}c{n}", budget=budget)
                     )

@@ -10,14 +10,15 @@ import httpx
 from confluent_kafka import TopicPartition
 
 from services.actions.bonus import BonusHandler
+from services.actions.consumers import worker
 from services.actions.deadletters import read_dead_letters, redrive
-from services.actions.engine import ExactlyOnceConsumer
 from services.actions.schema import migrate
 from services.actions.settings import DeductPolicy
-from services.contracts.models import PointsCredited, PointsDeducted
+from services.contracts.models import Command, PointsCredited, PointsDeducted
 from services.contracts.topics import COMMANDS_BONUS, DEADLETTER
 from services.runtime import kafka
 from services.runtime.db import connect
+from services.runtime.pgsink import PgSinkWorker
 from tests.integration.actions.conftest import ActionsEnv, accrue, deduct, message, wait_for
 
 
@@ -89,11 +90,9 @@ def test_restart_seeks_to_the_offsets_stored_in_postgres_not_kafkas(env: Actions
         migrate(conn, settings.db_schema)
     env.send(*[accrue(f"m{i % 7}", 1) for i in range(30)])
 
-    def run_until(total: int) -> ExactlyOnceConsumer:
+    def run_until(total: int) -> PgSinkWorker[Command]:
         stop = threading.Event()
-        consumer = ExactlyOnceConsumer(
-            settings, BonusHandler(settings.deduct_policy), env.codec, stop
-        )
+        consumer = worker(settings, BonusHandler(settings.deduct_policy), env.codec, stop)
         thread = threading.Thread(target=consumer.run, daemon=True)
         thread.start()
         wait_for(lambda: env.scalar("SELECT count(*) FROM entries") == total, f"{total} entries")

@@ -1,0 +1,829 @@
+"""The PostgreSQL-sink variant of the stream runtime: consumers whose effects are rows.
+
+Every consumer that writes PostgreSQL (the four actions consumers, the detector's read
+model) runs on :class:`PgSinkWorker`, so the exactly-once argument is written once:
+
+* **effects and input offsets in ONE database transaction.** A batch is applied in
+  one transaction together with the consumer's position (``consumer_offsets``) and
+  the records it has to publish (``outbox``). On partition assignment the worker
+  seeks to the positions stored in PostgreSQL, not to Kafka's committed offsets
+  ("storing offsets outside Kafka"), so a crash anywhere replays exactly the batches
+  whose transaction did not commit. Kafka's committed offset is written after the
+  commit too, only so lag dashboards move; nothing reads it back.
+* **zombie fencing.** Storing an offset is a compare-and-set against what this
+  worker last stored; a worker that lost a partition without noticing finds it moved
+  and rolls its batch back (:class:`OffsetConflictError`).
+* **the outbox.** Records to publish (outcomes, dead letters) are rows written in the
+  batch's transaction and sent through :class:`~services.runtime.sender.Sender` after
+  the commit: at least once, never for a batch that rolled back. A timer
+  (``scheduler_interval_s``, between batches, under traffic too) re-sends rows that
+  stayed unpublished and lets the handler do timed work.
+* **the bad-record policy.** A failure that is *transient* (PostgreSQL unreachable or
+  the connection lost, a serialization failure or deadlock, the broker away, a
+  zombie's offset conflict, or what the handler lists in ``transient``) rolls back,
+  rewinds to the stored offsets and retries with backoff; ``not_ready`` says so while
+  it lasts and nothing is dead-lettered. Any other exception means some record of the
+  batch cannot be applied: the batch is applied again **one record per
+  transaction**, and a record that raises alone becomes a dead letter (source topic,
+  partition, offset, key, value, error class and message) written to the outbox in
+  the same transaction as its offset advance; the next record goes on. A record that
+  does not decode is a dead letter at once.
+* **honest health.** :meth:`PgSinkWorker.not_ready` is ``None`` only while the loop
+  polls, has had its first assignment and is not failing; an unrecoverable error
+  ends :meth:`PgSinkWorker.run` with the exception.
+
+A service brings a :class:`Handler`: ``prepare`` (its own committed transaction, before
+any side effect outside PostgreSQL), ``perform`` (the side effect, e.g. an SMTP send,
+no transaction open) and ``apply`` (in the batch's transaction, returns what to
+publish). A read model or a ledger needs only ``apply``. ``apply`` must be safe to run
+again on any subset of a batch that rolled back (it is, when it keys its effects by
+an id, as every consumer here does).
+
+The tables (:data:`SINK_DDL`) live in the service's schema, next to its effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import psycopg
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from prometheus_client import Counter, Gauge, Histogram
+from psycopg import sql
+
+from services.contracts.codec import Codec, DecodeError
+from services.contracts.models import DeadLetter, Record
+from services.contracts.topics import DEADLETTER, TopicSettings
+from services.runtime import kafka
+from services.runtime.db import connect
+from services.runtime.sender import DeliveryError, Sender
+from services.runtime.settings import DatabaseSettings, KafkaSettings
+
+log = logging.getLogger(__name__)
+
+RECORDS = Counter(
+    "social_loyalty_pgsink_records_total",
+    "Records consumed and committed (applied, skipped as already applied, or dead-lettered).",
+    ["group"],
+)
+BATCH_SIZE = Histogram(
+    "social_loyalty_pgsink_batch_size",
+    "Messages per committed batch.",
+    ["group"],
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+APPLY_SECONDS = Histogram(
+    "social_loyalty_pgsink_apply_seconds",
+    "Wall time from a batch's arrival to its PostgreSQL commit.",
+    ["group"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DEAD = Counter(
+    "social_loyalty_pgsink_deadlettered_total",
+    "Records written to the dead-letter topic: undecodable, or their apply raised.",
+    ["group", "cause"],
+)
+ISOLATED = Counter(
+    "social_loyalty_pgsink_isolated_batches_total",
+    "Batches that raised and were applied again one record per transaction.",
+    ["group"],
+)
+FAILURES = Counter(
+    "social_loyalty_pgsink_transient_failures_total",
+    "Transient failures: rolled back, rewound to the stored offsets, retried with backoff.",
+    ["group"],
+)
+OFFSET_CONFLICTS = Counter(
+    "social_loyalty_pgsink_offset_conflicts_total",
+    "Batches rolled back because another consumer had moved the stored offsets (a zombie).",
+    ["group"],
+)
+REPUBLISHED = Counter(
+    "social_loyalty_pgsink_outbox_republished_total",
+    "Outbox rows sent again by the timer (their delivery had failed or was never seen).",
+    ["group"],
+)
+ASSIGNED = Gauge(
+    "social_loyalty_pgsink_assigned_partitions", "Input partitions assigned.", ["group"]
+)
+
+SINK_DDL = """
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    group_id text NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    next_offset bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (group_id, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id bigserial PRIMARY KEY,
+    source text NOT NULL,
+    topic text NOT NULL,
+    key bytea,
+    value bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS outbox_source ON outbox (source, id);
+"""
+"""``consumer_offsets`` (where each group is, per partition, written with the effects)
+and ``outbox`` (records to publish after the commit); run with the service's schema
+on the ``search_path`` (:func:`create_sink_tables`)."""
+
+TopicKey = tuple[str, int]
+OutboxRow = tuple[int, str, bytes | None, bytes]
+"""(outbox id, real topic, key, value)"""
+
+R = TypeVar("R")
+
+
+def use_schema(conn: psycopg.Connection, schema: str) -> None:
+    """Point an open connection's unqualified names at ``schema``."""
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    if not conn.autocommit:
+        conn.commit()
+
+
+def create_sink_tables(conn: psycopg.Connection, schema: str) -> None:
+    """Create ``schema`` and the sink's tables in it if missing (idempotent); call in
+    the service's migration transaction."""
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+    conn.execute(SINK_DDL)
+
+
+@dataclass(frozen=True)
+class Item(Generic[R]):
+    """A decoded record and where it came from (for dead letters)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    record: R
+
+    def dead_letter(self, error: BaseException, group: str) -> DeadLetter:
+        return DeadLetter.for_error(
+            error,
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            key=self.key,
+            value=self.value,
+            consumer_group=group,
+        )
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A record to publish after the commit; ``base_topic`` is a catalog name."""
+
+    base_topic: str
+    key: bytes | None
+    record: Record
+
+    @classmethod
+    def dead(cls, letter: DeadLetter) -> Emit:
+        return cls(DEADLETTER, letter.key, letter)
+
+
+Work = Callable[[psycopg.Connection], list[Emit]]
+
+
+class Handler(Generic[R]):
+    """One input topic's logic; subclasses override ``apply`` (and, for side effects
+    outside PostgreSQL, ``prepare`` and ``perform``)."""
+
+    name: ClassVar[str]
+    topic: ClassVar[str]
+    """The input topic's catalog name."""
+    expected: ClassVar[tuple[type, ...]]
+    """Record types the codec accepts on the topic; anything else is a dead letter."""
+    transient: ClassVar[tuple[type[BaseException], ...]] = ()
+    """Exceptions of this handler that mean "retry the batch", not "a bad record"."""
+
+    group: str = ""
+    _recorder: Callable[[Work], None] | None = None
+
+    def bind(self, group: str, recorder: Callable[[Work], None]) -> None:
+        """Called by the worker that runs this handler."""
+        self.group = group
+        self._recorder = recorder
+
+    def record(self, work: Work) -> None:
+        """Run ``work`` in a transaction of its own and queue the records it returns in
+        the outbox of that same transaction; published with the batch. For handlers
+        that must commit before the batch does (a claim before a send)."""
+        if self._recorder is None:
+            raise RuntimeError(f"{type(self).__name__} is not bound to a worker")
+        self._recorder(work)
+
+    def prepare(self, conn: psycopg.Connection, items: list[Item[R]]) -> Any:
+        return None
+
+    def perform(self, prepared: Any) -> Any:
+        return prepared
+
+    def apply(self, conn: psycopg.Connection, items: list[Item[R]], performed: Any) -> list[Emit]:
+        raise NotImplementedError
+
+    def idle(self, conn: psycopg.Connection) -> Any:
+        """Called on the worker's timer, between batches, under traffic too: work
+        outside any transaction (e.g. send delayed messages); its result goes to
+        ``apply_idle``."""
+        return None
+
+    def apply_idle(self, conn: psycopg.Connection, performed: Any) -> list[Emit]:
+        """Record what ``idle`` did, in a transaction with its outbox records."""
+        return []
+
+    def close(self) -> None:
+        """Release senders and pools."""
+
+
+@dataclass(frozen=True)
+class PgSinkConfig:
+    """How one worker runs."""
+
+    group: str
+    schema: str
+    """PostgreSQL schema of ``consumer_offsets`` and ``outbox`` (and, usually, the effects)."""
+    instance_id: str | None = None
+    """Static membership: ``group.instance.id`` = ``<group>.<instance_id>``."""
+    batch_size: int = 1000
+    poll_timeout_s: float = 0.5
+    session_timeout_ms: int = 10_000
+    scheduler_interval_s: float = 5.0
+    outbox_retry_after_s: float = 10.0
+    stale_after_s: float = 300.0
+    """``not_ready`` once the loop has made no progress for this long (stuck)."""
+    max_backoff_s: float = 30.0
+
+
+class OffsetConflictError(RuntimeError):
+    """Another consumer moved a stored offset: this one is a zombie for that partition."""
+
+
+class PgSinkError(RuntimeError):
+    """The worker cannot go on (a fatal consumer error)."""
+
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,  # connection lost, admin shutdown, deadlock, serialization
+    psycopg.InterfaceError,  # the connection is closed
+    KafkaException,
+    DeliveryError,
+    OffsetConflictError,
+)
+
+
+class PgSinkWorker(Generic[R]):
+    """Runs one :class:`Handler` until ``stop`` is set (SIGTERM sets it)."""
+
+    def __init__(
+        self,
+        handler: Handler[R],
+        config: PgSinkConfig,
+        *,
+        kafka_settings: KafkaSettings,
+        database: DatabaseSettings,
+        topics: TopicSettings,
+        codec: Codec,
+        stop: threading.Event | None = None,
+        partitioners: Mapping[str, str] | None = None,
+        partition_counts: Mapping[str, int] | None = None,
+    ) -> None:
+        self.kafka_settings = kafka_settings
+        self.database = database
+        self.topics = topics
+        self.config = config
+        self.handler = handler
+        self.codec = codec
+        self.stop = stop or threading.Event()
+        self.group = config.group
+        self.topic = topics.name(handler.topic)
+        self.deadletter_topic = topics.name(DEADLETTER)
+        handler.bind(self.group, self._record)
+        self._partitioners = dict(partitioners or {})
+        self._partition_counts = dict(partition_counts or {})
+        self._positions: dict[TopicKey, int | None] = {}
+        self._published: list[int] = []  # acknowledged outbox ids, deleted in the next txn
+        self._unsettled: list[int] = []  # sent, acknowledgements not all in yet
+        self._unsettled_since = 0.0
+        self._next_tick = 0.0
+        self._staged: list[OutboxRow] = []
+        self._conn: psycopg.Connection | None = None
+        self._consumer: Consumer | None = None
+        self._sender: Sender | None = None
+        self._assigned = threading.Event()
+        self._failures = 0
+        self._failing: str | None = None
+        self._failing_batch = False  # the failure came with messages: wait for a batch
+        self._had_messages = False
+        self._ticked = False
+        self._broker_down: str | None = None
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._last_progress = 0.0
+        self._labels = {"group": self.group}
+        self.applied_messages = 0
+
+    # ------------------------------------------------------------------ health
+
+    def not_ready(self) -> str | None:
+        """``None`` while the loop polls, has its partitions and is not failing."""
+        stale = time.monotonic() - self._last_progress > self.config.stale_after_s
+        reasons = (
+            (self._failed is not None, f"stopped: {self._failed!r}"),
+            (self._consumer is None, "starting"),
+            (self._failing is not None, f"failing, retrying: {self._failing}"),
+            (self._broker_down is not None, f"Kafka unreachable: {self._broker_down}"),
+            (not self._assigned.is_set(), "waiting for partitions"),
+            (stale, f"no progress for {self.config.stale_after_s:.0f}s"),
+        )
+        return next((reason for failing, reason in reasons if failing), None)
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.database, autocommit=True)
+            use_schema(self._conn, self.config.schema)
+        return self._conn
+
+    # ----------------------------------------------------------------- running
+
+    def run(self) -> None:
+        """Poll, apply, publish until stopped; then close everything cleanly. Raises
+        when the worker cannot go on (the entry point exits non-zero)."""
+        try:
+            self.start()
+            while not self.stop.is_set():
+                self.step()
+        except BaseException as exc:
+            self._failed = exc
+            raise
+        finally:
+            self.close()
+
+    def start(self) -> None:
+        """Build the clients, publish what an earlier run left in the outbox, subscribe."""
+        config = self.config
+        producer = kafka.producer(self.kafka_settings, self.group)
+        self._sender = Sender(
+            producer,
+            native="consistent_random",  # librdkafka's default, the outbox topics' one
+            partitioners=self._partitioners,
+            partition_counts=self._partition_counts,
+        )
+        extra: dict[str, Any] = {
+            "session.timeout.ms": config.session_timeout_ms,
+            "heartbeat.interval.ms": max(1000, config.session_timeout_ms // 5),
+            "partition.assignment.strategy": "range",
+        }
+        if config.instance_id:
+            extra["group.instance.id"] = f"{self.group}.{config.instance_id}"
+        self._publish_leftovers()
+        self._consumer = kafka.consumer(self.kafka_settings, self.group, extra=extra)
+        self._consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        self._last_progress = time.monotonic()
+
+    def step(self, timeout: float | None = None) -> int:
+        """One poll and what follows; returns how many messages it read. A failure
+        rewinds and backs off here (``not_ready`` says so until a step succeeds)."""
+        if self._consumer is None:
+            self.start()
+        self._had_messages = self._ticked = False
+        try:
+            count = self._step(self.config.poll_timeout_s if timeout is None else timeout)
+        except PgSinkError:
+            raise
+        except Exception as exc:
+            self._failures += 1
+            self._failing = f"{type(exc).__name__}: {exc}".strip()[:300]
+            self._failing_batch = self._had_messages
+            FAILURES.labels(**self._labels).inc()
+            log.exception("%s: batch failed; rewinding to the stored offsets", self.group)
+            self._publish(self._take_staged())  # committed by the handler already
+            self._recover()
+            self.stop.wait(min(self.config.max_backoff_s, 0.5 * 2 ** min(self._failures, 6)))
+            return 0
+        self._last_progress = time.monotonic()
+        # Healthy again once what failed went through: the batch (it comes back after
+        # the rewind), or, for a failure between batches, the timer's database work.
+        if count or (self._ticked and not self._failing_batch) or not self._positions:
+            self._failures = 0
+            self._failing = None
+        return count
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        sender = self._sender
+        if sender is not None:
+            sender.producer.flush(10)
+            self._settle()
+        try:
+            if self._published and self._conn is not None and not self._conn.closed:
+                self._delete_published(self._conn)
+        except psycopg.Error:
+            log.warning("%s: could not trim the outbox on shutdown", self.group)
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError):
+                log.warning("%s: consumer close failed", self.group, exc_info=True)
+            self._consumer = None
+        self.handler.close()
+        if self._conn is not None:
+            self._conn.close()
+        self._sender = None
+
+    # -------------------------------------------------------------- rebalancing
+
+    def _stored_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        rows = self.conn.execute(
+            "SELECT partition, next_offset FROM consumer_offsets "
+            "WHERE group_id = %s AND topic = %s AND partition = ANY(%s)",
+            (self.group, self.topic, list(partitions)),
+        ).fetchall()
+        return {int(partition): int(offset) for partition, offset in rows}
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = self._stored_offsets([p.partition for p in partitions])
+        for tp in partitions:
+            offset = stored.get(tp.partition)
+            tp.offset = OFFSET_BEGINNING if offset is None else offset
+            self._positions[(tp.topic, tp.partition)] = offset
+        consumer.assign(partitions)
+        ASSIGNED.labels(**self._labels).set(len(self._positions))
+        log.info(
+            "%s: assigned %s at stored offsets %s",
+            self.group,
+            [p.partition for p in partitions],
+            {p.partition: stored.get(p.partition) for p in partitions},
+        )
+        self._assigned.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions.pop((tp.topic, tp.partition), None)
+        ASSIGNED.labels(**self._labels).set(len(self._positions))
+        consumer.unassign()
+
+    def _recover(self) -> None:
+        """After a failure: drop the connection if it broke, and seek every assigned
+        partition back to what PostgreSQL says, so nothing is skipped."""
+        if self._conn is not None and (self._conn.broken or self._conn.closed):
+            self._conn = None
+        assert self._consumer is not None
+        try:
+            stored = self._stored_offsets([p for _, p in self._positions])
+            for topic, partition in list(self._positions):
+                offset = stored.get(partition)
+                self._positions[(topic, partition)] = offset
+                target = OFFSET_BEGINNING if offset is None else offset
+                self._consumer.seek(TopicPartition(topic, partition, target))
+        except Exception:
+            log.exception("%s: could not rewind; will retry", self.group)
+            if self._conn is not None and self._conn.broken:
+                self._conn = None
+
+    # ------------------------------------------------------------------ batches
+
+    def _step(self, timeout: float) -> int:
+        consumer, sender = self._consumer, self._sender
+        assert consumer is not None and sender is not None
+        sender.producer.poll(0)
+        self._settle()
+        messages = consumer.consume(self.config.batch_size, timeout)
+        if messages:
+            self._had_messages = True
+            self._handle(messages)
+        tick = time.monotonic() >= self._next_tick
+        if tick:
+            self._next_tick = time.monotonic() + self.config.scheduler_interval_s
+            self._check_broker()
+        if tick or not messages:
+            self._idle(tick=tick)
+        self._ticked = tick
+        return len(messages)
+
+    def _check_broker(self) -> None:
+        """After "all brokers down", the broker counts as back once it answers."""
+        if self._broker_down is None or self._consumer is None:
+            return
+        try:
+            self._consumer.list_topics(self.topic, timeout=2)
+        except KafkaException:
+            return
+        self._broker_down = None
+
+    def _transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, TRANSIENT + self.handler.transient)
+
+    def _handle(self, messages: list[Message]) -> None:
+        """The batch in one transaction; if it raises for another reason than a
+        transient one, each of its records in a transaction of its own."""
+        try:
+            self._apply(messages)
+        except Exception as exc:
+            if self._transient(exc):
+                raise
+            ISOLATED.labels(**self._labels).inc()
+            log.warning(
+                "%s: batch of %d failed (%s: %s); applying its records one by one",
+                self.group, len(messages), type(exc).__name__, exc,
+            )  # fmt: skip
+            for message in messages:
+                self._apply_alone(message)
+
+    def _apply_alone(self, message: Message) -> None:
+        try:
+            self._apply([message])
+        except Exception as exc:
+            if self._transient(exc):
+                raise
+            self._dead_letter_failed(message, exc)
+
+    def _apply(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        items, dead, advance = self._decode(messages)
+        if not advance:
+            return
+        handler = self.handler
+        prepared = handler.prepare(self.conn, items) if items else None
+        performed = handler.perform(prepared) if items else None
+        with self.conn.transaction():
+            emits = handler.apply(self.conn, items, performed) if items else []
+            emits += [Emit.dead(letter) for letter in dead]
+            self._store_offsets(advance)
+            rows = self._outbox_add(emits)
+            self._delete_published(self.conn)
+        self._committed(advance, rows, len(messages), started)
+        if dead:
+            DEAD.labels(cause="decode", **self._labels).inc(len(dead))
+
+    def _dead_letter_failed(self, message: Message, error: Exception) -> None:
+        """The record raised alone: its dead letter and its offset advance, together."""
+        where = (str(message.topic()), int(message.partition() or 0))
+        offset = int(message.offset() or 0)
+        if where not in self._positions:
+            return  # revoked meanwhile
+        stored = self._positions[where]
+        if stored is not None and offset < stored:
+            return
+        started = time.perf_counter()
+        letter = DeadLetter.for_error(
+            error,
+            topic=where[0],
+            partition=where[1],
+            offset=offset,
+            key=message.key(),
+            value=message.value(),
+            consumer_group=self.group,
+        )
+        advance = {where: offset + 1}
+        with self.conn.transaction():
+            self._store_offsets(advance)
+            rows = self._outbox_add([Emit.dead(letter)])
+        log.warning("%s: dead-lettered %s[%d]@%d: %s: %s", self.group, where[0], where[1],
+                    offset, letter.error_class, letter.reason)  # fmt: skip
+        DEAD.labels(cause="apply", **self._labels).inc()
+        self._committed(advance, rows, 1, started)
+
+    def _committed(
+        self, advance: dict[TopicKey, int], rows: list[OutboxRow], count: int, started: float
+    ) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        self._positions.update(advance)
+        APPLY_SECONDS.labels(**self._labels).observe(time.perf_counter() - started)
+        BATCH_SIZE.labels(**self._labels).observe(count)
+        RECORDS.labels(**self._labels).inc(count)
+        self.applied_messages += count
+        self._last_progress = time.monotonic()
+        self._publish(self._take_staged() + rows)
+        consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in advance.items()], asynchronous=True
+        )
+
+    def _decode(
+        self, messages: list[Message]
+    ) -> tuple[list[Item[R]], list[DeadLetter], dict[TopicKey, int]]:
+        items: list[Item[R]] = []
+        dead: list[DeadLetter] = []
+        advance: dict[TopicKey, int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise PgSinkError(f"{self.group}: fatal consumer error: {error}")
+                if error.code() == KafkaError._ALL_BROKERS_DOWN:
+                    self._broker_down = error.str()
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s: consumer error %s", self.group, error)
+                continue
+            self._broker_down = None
+            where = (str(message.topic()), int(message.partition() or 0))
+            if where not in self._positions:
+                continue  # revoked while this batch was in flight
+            stored = self._positions[where]
+            offset = int(message.offset() or 0)
+            if stored is not None and offset < stored:
+                continue  # applied by an earlier transaction
+            advance[where] = offset + 1
+            key, value = message.key(), message.value()
+            try:
+                decoded = self.codec.decode(value, where[0], self.handler.expected)
+            except DecodeError as exc:
+                dead.append(
+                    DeadLetter.for_error(
+                        exc,
+                        topic=where[0],
+                        partition=where[1],
+                        offset=offset,
+                        key=key,
+                        value=value,
+                        consumer_group=self.group,
+                    )
+                )
+                continue
+            items.append(Item(where[0], where[1], offset, key, value, decoded))  # type: ignore[arg-type]
+        return items, dead, advance
+
+    def _store_offsets(self, advance: dict[TopicKey, int]) -> None:
+        """Compare-and-set per partition: a consumer that lost a partition without
+        noticing (a zombie) finds the stored offset moved and rolls back its batch."""
+        for (topic, partition), next_offset in advance.items():
+            expected = self._positions.get((topic, partition))
+            if expected is None:
+                cursor = self.conn.execute(
+                    "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (self.group, topic, partition, next_offset),
+                )
+            else:
+                cursor = self.conn.execute(
+                    "UPDATE consumer_offsets SET next_offset = %s, updated_at = now() "
+                    "WHERE group_id = %s AND topic = %s AND partition = %s AND next_offset = %s",
+                    (next_offset, self.group, topic, partition, expected),
+                )
+            if cursor.rowcount != 1:
+                OFFSET_CONFLICTS.labels(**self._labels).inc()
+                raise OffsetConflictError(
+                    f"{self.group}: stored offset of {topic}[{partition}] is not {expected}"
+                )
+
+    # ------------------------------------------------------------------- outbox
+
+    def _record(self, work: Work) -> None:
+        with self.conn.transaction():
+            rows = self._outbox_add(work(self.conn))
+        self._staged.extend(rows)
+        self._last_progress = time.monotonic()
+
+    def _take_staged(self) -> list[OutboxRow]:
+        staged, self._staged = self._staged, []
+        return staged
+
+    def _outbox_add(self, emits: list[Emit]) -> list[OutboxRow]:
+        if not emits:
+            return []
+        topics = [self.topics.name(emit.base_topic) for emit in emits]
+        keys = [emit.key for emit in emits]
+        values = [
+            self.codec.encode(emit.record, topic) for emit, topic in zip(emits, topics, strict=True)
+        ]
+        ids = self.conn.execute(
+            "INSERT INTO outbox (source, topic, key, value) "
+            "SELECT %s, t, k, v FROM unnest(%s::text[], %s::bytea[], %s::bytea[]) "
+            "WITH ORDINALITY AS u(t, k, v, n) ORDER BY n RETURNING id",
+            (self.group, topics, keys, values),
+        ).fetchall()
+        return [
+            (int(row[0]), t, k, v) for row, t, k, v in zip(ids, topics, keys, values, strict=True)
+        ]
+
+    def _delete_published(self, conn: psycopg.Connection) -> None:
+        if self._published:
+            conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (self._published,))
+            self._published = []
+
+    def _publish(self, rows: list[OutboxRow]) -> None:
+        """Send committed outbox rows without waiting for the acknowledgements; they
+        are settled later (:meth:`_settle`) and acknowledged rows deleted in the next
+        transaction. A row whose delivery failed stays in the outbox and the timer
+        sends it again (:meth:`_republish_stale`): at least once."""
+        if not rows:
+            return
+        sender = self._sender
+        assert sender is not None
+        if not self._unsettled:
+            self._unsettled_since = time.monotonic()
+        for row_id, topic, key, value in rows:
+            sender.send(topic, value, key)
+            self._unsettled.append(row_id)
+        sender.producer.poll(0)
+
+    def _settle(self, wait_s: float = 0.0) -> None:
+        """Once the producer has nothing in flight, the rows sent since the last
+        settlement are acknowledged, unless a delivery failed among them: then they
+        all stay in the outbox for the timer (a few sent twice; outbox records are at
+        least once). Waits for the acknowledgements when sends pile up unsettled."""
+        sender = self._sender
+        if sender is None or not self._unsettled:
+            return
+        pending = len(sender.producer)
+        if pending and (
+            len(self._unsettled) > 4 * self.config.batch_size
+            or time.monotonic() - self._unsettled_since > 1.0
+        ):
+            wait_s = max(wait_s, 5.0)
+        if pending and wait_s:
+            pending = sender.producer.flush(wait_s)
+        if pending:
+            return
+        if sender.failures:
+            log.warning("%s: %d outbox rows not all delivered (%s); the timer resends them",
+                        self.group, len(self._unsettled), sender.failures[:3])  # fmt: skip
+            sender.failures.clear()
+        else:
+            self._published.extend(self._unsettled)
+        self._unsettled = []
+
+    def _publish_leftovers(self) -> None:
+        """Records committed by an earlier run that crashed before publishing them."""
+        sender = self._sender
+        assert sender is not None
+        while True:
+            rows = self.conn.execute(
+                "SELECT id, topic, key, value FROM outbox WHERE source = %s ORDER BY id LIMIT 5000",
+                (self.group,),
+            ).fetchall()
+            if not rows:
+                return
+            for _, topic, key, value in rows:
+                sender.send(str(topic), bytes(value), key)
+            sender.flush(30)  # raises DeliveryError: the worker cannot start
+            with self.conn.transaction():
+                self.conn.execute(
+                    "DELETE FROM outbox WHERE id = ANY(%s)", ([int(row[0]) for row in rows],)
+                )
+            log.info(
+                "%s: published %d outbox records left by an earlier run", self.group, len(rows)
+            )
+
+    def _republish_stale(self) -> None:
+        """Outbox rows of this group older than ``outbox_retry_after_s`` that are
+        neither in flight nor acknowledged: their delivery failed (or the process that
+        wrote them died), so send them again now instead of at the next start. Another
+        process of the same group may send one too: outbox records are at least once
+        and deduplicated downstream (by ``command_id``)."""
+        rows = self.conn.execute(
+            "SELECT id, topic, key, value FROM outbox WHERE source = %s "
+            "AND created_at < now() - make_interval(secs => %s) AND NOT (id = ANY(%s)) "
+            "ORDER BY id LIMIT 5000",
+            (
+                self.group,
+                self.config.outbox_retry_after_s,
+                sorted({*self._unsettled, *self._published}),
+            ),
+        ).fetchall()
+        if rows:
+            log.warning("%s: re-publishing %d undelivered outbox records", self.group, len(rows))
+            REPUBLISHED.labels(**self._labels).inc(len(rows))
+            self._publish([(int(i), str(t), k, bytes(v)) for i, t, k, v in rows])
+
+    def _idle(self, *, tick: bool) -> None:
+        """Between batches: on the timer, re-publish stale outbox rows and run the
+        handler's timed work; always trim acknowledged rows and publish what is staged."""
+        performed = None
+        if tick:
+            self._republish_stale()
+            performed = self.handler.idle(self.conn)
+        rows: list[OutboxRow] = []
+        if performed is not None or self._published:
+            with self.conn.transaction():
+                emits = self.handler.apply_idle(self.conn, performed) if performed else []
+                rows = self._outbox_add(emits)
+                self._delete_published(self.conn)
+        self._publish(self._take_staged() + rows)
