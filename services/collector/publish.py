@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaException, Producer
 
 from services.collector.chunks import check_size
 from services.contracts.codec import Codec
 from services.contracts.models import SnapshotChunk
 from services.runtime import kafka
+from services.runtime.sender import DeliveryError, Sender
 from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,8 @@ class SnapshotPublisher:
         """
         tid = self.transactional_id(network, group_id)
         producer = self._producer(tid, f"collector.{network}.{group_id}")
-        failures: list[str] = []
-
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                failures.append(f"{msg.key()!r}: {err.str()}")
-
+        # librdkafka's default partitioner, the one the catalog names for snapshots.
+        sender = Sender(producer, native="consistent_random")
         producer.begin_transaction()
         sent = 0
         try:
@@ -108,13 +104,14 @@ class SnapshotPublisher:
                 key = chunk.key().to_bytes()
                 value = self._codec.encode(chunk, self.topic)
                 check_size(key, value, self._max, topic=self.topic)
-                self._produce(producer, key, value, delivered)
+                sender.send(self.topic, value, key)
                 sent += 1
             if self.before_commit is not None:
                 self.before_commit(sent)
-            producer.flush(self._timeout_s)
-            if failures:
-                raise PublishError(f"delivery failed: {failures[0]}")
+            try:
+                sender.flush(self._timeout_s)
+            except DeliveryError as exc:
+                raise PublishError(f"delivery failed: {exc}") from exc
             producer.commit_transaction(self._timeout_s)
         except BaseException as exc:
             self._abort(tid, producer, exc)
@@ -122,18 +119,6 @@ class SnapshotPublisher:
                 raise PublishError(f"Kafka refused the run: {exc.args[0]}") from exc
             raise
         return sent
-
-    def _produce(
-        self, producer: Producer, key: bytes, value: bytes, on_delivery: Callable[..., Any]
-    ) -> None:
-        while True:
-            try:
-                producer.produce(self.topic, value=value, key=key, on_delivery=on_delivery)
-            except BufferError:
-                producer.poll(0.1)
-                continue
-            producer.poll(0)
-            return
 
     def _abort(self, tid: str, producer: Producer, cause: BaseException) -> None:
         log.warning("aborting the transaction of %s: %s", tid, cause)

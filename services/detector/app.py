@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -61,6 +60,7 @@ from services.detector.mapping import SnapshotChunkModel, events, millis, to_chu
 from services.detector.settings import DetectorSettings
 from services.detector.state import DetectorInputError
 from services.runtime import http, kafka
+from services.runtime.sender import DeliveryError, Sender
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ class Detector:
         self.metrics = _Metrics(self.registry)
         self.codec = make_codec(settings.kafka)
         self.ready = False
-        self._producer: Producer | None = None
-        self._failures: list[str] = []
+        self._sender: Sender | None = None
         brokers = [
             f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")
         ]
@@ -175,10 +174,14 @@ class Detector:
     # ------------------------------------------------------------------ edges
 
     @property
-    def producer(self) -> Producer:
-        if self._producer is None:
-            self._producer = kafka.producer(self.settings.kafka, "detector")
-        return self._producer
+    def sender(self) -> Sender:
+        """librdkafka's default partitioner (``consistent_random``), the one the
+        catalog names for ``social.events``."""
+        if self._sender is None:
+            self._sender = Sender(
+                kafka.producer(self.settings.kafka, "detector"), native="consistent_random"
+            )
+        return self._sender
 
     async def _serve(self) -> None:
         app = http.create_app(
@@ -201,30 +204,16 @@ class Detector:
     def _send(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
     ) -> None:
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                self._failures.append(f"{msg.topic()}: {err.str()}")
-
-        args: dict[str, Any] = {"on_delivery": delivered}
-        if partition is not None:
-            args["partition"] = partition
-        while True:
-            try:
-                self.producer.produce(topic, value, key, **args)
-                break
-            except BufferError:
-                self.producer.poll(0.1)
-        self.producer.poll(0)
+        self.sender.send(topic, value, key, -1 if partition is None else partition)
 
     async def _flush(self) -> None:
         """Wait until every message sent so far is acked; raise if any failed."""
-        left = await asyncio.to_thread(self.producer.flush, self.settings.flush_timeout_s)
-        if left or self._failures:
-            failures, self._failures = self._failures, []
+        try:
+            await asyncio.to_thread(self.sender.flush, self.settings.flush_timeout_s)
+        except DeliveryError as exc:
             raise ProduceFailedError(
-                f"{left} message(s) not acked in {self.settings.flush_timeout_s}s; "
-                f"failures: {failures[:5]}"
-            )
+                f"not acked in {self.settings.flush_timeout_s}s: {exc}"
+            ) from exc
 
     async def _dead_letter(self, error: BaseException, source: Record) -> None:
         log.warning(
@@ -344,8 +333,8 @@ class Detector:
         self.metrics.chunks.labels("retirement").inc()
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(self.settings.flush_timeout_s)
+        if self._sender is not None:
+            self._sender.producer.flush(self.settings.flush_timeout_s)
         self._in_order.close()
 
 

@@ -11,13 +11,21 @@ from typer.testing import CliRunner
 from services.cli import app as cli
 from services.contracts import models as m
 from services.contracts.ids import command_id
-from services.contracts.topics import COMMANDS_BONUS
+from services.contracts.topics import COMMANDS_BONUS, EVENTS
 from services.rules.offers import load_offer
 from services.rules.processing import Link, MemberRecord, process, resolve
 from services.rules.replay import run_replay
 from services.rules.settings import RulesSettings
 from services.rules.store import EXAMPLES_DIR
-from tests.integration.rules.harness import CommandReader, Env, liked, linked, produce
+from tests.integration.rules.harness import (
+    CommandReader,
+    Env,
+    dead_letters,
+    liked,
+    linked,
+    produce,
+    produce_raw,
+)
 
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 NOW_MS = int(time.time() * 1000)
@@ -191,3 +199,37 @@ def test_replay_apply_refuses_a_window_the_live_offer_covered(
     store.set_active(offer.id, False)
     (ended,) = store.live_periods(offer.id)
     assert ended.since == live.since and ended.until is not None
+
+
+def test_replay_apply_dead_letters_an_unreadable_record_and_goes_on(
+    rules_env: Callable[[str], Env],
+) -> None:
+    """A record that cannot be read is dead-lettered (with the replay's group) and the
+    next record on the same partition is replayed; a dry-run writes no dead letter."""
+    env = rules_env("rules-replay-dlq")
+    offer = load_offer(EXAMPLES_DIR / "likes-5-then-1.yaml")
+    link = linked("1", "M1", T0)
+    after = liked("1", 7, T0 + timedelta(hours=1))
+    key = link.key().to_bytes()  # the same user: the same partition, in this order
+    produce(env, [link])
+    produce_raw(env, key, b"\xc3\x01 not an event")
+    produce(env, [after])
+    settings = _settings(env)
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+
+    dry = run_replay(settings, offer, start=start, end=None, apply=False, notify=False)
+    assert (dry.messages_read, dry.undecodable, dry.commands) == (3, 1, 1)
+
+    applied = run_replay(settings, offer, start=start, end=None, apply=True, notify=False)
+    assert (applied.undecodable, applied.commands) == (1, 1)
+    (letter,) = dead_letters(env, 1)  # only the apply wrote one
+    assert letter.original_topic == env.topics.name(EVENTS)
+    assert letter.original_offset == 1
+    assert letter.value == b"\xc3\x01 not an event"
+    assert letter.consumer_group is not None and ".replay.likes-5-then-1." in letter.consumer_group
+    reader = CommandReader(env)
+    try:
+        (got,) = reader.until(lambda r: len(r) >= 1, "the like after the bad record")
+        assert got.command.source_event_id == after.event_id
+    finally:
+        reader.close()

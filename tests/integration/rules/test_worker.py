@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from services.contracts import models as m
 from services.contracts.ids import command_id
 from services.contracts.topics import COMMANDS_BONUS, COMMANDS_NOTIFY
 from services.rules.offers import load_offer
 from services.rules.store import EXAMPLES_DIR
+from services.runtime import kafka
 from tests.integration.rules.harness import (
     CommandReader,
     Env,
@@ -148,3 +153,33 @@ def test_sigterm_stops_the_worker_cleanly(rules_env: Callable[[str], Env], tmp_p
         except subprocess.TimeoutExpired as exc:
             raise AssertionError("worker ignored SIGTERM") from exc
     assert code == 0, (tmp_path / "worker.log").read_text()[-2000:]
+
+
+def test_a_changelog_with_the_wrong_partition_count_is_refused_at_start(
+    rules_env: Callable[[str], Env], tmp_path: Path
+) -> None:
+    """A changelog whose partition n does not match the input's partition n would mix
+    state: the worker says which topic and what to do, and exits non-zero."""
+    env = rules_env("rules-layout")
+    admin = kafka.admin(env.kafka)
+    changelog = env.topics.name(f"{env.app_id}.links-changelog")
+    for future in admin.delete_topics([changelog]).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while True:  # deletion is asynchronous
+        try:
+            admin.create_topics([NewTopic(changelog, env.topics.partitions + 1, 1)])[
+                changelog
+            ].result(30)
+            break
+        except KafkaException:
+            assert time.monotonic() < deadline, "changelog not re-created"
+            time.sleep(0.5)
+    log = tmp_path / "worker.log"
+    with worker(env, log) as w:
+        code = w.process.wait(60)
+    assert code != 0
+    text = log.read_text()
+    assert changelog in text
+    assert f"has {env.topics.partitions + 1} partitions" in text
+    assert "Delete the changelog" in text
