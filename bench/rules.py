@@ -1,239 +1,151 @@
-"""Rules benchmark: the pure engine, one real worker Kafka to Kafka, replay, the worker's RSS.
+"""Rules benchmark: the pure engine, a raw read, a hand-written roofline and one real worker.
 
-Rows (``./run bench rules``; ``BENCH_RULES_EVENTS`` likes, default 10,000):
+``./run bench rules`` (or ``.venv/bin/python -m bench rules`` with the stack env
+exported) prints, in one run, over one realistic mix (``services.rules.bench.event_mix``:
+links, members with a VK and an OK profile, likes, unlikes, like-unlike-like,
+comments, joins and leaves, reposts, four months; ``BENCH_RULES_EVENTS``, default
+100,000, for the throughput phases, plus the paced tail):
 
-* the pure ``evaluate_all`` with the acceptance set (``services/rules/examples``)
-  loaded, and the worker's per-event path (``process`` + the member record's
-  bytes), both in this process (``services.rules.bench``);
-* one real ``python -m services.rules worker`` (rocksdb store) on fresh topics,
-  schema and app id: links first (their commands arriving proves the worker is
-  assigned and warm), then the likes; time from producing the first like to the
-  last command on the command topics. The commands received are checked against
-  the pure ``process`` over the same events (same ids, same count). The ratio is
-  to a raw confluent-kafka consumer reading the same ``social.events`` topic in
-  the same run;
-* replay ``--dry-run`` of ``likes-5-then-1`` over that topic (events/s read);
-* the worker's peak RSS (``VmHWM``) before it is stopped.
+1. the pure ``processing.process`` over the mix's resolved events, with every example
+   offer and with ``likes-5-then-1`` alone (events/s; also how many commands each
+   worker run must deliver, and which);
+2. the raw read: a plain read_committed confluent-kafka consumer reading the
+   6-partition ``social.events`` topic to the end (``bench._stream.timed_read``, best
+   of three), the ceiling;
+3. the roofline: a minimal hand-written transactional loop doing ``likes-5-then-1``
+   on the same topic (fastavro body decode, a dict of member state, a command per
+   credited like or deducted unlike, offsets and commit at the worker's cadence);
+4. one ``python -m services.rules worker`` subprocess per offer set (``likes-5-then-1``
+   alone; every example offer), each with its own topic prefix, group and PG schema:
+   the events are on the topic before the worker starts; once it is ready
+   (``/readyz`` 200, offers checked on ``/offers``), its rate is the throughput
+   phase's events over the time from its first command's creation to the moment
+   the last expected command is readable read_committed; then a paced phase
+   (``BENCH_RULES_PACED_RATE`` events/s for ``BENCH_RULES_PACED_S`` seconds) gives
+   the event-to-command latency (command readable minus event produced). Every
+   command id is checked against the pure path (no missing, none twice).
+
+``BENCH_RULES_COMMIT_INTERVAL_S`` (default 0.5, the service default) is the worker's
+and the roofline's commit interval. ``BENCH_RULES_PROFILE=<dir>`` runs each worker
+under cProfile (``<dir>/<run>.prof``); ``BENCH_RULES_PYSPY=<dir>`` records each
+worker's throughput phase with py-spy (``<dir>/<run>.txt``, collapsed stacks) when
+``py-spy`` is installed.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
-from zoneinfo import ZoneInfo
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from fastavro import schemaless_reader, schemaless_writer
 from psycopg import sql
 
+from bench._stream import peak_rss_mib, timed_read
 from services.contracts import models as m
-from services.contracts.codec import make_codec
-from services.contracts.topics import EVENTS, TopicSettings, catalog, ensure
-from services.rules import bench as pure
-from services.rules.offers import load_offer
-from services.rules.processing import COMMAND_TOPIC, Link, MemberRecord, link_key, process, resolve
-from services.rules.replay import run_replay
-from services.rules.settings import RulesSettings
-from services.rules.store import EXAMPLES_DIR, OfferStore
+from services.contracts.codec import SINGLE_OBJECT_MAGIC, Codec, make_codec
+from services.contracts.schemas import default_schema_set
+from services.contracts.topics import EVENTS, TopicSettings, catalog, ensure, observe, plan
+from services.rules.bench import TZ, event_mix, example_offers, resolve_all, run_process
+from services.rules.offers import Offer
+from services.rules.processing import COMMAND_TOPIC
+from services.rules.store import OfferStore
 from services.runtime import db, kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-LIKES = int(os.environ.get("BENCH_RULES_EVENTS", "10000"))
-MEMBERS = 300
+EVENTS_COUNT = int(os.environ.get("BENCH_RULES_EVENTS", "100000"))
+PACED_RATE = float(os.environ.get("BENCH_RULES_PACED_RATE", "2000"))
+PACED_S = float(os.environ.get("BENCH_RULES_PACED_S", "10"))
+COMMIT_INTERVAL_S = float(os.environ.get("BENCH_RULES_COMMIT_INTERVAL_S", "0.5"))
+COMMIT_EVERY = 5000  # the worker's default RULES_COMMIT_EVERY
 PARTITIONS = 6
-DEADLINE_S = 120.0
-BASE = datetime(2025, 3, 1, tzinfo=UTC)
+DEADLINE_S = float(os.environ.get("BENCH_RULES_DEADLINE_S", "600"))
+LIKES_OFFER = "likes-5-then-1"
+
+TARGET_PURE = 60_000
+TARGET_WORKER = {LIKES_OFFER: 20_000, "all": 8_000}
+TARGET_ROOFLINE_SHARE = 0.5
+TARGET_P99_S = 1.0
 
 
-def _events() -> tuple[list[m.DomainEvent], list[m.DomainEvent]]:
-    """Links of ``MEMBERS`` users, then likes (every 10th an unlike of the user's previous post)."""
-    links: list[m.DomainEvent] = [
-        m.ProfileLinked.build(
-            network="vk",
-            social_user_id=str(u),
-            member_id=f"M{u}",
-            registration=False,
-            observed_at=BASE,
-            snapshot_at=BASE,
-        )
-        for u in range(MEMBERS)
-    ]
-    likes: list[m.DomainEvent] = []
-    for i in range(LIKES):
-        user, post = i % MEMBERS, i // MEMBERS + 1
-        at = BASE + timedelta(hours=1, seconds=i * 10)
-        kind = m.PostUnliked if i % 10 == 9 and post > 1 else m.PostLiked
-        likes.append(
-            kind.build(
-                network="vk",
-                group_id=1001,
-                social_user_id=str(user),
-                post_id=post - 1 if kind is m.PostUnliked else post,
-                observed_at=at,
-                snapshot_at=at,
-                previous_snapshot_at=at - timedelta(hours=1),
-            )
-        )
-    return links, likes
+# ------------------------------------------------------------------ the private world
 
 
-def _expected(events: list[m.DomainEvent]) -> tuple[set[str], set[str]]:
-    """Command ids the pure path gives for the links, and for the rest."""
-    offers = [load_offer(p) for p in sorted(EXAMPLES_DIR.glob("*.yaml"))]
-    tz = ZoneInfo("Europe/Moscow")  # the worker's default RULES_TIMEZONE
-    links: dict[str, Link] = {}
-    records: dict[str, MemberRecord] = {}
-    ids: tuple[set[str], set[str]] = (set(), set())
-    for event in events:
-        key = link_key(event)
-        new, rule_event = resolve(links.get(key), event)
-        if new is not None:
-            links[key] = new
-        if rule_event is None:
-            continue
-        result = process(
-            offers,
-            records.get(rule_event.member_id, MemberRecord()),
-            rule_event,
-            tz=tz,
-            issued_at=BASE,
-        )
-        records[rule_event.member_id] = result.record
-        target = ids[0] if isinstance(event, m.ProfileLinked) else ids[1]
-        target.update(c.command_id for c in result.commands)
-    return ids
+@dataclass(frozen=True)
+class World:
+    """One worker run's topics, group and PG schema; nothing shared with any other run."""
 
+    label: str
+    topics: TopicSettings
+    app_id: str
+    schema: str
 
-class CommandCounter:
-    """Counts raw messages on the command topics (decoded only after the timing)."""
+    @classmethod
+    def fresh(cls, tag: str, label: str) -> World:
+        topics = TopicSettings(prefix=f"bench.rules.{tag}.{label}.", partitions=PARTITIONS)
+        return cls(label, topics, f"bench.rules.{tag}.{label}", f"bench_rules_{tag}_{label}")
 
-    def __init__(self, settings: KafkaSettings, topics: list[str]) -> None:
-        self._consumer = kafka.consumer(settings, f"bench.rules.reader.{uuid.uuid4().hex[:8]}")
-        self._consumer.subscribe(topics)
-        self.values: list[tuple[str, bytes]] = []
-        self.last_at = 0.0
+    @property
+    def events_topic(self) -> str:
+        return self.topics.name(EVENTS)
 
-    def until(self, total: int, alive: Callable[[], None]) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while len(self.values) < total:
-            alive()
+    @property
+    def command_topics(self) -> list[str]:
+        return sorted({self.topics.name(base) for base in COMMAND_TOPIC.values()})
+
+    def create(
+        self, settings: KafkaSettings, database: DatabaseSettings, offers: list[Offer]
+    ) -> None:
+        admin = kafka.admin(settings, "bench-rules")
+        specs = catalog(self.topics, rules_app_id=self.app_id)
+        ensure(admin, specs, fix=False)
+        deadline = time.monotonic() + 60
+        while any(not p.in_sync for p in plan(specs, observe(admin, [s.name for s in specs]))):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.values)} of {total} commands in {DEADLINE_S:.0f}s")
-            # Ask for no more than is missing: consume() waits out its timeout for a full batch.
-            for msg in self._consumer.consume(min(1000, total - len(self.values)), 0.2):
-                if msg.error() is None:
-                    self.values.append((str(msg.topic()), bytes(msg.value() or b"")))
-                    self.last_at = time.perf_counter()
-
-    def command_ids(self, settings: KafkaSettings) -> list[str]:
-        codec = make_codec(settings)
-        kinds = tuple(m.COMMAND_TYPES.values())
-        ids = []
-        for topic, value in self.values:
-            command = codec.decode(value, topic, kinds)
-            assert isinstance(command, m.BonusAccrue | m.BonusDeduct | m.SendMessage
-                              | m.CounterIncrement | m.MailingSet)  # fmt: skip
-            ids.append(command.command_id)
-        return ids
-
-    def close(self) -> None:
-        self._consumer.close()
+                raise TimeoutError(f"topics under {self.topics.prefix} not created")
+            time.sleep(0.2)  # waiting for the new topics' metadata
+        store = OfferStore(database, self.schema)
+        store.migrate()
+        for offer in offers:
+            store.create(offer.model_dump(mode="json"), author="bench")
+            store.set_active(offer.id, True)
 
 
-def _raw_read(settings: KafkaSettings, topic: str, total: int) -> float:
-    consumer = kafka.consumer(
-        settings, f"bench.rules.raw.{uuid.uuid4().hex[:8]}", read_committed=True
-    )
-    consumer.subscribe([topic])
-    seen, started = 0, None
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while seen < total:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"raw read: {seen} of {total}")
-            for msg in consumer.consume(min(1000, total - seen), 0.5):
-                error = msg.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(str(error))
-                    continue
-                if started is None:
-                    started = time.perf_counter()
-                seen += 1
-    finally:
-        consumer.close()
-    return time.perf_counter() - (started or time.perf_counter())
+def _cleanup(
+    settings: KafkaSettings, database: DatabaseSettings, tag: str, schemas: list[str]
+) -> None:
+    admin = kafka.admin(settings, "bench-rules")
+    prefix = f"bench.rules.{tag}."
+    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names).values():
+            future.result()
+    with db.connect(database, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Worker:
-    """``python -m services.rules worker`` as a subprocess, health on a free port."""
-
-    def __init__(self, env: dict[str, str], log: IO[bytes], log_path: Path) -> None:
-        self.port = _free_port()
-        self.log_path = log_path
-        profile = os.environ.get("BENCH_RULES_PROFILE")  # a path: cProfile the worker into it
-        wrap = ["-m", "cProfile", "-o", profile] if profile else []
-        self.process = subprocess.Popen(
-            [sys.executable, *wrap, "-m", "services.rules", "worker", "--loglevel", "warning"],
-            cwd=ROOT,
-            env={**env, "RULES_WORKER_HTTP_PORT": str(self.port)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def check(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the rules worker exited ({self.process.returncode}):\n{tail}")
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            self.check()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the rules worker did not get ready")
-            time.sleep(0.2)  # polling readiness with a deadline
-
-    def cpu_s(self) -> float:
-        """User + system CPU seconds the worker has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+def _encode(codec: Codec, topic: str, events: Sequence[m.DomainEvent]) -> list[tuple[bytes, bytes]]:
+    """As the detector writes them: the Avro value, the key ``network:social_user_id``."""
+    return [(e.key().to_bytes(), codec.encode(e, topic)) for e in events]
 
 
 def _produce(settings: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -250,148 +162,546 @@ def _produce(settings: KafkaSettings, topic: str, records: list[tuple[bytes, byt
         raise RuntimeError("events not delivered")
 
 
-def _cleanup(
-    settings: KafkaSettings, database: DatabaseSettings, prefix: str, app_id: str, schema: str
-) -> None:
-    admin = kafka.admin(settings, "bench-rules")
-    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith((prefix, app_id))]
-    if names:
-        for future in admin.delete_topics(names).values():
-            future.result()
-    with db.connect(database, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+# -------------------------------------------------------------------------- roofline
 
 
-def run() -> list[dict[str, object]]:  # noqa: PLR0915  (one linear scenario)
-    rows: list[dict[str, object]] = []
-    engine, worker_path, record_bytes = pure.measure()
-    rows.append(
-        {
-            "stage": "pure evaluate_all, 9 example offers",
-            "events/s": f"{engine:,.0f}",
-            "vs raw read": "",
-            "note": "this process, 20,000 events, 1,000 members",
-        }
+def _roofline(  # noqa: PLR0912, PLR0915  (the point is one flat hand-written loop)
+    settings: KafkaSettings, topic: str, total: int, out_topic: str
+) -> tuple[float, int]:
+    """``likes-5-then-1`` by hand on one transactional producer: seconds from the first
+    event read to the last commit, and the commands produced. Per event only what any
+    implementation must do: decode the body, look up the link and the member's month,
+    produce the command; offsets go with the commit every ``COMMIT_INTERVAL_S`` or
+    ``COMMIT_EVERY`` records, as the worker does."""
+    schemas = default_schema_set()
+    writers = {fp: (w.name.rsplit(".", 1)[1], w.parsed) for fp, w in schemas.writers.items()}
+    accrue_name, deduct_name = (
+        "social_loyalty.commands.BonusAccrue",
+        "social_loyalty.commands.BonusDeduct",
     )
-    rows.append(
-        {
-            "stage": "worker path: process + record bytes",
-            "events/s": f"{worker_path:,.0f}",
-            "vs raw read": "",
-            "note": f"member record {record_bytes:,} B after 20 events",
-        }
-    )
-
-    settings = KafkaSettings()
-    database = DatabaseSettings()
+    accrue, deduct = schemas.current[accrue_name], schemas.current[deduct_name]
+    accrue_head = SINGLE_OBJECT_MAGIC + schemas.fingerprints[accrue_name]
+    deduct_head = SINGLE_OBJECT_MAGIC + schemas.fingerprints[deduct_name]
     tag = uuid.uuid4().hex[:8]
-    topics = TopicSettings(prefix=f"bench.rules.{tag}.", partitions=PARTITIONS)
-    app_id, schema = f"bench.social-loyalty.rules.{tag}", f"bench_rules_{tag}"
-    admin = kafka.admin(settings, "bench-rules")
-    specs = catalog(topics)
-    ensure(admin, specs, fix=False)
-    store = OfferStore(database, schema)
-    store.migrate()
-    store.load_examples(activate=True)
-    codec = make_codec(settings)
-    events_topic = topics.name(EVENTS)
-    links, likes = _events()
-    link_ids, like_ids = _expected(links + likes)
+    consumer = kafka.consumer(settings, f"bench.rules.roofline.{tag}")
+    consumer.subscribe([topic])
+    producer = kafka.producer(
+        settings, "bench-rules-roofline", transactional_id=f"bench.rules.roofline.{tag}"
+    )
+    producer.init_transactions(30)
+    links: dict[bytes, str] = {}
+    months: dict[tuple[str, int, int], list[int]] = {}  # paid likes, points
+    earned: dict[tuple[str, str, int], int] = {}  # what a like earned; 0 once taken back
+    positions: dict[tuple[str, int], int] = {}
+    seen = commands = records = 0
+    started: float | None = None
+    txn_started = 0.0
+    in_txn = False
 
-    def encoded(events: list[m.DomainEvent]) -> list[tuple[bytes, bytes]]:
-        return [(e.key().to_bytes(), codec.encode(e, events_topic)) for e in events]
+    def commit() -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(60)
 
-    command_topics = sorted({topics.name(base) for base in COMMAND_TOPIC.values()})
+    deadline = time.monotonic() + DEADLINE_S
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
-            log_path = Path(tmp) / "worker.log"
-            env = {
-                **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-                "DATABASE_URL": database.database_url.get_secret_value(),
-                "TOPIC_PREFIX": topics.prefix,
-                "TOPIC_PARTITIONS": str(PARTITIONS),
-                "RULES_APP_ID": app_id,
-                "RULES_DB_SCHEMA": schema,
-                "RULES_STORE": "rocksdb://",
-                "RULES_DATA_DIR": str(Path(tmp) / "data"),
-            }
-            reader = CommandCounter(settings, command_topics)
-            with log_path.open("ab") as log:
-                worker = Worker(env, log, log_path)
-                try:
-                    worker.wait_ready()
-                    _produce(settings, events_topic, encoded(links))
-                    reader.until(len(link_ids), worker.check)
-                    like_records = encoded(likes)
-                    cpu_before, started = worker.cpu_s(), time.perf_counter()
-                    _produce(settings, events_topic, like_records)
-                    reader.until(len(link_ids) + len(like_ids), worker.check)
-                    worker_s = reader.last_at - started
-                    cpu_us = (worker.cpu_s() - cpu_before) / len(likes) * 1e6
-                    rss = worker.peak_rss_mib()
-                finally:
-                    worker.stop()
-            reader.close()
-            received = reader.command_ids(settings)
-            if len(received) != len(set(received)) or set(received) != link_ids | like_ids:
-                raise RuntimeError(
-                    f"worker commands differ from the pure path: {len(received)} received, "
-                    f"{len(set(received))} distinct, {len(link_ids | like_ids)} expected"
+        while seen < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"roofline: {seen} of {total}")
+            for msg in consumer.consume(1000, 0.1):
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(str(error))
+                    continue
+                if started is None:
+                    started = time.perf_counter()
+                if not in_txn:
+                    producer.begin_transaction()
+                    in_txn, txn_started, records = True, time.monotonic(), 0
+                positions[(str(msg.topic()), int(msg.partition() or 0))] = (
+                    int(msg.offset() or 0) + 1
                 )
-        total = len(links) + len(likes)
-        # Best of three: 10k messages are a few fetch round trips, so one read is noisy.
-        raw_s = min(_raw_read(settings, events_topic, total) for _ in range(3))
-        raw_rate = total / raw_s
-        worker_rate = len(likes) / worker_s
-        rows.append(
-            {
-                "stage": "raw confluent-kafka read of social.events",
-                "events/s": f"{raw_rate:,.0f}",
-                "vs raw read": "1",
-                "note": f"{total:,} messages, {PARTITIONS} partitions, best of 3",
-            }
+                seen += 1
+                records += 1
+                value = msg.value() or b""
+                name, schema = writers[value[2:10]]
+                body = io.BytesIO(value)
+                body.seek(10)
+                event = schemaless_reader(body, schema, None)
+                assert isinstance(event, dict)
+                key = msg.key() or b""
+                if name == "ProfileLinked":
+                    links[key] = event["member_id"]
+                    continue
+                if name == "ProfileUnlinked":
+                    links.pop(key, None)
+                    continue
+                if name not in {"PostLiked", "PostUnliked"}:
+                    continue
+                member = links.get(key)
+                if member is None:
+                    continue
+                thing = (member, event["network"], event["post_id"])
+                out = io.BytesIO()
+                if name == "PostLiked":
+                    if thing in earned:
+                        continue
+                    at = event["snapshot_at"].astimezone(TZ)
+                    month = months.setdefault((member, at.year, at.month), [0, 0])
+                    points = min(5 if month[0] == 0 else 1, 15 - month[1])
+                    earned[thing] = max(points, 0)
+                    if points <= 0:
+                        continue
+                    month[0] += 1
+                    month[1] += points
+                    out.write(accrue_head)
+                    schemaless_writer(out, accrue, {
+                        "command_id": f"{event['event_id']}:likes-5-then-1", "member_id": member,
+                        "offer_id": LIKES_OFFER, "source_event_id": event["event_id"],
+                        "replay": False, "issued_at": datetime.now(UTC), "points": points,
+                        "reason": "like", "reverses": None, "budget": None,
+                    })  # fmt: skip
+                else:
+                    points = earned.get(thing, 0)
+                    if not points:
+                        continue
+                    earned[thing] = 0
+                    out.write(deduct_head)
+                    schemaless_writer(out, deduct, {
+                        "command_id": f"{event['event_id']}:likes-5-then-1", "member_id": member,
+                        "offer_id": LIKES_OFFER, "source_event_id": event["event_id"],
+                        "replay": False, "issued_at": datetime.now(UTC), "points": points,
+                        "reason": "unlike", "reverses": None,
+                    })  # fmt: skip
+                while True:
+                    try:
+                        producer.produce(out_topic, out.getvalue(), key=member.encode())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                commands += 1
+            producer.poll(0)
+            if in_txn and (
+                records >= COMMIT_EVERY or time.monotonic() - txn_started >= COMMIT_INTERVAL_S
+            ):
+                commit()
+                in_txn = False
+        if in_txn:
+            commit()
+    finally:
+        consumer.close()
+    return time.perf_counter() - (started or time.perf_counter()), commands
+
+
+# ------------------------------------------------------------------------ the worker
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Worker:
+    """``python -m services.rules worker`` as a subprocess, health on a free port."""
+
+    def __init__(self, env: dict[str, str], log: IO[bytes], log_path: Path, label: str) -> None:
+        self.port = _free_port()
+        self.log_path = log_path
+        profile = os.environ.get("BENCH_RULES_PROFILE")
+        wrap = ["-m", "cProfile", "-o", str(Path(profile) / f"{label}.prof")] if profile else []
+        self.process = subprocess.Popen(
+            [sys.executable, *wrap, "-m", "services.rules", "worker", "--loglevel", "warning"],
+            cwd=ROOT,
+            env={**env, "RULES_WORKER_HTTP_PORT": str(self.port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the rules worker exited ({self.process.returncode}):\n{tail}")
+
+    def _get(self, path: str) -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return bytes(r.read())
+        except OSError:
+            return None
+
+    def wait_ready(self, offers: set[str]) -> None:
+        """Until ``/readyz`` answers 200 and ``/offers`` lists exactly ``offers``."""
+        deadline = time.monotonic() + 120
+        while True:
+            self.check()
+            if self._get("/readyz") is not None:
+                loaded = self._get("/offers")
+                if loaded is not None and {o["id"] for o in json.loads(loaded)} == offers:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the rules worker did not get ready")
+            time.sleep(0.05)  # polling readiness with a deadline
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the worker has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+class PySpy:
+    """``py-spy record`` of one process while it runs (nothing when py-spy is missing)."""
+
+    def __init__(self, pid: int, out: Path | None) -> None:
+        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.process: subprocess.Popen[bytes] | None = None
+        if out is not None and Path(exe).exists():
+            self.process = subprocess.Popen(
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(30)
+
+
+class CommandReader(threading.Thread):
+    """Reads the command topics read_committed, noting when each message became readable
+    (wall clock) and when the worker created it; decodes only after the timing."""
+
+    def __init__(self, settings: KafkaSettings, topics: list[str]) -> None:
+        super().__init__(name="commands", daemon=True)
+        self._consumer = kafka.consumer(
+            settings,
+            f"bench.rules.reader.{uuid.uuid4().hex[:8]}",
+            extra={"fetch.wait.max.ms": 10},  # the instrument should not add latency
+        )
+        self.assigned = threading.Event()
+        self._consumer.subscribe(topics, on_assign=lambda *_: self.assigned.set())
+        self._stop = threading.Event()
+        self.messages: list[tuple[float, int, str, bytes]] = []
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for msg in self._consumer.consume(1000, 0.05):
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            self.error = str(error)
+                        continue
+                    now = time.time()
+                    self.messages.append(
+                        (now, msg.timestamp()[1], str(msg.topic()), bytes(msg.value() or b""))
+                    )
+        finally:
+            self._consumer.close()
+
+    def wait_for(self, total: int, alive: Callable[[], None]) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while len(self.messages) < total:
+            alive()
+            if self.error is not None:
+                raise RuntimeError(f"command reader: {self.error}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.messages)} of {total} commands in {DEADLINE_S:.0f}s")
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.join(10)
+
+
+@dataclass
+class WorkerFigures:
+    rate: float
+    seconds: float
+    commands: int
+    cpu_us: float
+    ready_to_first_s: float
+    paced_rate: float
+    latencies: list[float] = field(default_factory=list)
+    rss_mib: float | None = None
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _paced(
+    settings: KafkaSettings,
+    topic: str,
+    events: Sequence[m.DomainEvent],
+    records: list[tuple[bytes, bytes]],
+) -> tuple[dict[str, float], float]:
+    """Produce at ``PACED_RATE``; the wall time each event was handed to the producer."""
+    producer = kafka.producer(settings, "bench-rules-paced")
+    produced: dict[str, float] = {}
+    started = time.perf_counter()
+    for i, (event, (key, value)) in enumerate(zip(events, records, strict=True)):
+        delay = started + i / PACED_RATE - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)  # the pace itself
+        produced[event.event_id] = time.time()
+        producer.produce(topic, value, key=key)
+        producer.poll(0)
+    seconds = time.perf_counter() - started
+    if producer.flush(30):
+        raise RuntimeError("paced events not delivered")
+    return produced, len(events) / seconds
+
+
+def _worker_run(
+    settings: KafkaSettings,
+    database: DatabaseSettings,
+    world: World,
+    *,
+    codec: Codec,
+    main: Sequence[m.DomainEvent],
+    paced: Sequence[m.DomainEvent],
+    expected: tuple[set[str], set[str]],
+    offers: list[Offer],
+    tmp: Path,
+) -> WorkerFigures:
+    """Throughput over ``main`` (already on the topic before the worker starts), then the
+    latency of ``paced``; every command id checked against ``expected`` (main, paced)."""
+    world.create(settings, database, offers)
+    _produce(settings, world.events_topic, _encode(codec, world.events_topic, main))
+    paced_records = _encode(codec, world.events_topic, paced)
+    reader = CommandReader(settings, world.command_topics)
+    reader.start()
+    if not reader.assigned.wait(60):
+        raise TimeoutError("the command reader got no partitions")
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "DATABASE_URL": database.database_url.get_secret_value(),
+        "TOPIC_PREFIX": world.topics.prefix,
+        "TOPIC_PARTITIONS": str(PARTITIONS),
+        "RULES_APP_ID": world.app_id,
+        "RULES_DB_SCHEMA": world.schema,
+        "RULES_INSTANCE_ID": "0",
+        "RULES_COMMIT_INTERVAL_S": str(COMMIT_INTERVAL_S),
+        "RULES_COMMIT_EVERY": str(COMMIT_EVERY),
+    }
+    spy_dir = os.environ.get("BENCH_RULES_PYSPY")
+    log_path = tmp / f"worker-{world.label}.log"
+    expected_main, expected_paced = expected
+    try:
+        with log_path.open("ab") as log:
+            worker = Worker(env, log, log_path, world.label)
+            try:
+                worker.wait_ready({o.id for o in offers})
+                ready_at, cpu_before = time.time(), worker.cpu_s()
+                spy = PySpy(
+                    worker.process.pid, Path(spy_dir) / f"{world.label}.txt" if spy_dir else None
+                )
+                reader.wait_for(len(expected_main), worker.check)
+                cpu = worker.cpu_s() - cpu_before
+                spy.stop()
+                first = min(created for _, created, _, _ in reader.messages) / 1000
+                last = reader.messages[len(expected_main) - 1][0]
+                produced, paced_rate = _paced(settings, world.events_topic, paced, paced_records)
+                reader.wait_for(len(expected_main) + len(expected_paced), worker.check)
+                rss = peak_rss_mib(worker.process.pid)
+            finally:
+                worker.stop()
+    finally:
+        reader.close()
+    kinds = tuple(m.COMMAND_TYPES.values())
+    ids: list[str] = []
+    latencies: list[float] = []
+    for i, (read_at, _created, topic, value) in enumerate(reader.messages):
+        command = codec.decode(value, topic, kinds)
+        assert isinstance(command, m.BonusAccrue | m.BonusDeduct | m.SendMessage
+                          | m.CounterIncrement | m.MailingSet)  # fmt: skip
+        ids.append(command.command_id)
+        if i >= len(expected_main):
+            latencies.append(read_at - produced[command.source_event_id])
+    want = expected_main | expected_paced
+    if (
+        len(ids) != len(set(ids))
+        or set(ids) != want
+        or set(ids[: len(expected_main)]) != expected_main
+    ):
+        raise RuntimeError(
+            f"{world.label}: worker commands differ from the pure path: {len(ids)} received, "
+            f"{len(set(ids))} distinct, {len(want)} expected, {len(set(ids) - want)} unexpected"
+        )
+    seconds = last - first
+    return WorkerFigures(
+        rate=len(main) / seconds,
+        seconds=seconds,
+        commands=len(expected_main),
+        cpu_us=cpu / len(main) * 1e6,
+        ready_to_first_s=first - ready_at,
+        paced_rate=paced_rate,
+        latencies=latencies,
+        rss_mib=rss,
+    )
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def _verdict(ok: bool, what: str) -> str:
+    return f"{what}: {'met' if ok else 'MISSED'}"
+
+
+def run() -> list[dict[str, object]]:
+    settings, database = KafkaSettings(), DatabaseSettings()
+    codec = make_codec(settings)
+    if codec.framing != "single-object":
+        raise RuntimeError("the roofline reads single-object framing; unset the schema registry")
+    paced_count = int(PACED_RATE * PACED_S)
+    mix = event_mix(EVENTS_COUNT + paced_count)
+    main, paced = mix[: len(mix) - paced_count], mix[len(mix) - paced_count :]
+    paced_ids = {e.event_id for e in paced}
+    resolved = resolve_all(mix)
+
+    pure: dict[str, tuple[float, int]] = {}
+    expected: dict[str, tuple[set[str], set[str]]] = {}
+    offer_sets = {LIKES_OFFER: example_offers(LIKES_OFFER), "all": example_offers()}
+    for label, offers in offer_sets.items():
+        seconds, commands = run_process(offers, resolved)
+        flat = [c for specs in commands for c in specs]
+        pure[label] = (len(resolved) / seconds, len(flat))
+        expected[label] = (
+            {c.command_id for c in flat if c.source_event_id not in paced_ids},
+            {c.command_id for c in flat if c.source_event_id in paced_ids},
+        )
+
+    tag = uuid.uuid4().hex[:8]
+    reads = World.fresh(tag, "read")  # the raw read and the roofline, on a topic of their own
+    worlds = {LIKES_OFFER: World.fresh(tag, "likes"), "all": World.fresh(tag, "all")}
+    figures: dict[str, WorkerFigures] = {}
+    try:
+        reads.create(settings, database, [])
+        _produce(settings, reads.events_topic, _encode(codec, reads.events_topic, main))
+        raw_s = min(timed_read(settings, reads.events_topic, len(main)) for _ in range(3))
+        out_topic = reads.topics.name("bench.roofline")
+        admin = kafka.admin(settings, "bench-rules")
+        for future in admin.create_topics([NewTopic(out_topic, PARTITIONS, 1)]).values():
+            future.result()
+        roof_s, roof_commands = _roofline(settings, reads.events_topic, len(main), out_topic)
+        with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
+            for label, offers in offer_sets.items():
+                figures[label] = _worker_run(
+                    settings,
+                    database,
+                    worlds[label],
+                    codec=codec,
+                    main=main,
+                    paced=paced,
+                    expected=expected[label],
+                    offers=offers,
+                    tmp=Path(tmp),
+                )
+    finally:
+        schemas = [reads.schema] + [w.schema for w in worlds.values()]
+        _cleanup(settings, database, tag, schemas)
+
+    return _table(
+        Results(
+            events=len(mix),
+            resolved=len(resolved),
+            main=len(main),
+            paced=len(paced),
+            pure=pure,
+            raw_rate=len(main) / raw_s,
+            roof_rate=len(main) / roof_s,
+            roof_commands=roof_commands,
+            workers=figures,
+        )
+    )
+
+
+@dataclass
+class Results:
+    """Everything one run measured."""
+
+    events: int
+    resolved: int
+    main: int
+    paced: int
+    pure: dict[str, tuple[float, int]]
+    raw_rate: float
+    roof_rate: float
+    roof_commands: int
+    workers: dict[str, WorkerFigures]
+
+
+def _table(r: Results) -> list[dict[str, object]]:
+    raw_rate, roof_rate = r.raw_rate, r.roof_rate
+    rows: list[dict[str, object]] = []
+
+    def row(stage: str, rate: float | None, target: str, note: str) -> None:
         rows.append(
             {
-                "stage": "one rules worker, Kafka to Kafka",
-                "events/s": f"{worker_rate:,.0f}",
-                "vs raw read": f"{worker_rate / raw_rate:.2g}",
-                "note": f"{len(likes):,} likes/unlikes, {MEMBERS} members, "
-                f"{len(like_ids):,} commands, {worker_s:.1f} s, worker CPU {cpu_us:,.0f} us/event",
+                "stage": stage,
+                "events/s": "" if rate is None else f"{rate:,.0f}",
+                "vs raw read": "" if rate is None else f"{rate / raw_rate:.3f}",
+                "vs roofline": "" if rate is None else f"{rate / roof_rate:.2f}",
+                "target": target,
+                "note": note,
             }
         )
 
-        rules_settings = RulesSettings(
-            topics=topics, db_schema=schema, app_id=app_id, kafka=settings, database=database
+    for label, (rate, count) in r.pure.items():
+        offers_text = "9 example offers" if label == "all" else label
+        target = _verdict(rate >= TARGET_PURE, f">= {TARGET_PURE:,}") if label == "all" else ""
+        note = f"this process, {r.resolved:,} resolved of {r.events:,} events, {count:,} commands"
+        row(f"pure process, {offers_text}", rate, target, note)
+    note = f"{r.main:,} events, {PARTITIONS} partitions, best of 3"
+    row("raw read_committed read of social.events", raw_rate, "", note)
+    note = f"{r.roof_commands:,} commands, commit every {COMMIT_INTERVAL_S:g} s / {COMMIT_EVERY:,}"
+    row(f"roofline: hand-written EOS loop, {LIKES_OFFER}", roof_rate, "", note)
+    for label, fig in r.workers.items():
+        offers_text = "9 example offers" if label == "all" else label
+        least = TARGET_WORKER[label]
+        ok = fig.rate >= least
+        wanted = f">= {least:,}"
+        if label == LIKES_OFFER:
+            ok = ok and fig.rate >= TARGET_ROOFLINE_SHARE * roof_rate
+            wanted += f" and >= {TARGET_ROOFLINE_SHARE:g} roofline"
+        note = (
+            f"{r.main:,} events, {fig.commands:,} commands in {fig.seconds:.2f} s, "
+            f"worker CPU {fig.cpu_us:,.0f} us/event, ready->first command "
+            f"{fig.ready_to_first_s:.1f} s, peak RSS {fig.rss_mib or 0:.0f} MiB"
         )
-        offer = load_offer(EXAMPLES_DIR / "likes-5-then-1.yaml")
-        report = run_replay(
-            rules_settings,
-            offer,
-            start=BASE - timedelta(days=1),
-            end=None,
-            apply=False,
-            notify=False,
+        row(f"rules worker, {offers_text}", fig.rate, _verdict(ok, wanted), note)
+        p99 = fig.quantile(0.99)
+        note = (
+            f"p50 {fig.quantile(0.5) * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms, "
+            f"max {max(fig.latencies) * 1000:,.0f} ms over {len(fig.latencies):,} commands "
+            f"({r.paced:,} events in {PACED_S:g} s)"
         )
-        replay_rate = report.messages_read / report.seconds
-        rows.append(
-            {
-                "stage": "replay --dry-run likes-5-then-1",
-                "events/s": f"{replay_rate:,.0f}",
-                "vs raw read": f"{replay_rate / raw_rate:.2g}",
-                "note": f"{report.messages_read:,} read in {report.seconds:.2f} s "
-                "(incl. consumer start)",
-            }
-        )
-        rows.append(
-            {
-                "stage": "rules worker peak RSS (VmHWM)",
-                "events/s": f"{rss:.0f} MiB",
-                "vs raw read": "",
-                "note": "rocksdb store",
-            }
-        )
-    finally:
-        _cleanup(settings, database, topics.prefix, app_id, schema)
+        stage = f"  paced {fig.paced_rate:,.0f} events/s, event->command"
+        row(stage, None, _verdict(p99 <= TARGET_P99_S, f"p99 <= {TARGET_P99_S:g} s"), note)
     return rows
