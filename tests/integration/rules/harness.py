@@ -310,3 +310,117 @@ def worker(env: Env, log: Path, *, instance: str = "0", **extra: str) -> Iterato
                 process.kill()
                 process.wait(10)
         handle.close()
+
+
+# ------------------------------------------------- exactly-once: sized envs, many workers
+
+
+def make_sized_env(
+    kafka_settings: KafkaSettings, database: DatabaseSettings, name: str, *, partitions: int
+) -> Env:
+    """``make_env`` with ``partitions`` per topic (a group of workers needs some to share)."""
+    token = uuid.uuid4().hex[:8]
+    topics = TopicSettings(prefix=f"{name}.{token}.", partitions=partitions)
+    app_id = f"social-loyalty.rules.t{token}"
+    admin = kafka.admin(kafka_settings)
+    specs = catalog(topics, rules_app_id=app_id)
+    ensure(admin, specs, fix=False)
+    deadline = time.monotonic() + DEADLINE_S
+    while any(not p.in_sync for p in plan(specs, observe(admin, [s.name for s in specs]))):
+        assert time.monotonic() < deadline, "topics not created"
+        time.sleep(0.2)
+    return Env(kafka_settings, database, topics, f"rules_t_{token}", app_id)
+
+
+def produce_at(
+    env: Env, topic: str, records: Iterable[tuple[bytes, bytes]], partition: int
+) -> list[int]:
+    """Write raw ``(key, value)`` records to one partition of the real ``topic``, in order;
+    their offsets."""
+    producer = kafka.producer(env.kafka, "rules-test-at")
+    offsets: list[int] = []
+
+    def delivered(error: Any, msg: Any) -> None:
+        assert error is None, error
+        offsets.append(int(msg.offset()))
+
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, partition=partition, on_delivery=delivered)
+        assert producer.flush(30) == 0
+    return offsets
+
+
+def start_worker(env: Env, log: Path, *, instance: str, **settings: str) -> Worker:
+    """A rules worker as group member ``instance`` (info log in ``log``); ``settings``
+    (``RULES_*``) override the test defaults. The caller stops it (``kill_worker``)."""
+    port = free_port()
+    environ = {
+        "RULES_RELOAD_INTERVAL_S": "0.5",
+        "RULES_SESSION_TIMEOUT_S": "6",
+        "RULES_TRANSACTION_TIMEOUT_S": "10",
+        **settings,
+        "RULES_WORKER_HTTP_PORT": str(port),
+        "RULES_INSTANCE_ID": instance,
+    }
+    with log.open("ab") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.rules", "worker", "--loglevel", "info"],
+            cwd=REPO,
+            env=env.environ(**environ),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    return Worker(process, port, log)
+
+
+def worker_ready(w: Worker) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{w.port}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(w: Worker) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not worker_ready(w):
+        assert w.process.poll() is None, f"worker died: {w.log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"worker not ready: {w.log.read_text()[-3000:]}"
+        time.sleep(0.1)
+
+
+def assigned_partitions(w: Worker) -> int | None:
+    """Input partitions the worker holds (its metrics), ``None`` when it does not answer."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{w.port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("social_loyalty_stream_assigned_partitions{"):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def kill_worker(w: Worker) -> None:
+    """SIGKILL: no flush, no commit, no leaving the group."""
+    if w.process.poll() is None:
+        w.process.send_signal(signal.SIGKILL)
+    w.process.wait(30)
+
+
+def drop_env(env: Env) -> None:
+    """Remove what ``make_sized_env`` made and the worker added (best effort)."""
+    import psycopg
+
+    with psycopg.connect(env.database.database_url.get_secret_value(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {env.schema} CASCADE")
+    admin = kafka.admin(env.kafka)
+    names = [
+        t
+        for t in admin.list_topics(timeout=30).topics
+        if t.startswith((env.topics.prefix, env.app_id))
+    ]
+    for future in admin.delete_topics(names).values() if names else ():
+        try:
+            future.result(30)
+        except Exception:  # cleanup is best effort
+            continue
