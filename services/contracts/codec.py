@@ -31,7 +31,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
 
 from services.contracts.models import RECORD_TYPES, Record
-from services.contracts.plain import Invalid, PlainRecord, compile_records
+from services.contracts.plain import InvalidValueError, PlainRecord, compile_records
 from services.contracts.schemas import SchemaSet, default_schema_set, fingerprint
 from services.runtime.settings import KafkaSettings
 
@@ -148,7 +148,7 @@ def _checked_plain(
     if record.check_in is not None:
         try:
             value = record.check_in(value)
-        except Invalid as exc:
+        except InvalidValueError as exc:
             raise DecodeError(f"{record.name} record fails validation: {exc.reason}") from exc
     return record.name, value
 
@@ -159,7 +159,7 @@ def _checked_out(records: dict[str, PlainRecord], name: str, value: Any) -> tupl
         raise EncodeError(f"no contract record is named {name!r}")
     try:
         return record, record.check_out(value)
-    except Invalid as exc:
+    except InvalidValueError as exc:
         raise EncodeError(exc.reason) from exc
 
 
@@ -223,11 +223,11 @@ class SingleObjectCodec:
                 if expected is not None and record.name not in expected:
                     raise _wrong_topic(record.name, expected)
                 try:
-                    value = record.read(data, _SO_HEADER)
+                    fast: dict[str, Any] | None = record.read(data, _SO_HEADER)
                 except Exception:  # unusual bytes: fastavro below gives the verdict
-                    pass
-                else:
-                    return _checked_plain(record, value, None)
+                    fast = None
+                if fast is not None:
+                    return _checked_plain(record, fast, None)
         return _finish_plain(self._plain_by_full_name, *self._read(data), expected)
 
     def _read(self, data: bytes | None) -> tuple[str, Any]:
@@ -388,11 +388,11 @@ class RegistryCodec:
                 if expected is not None and record.name not in expected:
                     raise _wrong_topic(record.name, expected)
                 try:
-                    value = record.read(data, _CONFLUENT_HEADER)
+                    fast: dict[str, Any] | None = record.read(data, _CONFLUENT_HEADER)
                 except Exception:  # unusual bytes: the deserializer below gives the verdict
-                    pass
-                else:
-                    return _checked_plain(record, value, None)
+                    fast = None
+                if fast is not None:
+                    return _checked_plain(record, fast, None)
         plain = self._single_object._plain_by_full_name
         return _finish_plain(plain, *self._read(data, topic), expected)
 
