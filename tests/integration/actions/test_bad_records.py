@@ -1,0 +1,178 @@
+"""The PostgreSQL-sink runtime's bad-record policy, through the actions service.
+
+A record whose apply raises (PostgreSQL refuses the value) is dead-lettered with its
+source and the error, alone, and the next record of the same partition (another
+member's) is applied; the service stays up and ready. A transient failure (a lock
+PostgreSQL would not grant in time) dead-letters nothing: the service says it is
+failing on ``/readyz`` and applies the batch once the database lets it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from pydantic import SecretStr
+
+from services.actions.settings import ActionsSettings
+from services.contracts.codec import DecodeError
+from services.contracts.models import BonusAccrue, Command, DeadLetter
+from services.contracts.topics import COMMANDS_BONUS, COMMANDS_COUNTER
+from services.runtime.settings import DatabaseSettings
+from tests.integration.actions.conftest import TOPIC_OF, ActionsEnv, accrue, count, wait_for
+
+INT8_MAX = 2**63 - 1
+
+
+def _send_to_partition_zero(env: ActionsEnv, *commands: Command) -> None:
+    """Every command on partition 0, whatever its member: "the next record on the same
+    partition" is then another member's."""
+    for command in commands:
+        topic = env.topic(TOPIC_OF[type(command)])
+        value = env.codec.encode(command, topic)
+        env.producer.produce(topic, value, command.member_id.encode(), partition=0)
+    assert env.producer.flush(30) == 0
+
+
+def _readyz(settings: ActionsSettings) -> tuple[int, dict[str, Any]]:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{settings.port}/readyz", timeout=5)
+    except httpx.HTTPError as exc:
+        return 0, {"error": str(exc)}
+    return response.status_code, response.json()
+
+
+def _ready(settings: ActionsSettings) -> bool:
+    return _readyz(settings)[0] == 200
+
+
+def _offset(env: ActionsEnv, base: str, partition: int = 0) -> int:
+    return int(
+        env.scalar(
+            "SELECT coalesce(max(next_offset), 0) FROM consumer_offsets "
+            "WHERE topic = %s AND partition = %s",
+            env.topic(base),
+            partition,
+        )
+        or 0
+    )
+
+
+def _one_dead_letter(env: ActionsEnv) -> DeadLetter:
+    letters = wait_for(env.dead_letters, "a dead letter", 30)
+    assert len(letters) == 1, letters
+    letter: DeadLetter = letters[0]
+    return letter
+
+
+def test_a_credit_that_overflows_the_balance_is_dead_lettered_and_the_next_member_credited(
+    env: ActionsEnv,
+) -> None:
+    settings = env.settings()
+    env.start(settings, ("bonus",))
+    wait_for(lambda: _ready(settings), "the service ready")
+    overflow = accrue("olga", INT8_MAX - 5, cid="overflow")
+    _send_to_partition_zero(env, accrue("olga", 10, cid="fits"), overflow, accrue("pavel", 7))
+    wait_for(lambda: _offset(env, COMMANDS_BONUS) == 3, "all three records consumed")
+
+    letter = _one_dead_letter(env)
+    assert letter.original_topic == env.topic(COMMANDS_BONUS)
+    assert (letter.original_partition, letter.original_offset) == (0, 1)
+    assert letter.key == b"olga"
+    assert letter.value == env.codec.encode(overflow, env.topic(COMMANDS_BONUS))
+    assert letter.error_class == "psycopg.errors.NumericValueOutOfRange"
+    assert "bigint out of range" in letter.reason
+    assert letter.consumer_group == settings.group("bonus")
+    balances = dict(env.query("SELECT member_id, balance FROM accounts"))
+    assert balances == {"olga": 10, "pavel": 7}
+    assert env.scalar("SELECT count(*) FROM entries WHERE command_id = 'overflow'") == 0
+    assert env.scalar("SELECT count(*) FROM entries") == 2
+    assert _ready(settings), _readyz(settings)
+
+
+def test_a_member_id_with_a_nul_byte_is_dead_lettered_and_the_next_member_credited(
+    env: ActionsEnv,
+) -> None:
+    settings = env.settings()
+    env.start(settings, ("bonus",))
+    wait_for(lambda: _ready(settings), "the service ready")
+    topic = env.topic(COMMANDS_BONUS)
+    # Built without validation: whether the contract lets a NUL through is what we ask.
+    nul = BonusAccrue.model_construct(**{**accrue("x", 5).model_dump(), "member_id": "ni\x00na"})
+    raw = env.codec.encode(nul, topic)
+    try:
+        env.codec.decode(raw, topic, (BonusAccrue,))
+        codec_refuses = False
+    except DecodeError:
+        codec_refuses = True
+    _send_to_partition_zero(env, nul, accrue("oleg", 3))
+    wait_for(lambda: _offset(env, COMMANDS_BONUS) == 2, "both records consumed")
+
+    letter = _one_dead_letter(env)
+    assert (letter.original_partition, letter.original_offset) == (0, 0)
+    assert letter.key == b"ni\x00na"
+    assert letter.value == raw
+    if codec_refuses:
+        assert letter.error_class == "services.contracts.codec.DecodeError"
+    else:  # PostgreSQL text cannot hold NUL: psycopg refuses the parameter
+        assert letter.error_class == "psycopg.DataError"
+        assert "NUL" in letter.reason
+    assert dict(env.query("SELECT member_id, balance FROM accounts")) == {"oleg": 3}
+    assert _ready(settings), _readyz(settings)
+
+
+def test_a_counter_that_overflows_is_dead_lettered_and_the_next_member_counted(
+    env: ActionsEnv,
+) -> None:
+    settings = env.settings()
+    env.start(settings, ("counter",))
+    wait_for(lambda: _ready(settings), "the service ready")
+    _send_to_partition_zero(
+        env,
+        count("rita", "likes", INT8_MAX, cid="to-the-top"),
+        count("rita", "likes", 1, cid="one-too-many"),
+        count("sava", "likes", 2, cid="next"),
+    )
+    wait_for(lambda: _offset(env, COMMANDS_COUNTER) == 3, "all three records consumed")
+
+    letter = _one_dead_letter(env)
+    assert letter.original_topic == env.topic(COMMANDS_COUNTER)
+    assert (letter.original_partition, letter.original_offset) == (0, 1)
+    assert letter.key == b"rita"
+    assert letter.error_class == "psycopg.errors.NumericValueOutOfRange"
+    counters = {m: v for m, _, v in env.query("SELECT member_id, name, value FROM counters")}
+    assert counters == {"rita": INT8_MAX, "sava": 2}
+    applied = {r[0] for r in env.query("SELECT command_id FROM applied_commands")}
+    assert applied == {"to-the-top", "next"}  # the refused one can still apply if redriven
+    assert _ready(settings), _readyz(settings)
+
+
+def test_a_transient_failure_retries_dead_letters_nothing_and_readiness_says_so(
+    env: ActionsEnv,
+) -> None:
+    url = env.database.database_url.get_secret_value()
+    # The service waits at most 300 ms for a lock, so a held lock is a quick
+    # LockNotAvailable (an OperationalError) rather than a hang.
+    impatient = url + ("&" if "?" in url else "?") + "options=-c%20lock_timeout%3D300"
+    settings = env.settings(database=DatabaseSettings(database_url=SecretStr(impatient)))
+    env.start(settings, ("bonus",))
+    wait_for(lambda: _ready(settings), "the service ready")
+    with psycopg.connect(url) as locker:
+        locker.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(env.schema)))
+        locker.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        _send_to_partition_zero(env, accrue("tanya", 4), accrue("uliana", 6))
+        _, body = wait_for(
+            lambda: (r := _readyz(settings))[0] == 503 and "failing" in r[1]["reason"] and r,
+            "readiness to say the consumer is failing",
+            30,
+        )
+        assert "LockNotAvailable" in body["reason"], body
+        assert _offset(env, COMMANDS_BONUS) == 0
+        locker.rollback()
+    wait_for(lambda: _offset(env, COMMANDS_BONUS) == 2, "the batch applied once the lock is gone")
+    balances = dict(env.query("SELECT member_id, balance FROM accounts"))
+    assert balances == {"tanya": 4, "uliana": 6}
+    wait_for(lambda: _ready(settings), "ready again", 30)
+    assert env.dead_letters() == []
