@@ -1,10 +1,12 @@
 """The detector's read model: who is a member of which group now, activity counts per
 profile, last seen; fed from ``social.events``, queried over HTTP (port 8083).
 
-Exactly-once in effect without Kafka transactions: every batch of events, the
-``event_id`` dedup rows and the consumer's next offsets are ONE PostgreSQL
-transaction, and on partition assignment the consumer seeks to the offsets stored
-there. Offsets are also committed to Kafka afterwards, only so lag tools see progress.
+It runs on the shared PostgreSQL-sink runtime (``services/runtime/pgsink.py``), in its
+own consumer group: every batch of events, the ``event_id`` dedup rows and the group's
+next offsets (``consumer_offsets``) are ONE PostgreSQL transaction, and on partition
+assignment the consumer seeks to the offsets stored there. An event that does not
+decode, or whose apply raises, goes to the dead-letter topic (with its source, offset
+and reason, through the sink's outbox) and the next event is applied.
 """
 
 from __future__ import annotations
@@ -12,22 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from aiohttp import web
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from psycopg import sql
 
 from services.contracts import (
     EVENT_TYPES,
-    DecodeError,
     DomainEvent,
     GroupJoined,
     GroupLeft,
@@ -36,7 +35,16 @@ from services.contracts import (
 from services.contracts.models import Network
 from services.contracts.topics import EVENTS
 from services.detector.settings import DetectorSettings
-from services.runtime import db, http, kafka
+from services.runtime import db, http
+from services.runtime.http import ReadyCheck
+from services.runtime.pgsink import (
+    Emit,
+    Handler,
+    Item,
+    PgSinkConfig,
+    PgSinkWorker,
+    create_sink_tables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +86,12 @@ def effect(event: DomainEvent) -> Effect:
 # ------------------------------------------------------------------ Postgres
 
 
-def migrate(conn: psycopg.Connection, schema: str) -> None:
-    """Create the schema and tables if missing (idempotent, run at start)."""
+def migrate(conn: psycopg.Connection, schema: str, group: str) -> None:
+    """Create the schema and tables if missing (idempotent, run at start). Offsets kept
+    by the read model's own loop before it ran on the shared runtime (a table
+    ``offsets`` without a group) become ``group``'s rows in ``consumer_offsets``."""
     s = sql.Identifier(schema)
     statements = [
-        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {}.memberships (network text NOT NULL, "
             "group_id bigint NOT NULL, social_user_id text NOT NULL, member boolean NOT NULL, "
@@ -99,14 +108,23 @@ def migrate(conn: psycopg.Connection, schema: str) -> None:
             "PRIMARY KEY (network, social_user_id))"
         ).format(s),
         sql.SQL("CREATE TABLE IF NOT EXISTS {}.seen_events (event_id text PRIMARY KEY)").format(s),
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.offsets (topic text NOT NULL, partition int NOT NULL, "
-            "next_offset bigint NOT NULL, PRIMARY KEY (topic, partition))"
-        ).format(s),
     ]
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"migrate:{schema}",))
+        create_sink_tables(conn, schema)
         for statement in statements:
             conn.execute(statement)
+        legacy = conn.execute("SELECT to_regclass(%s)", (f"{schema}.offsets",)).fetchone()
+        if legacy is not None and legacy[0] is not None:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.consumer_offsets (group_id, topic, partition, next_offset) "
+                    "SELECT %s, topic, partition, next_offset FROM {}.offsets "
+                    "ON CONFLICT DO NOTHING"
+                ).format(s, s),
+                (group,),
+            )
+            conn.execute(sql.SQL("DROP TABLE {}.offsets").format(s))
 
 
 class Store:
@@ -116,39 +134,21 @@ class Store:
         self.conn = conn
         self.s = sql.Identifier(schema)
 
-    def stored_offsets(self, topic: str) -> dict[int, int]:
-        query = sql.SQL("SELECT partition, next_offset FROM {}.offsets WHERE topic = %s")
-        with self.conn.transaction():
-            rows = self.conn.execute(query.format(self.s), (topic,)).fetchall()
-        return {int(p): int(o) for p, o in rows}
-
-    def apply(
-        self, events: Iterable[tuple[str, Effect]], offsets: dict[tuple[str, int], int]
-    ) -> int:
-        """Apply events (deduplicated by id) and store the offsets, in one transaction.
-        Returns how many events were new."""
+    def apply(self, events: Iterable[tuple[str, Effect]]) -> int:
+        """Apply events (deduplicated by id) in the caller's transaction; returns how
+        many were new."""
         fresh = 0
-        s = self.s
-        with self.conn.transaction():
-            for event_id, e in events:
-                inserted = self.conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {}.seen_events VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1"
-                    ).format(s),
-                    (event_id,),
-                ).fetchone()
-                if inserted is None:
-                    continue
-                fresh += 1
-                self._apply_one(e)
-            for (topic, partition), next_offset in offsets.items():
-                self.conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {}.offsets VALUES (%s, %s, %s) ON CONFLICT (topic, partition) "
-                        "DO UPDATE SET next_offset = excluded.next_offset"
-                    ).format(s),
-                    (topic, partition, next_offset),
-                )
+        for event_id, e in events:
+            inserted = self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.seen_events VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1"
+                ).format(self.s),
+                (event_id,),
+            ).fetchone()
+            if inserted is None:
+                continue
+            fresh += 1
+            self._apply_one(e)
         return fresh
 
     def _apply_one(self, e: Effect) -> None:
@@ -228,9 +228,11 @@ class Store:
 # ------------------------------------------------------------------ HTTP
 
 
-def create_http_app(settings: DetectorSettings, registry: CollectorRegistry) -> web.Application:
+def create_http_app(
+    settings: DetectorSettings, registry: CollectorRegistry, ready: ReadyCheck | None = None
+) -> web.Application:
     """The query API on the shared HTTP edge; each request uses its own connection."""
-    app = http.create_app("detector-readmodel", None, registry)
+    app = http.create_app("detector-readmodel", ready, registry)
 
     def query(fn: str, *args: Any) -> Any:
         with db.connect(settings.database, autocommit=False) as conn:
@@ -278,96 +280,79 @@ def create_http_app(settings: DetectorSettings, registry: CollectorRegistry) -> 
 # ------------------------------------------------------------------ consumer
 
 
+class EventsHandler(Handler[DomainEvent]):
+    """``social.events`` into the read model's tables, in the sink's transaction."""
+
+    name: ClassVar[str] = "readmodel"
+    topic: ClassVar[str] = EVENTS
+    expected: ClassVar[tuple[type, ...]] = _EVENT_CLASSES
+
+    def __init__(self, schema: str, applied: Counter) -> None:
+        self.schema = schema
+        self.applied = applied
+
+    def apply(
+        self, conn: psycopg.Connection, items: list[Item[DomainEvent]], performed: Any
+    ) -> list[Emit]:
+        events = [(item.record.event_id, effect(item.record)) for item in items]
+        fresh = Store(conn, self.schema).apply(events)
+        self.applied.labels("new").inc(fresh)
+        self.applied.labels("duplicate").inc(len(events) - fresh)
+        return []
+
+
 class ReadModel:
-    """The consumer side: decode, dedup, apply, store offsets, in PG transactions."""
+    """The consumer side: the read model's handler on a PostgreSQL-sink worker."""
 
     def __init__(self, settings: DetectorSettings, registry: CollectorRegistry) -> None:
         self.settings = settings
-        self.topic = settings.topics.name(EVENTS)
-        self.conn = db.connect(settings.database)
-        migrate(self.conn, settings.readmodel_schema)
-        self.store = Store(self.conn, settings.readmodel_schema)
-        self.codec = make_codec(settings.kafka)
+        with db.connect(settings.database, autocommit=True) as conn:
+            migrate(conn, settings.readmodel_schema, settings.readmodel_group)
         self.applied = Counter(
             "social_loyalty_detector_readmodel_events_total",
-            "Events applied (new) or skipped.",
+            "Events applied (new) or skipped as already applied (duplicate).",
             ["result"],
             registry=registry,
         )
-        self.consumer: Consumer = kafka.consumer(settings.kafka, settings.readmodel_group)
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign)
-        self._stop = threading.Event()
+        self.sink: PgSinkWorker[DomainEvent] = PgSinkWorker(
+            EventsHandler(settings.readmodel_schema, self.applied),
+            PgSinkConfig(
+                group=settings.readmodel_group,
+                schema=settings.readmodel_schema,
+                batch_size=settings.readmodel_batch,
+                poll_timeout_s=1.0,
+            ),
+            kafka_settings=settings.kafka,
+            database=settings.database,
+            topics=settings.topics,
+            codec=make_codec(settings.kafka),
+        )
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        stored = self.store.stored_offsets(self.topic)
-        for tp in partitions:
-            tp.offset = stored.get(tp.partition, OFFSET_BEGINNING)
-        consumer.assign(partitions)
+    def not_ready(self) -> str | None:
+        return self.sink.not_ready()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.sink.stop.set()
 
     def poll_once(self, timeout: float = 1.0) -> int:
         """Consume one batch and apply it; returns how many messages were read."""
-        messages = self.consumer.consume(self.settings.readmodel_batch, timeout)
-        batch: list[tuple[str, Effect]] = []
-        offsets: dict[tuple[str, int], int] = {}
-        for msg in messages:
-            if msg.error():
-                log.warning("consumer error: %s", msg.error())
-                continue
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            if topic is None or partition is None or offset is None:
-                continue
-            offsets[(topic, partition)] = offset + 1
-            decoded = self._decode(msg)
-            if decoded is not None:
-                batch.append((decoded.event_id, effect(decoded)))
-        if not offsets:
-            return 0
-        fresh = self.store.apply(batch, offsets)
-        self.applied.labels("new").inc(fresh)
-        self.applied.labels("duplicate").inc(len(batch) - fresh)
-        self.consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True
-        )
-        return len(messages)
-
-    def _decode(self, msg: Message) -> DomainEvent | None:
-        try:
-            event = self.codec.decode(msg.value(), self.topic, _EVENT_CLASSES)
-        except DecodeError as exc:
-            # The detector's own dead-letter path is for snapshots; a bad event here is
-            # counted and skipped so the read model keeps up (the log itself is the record).
-            log.warning(
-                "skipping undecodable event at %s[%d]@%d: %s",
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                exc,
-            )
-            self.applied.labels("undecodable").inc()
-            return None
-        if not isinstance(event, _EVENT_CLASSES):
-            return None
-        return event
+        return self.sink.step(timeout)
 
     def run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.poll_once()
-        finally:
-            self.consumer.close()
-            self.conn.close()
+        self.sink.run()
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 def run(settings: DetectorSettings | None = None) -> None:
     """Serve the query API and consume until SIGTERM/SIGINT."""
     settings = settings or DetectorSettings()
-    registry = CollectorRegistry()
-    model = ReadModel(settings, registry)
+    model = ReadModel(settings, REGISTRY)  # one registry: the sink's metrics are there
     server = http.serve_in_thread(
-        create_http_app(settings, registry), settings.readmodel_host, settings.readmodel_port
+        create_http_app(settings, REGISTRY, model.not_ready),
+        settings.readmodel_host,
+        settings.readmodel_port,
     )
 
     def stop(signum: int, _frame: FrameType | None) -> None:

@@ -1,4 +1,5 @@
-"""The read model against real Kafka and PostgreSQL, queried over HTTP."""
+"""The read model (on the PostgreSQL-sink runtime) against real Kafka and PostgreSQL,
+queried over HTTP."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from services.contracts import GroupJoined, GroupLeft, PostLiked
-from services.contracts.models import DomainEvent, Network
-from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, plan
+from services.contracts import GroupJoined, GroupLeft, PostLiked, make_codec
+from services.contracts.models import DeadLetter, DomainEvent, Network
+from services.contracts.topics import DEADLETTER, EVENTS, TopicSettings, apply, catalog, plan
 from services.detector.readmodel import ReadModel, create_http_app
 from services.detector.settings import DetectorSettings
 from services.runtime import http, kafka
@@ -90,7 +92,7 @@ def test_read_model_answers_who_is_where_and_survives_a_restart(settings: Detect
     try:
         model = ReadModel(settings, registry)
         _consume_until(model, base, lambda r: r.get("activity", {}).get("PostLiked") == 1)
-        model.consumer.close()
+        model.close()
         # A second consumer (a restart) resumes from the offsets stored in PostgreSQL.
         _publish(settings, [_group(GroupLeft, 2, 30), *first])
         model = ReadModel(settings, CollectorRegistry())
@@ -114,7 +116,7 @@ def test_read_model_answers_who_is_where_and_survives_a_restart(settings: Detect
         assert httpx.get(f"{base}/v1/profiles/xx/1").status_code == 400
         assert httpx.get(f"{base}/v1/groups/vk/5/members", params={"limit": 0}).status_code == 400
         assert "social_loyalty_detector_readmodel_events_total" in httpx.get(f"{base}/metrics").text
-        model.consumer.close()
+        model.close()
     finally:
         server.stop()
 
@@ -129,3 +131,73 @@ def _consume_until(model: ReadModel, base: str, ready: object) -> None:
         if callable(ready) and ready(body):
             return
         assert time.monotonic() < deadline, body
+
+
+def test_a_bad_event_is_dead_lettered_and_the_next_one_on_the_partition_applied(
+    settings: DetectorSettings,
+) -> None:
+    codec, topic = make_codec(settings.kafka), settings.topics.name(EVENTS)
+    # PostgreSQL text cannot hold a NUL byte: this event decodes, and its apply raises.
+    nul = _group(GroupJoined, 1, 10).model_copy(update={"social_user_id": "8\x00"})
+    producer = kafka.producer(settings.kafka, "detector-readmodel-test")
+    for key, value in [
+        (b"vk:7", b"not an event"),
+        (b"vk:8", codec.encode(nul, topic)),
+        (b"vk:7", codec.encode(_group(GroupJoined, 7, 10), topic)),
+    ]:
+        producer.produce(topic, value, key, partition=0)
+    assert producer.flush(30) == 0
+    model = ReadModel(settings, CollectorRegistry())
+    try:
+        deadline = time.monotonic() + 60
+        while _members(settings) != ["7"]:
+            assert time.monotonic() < deadline, _members(settings)
+            model.poll_once(0.5)
+        assert model.not_ready() is None, model.not_ready()
+        while len(found := _dead_letters(settings)) < 2:
+            assert time.monotonic() < deadline, found
+            model.poll_once(0.5)
+        letters = sorted(found, key=lambda d: d.original_offset)
+        assert [(d.original_topic, d.original_partition, d.original_offset) for d in letters] == [
+            (topic, 0, 0),
+            (topic, 0, 1),
+        ]
+        undecodable, refused = letters
+        assert undecodable.error_class == "services.contracts.codec.DecodeError"
+        assert undecodable.key == b"vk:7" and undecodable.value == b"not an event"
+        assert refused.error_class == "psycopg.DataError" and "NUL" in refused.reason
+        assert refused.key == b"vk:8"
+        assert refused.consumer_group == settings.readmodel_group
+    finally:
+        model.close()
+
+
+def _members(settings: DetectorSettings) -> list[str]:
+    url = settings.database.database_url.get_secret_value()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT social_user_id FROM {settings.readmodel_schema}.memberships WHERE member"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _dead_letters(settings: DetectorSettings) -> list[DeadLetter]:
+    """Everything now on the test's dead-letter topic."""
+    codec, topic = make_codec(settings.kafka), settings.topics.name(DEADLETTER)
+    consumer = kafka.consumer(settings.kafka, f"t.read.{uuid.uuid4().hex[:8]}")
+    found: list[DeadLetter] = []
+    try:
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1] for p in range(2)
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end])
+        deadline = time.monotonic() + 30
+        while len(found) < sum(ends.values()) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                letter = codec.decode(msg.value(), topic, (DeadLetter,))
+                assert isinstance(letter, DeadLetter)
+                found.append(letter)
+    finally:
+        consumer.close()
+    return found
