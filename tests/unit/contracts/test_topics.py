@@ -26,13 +26,27 @@ def test_catalog_has_the_decided_topics_and_retention() -> None:
     assert set(specs) == {
         "social.snapshots", "social.events", "loyalty.commands.bonus", "loyalty.commands.notify",
         "loyalty.commands.mailing", "loyalty.commands.counter", "loyalty.outcomes",
-        "loyalty.deadletter",
+        "loyalty.deadletter", "social-loyalty.rules.by-member",
+        "social-loyalty.rules.links-changelog", "social-loyalty.rules.members-changelog",
     }  # fmt: skip
     assert specs["social.events"].configs["retention.ms"] == "-1"
     assert specs["social.events"].cleanup_policy == "delete"
     assert specs["social.snapshots"].retention_ms == 7 * 86_400_000
     assert specs["loyalty.deadletter"].retention_ms == 30 * 86_400_000
     assert all(spec.partitions == 6 and spec.replication_factor == 1 for spec in specs.values())
+
+
+def test_the_rules_workers_internal_topics_are_in_the_catalog_with_their_partitioner() -> None:
+    specs = {spec.name: spec for spec in catalog(SETTINGS, rules_app_id="x.rules")}
+    for stem in ("links-changelog", "members-changelog"):
+        assert specs[f"x.rules.{stem}"].cleanup_policy == "compact"
+        assert specs[f"x.rules.{stem}"].retention_ms == -1
+    assert specs["x.rules.by-member"].cleanup_policy == "delete"
+    # Commands and internal topics: murmur2 (rules and replay alike); social.events keeps
+    # the partitioner it was written with since the start (a log kept forever).
+    assert specs["loyalty.commands.bonus"].partitioner == "murmur2_random"
+    assert specs["x.rules.by-member"].partitioner == "murmur2_random"
+    assert specs["social.events"].partitioner == "consistent_random"
 
 
 def test_every_command_type_has_exactly_one_command_topic() -> None:
@@ -90,7 +104,7 @@ def test_asyncapi_describes_every_topic_its_schemas_and_services() -> None:
     document = yaml.safe_load((ROOT / "asyncapi.yaml").read_text())
     assert document["asyncapi"].startswith("3.")
     channels = {c["address"]: c for c in document["channels"].values()}
-    specs = catalog(SETTINGS)
+    specs = [spec for spec in catalog(SETTINGS) if spec.value_types]  # internal: no contract
     assert set(channels) == {spec.name for spec in specs}
     messages = document["components"]["messages"]
     for spec in specs:
