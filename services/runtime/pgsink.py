@@ -19,8 +19,9 @@ model) runs on :class:`PgSinkWorker`, so the exactly-once argument is written on
   (``scheduler_interval_s``, between batches, under traffic too) re-sends rows that
   stayed unpublished and lets the handler do timed work.
 * **the bad-record policy.** A failure that is *transient* (PostgreSQL unreachable or
-  the connection lost, a serialization failure or deadlock, the broker away, a
-  zombie's offset conflict, or what the handler lists in ``transient``) rolls back,
+  the connection lost, a serialization failure or deadlock, a read-only standby, a
+  missing grant or table, the broker away, a zombie's offset conflict, or what the
+  handler lists in ``transient``: :data:`TRANSIENT`) rolls back,
   rewinds to the stored offsets and retries with backoff; ``not_ready`` says so while
   it lasts and nothing is dead-lettered. Any other exception means some record of the
   batch cannot be applied: the batch is applied again **one record per
@@ -67,7 +68,7 @@ from services.contracts.codec import Codec, DecodeError
 from services.contracts.models import DeadLetter, Record
 from services.contracts.topics import DEADLETTER, TopicSettings
 from services.runtime import kafka
-from services.runtime.db import connect
+from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.sender import DeliveryError, Sender
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
@@ -284,10 +285,17 @@ class PgSinkError(RuntimeError):
 TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,  # connection lost, admin shutdown, deadlock, serialization
     psycopg.InterfaceError,  # the connection is closed
+    DatabaseUnavailableError,  # no new connection
+    # The database, not the record: a failover to a read-only standby, a lost grant, a
+    # table gone. Dead-lettering every record would empty the topic into the DLQ.
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.UndefinedTable,
     KafkaException,
     DeliveryError,
     OffsetConflictError,
 )
+"""Failures that say nothing about the records: roll back, rewind, retry."""
 
 
 class PgSinkWorker(Generic[R]):
