@@ -10,8 +10,8 @@ least", not "deduplicated downstream".
 from __future__ import annotations
 
 import random
-import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -216,7 +216,7 @@ def assert_exactly(reader: CommandReader, expected: set[str]) -> None:
 
 
 def assert_no_dead_letters(env: Env) -> None:
-    consumer = kafka.consumer(env.kafka, "t.dlq-watermarks")
+    consumer = kafka.consumer(env.kafka, f"t.dlq.{uuid.uuid4().hex[:8]}")
     try:
         topic = env.topics.name(DEADLETTER)
         for partition in range(env.topics.partitions):
@@ -226,65 +226,41 @@ def assert_no_dead_letters(env: Env) -> None:
         consumer.close()
 
 
-class Producing:
-    """Produces chunks of events on a thread, ``pause_s`` apart, in order."""
-
-    def __init__(self, env: Env, parts: Iterable[Sequence[m.DomainEvent]], pause_s: float) -> None:
-        self.produced = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-
-        def run() -> None:
-            try:
-                for part in parts:
-                    if self._stop.wait(pause_s):
-                        return
-                    produce(env, part)
-                    self.produced += len(part)
-            except BaseException as exc:  # the test thread reports it
-                self.error = exc
-
-        self._thread = threading.Thread(target=run, name="produce", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        self._thread.join(120)
-        assert not self._thread.is_alive(), "producer thread hung"
-        assert self.error is None, f"producing failed: {self.error!r}"
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-
 # ------------------------------------------------------------------------- tests
 
 
 def test_worker_killed_again_and_again_emits_each_command_exactly_once(
     rules_env: Callable[[str], Env], tmp_path: Path
 ) -> None:
+    """Ten SIGKILLs spread over the run: each once the restarted worker (same instance,
+    so it fences its predecessor's open transaction) holds its partitions, has been
+    given the next slice of events and has passed the next eleventh of the commands."""
     env = rules_env("rules-eos-kill")
     activate_examples(env, *OFFERS)
     events = mixed_events(14, 500, per_vk=34, per_ok=20, strangers=50)
     assert len(events) == 20_000
     expected = expected_ids(events)
+    kills = 10
+    backlog, rest = events[:4000], events[4000:]
+    slices = list(chunks(rest, len(rest) // kills + 1))  # one per run, produced as it starts
+    assert len(slices) == kills
     rng = random.Random(1414)
     reader = CommandReader(env)
     log = tmp_path / "worker.log"
-    produce(env, events[:4000])  # a backlog before the first start, the rest while it runs
-    producing = Producing(env, chunks(events[4000:], 800), pause_s=0.8)
+    inputs = 2 * env.topics.partitions  # social.events and by-member
+    produce(env, backlog)
     killed_at: list[int] = []
     w: Worker | None = None
     try:
-        for k in range(1, 12):
-            threshold = len(expected) * k // 12
+        for k, part in enumerate(slices, start=1):
+            threshold = len(expected) * k // (kills + 1)
             w = start_worker(env, log, instance="0", **FAST)
-            wait_ready(w)
-            # Never only at start-up: at least a moment of work after it is ready.
-            earliest = time.monotonic() + rng.uniform(0.3, 1.5)
+            _wait_assigned(w, inputs)
+            produce(env, part)
+            earliest = time.monotonic() + rng.uniform(0.2, 1.2)  # some work after start-up
             deadline = time.monotonic() + FINAL_DEADLINE_S
             while len(reader.received) < threshold or time.monotonic() < earliest:
-                assert w.process.poll() is None, f"worker died: {log.read_text()[-3000:]}"
+                assert _alive(w)
                 assert time.monotonic() < deadline, (
                     f"stuck at {len(reader.received)} of {threshold} commands: "
                     f"{log.read_text()[-3000:]}"
@@ -292,18 +268,25 @@ def test_worker_killed_again_and_again_emits_each_command_exactly_once(
                 reader.poll(0.1)
             kill_worker(w)
             killed_at.append(len(reader.received))
-        producing.join()
         w = start_worker(env, log, instance="0", **FAST)
         wait_for_all(reader, expected, [w])
     finally:
-        producing.stop()
         if w is not None:
             kill_worker(w)
         reader.close()
-    assert len(killed_at) >= 10
-    assert sum(count < len(expected) for count in killed_at) >= 10, killed_at
     assert_exactly(reader, expected)
     assert_no_dead_letters(env)
+    assert len(killed_at) == kills
+    assert all(count < len(expected) for count in killed_at), killed_at  # none after the end
+
+
+def _alive(w: Worker) -> bool:
+    assert w.process.poll() is None, f"worker died: {w.log.read_text()[-3000:]}"
+    return True
+
+
+def _wait_assigned(w: Worker, count: int) -> None:
+    _wait(lambda: _alive(w) and assigned_partitions(w) == count, f"the worker holds {count}")
 
 
 @pytest.fixture
@@ -319,6 +302,10 @@ def six_partitions(
 def test_partitions_moving_between_workers_keep_each_command_exactly_once(
     six_partitions: Env, tmp_path: Path
 ) -> None:
+    """Workers a and b share the inputs while events arrive in chunks; b is killed a
+    third of the way in (a takes its partitions after the session timeout and restores
+    their state from the changelog; the broker aborts what b had not committed at b's
+    transaction timeout); c joins two thirds of the way in and takes some back."""
     env = six_partitions
     activate_examples(env, *OFFERS)
     events = mixed_events(6, 200, per_vk=30, per_ok=10, strangers=20)
