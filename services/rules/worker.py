@@ -270,6 +270,8 @@ class RulesWorker:
     def run(self) -> None:
         """Run until ``stop``; raises if the loop cannot go on (exit non-zero)."""
         stream = self.stream or self.prepare()
+        if self._stop.is_set():  # stop() came while preparing: honour it
+            stream.stop()
         reload = threading.Thread(target=self._reload_loop, name="offers", daemon=True)
         reload.start()
         try:
