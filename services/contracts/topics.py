@@ -190,7 +190,7 @@ def catalog(
             rf,
             _configs(-1, settings),
             ("detector", "link-api"),
-            ("rules", "replay", "other company services"),
+            ("rules", "replay", "read model", "other company services"),
             "The log of record: every domain event, kept forever, replayed for new offers.",
         ),
         command_topic(
