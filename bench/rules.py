@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from fastavro import schemaless_reader, schemaless_writer
 from psycopg import sql
@@ -65,7 +65,7 @@ from services.contracts.schemas import default_schema_set
 from services.contracts.topics import EVENTS, TopicSettings, catalog, ensure, observe, plan
 from services.rules.bench import TZ, event_mix, example_offers, resolve_all, run_process
 from services.rules.offers import Offer
-from services.rules.processing import COMMAND_TOPIC
+from services.rules.processing import COMMAND_TOPIC, MemberRecord, decode_rule_event, process
 from services.rules.store import OfferStore
 from services.runtime import db, kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -78,6 +78,7 @@ COMMIT_INTERVAL_S = float(os.environ.get("BENCH_RULES_COMMIT_INTERVAL_S", "0.5")
 COMMIT_EVERY = 5000  # the worker's default RULES_COMMIT_EVERY
 PARTITIONS = 6
 DEADLINE_S = float(os.environ.get("BENCH_RULES_DEADLINE_S", "600"))
+QUIET_S = COMMIT_INTERVAL_S * 2 + 1.0
 LIKES_OFFER = "likes-5-then-1"
 
 TARGET_PURE = 60_000
@@ -344,6 +345,16 @@ class Worker:
                 raise TimeoutError("the rules worker did not get ready")
             time.sleep(0.05)  # polling readiness with a deadline
 
+    def records(self, group: str) -> float:
+        """``social_loyalty_stream_records_total`` of ``group``: records the loop handled."""
+        text = (self._get("/metrics") or b"").decode()
+        prefix = "social_loyalty_stream_records_total{"
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(prefix) and f'group="{group}"' in line
+        )
+
     def cpu_s(self) -> float:
         """User + system CPU seconds the worker has used so far."""
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -403,13 +414,13 @@ class CommandReader(threading.Thread):
         )
         self.assigned = threading.Event()
         self._consumer.subscribe(topics, on_assign=lambda *_: self.assigned.set())
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.messages: list[tuple[float, int, str, bytes]] = []
         self.error: str | None = None
 
     def run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 for msg in self._consumer.consume(1000, 0.05):
                     error = msg.error()
                     if error is not None:
@@ -423,18 +434,24 @@ class CommandReader(threading.Thread):
         finally:
             self._consumer.close()
 
-    def wait_for(self, total: int, alive: Callable[[], None]) -> None:
+    def wait_quiet(self, done: Callable[[], bool]) -> None:
+        """Until ``done()`` (the worker has handled every record) and then no command for
+        ``QUIET_S``: a transaction still open commits within one commit interval."""
         deadline = time.monotonic() + DEADLINE_S
-        while len(self.messages) < total:
-            alive()
+        while True:
             if self.error is not None:
                 raise RuntimeError(f"command reader: {self.error}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.messages)} of {total} commands in {DEADLINE_S:.0f}s")
-            time.sleep(0.005)
+                raise TimeoutError(f"{len(self.messages)} commands after {DEADLINE_S:.0f}s")
+            if done():
+                count = len(self.messages)
+                time.sleep(QUIET_S)  # one commit interval and then some, for the last commit
+                if len(self.messages) == count and done():
+                    return
+            time.sleep(0.05)  # polling the worker's counter
 
     def close(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
 
@@ -477,6 +494,88 @@ def _paced(
     return produced, len(events) / seconds
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the pure path says about one offer set over the mix, in snapshot order."""
+
+    commands: dict[str, tuple[str, str]]  # command id -> (member id, source event id)
+    resolved_main: int  # records the worker's by-member hop gets from the main phase
+    resolved_paced: int
+    single_profile: frozenset[str]  # members with one linked profile: one input partition
+
+
+def _by_member_ids(settings: KafkaSettings, topic: str, offers: list[Offer]) -> set[str]:
+    """The command ids ``process`` gives over the by-member topic in its partitions' order:
+    exactly the order the worker evaluated each member's events in."""
+    consumer = kafka.consumer(
+        settings, f"bench.rules.check.{uuid.uuid4().hex[:8]}", extra={"enable.partition.eof": True}
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    records: dict[str, MemberRecord] = {}
+    ids: set[str] = set()
+    pending = set(range(PARTITIONS))
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}")
+            for msg in consumer.consume(1000, 0.5):
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(str(error))
+                    pending.discard(int(msg.partition() or 0))
+                    continue
+                event = decode_rule_event(msg.value() or b"")
+                old = records.get(event.member_id, MemberRecord())
+                records[event.member_id], specs = process(offers, old, event, tz=TZ)
+                ids.update(c.command_id for c in specs)
+    finally:
+        consumer.close()
+    return ids
+
+
+def _check(
+    settings: KafkaSettings,
+    world: World,
+    codec: Codec,
+    *,
+    messages: list[tuple[float, int, str, bytes]],
+    main_read: int,
+    produced: dict[str, float],
+    expected: Expected,
+    offers: list[Offer],
+) -> list[float]:
+    """Check the commands (none twice; exactly what ``process`` gives over the by-member
+    topic; for single-profile members exactly the pure path's in snapshot order; the
+    throughput phase's all read before the pace began); the paced commands' latencies."""
+    kinds = tuple(m.COMMAND_TYPES.values())
+    received: dict[str, str] = {}
+    latencies: list[float] = []
+    for i, (read_at, _created, topic, value) in enumerate(messages):
+        command = codec.decode(value, topic, kinds)
+        assert isinstance(command, m.BonusAccrue | m.BonusDeduct | m.SendMessage
+                          | m.CounterIncrement | m.MailingSet)  # fmt: skip
+        if command.command_id in received:
+            raise RuntimeError(f"{world.label}: command {command.command_id} twice")
+        received[command.command_id] = command.member_id
+        if i >= main_read:
+            latencies.append(read_at - produced[command.source_event_id])
+        elif command.source_event_id in produced:
+            raise RuntimeError(f"{world.label}: a paced event's command before the pace")
+    replayed = _by_member_ids(settings, world.topics.name(f"{world.app_id}.by-member"), offers)
+    single = expected.single_profile
+    mine = {c for c, member in received.items() if member in single}
+    pure = {c for c, (member, _) in expected.commands.items() if member in single}
+    if set(received) != replayed or mine != pure:
+        raise RuntimeError(
+            f"{world.label}: {len(received):,} commands received; the by-member replay gives "
+            f"{len(replayed):,} ({len(set(received) ^ replayed):,} differ); single-profile "
+            f"members: {len(mine):,} received, {len(pure):,} by the pure path"
+        )
+    return latencies
+
+
 def _worker_run(
     settings: KafkaSettings,
     database: DatabaseSettings,
@@ -485,12 +584,12 @@ def _worker_run(
     codec: Codec,
     main: Sequence[m.DomainEvent],
     paced: Sequence[m.DomainEvent],
-    expected: tuple[set[str], set[str]],
+    expected: Expected,
     offers: list[Offer],
     tmp: Path,
 ) -> WorkerFigures:
     """Throughput over ``main`` (already on the topic before the worker starts), then the
-    latency of ``paced``; every command id checked against ``expected`` (main, paced)."""
+    latency of ``paced``; the commands checked against the pure path."""
     world.create(settings, database, offers)
     _produce(settings, world.events_topic, _encode(codec, world.events_topic, main))
     paced_records = _encode(codec, world.events_topic, paced)
@@ -512,7 +611,8 @@ def _worker_run(
     }
     spy_dir = os.environ.get("BENCH_RULES_PYSPY")
     log_path = tmp / f"worker-{world.label}.log"
-    expected_main, expected_paced = expected
+    main_records = len(main) + expected.resolved_main
+    all_records = main_records + len(paced) + expected.resolved_paced
     try:
         with log_path.open("ab") as log:
             worker = Worker(env, log, log_path, world.label)
@@ -522,43 +622,45 @@ def _worker_run(
                 spy = PySpy(
                     worker.process.pid, Path(spy_dir) / f"{world.label}.txt" if spy_dir else None
                 )
-                reader.wait_for(len(expected_main), worker.check)
+
+                def handled(total: int) -> Callable[[], bool]:
+                    def done() -> bool:
+                        worker.check()
+                        return worker.records(world.app_id) >= total
+
+                    return done
+
+                reader.wait_quiet(handled(main_records))
                 cpu = worker.cpu_s() - cpu_before
                 spy.stop()
+                main_read = len(reader.messages)
                 first = min(created for _, created, _, _ in reader.messages) / 1000
-                last = reader.messages[len(expected_main) - 1][0]
+                last = reader.messages[-1][0]
                 produced, paced_rate = _paced(settings, world.events_topic, paced, paced_records)
-                reader.wait_for(len(expected_main) + len(expected_paced), worker.check)
+                reader.wait_quiet(handled(all_records))
                 rss = peak_rss_mib(worker.process.pid)
+            except TimeoutError as exc:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise TimeoutError(f"{world.label}: {exc}; worker log:\n{tail}") from exc
             finally:
                 worker.stop()
     finally:
         reader.close()
-    kinds = tuple(m.COMMAND_TYPES.values())
-    ids: list[str] = []
-    latencies: list[float] = []
-    for i, (read_at, _created, topic, value) in enumerate(reader.messages):
-        command = codec.decode(value, topic, kinds)
-        assert isinstance(command, m.BonusAccrue | m.BonusDeduct | m.SendMessage
-                          | m.CounterIncrement | m.MailingSet)  # fmt: skip
-        ids.append(command.command_id)
-        if i >= len(expected_main):
-            latencies.append(read_at - produced[command.source_event_id])
-    want = expected_main | expected_paced
-    if (
-        len(ids) != len(set(ids))
-        or set(ids) != want
-        or set(ids[: len(expected_main)]) != expected_main
-    ):
-        raise RuntimeError(
-            f"{world.label}: worker commands differ from the pure path: {len(ids)} received, "
-            f"{len(set(ids))} distinct, {len(want)} expected, {len(set(ids) - want)} unexpected"
-        )
+    latencies = _check(
+        settings,
+        world,
+        codec,
+        messages=reader.messages[:],
+        main_read=main_read,
+        produced=produced,
+        expected=expected,
+        offers=offers,
+    )
     seconds = last - first
     return WorkerFigures(
         rate=len(main) / seconds,
         seconds=seconds,
-        commands=len(expected_main),
+        commands=main_read,
         cpu_us=cpu / len(main) * 1e6,
         ready_to_first_s=first - ready_at,
         paced_rate=paced_rate,
@@ -584,17 +686,25 @@ def run() -> list[dict[str, object]]:
     main, paced = mix[: len(mix) - paced_count], mix[len(mix) - paced_count :]
     paced_ids = {e.event_id for e in paced}
     resolved = resolve_all(mix)
+    resolved_paced = sum(1 for e in resolved if e.event_id in paced_ids)
+    networks: dict[str, set[str]] = {}
+    for event in mix:
+        if isinstance(event, m.ProfileLinked):
+            networks.setdefault(event.member_id, set()).add(event.network.value)
+    single = frozenset(member for member, nets in networks.items() if len(nets) == 1)
 
     pure: dict[str, tuple[float, int]] = {}
-    expected: dict[str, tuple[set[str], set[str]]] = {}
+    expected: dict[str, Expected] = {}
     offer_sets = {LIKES_OFFER: example_offers(LIKES_OFFER), "all": example_offers()}
     for label, offers in offer_sets.items():
         seconds, commands = run_process(offers, resolved)
         flat = [c for specs in commands for c in specs]
         pure[label] = (len(resolved) / seconds, len(flat))
-        expected[label] = (
-            {c.command_id for c in flat if c.source_event_id not in paced_ids},
-            {c.command_id for c in flat if c.source_event_id in paced_ids},
+        expected[label] = Expected(
+            {c.command_id: (c.member_id, c.source_event_id) for c in flat},
+            len(resolved) - resolved_paced,
+            resolved_paced,
+            single,
         )
 
     tag = uuid.uuid4().hex[:8]
