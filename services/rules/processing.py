@@ -166,17 +166,27 @@ def resolve_plain(
     A new link replaces the tombstone.
     """
     kind = EVENT_TYPE_OF_NAME[name]
+    new, resolved = link_after(link, kind, event)
+    return new, None if resolved is None else to_rule_event(kind, event, resolved)
+
+
+def link_after(
+    link: Link | None, kind: EventType, event: Mapping[str, Any]
+) -> tuple[Link | None, Link | None]:
+    """``(the user's link after the event, the link the event resolves to or None)``:
+    the decision of ``resolve_plain`` without building the engine's event (the worker
+    writes the resolved event straight to the wire with ``encode_resolved``)."""
     if kind is EventType.PROFILE_LINKED:
         new = Link(event["member_id"], event["snapshot_at"], bool(event["registration"]))
-        return new, to_rule_event(kind, event, new)
+        return new, new
     if link is None:
         return None, None
     if link.active:
         if kind is EventType.PROFILE_UNLINKED:
-            return replace(link, unlinked_at=event["snapshot_at"]), to_rule_event(kind, event, link)
-        return link, to_rule_event(kind, event, link)
+            return replace(link, unlinked_at=event["snapshot_at"]), link
+        return link, link
     if kind in UNDO_TYPES and kind is not EventType.PROFILE_UNLINKED:
-        return link, to_rule_event(kind, event, link)
+        return link, link
     return link, None
 
 
@@ -212,6 +222,9 @@ def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode_rule_event(event: RuleEvent) -> bytes:
     """The repartition topic's value: a resolved event as a compact JSON array
     (an internal topic; times as epoch milliseconds, the contract's precision)."""
@@ -228,7 +241,28 @@ def encode_rule_event(event: RuleEvent) -> bytes:
         event.registration,
         None if event.linked_at is None else _ms(event.linked_at),
     ]
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return _dumps(doc).encode()
+
+
+def encode_resolved(kind: EventType, event: Mapping[str, Any], link: Link) -> bytes:
+    """``encode_rule_event(to_rule_event(kind, event, link))`` without building the
+    engine's event: the same array (a test holds the two equal)."""
+    group_id = event.get("group_id")
+    post_id = event.get("post_id")
+    doc = [
+        event["event_id"],
+        kind.value,
+        _text(event["network"]),
+        event["social_user_id"],
+        link.member_id,
+        _ms(event["snapshot_at"]),
+        None if group_id is None else str(group_id),
+        None if post_id is None else str(post_id),
+        event.get("comment_id"),
+        bool(event.get("registration", False)),
+        _ms(link.linked_at),
+    ]
+    return _dumps(doc).encode()
 
 
 def decode_rule_event(data: bytes) -> RuleEvent:

@@ -39,7 +39,9 @@ class Sender:
 
     ``partitioners`` maps a real topic name to its catalog partitioner and
     ``partition_counts`` to its partition count (needed only for the topics whose
-    partitioner is not the producer's native one).
+    partitioner is not the producer's native one). ``report=False`` asks for no
+    delivery report per record: for a transactional producer, whose
+    ``commit_transaction`` fails when any record of the transaction failed.
     """
 
     def __init__(
@@ -49,8 +51,10 @@ class Sender:
         native: str = NATIVE,
         partitioners: Mapping[str, str] | None = None,
         partition_counts: Mapping[str, int] | None = None,
+        report: bool = True,
     ) -> None:
         self.producer = producer
+        self._on_delivery = self._delivered if report else None
         self.failures: list[str] = []
         self._unpolled = 0
         self._computed: dict[str, int] = {}
@@ -79,7 +83,7 @@ class Sender:
         while True:
             try:
                 self.producer.produce(
-                    topic, value, key, partition=partition, on_delivery=self._delivered
+                    topic, value, key, partition=partition, on_delivery=self._on_delivery
                 )
                 break
             except BufferError:

@@ -324,6 +324,7 @@ class StreamWorker:
             producer,
             partitioners=self._partitioners,
             partition_counts=self._partition_counts,
+            report=False,  # commit_transaction fails if any record of it failed
         )
 
     # ------------------------------------------------------------------ bounded

@@ -337,3 +337,17 @@ def test_commands_of_every_kind_are_valid_contract_records() -> None:
     assert {m.BonusAccrue, m.BonusDeduct, m.SendMessage, m.CounterIncrement} <= kinds
     for command in commands:
         assert type(command).model_validate(command.model_dump()) == command
+
+
+def test_the_worker_writes_the_same_resolved_event_without_building_it() -> None:
+    """``encode_resolved`` (the worker's hot path) is ``encode_rule_event`` of the event."""
+    from services.rules.processing import EVENT_TYPE_OF_NAME, encode_resolved, plain_event
+
+    link = Link("M1", T0, True)
+    for event in (linked(), like(7, T0 + timedelta(hours=1)), unlinked(at=T0 + timedelta(days=1))):
+        name, value = plain_event(event)
+        kind = EVENT_TYPE_OF_NAME[name]
+        _, rule_event = resolve(link, event)
+        assert rule_event is not None
+        resolved = Link(rule_event.member_id, rule_event.linked_at or T0, link.registration)
+        assert encode_resolved(kind, value, resolved) == encode_rule_event(rule_event)
