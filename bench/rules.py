@@ -25,8 +25,8 @@ comments, joins and leaves, reposts, four months; ``BENCH_RULES_EVENTS``, defaul
    the event-to-command latency (command readable minus event produced). Every
    command id is checked against the pure path (no missing, none twice).
 
-``BENCH_RULES_COMMIT_INTERVAL_S`` (default 0.5, the service default) is the worker's
-and the roofline's commit interval. ``BENCH_RULES_PROFILE=<dir>`` runs each worker
+``BENCH_RULES_COMMIT_INTERVAL_S`` (default: the service's ``RULES_COMMIT_INTERVAL_S``
+default) is the worker's and the roofline's commit interval. ``BENCH_RULES_PROFILE=<dir>`` runs each worker
 under cProfile (``<dir>/<run>.prof``); ``BENCH_RULES_PYSPY=<dir>`` records each
 worker's throughput phase with py-spy (``<dir>/<run>.txt``, collapsed stacks) when
 ``py-spy`` is installed.
@@ -66,6 +66,7 @@ from services.contracts.topics import EVENTS, TopicSettings, catalog, ensure, ob
 from services.rules.bench import TZ, event_mix, example_offers, resolve_all, run_process
 from services.rules.offers import Offer
 from services.rules.processing import COMMAND_TOPIC, MemberRecord, decode_rule_event, process
+from services.rules.settings import RulesSettings
 from services.rules.store import OfferStore
 from services.runtime import db, kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -74,7 +75,12 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS_COUNT = int(os.environ.get("BENCH_RULES_EVENTS", "100000"))
 PACED_RATE = float(os.environ.get("BENCH_RULES_PACED_RATE", "2000"))
 PACED_S = float(os.environ.get("BENCH_RULES_PACED_S", "10"))
-COMMIT_INTERVAL_S = float(os.environ.get("BENCH_RULES_COMMIT_INTERVAL_S", "0.5"))
+COMMIT_INTERVAL_S = float(
+    os.environ.get(
+        "BENCH_RULES_COMMIT_INTERVAL_S",
+        str(RulesSettings.model_fields["commit_interval_s"].default),  # the service default
+    )
+)
 COMMIT_EVERY = 5000  # the worker's default RULES_COMMIT_EVERY
 PARTITIONS = 6
 DEADLINE_S = float(os.environ.get("BENCH_RULES_DEADLINE_S", "600"))

@@ -37,10 +37,12 @@ class RulesSettings(ServiceSettings, BaseSettings):
         "restarts so a restarted worker fences its predecessor at once.",
     )
     commit_interval_s: float = Field(
-        default=0.5,
+        default=0.1,
         gt=0,
         le=10,
-        description="A transaction (commands, changelog, offsets) commits at least this often.",
+        description="A transaction (commands, changelog, offsets) commits at least this "
+        "often; an event waits up to this long at each of the worker's two hops before "
+        "its commands are readable (bench rules: 0.1 s keeps p99 under 1 s).",
     )
     commit_every: int = Field(
         default=5000, ge=1, description="...or after this many records, whichever is first."

@@ -166,9 +166,11 @@ class StreamConfig:
     group: str
     instance: str = "0"
     commit_every: int = 5000
-    commit_interval_s: float = 0.5
+    commit_interval_s: float = 0.1
     batch_size: int = 1000
-    poll_timeout_s: float = 0.1
+    poll_timeout_s: float = 0.01
+    """``consume`` waits this long for a full batch: short, or a trickle of records
+    would wait it out on every loop before being handled (latency)."""
     session_timeout_ms: int = 10_000
     transaction_timeout_ms: int = 30_000
     static_membership: bool = True
@@ -288,7 +290,7 @@ class StreamWorker:
             "session.timeout.ms": config.session_timeout_ms,
             "heartbeat.interval.ms": max(500, config.session_timeout_ms // 5),
             "max.poll.interval.ms": max(60_000, config.session_timeout_ms * 3),
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": 10,
         }
         if config.static_membership and self._bounds is None:
             extra["group.instance.id"] = f"{self.group}.{config.instance}"
