@@ -26,8 +26,8 @@ comments, joins and leaves, reposts, four months; ``BENCH_RULES_EVENTS``, defaul
    command id is checked against the pure path (no missing, none twice).
 
 ``BENCH_RULES_COMMIT_INTERVAL_S`` (default: the service's ``RULES_COMMIT_INTERVAL_S``
-default) is the worker's and the roofline's commit interval. ``BENCH_RULES_PROFILE=<dir>`` runs each worker
-under cProfile (``<dir>/<run>.prof``); ``BENCH_RULES_PYSPY=<dir>`` records each
+default) is the worker's and the roofline's commit interval.
+``BENCH_RULES_PROFILE=<dir>`` runs each worker under cProfile (``<dir>/<run>.prof``); ``BENCH_RULES_PYSPY=<dir>`` records each
 worker's throughput phase with py-spy (``<dir>/<run>.txt``, collapsed stacks) when
 ``py-spy`` is installed.
 """
