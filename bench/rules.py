@@ -27,9 +27,9 @@ comments, joins and leaves, reposts, four months; ``BENCH_RULES_EVENTS``, defaul
 
 ``BENCH_RULES_COMMIT_INTERVAL_S`` (default: the service's ``RULES_COMMIT_INTERVAL_S``
 default) is the worker's and the roofline's commit interval.
-``BENCH_RULES_PROFILE=<dir>`` runs each worker under cProfile (``<dir>/<run>.prof``); ``BENCH_RULES_PYSPY=<dir>`` records each
-worker's throughput phase with py-spy (``<dir>/<run>.txt``, collapsed stacks) when
-``py-spy`` is installed.
+``BENCH_RULES_PROFILE=<dir>`` runs each worker under cProfile (``<dir>/<run>.prof``);
+``BENCH_RULES_PYSPY=<dir>`` records each worker's throughput phase with py-spy
+(``<dir>/<run>.txt``, collapsed stacks) when ``py-spy`` is installed.
 """
 
 from __future__ import annotations
