@@ -277,9 +277,21 @@ class StreamWorker:
                 self._commit()
         except BaseException as exc:
             self._failed = exc
+            self._abandon()
             raise
         finally:
             self._close()
+
+    def _abandon(self) -> None:
+        """On the way out after a failure: abort what is open, quietly, so closing the
+        consumer (which revokes) neither commits it nor restores anything."""
+        self._positions.clear()
+        if self._in_txn and self._sender is not None:
+            self._in_txn = False
+            try:
+                self._sender.producer.abort_transaction(10)
+            except KafkaException:
+                log.warning("%s: abort on the way out failed", self.group, exc_info=True)
 
     def _start(self) -> None:
         settings, config = self.kafka_settings, self.config
@@ -347,13 +359,18 @@ class StreamWorker:
 
     def _bounded_done(self, messages: list[Message]) -> bool:
         """True once every partition was read to its end. read_committed positions skip
-        transaction markers, so a quiet poll also checks the consumer's positions."""
+        transaction markers (the last offset of a transactional partition is one), so
+        the consumer's positions are checked after every poll (a local call), and a
+        partition that reached its end is paused: the live tail is not read."""
         assert self._bounds is not None and self._consumer is not None
-        if not messages and self._pending:
-            positions = self._consumer.position([TopicPartition(t, p) for t, p in self._pending])
-            for tp in positions:
+        consumer = self._consumer
+        if self._pending:
+            for tp in consumer.position([TopicPartition(t, p) for t, p in self._pending]):
                 if tp.offset >= 0 and tp.offset >= self._bounds[(tp.topic, tp.partition)][1]:
                     self._pending.discard((tp.topic, tp.partition))
+        done = [TopicPartition(t, p) for t, p in self._partitions if (t, p) not in self._pending]
+        if done:
+            consumer.pause(done)
         return not self._pending
 
     def _close(self) -> None:
@@ -370,6 +387,7 @@ class StreamWorker:
     def _handle(self, messages: list[Message]) -> None:
         sender = self._sender
         positions = self._partitions
+        handled = 0
         for message in messages:
             error = message.error()
             if error is not None:
@@ -388,18 +406,22 @@ class StreamWorker:
             if not self._in_txn:
                 self._begin()
             self._positions[where] = message.offset() + 1  # type: ignore[operator]
+            self._txn_records += 1
+            handled += 1
             try:
                 outputs = self.handlers[where[0]](message, partition.stores)
-                if sender is not None:
-                    for out in outputs:
-                        sender.send(out.topic, out.value, out.key, out.partition)
-                elif outputs:
-                    raise StreamError(f"{self.group}: a read-only run produced output")
             except Exception as exc:  # any handler failure is a dead letter
                 self._dead_letter(message, exc)
-            self._txn_records += 1
-        self.records_handled += len(messages)
-        RECORDS.labels(**self._labels).inc(len(messages))
+                continue
+            # A send that fails here (not a full queue: an unknown topic, a record
+            # too large) is no bad input record: the worker stops, nothing commits.
+            if sender is not None:
+                for out in outputs:
+                    sender.send(out.topic, out.value, out.key, out.partition)
+            elif outputs:
+                raise StreamError(f"{self.group}: a read-only run produced output")
+        self.records_handled += handled
+        RECORDS.labels(**self._labels).inc(handled)
 
     def _within_bounds(self, where: TopicKey, message: Message) -> bool:
         assert self._bounds is not None
@@ -485,6 +507,14 @@ class StreamWorker:
         error = exc.args[0] if exc.args else None
         if not isinstance(error, KafkaError) or not error.txn_requires_abort():
             raise StreamError(f"{self.group}: transaction failed: {exc}") from exc
+        if self._bounds is not None:
+            # A bounded job's handlers keep their state outside the stores (replay's
+            # members), which a rewind cannot restore: stop, and let it run again
+            # (command ids are deterministic, so a second run credits nothing twice).
+            raise StreamError(
+                f"{self.group}: transaction aborted ({error}); nothing of this run past "
+                "its last commit was written: run it again"
+            ) from exc
         log.warning("%s: transaction aborted (%s); rewinding", self.group, error)
         self._abort_and_rewind()
 
@@ -504,7 +534,7 @@ class StreamWorker:
         self._in_txn = False
         self._positions.clear()
         kept = list(self._partitions)
-        if not kept:
+        if not kept or self._failed is not None:
             return
         for tp in consumer.committed([TopicPartition(t, p) for t, p in kept], 30):
             target = OFFSET_BEGINNING if tp.offset == OFFSET_INVALID else tp.offset
@@ -514,6 +544,8 @@ class StreamWorker:
     # --------------------------------------------------------------- rebalances
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._in_txn:  # a restore may take long: do not hold the open transaction
+            self._commit()
         where = [(tp.topic, tp.partition) for tp in partitions]
         for key in where:
             self._partitions[key] = _Partition(
@@ -555,7 +587,16 @@ class StreamWorker:
     # ------------------------------------------------------------------ restore
 
     def _restore(self, where: list[TopicKey]) -> None:
-        """Read each store's changelog partition from the start to its end."""
+        """Read each store's changelog partition from the start up to the high
+        watermark it has now, read_committed.
+
+        Not just to the first end seen: read_committed stops at the last stable offset,
+        and the previous owner's last transaction (committed on revoke, or a dead
+        worker's, aborted by the broker) may still be settling. Its offsets are what
+        this worker starts from once the callback returns, so its changelog records
+        must be in the store first: the restore waits until the position passes the
+        high watermark (``/readyz`` says "restoring" meanwhile).
+        """
         wanted: dict[tuple[str, int], tuple[StoreSpec, Store]] = {}
         for topic, number in where:
             partition = self._partitions.get((topic, number))
@@ -569,36 +610,70 @@ class StreamWorker:
         if not wanted:
             return
         self._restoring = True
-        started, count = time.perf_counter(), 0
-        restorer = kafka.consumer(
-            self.kafka_settings,
-            f"{self.group}.restore",
-            client_id=f"{self.group}.{self.config.instance}.restore",
-            extra={"enable.partition.eof": True, "fetch.wait.max.ms": 10},
-        )
+        started = time.perf_counter()
         try:
-            restorer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in wanted])
-            pending = set(wanted)
-            while pending:
-                for message in restorer.consume(10_000, 1.0):
-                    where_ = (str(message.topic()), int(message.partition() or 0))
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            pending.discard(where_)
-                            continue
-                        raise StreamError(f"{self.group}: restoring {where_}: {error}")
-                    spec, store = wanted[where_]
-                    value = message.value()
-                    store.load(message.key() or b"", None if value is None else spec.decode(value))
-                    count += 1
-                self._last_poll = time.monotonic()
+            count = self._read_to_end(wanted)
         finally:
-            restorer.close()
             self._restoring = False
         RESTORED.labels(**self._labels).inc(count)
         log.info("%s: restored %d changelog records for %s in %.2fs", self.group, count,
                  _describe(where), time.perf_counter() - started)  # fmt: skip
+
+    def _read_to_end(self, wanted: Mapping[TopicKey, tuple[StoreSpec, Store]]) -> int:
+        """Load every record of the ``wanted`` changelog partitions into their stores,
+        up to each one's current high watermark; returns how many were read."""
+        count = 0
+        deadline = time.monotonic() + self.config.transaction_timeout_ms / 1000 * 2 + 30
+        restorer = kafka.consumer(
+            self.kafka_settings,
+            f"{self.group}.restore",
+            client_id=f"{self.group}.{self.config.instance}.restore",
+            extra={"fetch.wait.max.ms": 10},
+        )
+        try:
+            ends: dict[tuple[str, int], int] = {}
+            for key in wanted:
+                _low, high = restorer.get_watermark_offsets(TopicPartition(*key), timeout=30)
+                if high > 0:
+                    ends[key] = high
+            restorer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
+            while ends:
+                for message in restorer.consume(10_000, 0.2):
+                    error = message.error()
+                    if error is not None:
+                        if error.fatal() or error.code() in _RESTORE_FATAL:
+                            raise StreamError(f"{self.group}: restoring: {error}")
+                        log.warning("%s: restoring: %s (retrying)", self.group, error)
+                        continue
+                    spec, store = wanted[(str(message.topic()), int(message.partition() or 0))]
+                    value = message.value()
+                    store.load(message.key() or b"", None if value is None else spec.decode(value))
+                    count += 1
+                for tp in restorer.position([TopicPartition(t, p) for t, p in ends]):
+                    if tp.offset >= ends[(tp.topic, tp.partition)]:
+                        del ends[(tp.topic, tp.partition)]
+                self._last_poll = time.monotonic()
+                if ends and time.monotonic() > deadline:
+                    raise StreamError(
+                        f"{self.group}: restoring {_describe(ends)} did not reach the end of "
+                        "the changelog in time (a transaction that never settles?)"
+                    )
+        finally:
+            restorer.close()
+        return count
+
+
+_RESTORE_FATAL = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+    }
+)
+"""Consumer errors during a restore that retrying will not fix; the others (a broker
+restarting, a leader moving) librdkafka retries by itself."""
 
 
 def _describe(where: Iterable[TopicKey]) -> str:
