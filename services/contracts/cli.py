@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated, Any
 
@@ -34,12 +35,18 @@ def _settle(admin: Any, specs: list[TopicSpec], wait_s: float) -> list[TopicPlan
         time.sleep(0.5)
 
 
+def _catalog() -> list[TopicSpec]:
+    """The catalog for this environment: TOPIC_* and the rules worker's group."""
+    from services.contracts.topics import RULES_APP_ID, catalog
+
+    return catalog(rules_app_id=os.environ.get("RULES_APP_ID", RULES_APP_ID))
+
+
 @topics_app.command("list")
 def list_topics() -> None:
-    """Print the catalog (names include TOPIC_PREFIX), one topic a line."""
-    from services.contracts.topics import catalog
-
-    specs = catalog()
+    """Print the catalog (names include TOPIC_PREFIX; the rules worker's internal
+    topics are named for RULES_APP_ID), one topic a line."""
+    specs = _catalog()
     width = max(len(spec.name) for spec in specs)
     typer.echo(f"{'topic':<{width}}  partitions  rf  retention.ms  cleanup  key / records")
     for spec in specs:
@@ -59,8 +66,11 @@ def ensure(
         bool, typer.Option("--dry-run", help="Only report; change nothing, not even create.")
     ] = False,
 ) -> None:
-    """Create missing topics and report drift. Exit 0 when in sync, 1 when drift remains."""
-    from services.contracts.topics import apply, catalog, observe, plan
+    """Create missing topics and report drift. Exit 0 when in sync, 1 when drift remains.
+
+    Includes the rules worker's internal topics (RULES_APP_ID names them), so every
+    topic exists with the right partitions before any worker starts."""
+    from services.contracts.topics import apply, observe, plan
     from services.runtime import kafka
     from services.runtime.settings import KafkaSettings
 
@@ -71,7 +81,7 @@ def ensure(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     admin = kafka.admin(settings, "topics")
-    specs = catalog()
+    specs = _catalog()
     plans = plan(specs, observe(admin, [spec.name for spec in specs]))
     for topic_plan in plans:
         for line in topic_plan.describe():

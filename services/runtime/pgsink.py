@@ -291,6 +291,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.errors.ReadOnlySqlTransaction,
     psycopg.errors.InsufficientPrivilege,
     psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,  # a deploy ahead of its migration
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.InvalidSchemaName,
     KafkaException,
     DeliveryError,
     OffsetConflictError,
@@ -475,8 +478,27 @@ class PgSinkWorker(Generic[R]):
         ).fetchall()
         return {int(partition): int(offset) for partition, offset in rows}
 
+    def _stored_offsets_retrying(self, partitions: list[int]) -> dict[int, int]:
+        """The stored offsets, waiting out a database blip: a partition assigned
+        without them would start at Kafka's offset and be served by nobody. Past
+        the deadline the worker stops (``PgSinkError``) so a supervisor restarts it."""
+        deadline, delay = time.monotonic() + 45, 0.25
+        while True:
+            try:
+                return self._stored_offsets(partitions)
+            except TRANSIENT as exc:
+                if self._conn is not None and (self._conn.broken or self._conn.closed):
+                    self._conn = None
+                if time.monotonic() + delay > deadline:
+                    raise PgSinkError(
+                        f"{self.group}: cannot read the stored offsets: {exc}"
+                    ) from exc
+                log.warning("%s: stored offsets unavailable (%s); retrying", self.group, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        stored = self._stored_offsets([p.partition for p in partitions])
+        stored = self._stored_offsets_retrying([p.partition for p in partitions])
         for tp in partitions:
             offset = stored.get(tp.partition)
             tp.offset = OFFSET_BEGINNING if offset is None else offset
@@ -546,6 +568,8 @@ class PgSinkWorker(Generic[R]):
         self._broker_down = None
 
     def _transient(self, exc: BaseException) -> bool:
+        """True for a failure to retry. A ``PgSinkError`` (fenced, fatal consumer error)
+        is re-raised by the callers before this is asked: it ends the worker."""
         return isinstance(exc, TRANSIENT + self.handler.transient)
 
     def _handle(self, messages: list[Message]) -> None:
@@ -553,6 +577,8 @@ class PgSinkWorker(Generic[R]):
         transient one, each of its records in a transaction of its own."""
         try:
             self._apply(messages)
+        except PgSinkError:
+            raise
         except Exception as exc:
             if self._transient(exc):
                 raise
@@ -567,6 +593,8 @@ class PgSinkWorker(Generic[R]):
     def _apply_alone(self, message: Message) -> None:
         try:
             self._apply([message])
+        except PgSinkError:
+            raise
         except Exception as exc:
             if self._transient(exc):
                 raise
