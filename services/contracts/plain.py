@@ -23,7 +23,6 @@ reads the body with fastavro instead, so odd bytes get exactly fastavro's verdic
 from __future__ import annotations
 
 import inspect
-import re
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from enum import Enum
 from typing import Annotated, Any, Final, Union, cast, get_args, get_origin
 
 import annotated_types
+import pydantic_core
 from pydantic import AfterValidator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -270,11 +270,16 @@ def _constraint(meta: Any, where: str) -> Check:  # noqa: PLR0911, PLR0915 - one
         return after
     settings = {k: v for k, v in getattr(meta, "__dict__", {}).items() if v is not None}
     if type(meta).__name__ == "_PydanticGeneralMetadata" and set(settings) == {"pattern"}:
-        pattern = re.compile(settings["pattern"])
+        # pydantic-core's own regex engine: Python's ``re`` lets ``$`` match before a
+        # trailing newline, which pydantic refuses ("4242\n" would pass here).
+        text = settings["pattern"]
+        pattern = pydantic_core.SchemaValidator(pydantic_core.core_schema.str_schema(pattern=text))
 
         def matches(x: Any) -> Any:
-            if pattern.search(x) is None:
-                raise fail(f"must match {pattern.pattern!r}")
+            try:
+                pattern.validate_python(x)
+            except pydantic_core.ValidationError:
+                raise fail(f"must match {text!r}") from None
             return x
 
         return matches
