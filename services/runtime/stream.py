@@ -488,9 +488,6 @@ class StreamWorker:
         except KafkaException as exc:
             self._recover(exc)
             return
-        if sender.failures:  # a delivery failed but the broker committed: never expected
-            raise StreamError(f"{self.group}: records failed in a committed transaction: "
-                              f"{sender.failures[:3]}")  # fmt: skip
         for partition in self._partitions.values():
             for store in partition.stores.values():
                 store.dirty.clear()
@@ -530,7 +527,6 @@ class StreamWorker:
         except KafkaException as exc:
             raise StreamError(f"{self.group}: cannot abort the transaction: {exc}") from exc
         ABORTS.labels(**self._labels).inc()
-        sender.failures.clear()
         self._in_txn = False
         self._positions.clear()
         kept = list(self._partitions)
