@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, tzinfo
 from enum import StrEnum
 from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) quotes with
+from operator import attrgetter
 from typing import Any
 
 from services.contracts.ids import command_id
@@ -31,7 +32,6 @@ from services.rules.offers import (
     UNDO_OF,
     AccrueAction,
     CounterAction,
-    CounterCondition,
     DeductAction,
     EventType,
     MailingAction,
@@ -380,71 +380,146 @@ def period_key(period: Period, at: datetime, tz: tzinfo) -> str:
     return f"year:{local.year:04d}"
 
 
-def _linked(event: RuleEvent) -> bool:
-    return event.linked_at is not None and event.occurred_at >= event.linked_at
+# ------------------------------------------------------------ compiled offers
+#
+# The hot path runs on plain tuples and locals worked out once per offer: no
+# pydantic attribute access, no isinstance chains on actions, and the frozen
+# dataclasses it returns are filled through their slot setters (what their
+# ``__init__`` does, minus a generic ``object.__setattr__`` per field).
+
+_COMMAND_ID_CHARS = 32
+
+_new = object.__new__
 
 
-def _matches(c: _Compiled, event: RuleEvent) -> bool:
-    return (
-        (c.networks is None or event.network in c.networks)
-        and (c.group_ids is None or event.group_id in c.group_ids)
-        and (c.post_ids is None or event.post_id in c.post_ids)
-        and (c.offer.filters.registration is None
-             or event.registration == c.offer.filters.registration)
-    )  # fmt: skip
+def _setters(cls: type) -> tuple[Any, ...]:
+    """The slot setters of a frozen slots dataclass, in field order."""
+    return tuple(cls.__dict__[f.name].__set__ for f in fields(cls))
 
 
-def _in_window(offer: Offer, at: datetime) -> bool:
-    return (offer.starts_at is None or at >= offer.starts_at) and (
-        offer.ends_at is None or at < offer.ends_at
-    )
+(_s_kind, _s_command_id, _s_member_id, _s_offer_id, _s_offer_version, _s_source_event_id,
+ _s_occurred_at, _s_points, _s_reason, _s_reverses, _s_budget, _s_channel, _s_template_id,
+ _s_params, _s_marketing, _s_counter_name, _s_counter_by, _s_mailing_channel,
+ _s_mailing_enabled) = _setters(CommandSpec)  # fmt: skip
+_s_rec_event_id, _s_rec_occurred_at, _s_rec_points, _s_rec_command_id, _s_rec_undone_by = _setters(
+    ObjectRecord
+)
+_s_use_count, _s_use_points = _setters(PeriodUse)
+_s_os_periods, _s_os_closed_before, _s_os_objects = _setters(OfferState)
+_s_ms_counters, _s_ms_counter_changes, _s_ms_offers = _setters(MemberState)
+_s_change_event_id, _s_change_before = _setters(CounterChange)
 
 
-def _condition_holds(condition: CounterCondition, state: MemberState, event: RuleEvent) -> bool:
-    value = state.counters.get(condition.counter, 0)
-    if condition.at_least is not None:
-        return value >= condition.at_least
-    change = state.counter_changes.get(condition.counter)
-    if change is None or change.event_id != event.event_id:
-        return False
-    if condition.equals is not None:
-        return value == condition.equals
-    assert condition.every is not None
-    return value // condition.every > change.before // condition.every
+_Static = tuple[
+    CommandKind, str | None, int | None, str | None, str | None, bool,
+    str | None, int | None, str | None, bool | None,
+]  # fmt: skip
+"""What a command of one action of one offer always says: kind, reason, budget, channel,
+template, marketing, counter name and step, mailing channel and switch."""
 
 
-def _with_offer(state: MemberState, offer_id: str, offer_state: OfferState) -> MemberState:
-    offers = dict(state.offers)
-    offers[offer_id] = offer_state
-    return MemberState(state.counters, state.counter_changes, offers)
+def _spec(  # noqa: PLR0917  (positional: it is on the hot path)
+    c: _Compiled,
+    static: _Static,
+    command_id: str,
+    event: RuleEvent,
+    points: int | None,
+    params: dict[str, str],
+    reverses: str | None,
+) -> CommandSpec:
+    """``CommandSpec(...)`` with every field given (the same object, built faster)."""
+    (kind, reason, budget, channel, template_id, marketing, counter_name, counter_by,
+     mailing_channel, mailing_enabled) = static  # fmt: skip
+    spec: CommandSpec = _new(CommandSpec)
+    _s_kind(spec, kind)
+    _s_command_id(spec, command_id)
+    _s_member_id(spec, event.member_id)
+    _s_offer_id(spec, c.offer_id)
+    _s_offer_version(spec, c.version)
+    _s_source_event_id(spec, event.event_id)
+    _s_occurred_at(spec, event.occurred_at)
+    _s_points(spec, points)
+    _s_reason(spec, reason)
+    _s_reverses(spec, reverses)
+    _s_budget(spec, budget)
+    _s_channel(spec, channel)
+    _s_template_id(spec, template_id)
+    _s_params(spec, params)
+    _s_marketing(spec, marketing)
+    _s_counter_name(spec, counter_name)
+    _s_counter_by(spec, counter_by)
+    _s_mailing_channel(spec, mailing_channel)
+    _s_mailing_enabled(spec, mailing_enabled)
+    return spec
 
 
-def _with_object(offer_state: OfferState, key: str, record: ObjectRecord) -> OfferState:
-    objects = dict(offer_state.objects)
-    objects[key] = record
-    return OfferState(offer_state.periods, offer_state.closed_before, objects)
+def _record(
+    event_id: str, occurred_at: datetime, points: int, command_id: str | None, undone_by: str | None
+) -> ObjectRecord:
+    record: ObjectRecord = _new(ObjectRecord)
+    _s_rec_event_id(record, event_id)
+    _s_rec_occurred_at(record, occurred_at)
+    _s_rec_points(record, points)
+    _s_rec_command_id(record, command_id)
+    _s_rec_undone_by(record, undone_by)
+    return record
 
 
-def _with_use(offer_state: OfferState, kind: str, bucket: str, use: PeriodUse) -> OfferState:
-    periods = dict(offer_state.periods)
-    known = bucket in periods
-    periods[bucket] = use
-    if known:  # an existing bucket: nothing new to close
-        return OfferState(periods, offer_state.closed_before, offer_state.objects)
-    closed = offer_state.closed_before
-    same_kind = sorted(k for k in periods if k.split(":", 1)[0] == kind)
-    if len(same_kind) > KEPT_PERIODS:
-        for old in same_kind[:-KEPT_PERIODS]:
-            del periods[old]
-        closed = {**closed, kind: same_kind[-KEPT_PERIODS]}
-    return OfferState(periods, closed, offer_state.objects)
+def _offer_state_of(
+    periods: Mapping[str, PeriodUse], closed: Mapping[str, str], objects: Mapping[str, ObjectRecord]
+) -> OfferState:
+    offer_state: OfferState = _new(OfferState)
+    _s_os_periods(offer_state, periods)
+    _s_os_closed_before(offer_state, closed)
+    _s_os_objects(offer_state, objects)
+    return offer_state
 
 
-def _params(action: MessageAction, offer: Offer, event: RuleEvent, points: int) -> dict[str, str]:
+_USES: dict[tuple[int, int], PeriodUse] = {}
+_CACHE_LIMIT = 512
+_VALUE_CACHE_LIMIT = 8192
+
+
+def _use(count: int, points: int) -> PeriodUse:
+    """``PeriodUse(count, points)``, shared: they are immutable, and few members'
+    buckets hold a pair that no other bucket holds (fewer objects for the GC too)."""
+    key = (count, points)
+    use = _USES.get(key)
+    if use is None:
+        use = _new(PeriodUse)
+        _s_use_count(use, count)
+        _s_use_points(use, points)
+        if len(_USES) >= _VALUE_CACHE_LIMIT:
+            _USES.clear()
+        _USES[key] = use
+    return use
+
+
+_BUCKETS: dict[tuple[datetime, tzinfo, str], str] = {}
+
+
+def _bucket(period: Period, at: datetime, tz: tzinfo) -> str:
+    """``period_key``, remembered: events come in snapshot ticks, so times repeat.
+
+    Equal aware datetimes are the same instant, so they fall in the same bucket.
+    """
+    key = (at, tz, period)
+    bucket = _BUCKETS.get(key)
+    if bucket is None:
+        bucket = period_key(period, at, tz)
+        if len(_BUCKETS) >= _VALUE_CACHE_LIMIT:
+            _BUCKETS.clear()
+        _BUCKETS[key] = bucket
+    return bucket
+
+
+def _params(
+    items: tuple[tuple[str, str], ...], c: _Compiled, event: RuleEvent, points: int
+) -> dict[str, str]:
     values = {
         "points": str(points),
-        "offer_id": offer.id,
-        "offer_name": offer.name,
+        "offer_id": c.offer_id,
+        "offer_name": c.name,
         "network": event.network,
         "group_id": event.group_id or "",
         "post_id": event.post_id or "",
@@ -452,71 +527,175 @@ def _params(action: MessageAction, offer: Offer, event: RuleEvent, points: int) 
         "event_type": event.type.value,
         "member_id": event.member_id,
     }
-    params = {key: value.format_map(values) for key, value in action.params.items()}
+    params = {key: value.format_map(values) for key, value in items}
     params.setdefault("points", str(points))
     return params
 
 
-# ------------------------------------------------------------ compiled offers
+# Action kinds; a compiled action is (kind, command id suffix, static part, param items).
+_ACCRUE = 0
+_DEDUCT = 1
+_MESSAGE = 2
+_COUNTER = 3
+_MAILING = 4
 
-_COMMAND_ID_CHARS = 32
+_Action = tuple[int, str, _Static, tuple[tuple[str, str], ...]]
 
 
-@dataclass(frozen=True, slots=True)
+def _compile_action(index: int, action: Any, offer: Offer) -> _Action:
+    suffix = f",{index}]"
+    if isinstance(action, AccrueAction | DeductAction):
+        accrues = isinstance(action, AccrueAction)
+        kind = CommandKind.BONUS_ACCRUE if accrues else CommandKind.BONUS_DEDUCT
+        budget = offer.budget if accrues else None
+        static: _Static = (kind, action.reason or offer.name, budget,
+                           None, None, False, None, None, None, None)  # fmt: skip
+        return (_ACCRUE if accrues else _DEDUCT, suffix, static, ())
+    if isinstance(action, MessageAction):
+        static = (CommandKind.SEND_MESSAGE, None, None, action.channel, action.template,
+                  action.marketing, None, None, None, None)  # fmt: skip
+        return (_MESSAGE, suffix, static, tuple(action.params.items()))
+    if isinstance(action, CounterAction):
+        static = (CommandKind.COUNTER_INCREMENT, None, None,
+                  None, None, False, action.name, action.by, None, None)  # fmt: skip
+        return (_COUNTER, suffix, static, ())
+    assert isinstance(action, MailingAction)
+    static = (CommandKind.MAILING_SET, None, None,
+              None, None, False, None, None, action.channel, action.enabled)  # fmt: skip
+    return (_MAILING, suffix, static, ())
+
+
 class _Compiled:
-    """What ``evaluate`` needs of an offer, worked out once instead of per event.
+    """What the engine needs of an offer, worked out once instead of per event.
 
     ``id_prefix`` is the start of the JSON array ``services.contracts.ids.command_id``
     hashes, so a command id costs one string join and one SHA-256
-    (``tests/unit/rules/test_engine_rules.py`` checks the two always agree).
+    (``tests/unit/rules/test_engine_ids.py`` checks the two always agree).
     """
 
-    offer: Offer  # keeps the offer alive, so its ``id()`` cannot be reused while cached
-    id_prefix: str
-    accrues: bool
-    undo_index: int | None
-    has_counters: bool
-    networks: frozenset[str] | None
-    group_ids: frozenset[str] | None
-    post_ids: frozenset[str] | None
+    __slots__ = (
+        "accrues",
+        "actions",
+        "budget",
+        "closes",
+        "ends_at",
+        "filtered",
+        "group_ids",
+        "id_prefix",
+        "max_count",
+        "max_points",
+        "name",
+        "networks",
+        "offer",
+        "offer_id",
+        "period",
+        "post_ids",
+        "registration",
+        "reward_points",
+        "rewarded",
+        "starts_at",
+        "tiers",
+        "triggers",
+        "undo_fixed",
+        "undo_index",
+        "undo_points",
+        "undo_reason",
+        "undo_suffix",
+        "undo_within",
+        "undoes",
+        "version",
+        "when",
+        "windowed",
+    )
+
+    def __init__(self, offer: Offer) -> None:
+        f = offer.filters
+        self.offer = offer  # keeps the offer alive, so its ``id()`` cannot be reused while cached
+        self.offer_id = offer.id
+        self.version = offer.version
+        self.name = offer.name
+        self.id_prefix = f'["command",{encode_basestring(offer.id)},'
+        self.triggers = frozenset(offer.trigger)
+        self.undoes = offer.undo.policy != "none"
+        self.networks = None if f.networks is None else frozenset(f.networks)
+        self.group_ids = None if f.group_ids is None else frozenset(f.group_ids)
+        self.post_ids = None if f.post_ids is None else frozenset(f.post_ids)
+        self.registration = f.registration
+        self.filtered = any(
+            v is not None for v in (f.networks, f.group_ids, f.post_ids, f.registration)
+        )
+        self.starts_at = offer.starts_at
+        self.ends_at = offer.ends_at
+        self.windowed = offer.starts_at is not None or offer.ends_at is not None
+        self.when = tuple((w.counter, w.at_least, w.equals, w.every) for w in offer.when)
+        self.period: Period = offer.period
+        self.closes = offer.period  # the kind of bucket ``closed_before`` is kept by
+        self.max_count = offer.limits.max_count
+        self.max_points = offer.limits.max_points
+        reward = offer.reward
+        self.rewarded = reward is not None
+        self.reward_points = None if reward is None else reward.points
+        self.tiers = (
+            None
+            if reward is None or reward.tiers is None
+            else tuple((t.upto, t.points) for t in reward.tiers)
+        )
+        self.budget = offer.budget
+        self.accrues = isinstance(offer.points_action, AccrueAction)
+        self.actions = tuple(_compile_action(i, a, offer) for i, a in enumerate(offer.actions))
+        self.undo_index = undo_action_index(offer) if self.accrues else None
+        self.undo_suffix = None if self.undo_index is None else f",{self.undo_index}]"
+        undo = offer.undo
+        self.undo_fixed = undo.policy == "fixed"
+        self.undo_points = undo.points or 0
+        self.undo_within = undo.within
+        self.undo_reason = undo.reason
 
     def command_id(self, event_id: str, index: int) -> str:
         raw = f"{self.id_prefix}{encode_basestring(event_id)},{index}]".encode()
         return hashlib.sha256(raw).hexdigest()[:_COMMAND_ID_CHARS]
 
+    def points_for(self, ordinal: int) -> int:
+        """``Reward.points_for``; only called on an offer with a reward."""
+        if self.reward_points is not None:
+            return self.reward_points
+        for upto, points in self.tiers or ():
+            if upto is None or ordinal <= upto:
+                return points
+        return 0
+
 
 _COMPILED: dict[int, _Compiled] = {}
-_CACHE_LIMIT = 512
 
 
 def _compiled(offer: Offer) -> _Compiled:
     found = _COMPILED.get(id(offer))
     if found is not None and found.offer is offer:
         return found
-    f = offer.filters
-    accrues = isinstance(offer.points_action, AccrueAction)
-    compiled = _Compiled(
-        offer=offer,
-        id_prefix=f'["command",{encode_basestring(offer.id)},',
-        accrues=accrues,
-        undo_index=undo_action_index(offer) if accrues else None,
-        has_counters=any(isinstance(a, CounterAction) for a in offer.actions),
-        networks=None if f.networks is None else frozenset(f.networks),
-        group_ids=None if f.group_ids is None else frozenset(f.group_ids),
-        post_ids=None if f.post_ids is None else frozenset(f.post_ids),
-    )
+    compiled = _Compiled(offer)
     if len(_COMPILED) >= _CACHE_LIMIT:
         _COMPILED.clear()
     _COMPILED[id(offer)] = compiled
     return compiled
 
 
-def _concerns(offer: Offer, event_type: EventType) -> bool:
-    """Whether ``evaluate`` can do anything but ``ignored`` for this event type."""
-    if event_type in offer.trigger:
-        return True
+def _undoes(c: _Compiled, event_type: EventType) -> EventType | None:
+    """The original ``event_type`` takes back for this offer, or ``None``.
+
+    A trigger wins: an event type the offer is triggered by is a grant.
+    """
+    if event_type in c.triggers or not c.undoes:
+        return None
     original = UNDO_OF.get(event_type)
-    return offer.undo.policy != "none" and original is not None and original in offer.trigger
+    return original if original is not None and original in c.triggers else None
+
+
+def _concerns(c: _Compiled, event_type: EventType) -> bool:
+    """Whether the engine can do anything but ``ignored`` for this event type."""
+    return event_type in c.triggers or _undoes(c, event_type) is not None
+
+
+_Step = tuple[_Compiled, EventType | None]  # the offer, and the original an undo takes back
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,7 +704,9 @@ class _Plan:
 
     offers: tuple[Offer, ...]  # keeps the offers alive (the cache key is their ids)
     ids: tuple[str, ...]
-    by_type: Mapping[EventType, tuple[_Compiled, ...]]
+    by_type: Mapping[EventType, tuple[_Step, ...]]
+    used: dict[str, int]  # copied for each result
+    outcomes: dict[str, Outcome]
 
 
 _PLANS: dict[tuple[int, ...], _Plan] = {}
@@ -533,17 +714,25 @@ _PLANS: dict[tuple[int, ...], _Plan] = {}
 
 def _plan(offers: Iterable[Offer]) -> _Plan:
     """Sorted, checked and indexed once per offer list, not once per event."""
-    given = offers if isinstance(offers, tuple) else tuple(offers)
+    given = offers if isinstance(offers, tuple | list) else tuple(offers)
     key = tuple(map(id, given))
     plan = _PLANS.get(key)
     if plan is not None:  # it holds these very offers, so their ids cannot have been reused
         return plan
+    given = tuple(given)
     ordered = sorted(given, key=lambda o: (bool(o.when), o.id))
     ids = [o.id for o in ordered]
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate offer ids: {sorted({i for i in ids if ids.count(i) > 1})}")
-    by_type = {t: tuple(_compiled(o) for o in ordered if _concerns(o, t)) for t in EventType}
-    plan = _Plan(given, tuple(ids), by_type)
+    compiled = [_compiled(o) for o in ordered]
+    by_type = {t: tuple((c, _undoes(c, t)) for c in compiled if _concerns(c, t)) for t in EventType}
+    plan = _Plan(
+        given,
+        tuple(ids),
+        by_type,
+        dict.fromkeys(ids, 0),
+        dict.fromkeys(ids, Outcome.IGNORED),
+    )
     if len(_PLANS) >= _CACHE_LIMIT:
         _PLANS.clear()
     _PLANS[key] = plan
@@ -551,6 +740,87 @@ def _plan(offers: Iterable[Offer]) -> _Plan:
 
 
 # ---------------------------------------------------------------------- evaluation
+
+
+_KEY_PARTS = {
+    t: (t.value, attrgetter("network", *_OBJECT_FIELDS[UNDO_OF.get(t, t)])) for t in EventType
+}
+"""Per event type, ``object_key``'s first part and a getter of the others (always a tuple)."""
+
+
+class _Run:
+    """One event applied to one member: the state so far, in mutable locals.
+
+    Dicts of the input state are copied before the first write to them, so the
+    caller's state is never touched; ``state()`` freezes the result (the input
+    state itself when nothing changed).
+    """
+
+    __slots__ = (
+        "changes",
+        "commands",
+        "counters",
+        "event",
+        "event_id",
+        "keys",
+        "linked",
+        "offers",
+        "own_counters",
+        "own_offers",
+        "quoted_id",
+        "start",
+        "tz",
+    )
+
+    def __init__(self, state: MemberState, event: RuleEvent, tz: tzinfo) -> None:
+        self.start = state
+        self.event = event
+        self.event_id = event.event_id
+        self.tz = tz
+        self.counters: Mapping[str, int] = state.counters
+        self.changes: Mapping[str, CounterChange] = state.counter_changes
+        self.offers: Mapping[str, OfferState] = state.offers
+        self.own_counters = False
+        self.own_offers = False
+        self.keys: dict[EventType, str] = {}
+        self.quoted_id: str | None = None
+        self.commands: list[CommandSpec] = []
+        linked_at = event.linked_at
+        self.linked = linked_at is not None and event.occurred_at >= linked_at
+
+    def key(self, event_type: EventType) -> str:
+        """``object_key(event_type, event)``, worked out once per event and type."""
+        key = self.keys.get(event_type)
+        if key is None:
+            value, getter = _KEY_PARTS[event_type]
+            parts = (value, *map(str, getter(self.event)))
+            key = ":".join(parts)
+            if "%" in key or key.count(":") != len(parts) - 1:
+                key = ":".join(_escape(p) for p in parts)
+            self.keys[event_type] = key
+        return key
+
+    def command_id(self, c: _Compiled, suffix: str) -> str:
+        quoted = self.quoted_id
+        if quoted is None:
+            quoted = self.quoted_id = encode_basestring(self.event_id)
+        raw = f"{c.id_prefix}{quoted}{suffix}".encode()
+        return hashlib.sha256(raw).hexdigest()[:_COMMAND_ID_CHARS]
+
+    def set_offer(self, offer_id: str, offer_state: OfferState) -> None:
+        if not self.own_offers:
+            self.offers = dict(self.offers)
+            self.own_offers = True
+        self.offers[offer_id] = offer_state  # type: ignore[index]
+
+    def state(self) -> MemberState:
+        if not (self.own_offers or self.own_counters):
+            return self.start
+        state: MemberState = _new(MemberState)
+        _s_ms_counters(state, self.counters)
+        _s_ms_counter_changes(state, self.changes)
+        _s_ms_offers(state, self.offers)
+        return state
 
 
 def evaluate(
@@ -569,28 +839,53 @@ def evaluate(
     accrual is cut to it and ``Evaluation.budget_used`` says how much was
     taken, so the caller can subtract it. See docs/offers.md, "Budgets".
     """
-    return _evaluate(_compiled(offer), state, event, tz, remaining_budget)
-
-
-def _evaluate(
-    c: _Compiled, state: MemberState, event: RuleEvent, tz: tzinfo, remaining_budget: int | None
-) -> Evaluation:
-    offer = c.offer
-    if event.type in offer.trigger:
-        if not _matches(c, event):
-            return Evaluation(state)
-        if not _linked(event):
-            return Evaluation(state, outcome=Outcome.NOT_LINKED)
-        return _grant(c, state, event, tz, remaining_budget)
-    original = UNDO_OF.get(event.type)
-    if offer.undo.policy != "none" and original is not None and original in offer.trigger:
-        if not _linked(event):
-            return Evaluation(state, outcome=Outcome.NOT_LINKED)
-        return _undo(c, state, event, original)
-    return Evaluation(state)
+    c = _compiled(offer)
+    if not _concerns(c, event.type):
+        return Evaluation(state)
+    run = _Run(state, event, tz)
+    outcome, used = _step(c, _undoes(c, event.type), run, remaining_budget)
+    return Evaluation(run.state(), tuple(run.commands), used, outcome)
 
 
 _NO_USE = PeriodUse()
+_NOTHING = (Outcome.IGNORED, 0)
+_NOT_LINKED = (Outcome.NOT_LINKED, 0)
+_OUTSIDE_WINDOW = (Outcome.OUTSIDE_WINDOW, 0)
+_CONDITION_UNMET = (Outcome.CONDITION_UNMET, 0)
+_ALREADY_SEEN = (Outcome.ALREADY_SEEN, 0)
+_NOTHING_TO_UNDO = (Outcome.NOTHING_TO_UNDO, 0)
+_UNDONE = (Outcome.UNDONE, 0)
+
+
+def _step(
+    c: _Compiled, original: EventType | None, run: _Run, remaining_budget: int | None
+) -> tuple[Outcome, int]:
+    """One offer that concerns the event (an undo of ``original``, or a grant):
+    its outcome and the budget it used."""
+    if original is None:
+        return _grant(c, run, remaining_budget)
+    if not run.linked:
+        return _NOT_LINKED
+    return _undo(c, run, original)
+
+
+def _conditions_hold(c: _Compiled, run: _Run) -> bool:
+    counters, changes = run.counters, run.changes
+    for counter, at_least, equals, every in c.when:
+        value = counters.get(counter, 0)
+        if at_least is not None:
+            if value < at_least:
+                return False
+            continue
+        change = changes.get(counter)
+        if change is None or change.event_id != run.event_id:
+            return False
+        if equals is not None:
+            if value != equals:
+                return False
+        elif value // every <= change.before // every:  # type: ignore[operator]  # every is set
+            return False
+    return True
 
 
 def _payment(
@@ -601,173 +896,169 @@ def _payment(
     A refused grant still uses up its object (once per object), but pays
     nothing and does not take a tier ordinal.
     """
-    offer = c.offer
-    closed = offer_state.closed_before.get(offer.period)
-    if closed is not None and bucket < closed:
-        return None
+    closed_before = offer_state.closed_before
+    if closed_before:
+        closed = closed_before.get(c.closes)
+        if closed is not None and bucket < closed:
+            return None
     use = offer_state.periods.get(bucket, _NO_USE)
-    limits = offer.limits
-    if limits.max_count is not None and use.count >= limits.max_count:
+    if c.max_count is not None and use.count >= c.max_count:
         return None
-    if offer.reward is None:  # no points action either (checked at load)
+    if not c.rewarded:  # no points action either (checked at load)
         return 0
-    points = offer.reward.points_for(use.count + 1)
-    if limits.max_points is not None:
-        points = min(points, limits.max_points - use.points)
+    points = c.points_for(use.count + 1)
+    if c.max_points is not None:
+        points = min(points, c.max_points - use.points)
     if remaining_budget is not None and c.accrues:
         points = min(points, remaining_budget)
     return points if points > 0 else None
 
 
-def _grant(
-    c: _Compiled,
-    state: MemberState,
-    event: RuleEvent,
-    tz: tzinfo,
-    remaining_budget: int | None,
-) -> Evaluation:
-    offer = c.offer
-    if not _in_window(offer, event.occurred_at):
-        return Evaluation(state, outcome=Outcome.OUTSIDE_WINDOW)
-    if offer.when and not all(_condition_holds(w, state, event) for w in offer.when):
-        return Evaluation(state, outcome=Outcome.CONDITION_UNMET)
-    key = object_key(event.type, event)
-    offer_state = state.offers.get(offer.id, _EMPTY_OFFER)
-    if key in offer_state.objects:
-        return Evaluation(state, outcome=Outcome.ALREADY_SEEN)
+def _grant(  # noqa: PLR0911  (one return per outcome)
+    c: _Compiled, run: _Run, remaining_budget: int | None
+) -> tuple[Outcome, int]:
+    event = run.event
+    if c.filtered and (
+        (c.networks is not None and event.network not in c.networks)
+        or (c.group_ids is not None and event.group_id not in c.group_ids)
+        or (c.post_ids is not None and event.post_id not in c.post_ids)
+        or (c.registration is not None and event.registration != c.registration)
+    ):
+        return _NOTHING
+    if not run.linked:
+        return _NOT_LINKED
+    at = event.occurred_at
+    if c.windowed and not (
+        (c.starts_at is None or at >= c.starts_at) and (c.ends_at is None or at < c.ends_at)
+    ):
+        return _OUTSIDE_WINDOW
+    if c.when and not _conditions_hold(c, run):
+        return _CONDITION_UNMET
+    key = run.key(event.type)
+    offer_id = c.offer_id
+    offer_state = run.offers.get(offer_id, _EMPTY_OFFER)
+    objects = offer_state.objects
+    if key in objects:
+        return _ALREADY_SEEN
 
-    bucket = period_key(offer.period, event.occurred_at, tz)
+    bucket = _bucket(c.period, at, run.tz)
     payment = _payment(c, offer_state, bucket, remaining_budget)
     paid = payment is not None
     points = payment or 0
-    commands: list[CommandSpec] = []
-    counters, changes = state.counters, state.counter_changes
-    if c.has_counters:
-        counters, changes = dict(counters), dict(changes)
-    points_command: str | None = None
-    for index, action in enumerate(offer.actions):
-        if isinstance(action, CounterAction):
-            before = counters.get(action.name, 0)
-            previous = changes.get(action.name)
-            if previous is None or previous.event_id != event.event_id:
-                changes[action.name] = CounterChange(event.event_id, before)  # type: ignore[index]
-            counters[action.name] = before + action.by  # type: ignore[index]
-        elif not paid and not isinstance(action, MailingAction):
-            continue  # points and messages go only with a paid grant
-        command = _command(c, event, index, points)
-        if points_command is None and command.kind in _POINTS_KINDS:
-            points_command = command.command_id
-        commands.append(command)
-
-    offer_state = _with_object(
-        offer_state, key, ObjectRecord(event.event_id, event.occurred_at, points, points_command)
-    )
+    points_command = _grant_commands(c, run, paid, points)
+    new_objects = dict(objects)
+    new_objects[key] = _record(run.event_id, at, points, points_command, None)
+    periods, closed = offer_state.periods, offer_state.closed_before
     if paid:
-        use = offer_state.periods.get(bucket, _NO_USE)
-        offer_state = _with_use(
-            offer_state, offer.period, bucket, PeriodUse(use.count + 1, use.points + points)
-        )
-    offers = dict(state.offers)
-    offers[offer.id] = offer_state
-    new_state = MemberState(counters, changes, offers)
-    budget_used = points if c.accrues else 0
-    return Evaluation(
-        new_state, tuple(commands), budget_used, Outcome.GRANTED if paid else Outcome.LIMITED
-    )
+        use = periods.get(bucket, _NO_USE)
+        new_use = _use(use.count + 1, use.points + points)
+        if bucket in periods:  # an existing bucket: nothing new to close
+            periods = dict(periods)
+            periods[bucket] = new_use
+        else:
+            periods, closed = _open_bucket(periods, closed, c.period, bucket, new_use)
+    run.set_offer(offer_id, _offer_state_of(periods, closed, new_objects))
+    if paid:
+        return Outcome.GRANTED, points if c.accrues else 0
+    return Outcome.LIMITED, 0
 
 
-_POINTS_KINDS = frozenset({CommandKind.BONUS_ACCRUE, CommandKind.BONUS_DEDUCT})
+def _grant_commands(c: _Compiled, run: _Run, paid: bool, points: int) -> str | None:
+    """Run the actions of a first-time grant; the id of its points command, if any."""
+    event, commands = run.event, run.commands
+    points_command: str | None = None
+    params: dict[str, str]
+    for kind, suffix, static, items in c.actions:
+        if kind == _COUNTER:
+            _count(run, static[6], static[7])  # type: ignore[arg-type]  # set on counters
+            params = {}
+        elif kind == _MAILING:
+            params = {}
+        elif not paid:
+            continue  # points and messages go only with a paid grant
+        elif kind == _MESSAGE:
+            params = _params(items, c, event, points)
+        else:
+            command_id = run.command_id(c, suffix)
+            if points_command is None:
+                points_command = command_id
+            commands.append(_spec(c, static, command_id, event, points, {}, None))
+            continue
+        commands.append(_spec(c, static, run.command_id(c, suffix), event, None, params, None))
+    return points_command
 
 
-def _command(c: _Compiled, event: RuleEvent, index: int, points: int) -> CommandSpec:
-    """The command ``offer.actions[index]`` asks for on a grant that paid ``points``."""
-    offer = c.offer
-    action = offer.actions[index]
-    event_id = event.event_id
-    common: _Common = (c.command_id(event_id, index), event.member_id, offer.id, offer.version,
-                       event_id, event.occurred_at)  # fmt: skip
-    if isinstance(action, AccrueAction | DeductAction):
-        kind = (
-            CommandKind.BONUS_ACCRUE
-            if isinstance(action, AccrueAction)
-            else CommandKind.BONUS_DEDUCT
-        )
-        budget = offer.budget if kind is CommandKind.BONUS_ACCRUE else None
-        return _spec(kind, common, points=points, reason=action.reason or offer.name, budget=budget)
-    if isinstance(action, MessageAction):
-        return _spec(
-            CommandKind.SEND_MESSAGE,
-            common,
-            channel=action.channel,
-            template_id=action.template,
-            params=_params(action, offer, event, points),
-            marketing=action.marketing,
-        )
-    if isinstance(action, CounterAction):
-        return _spec(
-            CommandKind.COUNTER_INCREMENT, common, counter_name=action.name, counter_by=action.by
-        )
-    return _spec(
-        CommandKind.MAILING_SET,
-        common,
-        mailing_channel=action.channel,
-        mailing_enabled=action.enabled,
-    )
+def _count(run: _Run, name: str, by: int) -> None:
+    """A counter action: add ``by`` and remember the value before this event moved it."""
+    if not run.own_counters:
+        run.counters, run.changes = dict(run.counters), dict(run.changes)
+        run.own_counters = True
+    counters, changes = run.counters, run.changes
+    before = counters.get(name, 0)
+    previous = changes.get(name)
+    if previous is None or previous.event_id != run.event_id:
+        change: CounterChange = _new(CounterChange)
+        _s_change_event_id(change, run.event_id)
+        _s_change_before(change, before)
+        changes[name] = change  # type: ignore[index]
+    counters[name] = before + by  # type: ignore[index]
 
 
-_Common = tuple[str, str, str, int, str, datetime]
+def _open_bucket(
+    periods: Mapping[str, PeriodUse],
+    closed: Mapping[str, str],
+    kind: str,
+    bucket: str,
+    use: PeriodUse,
+) -> tuple[dict[str, PeriodUse], Mapping[str, str]]:
+    """A new bucket: the oldest of its kind beyond ``KEPT_PERIODS`` close."""
+    new = dict(periods)
+    new[bucket] = use
+    if len(new) <= KEPT_PERIODS:  # no kind can have more than it keeps
+        return new, closed
+    prefix = f"{kind}:"  # ``k.split(":", 1)[0] == kind``, without the split
+    same_kind = [k for k in new if k.startswith(prefix) or k == kind]
+    if len(same_kind) > KEPT_PERIODS:
+        same_kind.sort()
+        for old in same_kind[:-KEPT_PERIODS]:
+            del new[old]
+        closed = {**closed, kind: same_kind[-KEPT_PERIODS]}
+    return new, closed
 
 
-def _spec(kind: CommandKind, common: _Common, **fields: Any) -> CommandSpec:
-    command_id, member_id, offer_id, offer_version, source_event_id, occurred_at = common
-    return CommandSpec(
-        kind=kind,
-        command_id=command_id,
-        member_id=member_id,
-        offer_id=offer_id,
-        offer_version=offer_version,
-        source_event_id=source_event_id,
-        occurred_at=occurred_at,
-        **fields,
-    )
-
-
-def _undo(c: _Compiled, state: MemberState, event: RuleEvent, original: EventType) -> Evaluation:
-    offer = c.offer
-    key = object_key(original, event)
-    offer_state = state.offers.get(offer.id, _EMPTY_OFFER)
+def _undo(c: _Compiled, run: _Run, original: EventType) -> tuple[Outcome, int]:
+    event = run.event
+    key = run.key(original)
+    offer_id = c.offer_id
+    offer_state = run.offers.get(offer_id, _EMPTY_OFFER)
     record = offer_state.objects.get(key)
-    if record is None or event.occurred_at < record.occurred_at:
+    at = event.occurred_at
+    if record is None or at < record.occurred_at:
         # Nothing earned, or what earned came after this undo: a batch redelivered
         # as [unlike, like] must not take back the like that followed it.
-        return Evaluation(state, outcome=Outcome.NOTHING_TO_UNDO)
+        return _NOTHING_TO_UNDO
     if record.undone_by is not None:
-        return Evaluation(state, outcome=Outcome.ALREADY_SEEN)
-    undo = offer.undo
-    amount = (
-        record.points if undo.policy == "deduct_earned" else min(undo.points or 0, record.points)
-    )
-    if undo.within is not None and event.occurred_at - record.occurred_at > undo.within:
+        return _ALREADY_SEEN
+    amount = min(c.undo_points, record.points) if c.undo_fixed else record.points
+    if c.undo_within is not None and at - record.occurred_at > c.undo_within:
         amount = 0
-    commands: tuple[CommandSpec, ...] = ()
     if amount > 0:
-        assert c.undo_index is not None  # an undo policy needs an accrue action (load check)
-        commands = (
-            CommandSpec(
-                kind=CommandKind.BONUS_DEDUCT,
-                command_id=c.command_id(event.event_id, c.undo_index),
-                member_id=event.member_id,
-                offer_id=offer.id,
-                offer_version=offer.version,
-                source_event_id=event.event_id,
-                occurred_at=event.occurred_at,
-                points=amount,
-                reason=undo.reason or f"{offer.name}: {event.type.value}",
-                reverses=record.command_id,
-            ),
-        )
-    offer_state = _with_object(offer_state, key, replace(record, undone_by=event.event_id))
-    return Evaluation(_with_offer(state, offer.id, offer_state), commands, 0, Outcome.UNDONE)
+        assert c.undo_suffix is not None  # an undo policy needs an accrue action (load check)
+        reason = c.undo_reason or f"{c.name}: {event.type.value}"
+        static: _Static = (CommandKind.BONUS_DEDUCT, reason, None,
+                           None, None, False, None, None, None, None)  # fmt: skip
+        run.commands.append(
+            _spec(c, static, run.command_id(c, c.undo_suffix), event, amount, {},
+                  record.command_id)
+        )  # fmt: skip
+    objects = dict(offer_state.objects)
+    objects[key] = _record(
+        record.event_id, record.occurred_at, record.points, record.command_id, run.event_id
+    )
+    run.set_offer(
+        offer_id, _offer_state_of(offer_state.periods, offer_state.closed_before, objects)
+    )
+    return _UNDONE
 
 
 def evaluate_all(
@@ -792,15 +1083,39 @@ def evaluate_all(
     others are ``ignored`` with no budget used, as ``evaluate`` would say.
     """
     plan = _plan(offers)
-    budgets = budgets or {}
-    commands: list[CommandSpec] = []
-    used = dict.fromkeys(plan.ids, 0)
-    outcomes = dict.fromkeys(plan.ids, Outcome.IGNORED)
-    for c in plan.by_type[event.type]:
-        offer_id = c.offer.id
-        result = _evaluate(c, state, event, tz, budgets.get(offer_id))
-        state = result.state
-        commands.extend(result.commands)
-        used[offer_id] = result.budget_used
-        outcomes[offer_id] = result.outcome
-    return BatchEvaluation(state, tuple(commands), used, outcomes)
+    used = plan.used.copy()
+    outcomes = plan.outcomes.copy()
+    steps = plan.by_type[event.type]
+    if not steps:
+        return _batch(state, (), used, outcomes)
+    run = _Run(state, event, tz)
+    linked = run.linked
+    for c, original in steps:  # ``_step``, inlined
+        offer_id = c.offer_id
+        if original is None:
+            result = _grant(c, run, budgets.get(offer_id) if budgets else None)
+        elif linked:
+            result = _undo(c, run, original)
+        else:
+            result = _NOT_LINKED
+        outcomes[offer_id], used[offer_id] = result
+    return _batch(run.state(), tuple(run.commands), used, outcomes)
+
+
+def _batch(
+    state: MemberState,
+    commands: tuple[CommandSpec, ...],
+    used: dict[str, int],
+    outcomes: dict[str, Outcome],
+) -> BatchEvaluation:
+    result: BatchEvaluation = _new(BatchEvaluation)
+    _s_batch_state(result, state)
+    _s_batch_commands(result, commands)
+    _s_batch_budget_used(result, used)
+    _s_batch_outcomes(result, outcomes)
+    return result
+
+
+_s_batch_state, _s_batch_commands, _s_batch_budget_used, _s_batch_outcomes = _setters(
+    BatchEvaluation
+)
