@@ -256,6 +256,24 @@ class ActionsEnv:
         return self.read_topic(DEADLETTER, (DeadLetter,))
 
 
+def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
+    """On a fresh broker a topic just created has no leader for a moment (reads then
+    fail with NOT_LEADER_FOR_PARTITION): wait until every partition has one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        if all(
+            name in topics
+            and topics[name].error is None
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return
+        assert time.monotonic() < deadline, f"no leaders for {names} after {timeout_s}s"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def env(
     kafka_settings: KafkaSettings,
@@ -264,8 +282,9 @@ def env(
 ) -> Iterator[ActionsEnv]:
     topics = TopicSettings(prefix=unique("act") + ".", partitions=3)
     admin = kafka.admin(kafka_settings)
-    wanted = [s for s in catalog(topics) if not s.name.endswith(("snapshots", "events"))]
+    wanted = [s for s in catalog(topics) if s.name.startswith(topics.name("loyalty."))]
     apply(admin, plan(wanted, {}), fix=False)
+    _wait_for_leaders(admin, [spec.name for spec in wanted])
     schema = f"t_actions_{uuid.uuid4().hex[:10]}"
     sinks = Sinks(smtp_port=free_port(), http_port=free_port()).start()
     producer = kafka.producer(kafka_settings, "actions-test")
