@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import psycopg
 import pytest
 
-from services.runtime import kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
-from tests.integration.rules.harness import Env, make_env
+from tests.integration.rules.harness import Env, drop_env, make_env
 
 
 @pytest.fixture
@@ -24,19 +22,5 @@ def rules_env(
         return env
 
     yield make
-    admin = kafka.admin(kafka_settings)
     for env in made:
-        with psycopg.connect(
-            database_settings.database_url.get_secret_value(), autocommit=True
-        ) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {env.schema} CASCADE")
-        names = [
-            t
-            for t in admin.list_topics(timeout=30).topics
-            if t.startswith((env.topics.prefix, env.app_id))
-        ]
-        for future in admin.delete_topics(names).values() if names else ():
-            try:
-                future.result(30)
-            except Exception:  # cleanup is best effort
-                continue
+        drop_env(env)

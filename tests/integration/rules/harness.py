@@ -75,10 +75,13 @@ class Env:
         }
 
 
-def make_env(kafka_settings: KafkaSettings, database: DatabaseSettings, name: str) -> Env:
-    """Create the catalog topics under a fresh prefix (2 partitions: enough to route)."""
+def make_env(
+    kafka_settings: KafkaSettings, database: DatabaseSettings, name: str, *, partitions: int = 2
+) -> Env:
+    """Create the catalog topics under a fresh prefix (2 partitions by default: enough
+    to route; a group of workers needs more to share)."""
     token = uuid.uuid4().hex[:8]
-    topics = TopicSettings(prefix=f"{name}.{token}.", partitions=2)
+    topics = TopicSettings(prefix=f"{name}.{token}.", partitions=partitions)
     app_id = f"social-loyalty.rules.t{token}"
     admin = kafka.admin(kafka_settings)
     specs = catalog(topics, rules_app_id=app_id)
@@ -318,18 +321,8 @@ def worker(env: Env, log: Path, *, instance: str = "0", **extra: str) -> Iterato
 def make_sized_env(
     kafka_settings: KafkaSettings, database: DatabaseSettings, name: str, *, partitions: int
 ) -> Env:
-    """``make_env`` with ``partitions`` per topic (a group of workers needs some to share)."""
-    token = uuid.uuid4().hex[:8]
-    topics = TopicSettings(prefix=f"{name}.{token}.", partitions=partitions)
-    app_id = f"social-loyalty.rules.t{token}"
-    admin = kafka.admin(kafka_settings)
-    specs = catalog(topics, rules_app_id=app_id)
-    ensure(admin, specs, fix=False)
-    deadline = time.monotonic() + DEADLINE_S
-    while any(not p.in_sync for p in plan(specs, observe(admin, [s.name for s in specs]))):
-        assert time.monotonic() < deadline, "topics not created"
-        time.sleep(0.2)
-    return Env(kafka_settings, database, topics, f"rules_t_{token}", app_id)
+    """``make_env`` with ``partitions`` per topic."""
+    return make_env(kafka_settings, database, name, partitions=partitions)
 
 
 def produce_at(
@@ -408,7 +401,7 @@ def kill_worker(w: Worker) -> None:
 
 
 def drop_env(env: Env) -> None:
-    """Remove what ``make_sized_env`` made and the worker added (best effort)."""
+    """Remove what ``make_env`` made and the worker added (best effort)."""
     import psycopg
 
     with psycopg.connect(env.database.database_url.get_secret_value(), autocommit=True) as conn:
