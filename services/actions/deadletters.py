@@ -56,9 +56,7 @@ def read_dead_letters(
         wanted: list[TopicPartition] = []
         ends: dict[int, int] = {}
         for partition in info.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout
-            )
+            low, high = kafka.watermarks(consumer, topic, partition, timeout)
             if high > low:
                 start = max(low, high - limit) if limit else low
                 wanted.append(TopicPartition(topic, partition, start))

@@ -107,7 +107,7 @@ class _RangeReader:
         (committed,) = self.consumer.committed([where], timeout=timeout)
         if committed.offset >= 0:
             return int(committed.offset)
-        low, _ = self.consumer.get_watermark_offsets(where, timeout=timeout)
+        low, _ = kafka.watermarks(self.consumer, topic, partition, timeout)
         return int(low)
 
     def read(self, topic: str, partition: int, start: int, end: int) -> list[Record]:

@@ -190,7 +190,7 @@ def _ranges(consumer: Any, topic: str, start_ms: int, end_ms: int | None) -> lis
         raise RuntimeError(f"topic {topic!r} does not exist")
     ranges = []
     for partition in sorted(metadata.topics[topic].partitions):
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        low, high = kafka.watermarks(consumer, topic, partition)
 
         def offset_at(ms: int, partition: int = partition, high: int = high) -> int:
             found = consumer.offsets_for_times([TopicPartition(topic, partition, ms)], timeout=30)

@@ -5,10 +5,11 @@ copied by hand."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.runtime.settings import KafkaSettings
@@ -113,3 +114,38 @@ def check_reachable(settings: KafkaSettings) -> None:
             f"{settings.connect_timeout_s:.0f}s ({reason}). Check KAFKA_BOOTSTRAP_SERVERS, "
             "or start the local stack with `./run stack start`."
         ) from exc
+
+
+def watermarks(
+    client: Consumer, topic: str, partition: int, timeout: float = 30.0
+) -> tuple[int, int]:
+    """``(low, high)`` of one partition, waiting out what a broker says for a moment
+    after a topic is created or a leader moves (``NOT_LEADER_FOR_PARTITION``, a leader
+    not known yet): retriable errors are retried until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            low, high = client.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=max(0.1, deadline - time.monotonic())
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            retriable = isinstance(err, KafkaError) and (err.retriable() or err.code() in _SETTLING)
+            if not retriable or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._TRANSPORT,
+    }
+)
+"""Errors of a partition that is still settling (new topic, leader election)."""

@@ -639,7 +639,7 @@ class StreamWorker:
         try:
             ends: dict[tuple[str, int], int] = {}
             for key in wanted:
-                _low, high = restorer.get_watermark_offsets(TopicPartition(*key), timeout=30)
+                _low, high = kafka.watermarks(restorer, *key)
                 if high > 0:
                     ends[key] = high
             restorer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])

@@ -227,7 +227,7 @@ class ActionsEnv:
             ends = {}
             assign = []
             for partition in metadata.topics[topic].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
+                low, high = kafka.watermarks(consumer, topic, partition)
                 if high > low:
                     ends[partition] = high
                     assign.append(TopicPartition(topic, partition, low))
