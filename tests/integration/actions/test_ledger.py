@@ -106,10 +106,7 @@ def test_restart_seeks_to_the_offsets_stored_in_postgres_not_kafkas(env: Actions
     # Kafka's committed offsets say "everything read"; PostgreSQL says 30 of 42.
     topic = env.topic(COMMANDS_BONUS)
     mover = kafka.consumer(env.kafka, settings.group("bonus"))
-    ends = [
-        TopicPartition(topic, p, mover.get_watermark_offsets(TopicPartition(topic, p), 30)[1])
-        for p in range(3)
-    ]
+    ends = [TopicPartition(topic, p, kafka.watermarks(mover, topic, p)[1]) for p in range(3)]
     mover.commit(offsets=ends, asynchronous=False)
     mover.close()
     second = run_until(42)

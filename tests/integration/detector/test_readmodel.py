@@ -187,9 +187,7 @@ def _dead_letters(settings: DetectorSettings) -> list[DeadLetter]:
     consumer = kafka.consumer(settings.kafka, f"t.read.{uuid.uuid4().hex[:8]}")
     found: list[DeadLetter] = []
     try:
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1] for p in range(2)
-        }
+        ends = {p: kafka.watermarks(consumer, topic, p)[1] for p in range(2)}
         consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end])
         deadline = time.monotonic() + 30
         while len(found) < sum(ends.values()) and time.monotonic() < deadline:

@@ -19,7 +19,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from confluent_kafka import TopicPartition
 
 from services.contracts import models as m
 from services.contracts.ids import command_id
@@ -220,7 +219,7 @@ def assert_no_dead_letters(env: Env) -> None:
     try:
         topic = env.topics.name(DEADLETTER)
         for partition in range(env.topics.partitions):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            _low, high = kafka.watermarks(consumer, topic, partition)
             assert high == 0, f"dead letters on {topic}[{partition}]"
     finally:
         consumer.close()
