@@ -480,6 +480,20 @@ class DeadLetter(ContractModel):
             failed_at=failed_at or datetime.now(UTC),
         )
 
+    @classmethod
+    def for_message(cls, error: BaseException, message: Any, consumer_group: str) -> Self:
+        """``for_error`` for a consumed confluent-kafka ``Message`` (anything with its
+        ``topic()``, ``partition()``, ``offset()``, ``key()`` and ``value()``)."""
+        return cls.for_error(
+            error,
+            topic=str(message.topic()),
+            partition=int(message.partition()),
+            offset=int(message.offset()),
+            key=message.key(),
+            value=message.value(),
+            consumer_group=consumer_group,
+        )
+
 
 # ----------------------------------------------------------------------- registry
 

@@ -67,10 +67,6 @@ EVENT_TYPE_OF_NAME: Mapping[str, EventType] = {
 
 EVENT_NAMES = frozenset(EVENT_TYPE_OF_NAME)
 
-EVENT_TYPE_OF: Mapping[type[m.ContractModel], EventType] = {
-    m.EVENT_TYPES[full]: EVENT_TYPE_OF_NAME[full.rsplit(".", 1)[1]] for full in m.EVENT_TYPES
-}
-
 COMMAND_TOPIC: Mapping[type[m.ContractModel], str] = {
     m.BonusAccrue: COMMANDS_BONUS,
     m.BonusDeduct: COMMANDS_BONUS,
@@ -195,23 +191,45 @@ def resolve(link: Link | None, event: m.DomainEvent) -> tuple[Link | None, RuleE
     return resolve_plain(link, *plain_event(event))
 
 
-def to_rule_event(kind: EventType, event: Mapping[str, Any], link: Link) -> RuleEvent:
-    """The engine's view of a contract event of a linked user (``occurred_at``: snapshot time)."""
+_RESOLVED_FIELDS = (
+    "event_id",
+    "type",
+    "network",
+    "social_user_id",
+    "member_id",
+    "occurred_at",
+    "group_id",
+    "post_id",
+    "comment_id",
+    "registration",
+    "linked_at",
+)
+"""A resolved event's fields in the order of its wire form (``encode_rule_event``)."""
+
+
+def _resolved(kind: EventType, event: Mapping[str, Any], link: Link) -> tuple[Any, ...]:
+    """The values of ``_RESOLVED_FIELDS`` for a plain contract event of a linked user
+    (``occurred_at``: snapshot time): the one place a plain event becomes a resolved one."""
     group_id = event.get("group_id")
     post_id = event.get("post_id")
-    return RuleEvent(
-        event_id=event["event_id"],
-        type=kind,
-        network=_text(event["network"]),
-        social_user_id=event["social_user_id"],
-        member_id=link.member_id,
-        occurred_at=event["snapshot_at"],
-        group_id=None if group_id is None else str(group_id),
-        post_id=None if post_id is None else str(post_id),
-        comment_id=event.get("comment_id"),
-        registration=bool(event.get("registration", False)),
-        linked_at=link.linked_at,
+    return (
+        event["event_id"],
+        kind,
+        _text(event["network"]),
+        event["social_user_id"],
+        link.member_id,
+        event["snapshot_at"],
+        None if group_id is None else str(group_id),
+        None if post_id is None else str(post_id),
+        event.get("comment_id"),
+        bool(event.get("registration", False)),
+        link.linked_at,
     )
+
+
+def to_rule_event(kind: EventType, event: Mapping[str, Any], link: Link) -> RuleEvent:
+    """The engine's view of a contract event of a linked user."""
+    return RuleEvent(**dict(zip(_RESOLVED_FIELDS, _resolved(kind, event, link), strict=True)))
 
 
 def _ms(at: datetime) -> int:
@@ -225,44 +243,24 @@ def _at(ms: int) -> datetime:
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _encode_resolved_values(values: tuple[Any, ...]) -> bytes:
+    (event_id, kind, network, user, member, occurred, group, post, comment, registration,
+     linked) = values  # fmt: skip
+    doc = [event_id, kind.value, network, user, member, _ms(occurred), group, post, comment,
+           registration, None if linked is None else _ms(linked)]  # fmt: skip
+    return _dumps(doc).encode()
+
+
 def encode_rule_event(event: RuleEvent) -> bytes:
     """The repartition topic's value: a resolved event as a compact JSON array
     (an internal topic; times as epoch milliseconds, the contract's precision)."""
-    doc = [
-        event.event_id,
-        event.type.value,
-        event.network,
-        event.social_user_id,
-        event.member_id,
-        _ms(event.occurred_at),
-        event.group_id,
-        event.post_id,
-        event.comment_id,
-        event.registration,
-        None if event.linked_at is None else _ms(event.linked_at),
-    ]
-    return _dumps(doc).encode()
+    return _encode_resolved_values(tuple(getattr(event, name) for name in _RESOLVED_FIELDS))
 
 
 def encode_resolved(kind: EventType, event: Mapping[str, Any], link: Link) -> bytes:
     """``encode_rule_event(to_rule_event(kind, event, link))`` without building the
-    engine's event: the same array (a test holds the two equal)."""
-    group_id = event.get("group_id")
-    post_id = event.get("post_id")
-    doc = [
-        event["event_id"],
-        kind.value,
-        _text(event["network"]),
-        event["social_user_id"],
-        link.member_id,
-        _ms(event["snapshot_at"]),
-        None if group_id is None else str(group_id),
-        None if post_id is None else str(post_id),
-        event.get("comment_id"),
-        bool(event.get("registration", False)),
-        _ms(link.linked_at),
-    ]
-    return _dumps(doc).encode()
+    engine's event (the worker's hot path)."""
+    return _encode_resolved_values(_resolved(kind, event, link))
 
 
 def decode_rule_event(data: bytes) -> RuleEvent:

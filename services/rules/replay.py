@@ -40,6 +40,7 @@ from services.rules.processing import Link, command_topic, link_key, resolve, to
 from services.rules.settings import RulesSettings
 from services.rules.store import LivePeriod
 from services.runtime import kafka
+from services.runtime.sender import catalog_partitioners
 from services.runtime.stream import Output, Stores, StreamConfig, StreamWorker
 
 LINK_TYPES = (m.ProfileLinked, m.ProfileUnlinked)
@@ -239,11 +240,7 @@ def run_replay(
             for r in _ranges(planner, topic, epoch_millis(start), end_ms)
             if r.end > r.low
         }
-        counts = {
-            name: len(t.partitions)
-            for name, t in planner.list_topics(timeout=30).topics.items()
-            if t.error is None
-        }
+        counts = kafka.partition_counts(planner)
     finally:
         planner.close()
     if on_total:
@@ -271,14 +268,15 @@ def run_replay(
     def dead(_letter: m.DeadLetter) -> None:
         replayer.report.undecodable += 1
 
-    specs = catalog(settings.topics, rules_app_id=settings.app_id)
     stream = StreamWorker(
         settings.kafka,
         StreamConfig(group=group, instance="replay", commit_interval_s=1.0),
         handlers={topic: handle},
         codec=codec,
         deadletter_topic=settings.topics.name(DEADLETTER),
-        partitioners={spec.name: spec.partitioner for spec in specs if spec.name in counts},
+        partitioners=catalog_partitioners(
+            catalog(settings.topics, rules_app_id=settings.app_id), counts
+        ),
         partition_counts=counts,
         bounds={(topic, r.partition): (r.low, r.end) for r in ranges.values()},
         transactional=apply,

@@ -56,6 +56,7 @@ from services.rules.processing import (
 from services.rules.settings import RulesSettings
 from services.rules.store import OfferStore
 from services.runtime import kafka
+from services.runtime.sender import catalog_partitioners
 from services.runtime.stream import (
     Output,
     Stores,
@@ -128,14 +129,6 @@ class _Counts:
             COMMANDS_EMITTED.labels(type=KIND_NAME[kind][0]).inc(count)
         self.evaluated = self.duplicate = self.unlinked = 0
         self.commands.clear()
-
-
-def _link_encode(link: Link) -> bytes:
-    return link.to_json()
-
-
-def _record_encode(record: MemberRecord) -> bytes:
-    return record.to_json()
 
 
 class RulesWorker:
@@ -242,24 +235,22 @@ class RulesWorker:
                     "links",
                     self.events_topic,
                     internal["links-changelog"].name,
-                    _link_encode,
+                    Link.to_json,
                     Link.from_json,
                 ),
                 StoreSpec(
                     "members",
                     self.by_member_topic,
                     internal["members-changelog"].name,
-                    _record_encode,
+                    MemberRecord.to_json,
                     MemberRecord.from_json,
                 ),
             ],
             codec=self.codec,
             deadletter_topic=settings.topics.name(DEADLETTER),
-            partitioners={
-                spec.name: spec.partitioner
-                for spec in catalog(settings.topics, rules_app_id=settings.app_id)
-                if spec.name in counts
-            },
+            partitioners=catalog_partitioners(
+                catalog(settings.topics, rules_app_id=settings.app_id), counts
+            ),
             partition_counts=counts,
             on_commit=self._counts.publish,
         )
@@ -271,11 +262,7 @@ class RulesWorker:
         internal = self._internal_specs()
         for line in ensure(admin, internal, fix=False):
             log.info("topics: %s", line)
-        metadata = admin.list_topics(timeout=30).topics
-        counts: dict[str, int] = {}
-        for name, topic in metadata.items():
-            if topic.error is None:
-                counts[name] = len(topic.partitions)
+        counts = kafka.partition_counts(admin)
         events = counts.get(self.events_topic)
         if events is None:
             raise StreamError(

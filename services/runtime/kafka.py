@@ -116,6 +116,15 @@ def check_reachable(settings: KafkaSettings) -> None:
         ) from exc
 
 
+def partition_counts(client: Any, timeout: float = 30.0) -> dict[str, int]:
+    """How many partitions each topic of the cluster has (topics in error left out)."""
+    return {
+        name: len(topic.partitions)
+        for name, topic in client.list_topics(timeout=timeout).topics.items()
+        if topic.error is None
+    }
+
+
 def watermarks(
     client: Consumer, topic: str, partition: int, timeout: float = 30.0
 ) -> tuple[int, int]:

@@ -628,15 +628,7 @@ class PgSinkWorker(Generic[R]):
         if stored is not None and offset < stored:
             return
         started = time.perf_counter()
-        letter = DeadLetter.for_error(
-            error,
-            topic=where[0],
-            partition=where[1],
-            offset=offset,
-            key=message.key(),
-            value=message.value(),
-            consumer_group=self.group,
-        )
+        letter = DeadLetter.for_message(error, message, self.group)
         advance = {where: offset + 1}
         with self.conn.transaction():
             self._store_offsets(advance)
@@ -691,17 +683,7 @@ class PgSinkWorker(Generic[R]):
             try:
                 decoded = self.codec.decode(value, where[0], self.handler.expected)
             except DecodeError as exc:
-                dead.append(
-                    DeadLetter.for_error(
-                        exc,
-                        topic=where[0],
-                        partition=where[1],
-                        offset=offset,
-                        key=key,
-                        value=value,
-                        consumer_group=self.group,
-                    )
-                )
+                dead.append(DeadLetter.for_message(exc, message, self.group))
                 continue
             items.append(Item(where[0], where[1], offset, key, value, decoded))  # type: ignore[arg-type]
         return items, dead, advance

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Producer
+
+from services.contracts.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,12 @@ NATIVE = "murmur2_random"
 
 POLL_EVERY = 500
 """Sends between two ``poll(0)`` calls: delivery reports are served now and then."""
+
+
+def catalog_partitioners(specs: Iterable[TopicSpec], counts: Mapping[str, int]) -> dict[str, str]:
+    """The catalog partitioner of every topic of ``specs`` that exists (is in ``counts``),
+    for :class:`Sender`'s ``partitioners``."""
+    return {spec.name: spec.partitioner for spec in specs if spec.name in counts}
 
 
 class DeliveryError(RuntimeError):

@@ -152,9 +152,6 @@ class Store:
     def changes(self) -> Iterable[tuple[bytes, Any | None]]:
         return ((key, self._data.get(key)) for key in self.dirty)
 
-    def __len__(self) -> int:
-        return len(self._data)
-
 
 Stores = Mapping[str, Store]
 Handler = Callable[[Message, Stores], Iterable[Output]]
@@ -235,7 +232,6 @@ class StreamWorker:
         self._failed: BaseException | None = None
         self._consumer: Consumer | None = None
         self._sender: Sender | None = None
-        self.records_handled = 0
         self._labels = {"group": self.group}
 
     # ------------------------------------------------------------------ health
@@ -254,10 +250,6 @@ class StreamWorker:
 
     def stop(self) -> None:
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     # ------------------------------------------------------------------ running
 
@@ -429,7 +421,6 @@ class StreamWorker:
                     sender.send(out.topic, out.value, out.key, out.partition)
             elif outputs:
                 raise StreamError(f"{self.group}: a read-only run produced output")
-        self.records_handled += handled
         RECORDS.labels(**self._labels).inc(handled)
 
     def _within_bounds(self, where: TopicKey, message: Message) -> bool:
@@ -441,19 +432,9 @@ class StreamWorker:
         return offset < end
 
     def _dead_letter(self, message: Message, error: Exception) -> None:
-        topic, partition, offset = str(message.topic()), message.partition(), message.offset()
-        assert partition is not None and offset is not None
-        letter = DeadLetter.for_error(
-            error,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=message.key(),
-            value=message.value(),
-            consumer_group=self.group,
-        )
-        log.warning("%s: dead-lettered %s[%s]@%s: %s", self.group, topic, partition, offset,
-                    letter.reason)  # fmt: skip
+        letter = DeadLetter.for_message(error, message, self.group)
+        log.warning("%s: dead-lettered %s[%s]@%s: %s", self.group, letter.original_topic,
+                    letter.original_partition, letter.original_offset, letter.reason)  # fmt: skip
         DEAD.labels(**self._labels).inc()
         if self._on_dead is not None:
             self._on_dead(letter)
