@@ -20,7 +20,7 @@ from services.contracts import models as m
 from services.rules.engine import CommandKind, CommandSpec
 from services.rules.offers import load_offer_dir
 from services.rules.processing import Link, MemberRecord, link_key, process, resolve
-from tests.unit.rules.events import EXAMPLES, MOSCOW
+from tests.unit.rules.events import EXAMPLES, MOSCOW, net_points
 
 OFFERS = load_offer_dir(EXAMPLES)
 START = datetime(2025, 1, 20, 9, 0, tzinfo=UTC)
@@ -161,16 +161,6 @@ def test_the_stream_twice_in_a_row_is_the_stream_once_even_per_member_record(
     }
 
 
-def _net_points(commands: Iterable[CommandSpec]) -> int:
-    total = 0
-    for c in commands:
-        if c.kind is CommandKind.BONUS_ACCRUE:
-            total += c.points or 0
-        elif c.kind is CommandKind.BONUS_DEDUCT:
-            total -= c.points or 0
-    return total
-
-
 @FAST
 @given(
     st.sampled_from(("vk", "ok")),
@@ -190,13 +180,13 @@ def test_undoing_and_redoing_one_like_never_nets_more_than_one_grant(
     linked = len(pipeline.sent)
     at += timedelta(minutes=5)
     pipeline.feed([build((network, "11", "M1"), "like", at, post=7)])
-    grant = _net_points(pipeline.sent[linked:])
+    grant = net_points(pipeline.sent[linked:])
     first_grant_ids = set(pipeline.ids()[linked:])
     assert grant > 0
     for like, minutes in toggles:
         at += timedelta(minutes=minutes)
         pipeline.feed([build((network, "11", "M1"), "like" if like else "unlike", at, post=7)])
-        net = _net_points(c for c in pipeline.sent if c.offer_id != "link-profile")
+        net = net_points([c for c in pipeline.sent if c.offer_id != "link-profile"])
         assert 0 <= net <= grant, f"net {net} after {toggles}, one grant is {grant}"
     accrued = [c for c in pipeline.sent if c.kind is CommandKind.BONUS_ACCRUE]
     assert {c.command_id for c in accrued if c.offer_id != "link-profile"} <= first_grant_ids
