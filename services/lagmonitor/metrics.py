@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -176,7 +176,12 @@ class SnapshotCollector(Collector):
 
 
 class MonitorMetrics:
-    """The monitor's own registry: lag series plus how its polling goes."""
+    """The monitor's own registry: lag series plus how its polling goes.
+
+    ``kafka_up`` and ``last_success`` are what an alert watches when the lag
+    series are absent: while the last sample failed, ``latest`` gives ``None``
+    (figures that are no longer current are not exported as if they were).
+    """
 
     def __init__(
         self,
@@ -199,5 +204,20 @@ class MonitorMetrics:
         self.partial_errors = Counter(
             "lagmonitor_sample_errors",
             "Groups or partitions a sample could not read (reported as ERR).",
+            registry=self.registry,
+        )
+        self.kafka_up = Gauge(
+            "lagmonitor_kafka_up",
+            "1 if the last sample of Kafka succeeded, 0 if it failed or none finished yet.",
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "lagmonitor_last_success_timestamp_seconds",
+            "Unix time of the last successful sample of Kafka (0: none since the monitor started).",
+            registry=self.registry,
+        )
+        self.last_sample = Gauge(
+            "lagmonitor_last_sample_timestamp_seconds",
+            "Unix time the last sample of Kafka ended, whether it succeeded or not.",
             registry=self.registry,
         )

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -24,7 +25,7 @@ from services.lagmonitor.core import (
 )
 from services.lagmonitor.history import History, history_point, point_to_json
 from services.lagmonitor.metrics import MonitorMetrics
-from services.lagmonitor.sampler import Sampler
+from services.lagmonitor.sampler import KafkaUnreachableError, Sampler
 from services.lagmonitor.scrape import scrape_all
 from services.lagmonitor.settings import LagMonitorSettings
 from services.lagmonitor.throughput import (
@@ -46,21 +47,44 @@ def eval_config(settings: LagMonitorSettings) -> EvalConfig:
     )
 
 
-class LagMonitor:
-    """Keeps the latest snapshot, its history, and the queues of live listeners."""
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
-    def __init__(self, settings: LagMonitorSettings, sampler: Sampler | None = None) -> None:
+
+class LagMonitor:
+    """Keeps the latest snapshot, its history, and the queues of live listeners.
+
+    It also knows whether Kafka answered the last sample: after a failed one
+    the last good snapshot stays on the page and in ``/api/lag`` (marked as not
+    current, with the reason), while ``/metrics`` drops the lag series and says
+    ``lagmonitor_kafka_up 0``, and ``/readyz`` fails.
+    """
+
+    def __init__(
+        self,
+        settings: LagMonitorSettings,
+        sampler: Sampler | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self._sampler = sampler
+        self.clock = clock
         self.config = eval_config(settings)
         self.state = MonitorState()
         self.latest: Snapshot | None = None
+        self.kafka_up = False
         self.last_success_monotonic: float | None = None
+        self.last_success_at: float | None = None
+        self.last_attempt_at: float | None = None
+        self.unreachable_since: float | None = None
         self.last_error: str | None = None
         self.history = History(settings.history_s)
         self.throughput_state: ThroughputState = {}
         self.services: tuple[ServiceRates, ...] = ()
-        self.metrics = MonitorMetrics(lambda: self.latest, lambda: self.services)
+        self.metrics = MonitorMetrics(
+            lambda: self.latest if self.kafka_up else None, lambda: self.services
+        )
         self._listeners: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._http: aiohttp.ClientSession | None = None
 
@@ -71,11 +95,31 @@ class LagMonitor:
             self._sampler = Sampler(self.settings)
         return self._sampler
 
+    def kafka_json(self) -> dict[str, Any]:
+        """Whether Kafka answered the last sample, and since when it has not."""
+        return {
+            "reachable": self.kafka_up,
+            "error": None if self.kafka_up else self.last_error,
+            "bootstrap_servers": self.settings.kafka.bootstrap_servers,
+            "last_success_at": self.last_success_at,
+            "last_attempt_at": self.last_attempt_at,
+            "unreachable_since": self.unreachable_since,
+        }
+
     def document(self) -> dict[str, Any] | None:
-        """The ``/api/lag`` document: the latest snapshot plus service throughput."""
+        """The ``/api/lag`` document: the latest snapshot, service throughput, Kafka's state.
+
+        ``current`` is false while the last sample failed: the figures are then
+        the last good ones, not the cluster as it is.
+        """
         if self.latest is None:
             return None
-        return {**snapshot_to_json(self.latest), "services": services_to_json(self.services)}
+        return {
+            **snapshot_to_json(self.latest),
+            "services": services_to_json(self.services),
+            "current": self.kafka_up,
+            "kafka": self.kafka_json(),
+        }
 
     def apply_services(self, readings: dict[str, Reading]) -> tuple[ServiceRates, ...]:
         """Fold one round of service scrapes in; shown with the next snapshot."""
@@ -89,18 +133,39 @@ class LagMonitor:
         self.state, snapshot = evaluate(self.state, sample, self.config)
         self.latest = snapshot
         self.last_success_monotonic = time.monotonic()
+        self.last_success_at = self.last_attempt_at = self.clock()
+        self.kafka_up = True
+        self.unreachable_since = None
         self.last_error = None
+        self.metrics.kafka_up.set(1)
+        self.metrics.last_success.set(self.last_success_at)
+        self.metrics.last_sample.set(self.last_attempt_at)
         point = history_point(snapshot, self.services)
         self.history.append(point)
         errors = len(sample.errors) + len(sample.partition_errors)
         errors += sum(1 for g in sample.groups if g.error)
         if errors:
             self.metrics.partial_errors.inc(errors)
-        message = {"snapshot": self.document(), "point": point_to_json(point)}
+        self._publish({"snapshot": self.document(), "point": point_to_json(point)})
+        return snapshot
+
+    def fail(self, error: str) -> None:
+        """A sample that failed as a whole: Kafka is down for us until one succeeds."""
+        now = self.clock()
+        self.metrics.poll_errors.inc()
+        self.kafka_up = False
+        self.last_error = error
+        self.last_attempt_at = now
+        if self.unreachable_since is None:
+            self.unreachable_since = now
+        self.metrics.kafka_up.set(0)
+        self.metrics.last_sample.set(now)
+        self._publish({"snapshot": self.document(), "point": None, "kafka": self.kafka_json()})
+
+    def _publish(self, message: dict[str, Any]) -> None:
         for queue in list(self._listeners):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(message)
-        return snapshot
 
     async def scrape_services(self) -> dict[str, Reading]:
         """One reading per configured service (none configured: nothing to do)."""
@@ -127,9 +192,12 @@ class LagMonitor:
         scraping = asyncio.create_task(self.scrape_services())
         try:
             sample = await asyncio.to_thread(self.sampler.sample)
+        except KafkaUnreachableError as exc:
+            self.fail(f"Kafka unreachable: {exc}")
+            log.warning("sample failed: %s", self.last_error)
+            sample = None
         except Exception as exc:  # the loop must outlive any one bad sample
-            self.metrics.poll_errors.inc()
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.fail(f"Kafka unreachable: {type(exc).__name__}: {exc}")
             log.warning("sample failed: %s", self.last_error)
             sample = None
         except BaseException:  # cancelled: do not leave the scrape behind
@@ -148,7 +216,11 @@ class LagMonitor:
         interval = self.settings.sample_interval_s
         next_at = time.monotonic()
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:  # a bug in one sample's evaluation must not end sampling
+                log.exception("sample could not be evaluated")
+                self.metrics.poll_errors.inc()
             next_at += interval
             delay = next_at - time.monotonic()
             if delay < 0:  # a slow sample: skip the missed ticks instead of bursting
@@ -156,12 +228,29 @@ class LagMonitor:
                 delay = 0
             await asyncio.sleep(delay)
 
-    def ready(self) -> bool:
-        """Ready when a sample succeeded within the last three intervals."""
-        if self.last_success_monotonic is None:
-            return False
+    def not_ready(self) -> str | None:
+        """Why ``/readyz`` fails, or ``None``: the last sample must have succeeded, recently.
+
+        "Recently" (three intervals plus the request timeout) catches a sampling
+        loop that hangs or died; a failed sample fails readiness at once.
+        """
+        if not self.kafka_up:
+            if self.last_attempt_at is None:
+                return "no sample yet"
+            since = (
+                "no successful sample since the monitor started"
+                if self.last_success_at is None
+                else f"last successful sample {_ago(self.clock() - self.last_success_at)}"
+            )
+            return f"{self.last_error or 'sample failed'} ({since})"
+        assert self.last_success_monotonic is not None
         age = time.monotonic() - self.last_success_monotonic
-        return age <= 3 * self.settings.sample_interval_s + self.settings.request_timeout_s
+        if age > 3 * self.settings.sample_interval_s + self.settings.request_timeout_s:
+            return f"last successful sample {_ago(age)}: sampling is stuck"
+        return None
+
+    def ready(self) -> bool:
+        return self.not_ready() is None
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=16)

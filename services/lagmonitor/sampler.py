@@ -20,6 +20,7 @@ from confluent_kafka import (
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
+    KafkaError,
     KafkaException,
     TopicPartition,
 )
@@ -42,11 +43,17 @@ _STATE_NAMES = {
 }
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException | KafkaError) -> str:
+    if isinstance(exc, KafkaError):  # the group listing's errors come as plain KafkaErrors
+        return str(exc.str())
     if isinstance(exc, KafkaException) and exc.args:
         err = exc.args[0]
         return str(getattr(err, "str", lambda: err)())
     return f"{type(exc).__name__}: {exc}"
+
+
+class KafkaUnreachableError(Exception):
+    """No broker answered the group listing: the sample has nothing to say about lag."""
 
 
 def _state_name(state: object) -> str:
@@ -76,8 +83,10 @@ class Sampler:
         """One consistent-enough picture of every watched group.
 
         Failures of one group or one partition become errors in the sample (the
-        group or partition is reported as ERR); only a cluster that does not
-        answer the group listing raises.
+        group or partition is reported as ERR); a cluster that does not answer
+        the group listing raises ``KafkaUnreachableError``. The admin client
+        does not raise for that itself: it hands back an empty listing with a
+        timeout among its errors, which would read as "no groups, all caught up".
         """
         started = time.monotonic()
         errors: list[str] = []
@@ -85,6 +94,11 @@ class Sampler:
             self.timeout + 5
         )
         errors.extend(_reason(e) for e in (listed.errors or []))
+        if errors and not listed.valid:
+            raise KafkaUnreachableError(
+                f"no broker at {self.settings.kafka.bootstrap_servers} answered "
+                f"({'; '.join(dict.fromkeys(errors))})"
+            )
         group_ids = select_groups(
             (g.group_id for g in listed.valid or []),
             tuple(self.settings.group_prefixes if prefixes is None else prefixes),

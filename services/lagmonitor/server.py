@@ -43,6 +43,8 @@ async def _lag(request: web.Request) -> web.Response:
         return web.json_response(
             {
                 "error": monitor.last_error or "no sample yet",
+                "current": False,
+                "kafka": monitor.kafka_json(),
                 "groups": [],
                 "topics": [],
                 "services": services_to_json(monitor.services),
@@ -66,11 +68,12 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    monitor = request.app[MONITOR]
-    if monitor.ready():
-        return web.json_response({"status": "ready"})
+    reason = request.app[MONITOR].not_ready()
+    if reason is None:
+        return web.json_response({"service": "lagmonitor", "ready": True, "status": "ready"})
     return web.json_response(
-        {"status": "not ready", "error": monitor.last_error or "no recent sample"}, status=503
+        {"service": "lagmonitor", "ready": False, "status": "not ready", "reason": reason},
+        status=503,
     )
 
 
@@ -88,8 +91,8 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     queue = monitor.subscribe()
     try:
         document = monitor.document()
-        if document is not None:
-            first = {"snapshot": document, "point": None}
+        if document is not None or monitor.last_attempt_at is not None:
+            first = {"snapshot": document, "point": None, "kafka": monitor.kafka_json()}
             await response.write(f"event: lag\ndata: {json.dumps(first)}\n\n".encode())
         while True:
             try:

@@ -48,7 +48,14 @@ class LagMonitorSettings(BaseSettings):
     history_s: float = Field(
         default=1800.0, gt=0, description="Seconds of history the dashboard's charts show."
     )
-    request_timeout_s: float = Field(default=10.0, gt=0)
+    request_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Admin request timeout. A broker that does not answer is reported after at "
+            "most one interval plus this, so keep it at or below the interval."
+        ),
+    )
     services: Annotated[tuple[ServiceTarget, ...], NoDecode] = Field(
         default=(),
         description=(

@@ -87,7 +87,11 @@ def test_metrics_and_json_agree_with_the_commits(
     )
     assert value("lagmonitor_poll_duration_seconds_count") >= 2
     assert value("lagmonitor_poll_errors_total") == 0
+    assert value("lagmonitor_kafka_up") == 1
+    assert time.time() - value("lagmonitor_last_success_timestamp_seconds") < 10
 
+    assert document["current"] is True
+    assert document["kafka"]["reachable"] is True  # type: ignore[index]
     groups = {g["group"]: g for g in document["groups"]}  # type: ignore[attr-defined]
     assert set(groups) == {group, replay}
     assert groups[replay]["replay"] is True
