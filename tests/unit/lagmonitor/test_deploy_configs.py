@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,21 @@ def test_compose_lag_monitor_watches_every_service_it_can_reach() -> None:
         host = target.url.split("//")[1].split(":")[0]
         assert host in services, target
     assert env["LAGMONITOR_GROUP_PREFIXES"] == "social-loyalty"
+
+
+def test_the_kafka_unreachable_alerts_match_what_the_monitor_exports_after_a_failed_sample() -> (
+    None
+):
+    monitor = LagMonitor(LagMonitorSettings())
+    monitor.fail("Kafka unreachable: no broker answered")
+    text = generate_latest(monitor.metrics.registry).decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "lag-alerts.yml").read_text())
+    exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+
+    down = re.fullmatch(r"(\w+) == (\d+)", exprs["LagMonitorKafkaUnreachable"])
+    assert down is not None
+    assert values[down[1]] == float(down[2])
+    stale = re.fullmatch(r"time\(\) - (\w+) > (\d+)", exprs["LagMonitorSamplesStale"])
+    assert stale is not None
+    assert time.time() - values[stale[1]] > float(stale[2])
