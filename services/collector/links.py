@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from services.contracts import bounds
+from services.contracts.bounds import MEMBER_ID_PATTERN
 from services.contracts.codec import Codec
 from services.contracts.models import Network, ProfileLinked, ProfileUnlinked
 from services.runtime import kafka
@@ -34,9 +35,7 @@ from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-NUMERIC_ID = r"^[1-9][0-9]{0,18}$"
-APPLE_ID = r"^[A-Za-z0-9._-]{1,255}$"
-MEMBER_ID = r"^[A-Za-z0-9._:@-]{1,128}$"
+MEMBER_ID = MEMBER_ID_PATTERN
 
 
 class _ProfileRequest(BaseModel):
@@ -92,10 +91,7 @@ def new_member_id() -> str:
 
 
 def check_social_user_id(network: Network, social_user_id: str) -> None:
-    pattern = APPLE_ID if network is Network.APPLE else NUMERIC_ID
-    if not re.match(pattern, social_user_id):
-        kind = "an Apple user identifier" if network is Network.APPLE else "a positive integer"
-        raise ValueError(f"social_user_id for {network.value} must be {kind}")
+    bounds.check_social_user_id(network.value, social_user_id)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,17 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.contracts.bounds import (
+    Budget,
+    CounterStep,
+    Ident,
+    InTimeRange,
+    MemberId,
+    Points,
+    PositiveId,
+    SocialUserId,
+    Text,
+)
 from services.contracts.ids import event_id as compute_event_id
 
 
@@ -29,8 +40,9 @@ def _utc_millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
 
-UtcMillis = Annotated[datetime, AfterValidator(_utc_millis)]
-"""An Avro ``timestamp-millis``: aware, UTC, millisecond precision."""
+UtcMillis = Annotated[datetime, AfterValidator(_utc_millis), InTimeRange]
+"""An Avro ``timestamp-millis``: aware, UTC, millisecond precision, within
+``bounds.EARLIEST`` and ``bounds.LATEST``."""
 
 
 class Network(StrEnum):
@@ -107,7 +119,7 @@ class EventKey(ContractModel):
     avro_name: ClassVar[str] = "social_loyalty.events.EventKey"
 
     network: Network
-    social_user_id: str
+    social_user_id: SocialUserId
 
     def to_bytes(self) -> bytes:
         return _key(self.network.value, self.social_user_id)
@@ -123,7 +135,7 @@ class MemberKey(ContractModel):
 
     avro_name: ClassVar[str] = "social_loyalty.commands.MemberKey"
 
-    member_id: str
+    member_id: MemberId
 
     def to_bytes(self) -> bytes:
         return self.member_id.encode()
@@ -138,8 +150,8 @@ class MemberKey(ContractModel):
 
 class _Chunk(ContractModel):
     network: Network
-    group_id: int
-    run_id: str
+    group_id: PositiveId
+    run_id: Ident
     snapshot_at: UtcMillis
     baseline_at: UtcMillis
 
@@ -166,7 +178,7 @@ class MembersChunk(_Chunk):
 
 
 class _PostChunk(_Chunk):
-    post_id: int
+    post_id: PositiveId
     posted_at: UtcMillis
     facet: ClassVar[Facet]
 
@@ -193,7 +205,7 @@ class PostRepostsChunk(_PostChunk):
 class Comment(ContractModel):
     avro_name: ClassVar[str] = "social_loyalty.snapshots.Comment"
 
-    comment_id: str
+    comment_id: Ident
     author_id: int
 
 
@@ -231,9 +243,9 @@ class RunManifest(_Chunk):
 
 
 class _Event(ContractModel):
-    event_id: str
+    event_id: Ident
     network: Network
-    social_user_id: str
+    social_user_id: SocialUserId
     observed_at: UtcMillis
     snapshot_at: UtcMillis
 
@@ -257,14 +269,14 @@ class _Event(ContractModel):
 
 
 class _LinkEvent(_Event):
-    group_id: int | None = None
-    member_id: str
+    group_id: PositiveId | None = None
+    member_id: MemberId
     registration: bool
     previous_snapshot_at: UtcMillis | None = None
 
 
 class _GroupEvent(_Event):
-    group_id: int
+    group_id: PositiveId
     previous_snapshot_at: UtcMillis
 
 
@@ -287,49 +299,49 @@ class GroupLeft(_GroupEvent):
 class PostLiked(_GroupEvent):
     avro_name: ClassVar[str] = "social_loyalty.events.PostLiked"
 
-    post_id: int
+    post_id: PositiveId
 
 
 class PostUnliked(_GroupEvent):
     avro_name: ClassVar[str] = "social_loyalty.events.PostUnliked"
 
-    post_id: int
+    post_id: PositiveId
 
 
 class CommentPosted(_GroupEvent):
     avro_name: ClassVar[str] = "social_loyalty.events.CommentPosted"
 
-    post_id: int
-    comment_id: str
+    post_id: PositiveId
+    comment_id: Ident
 
 
 class CommentDeleted(_GroupEvent):
     avro_name: ClassVar[str] = "social_loyalty.events.CommentDeleted"
 
-    post_id: int
-    comment_id: str
+    post_id: PositiveId
+    comment_id: Ident
 
 
 class PostReposted(_GroupEvent):
     avro_name: ClassVar[str] = "social_loyalty.events.PostReposted"
 
-    post_id: int
+    post_id: PositiveId
 
 
 class RepostDeleted(_GroupEvent):
     avro_name: ClassVar[str] = "social_loyalty.events.RepostDeleted"
 
-    post_id: int
+    post_id: PositiveId
 
 
 # ----------------------------------------------------------------------- commands
 
 
 class _Command(ContractModel):
-    command_id: str
-    member_id: str
-    offer_id: str
-    source_event_id: str
+    command_id: Ident
+    member_id: MemberId
+    offer_id: Ident
+    source_event_id: Ident
     replay: bool = False
     issued_at: UtcMillis
 
@@ -338,15 +350,15 @@ class _Command(ContractModel):
 
 
 class _Bonus(_Command):
-    points: int = Field(gt=0)
-    reason: str
-    reverses: str | None = None
+    points: Points
+    reason: Text
+    reverses: Ident | None = None
 
 
 class BonusAccrue(_Bonus):
     avro_name: ClassVar[str] = "social_loyalty.commands.BonusAccrue"
 
-    budget: int | None = Field(default=None, gt=0)
+    budget: Budget | None = None
 
 
 class BonusDeduct(_Bonus):
@@ -357,7 +369,7 @@ class SendMessage(_Command):
     avro_name: ClassVar[str] = "social_loyalty.commands.SendMessage"
 
     channel: Channel
-    template_id: str
+    template_id: Ident
     params: dict[str, str] = Field(default_factory=dict)
     marketing: bool
 
@@ -365,8 +377,8 @@ class SendMessage(_Command):
 class CounterIncrement(_Command):
     avro_name: ClassVar[str] = "social_loyalty.commands.CounterIncrement"
 
-    name: str
-    by: int
+    name: Ident
+    by: CounterStep
 
 
 class MailingSet(_Command):
@@ -380,8 +392,8 @@ class MailingSet(_Command):
 
 
 class _Outcome(ContractModel):
-    command_id: str
-    member_id: str
+    command_id: Ident
+    member_id: MemberId
     occurred_at: UtcMillis
 
     def key(self) -> MemberKey:

@@ -304,7 +304,10 @@ def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
     metadata: list[Any] = []
     while get_origin(annotation) is Annotated:
         annotation, *more = get_args(annotation)
-        metadata.extend(more)
+        for meta in more:
+            # ``Annotated[int, Field(ge=1)]`` nested in ``... | None`` keeps its FieldInfo;
+            # its constraints are the FieldInfo's metadata.
+            metadata.extend(meta.metadata if isinstance(meta, FieldInfo) else [meta])
     return annotation, metadata
 
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -29,6 +30,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from services.contracts.bounds import (
+    INT64_MAX,
+    MAX_BUDGET,
+    MAX_COUNTER_STEP,
+    MAX_POINTS,
+    in_time_range,
+)
+
+_LONGEST_WITHIN = timedelta(days=36_525)
+
+OfferTime = Annotated[AwareDatetime, AfterValidator(in_time_range)]
+"""An offer's start or end: aware, and within the contract's time range."""
 
 
 class EventType(StrEnum):
@@ -93,15 +107,18 @@ class Tier(_Model):
     """Points for grants up to an ordinal in the period; the last tier may be open."""
 
     upto: int | None = Field(
-        default=None, ge=1, description="Last ordinal (1-based) this tier pays; omit = no end."
+        default=None,
+        ge=1,
+        le=INT64_MAX,
+        description="Last ordinal (1-based) this tier pays; omit = no end.",
     )
-    points: int = Field(ge=1)
+    points: int = Field(ge=1, le=MAX_POINTS)
 
 
 class Reward(_Model):
     """How many points a grant is worth: a fixed amount, or tiers by ordinal."""
 
-    points: int | None = Field(default=None, ge=1)
+    points: int | None = Field(default=None, ge=1, le=MAX_POINTS)
     tiers: tuple[Tier, ...] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
@@ -134,8 +151,12 @@ class Reward(_Model):
 class Limits(_Model):
     """Caps per member per period (the offer's ``period``)."""
 
-    max_count: int | None = Field(default=None, ge=1, description="Paid grants per period.")
-    max_points: int | None = Field(default=None, ge=1, description="Points per period.")
+    max_count: int | None = Field(
+        default=None, ge=1, le=INT64_MAX, description="Paid grants per period."
+    )
+    max_points: int | None = Field(
+        default=None, ge=1, le=MAX_BUDGET, description="Points per period."
+    )
 
 
 class Filters(_Model):
@@ -164,7 +185,10 @@ class Undo(_Model):
 
     policy: Literal["none", "deduct_earned", "fixed"] = "none"
     points: int | None = Field(
-        default=None, ge=1, description="`fixed` only: deduct this, never more than earned."
+        default=None,
+        ge=1,
+        le=MAX_POINTS,
+        description="`fixed` only: deduct this, never more than earned.",
     )
     within: timedelta | None = Field(
         default=None,
@@ -178,8 +202,8 @@ class Undo(_Model):
             raise ValueError("undo policy `fixed` needs `points`")
         if self.policy != "fixed" and self.points is not None:
             raise ValueError("undo `points` only goes with policy `fixed`")
-        if self.within is not None and self.within <= timedelta(0):
-            raise ValueError("undo `within` must be positive")
+        if self.within is not None and not timedelta(0) < self.within <= _LONGEST_WITHIN:
+            raise ValueError("undo `within` must be positive and at most 100 years")
         return self
 
 
@@ -193,9 +217,9 @@ class CounterCondition(_Model):
     """
 
     counter: str = Field(pattern=_NAME)
-    equals: int | None = Field(default=None, ge=1)
-    at_least: int | None = Field(default=None, ge=1)
-    every: int | None = Field(default=None, ge=1)
+    equals: int | None = Field(default=None, ge=1, le=INT64_MAX)
+    at_least: int | None = Field(default=None, ge=1, le=INT64_MAX)
+    every: int | None = Field(default=None, ge=1, le=INT64_MAX)
 
     @model_validator(mode="after")
     def _one_test(self) -> CounterCondition:
@@ -256,7 +280,7 @@ class CounterAction(_Model):
 
     type: Literal["counter"]
     name: str = Field(pattern=_NAME)
-    by: int = Field(default=1, ge=1)
+    by: int = Field(default=1, ge=1, le=MAX_COUNTER_STEP)
 
 
 class MailingAction(_Model):
@@ -278,20 +302,22 @@ class Offer(_Model):
     """One versioned offer: trigger, filters, window, reward, limits, undo, actions."""
 
     id: str = Field(pattern=_NAME)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=INT64_MAX)
     name: str = Field(min_length=1)
     description: str | None = None
     trigger: tuple[EventType, ...] = Field(min_length=1)
     filters: Filters = Filters()
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: OfferTime | None = None
+    ends_at: OfferTime | None = None
     when: tuple[CounterCondition, ...] = ()
     reward: Reward | None = None
     period: Period = Field(
         default="campaign", description="The bucket tier ordinals and limits count in."
     )
     limits: Limits = Limits()
-    budget: int | None = Field(default=None, ge=1, description="Total points for all members.")
+    budget: int | None = Field(
+        default=None, ge=1, le=MAX_BUDGET, description="Total points for all members."
+    )
     undo: Undo = Undo()
     actions: tuple[Action, ...] = Field(min_length=1)
 

@@ -228,7 +228,7 @@ def test_the_record_survives_json_and_its_seen_ids_stay_bounded() -> None:
     record = MemberRecord()
     link = Link("M1", T0)
     events = []
-    for p in range(10):
+    for p in range(1, 11):
         _, e = resolve(link, like(p, T0 + timedelta(minutes=p)))
         assert e is not None
         events.append(e)
