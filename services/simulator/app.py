@@ -2,7 +2,7 @@
 
 POST|GET /method/<name>                      VK API (``execute`` included)
 POST|GET /fb.do                              OK API (``method=...``, signed)
-GET      /healthz
+GET      /healthz, /readyz, /metrics          the shared HTTP edge (services/runtime/http.py)
 
 Control API (JSON; for tests and the demo, never exposed by a real network):
 POST   /_control/groups                                  {network, group_id, members?}
@@ -25,16 +25,66 @@ GET    /_control/counters; DELETE /_control/counters
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
+from services.runtime.http import create_app as create_edge
 from services.simulator.server import Fault, Reply, Simulator
 from services.simulator.world import NetworkName, WorldError
 
 SIMULATOR = web.AppKey("simulator", Simulator)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _api(path: str) -> str:
+    """The label a request is counted under: a handful of values, never the raw path."""
+    if path.startswith("/method/"):
+        return "vk"
+    if path == "/fb.do":
+        return "ok"
+    if path.startswith("/_control/"):
+        return "control"
+    return "probe" if path in _PROBES else "other"
+
+
+class WorldCollector(Collector):
+    """What the simulated world holds, read at scrape time."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self._simulator = simulator
+
+    def collect(self) -> Iterator[Metric]:
+        groups = GaugeMetricFamily(
+            "social_loyalty_simulator_groups", "Groups in the simulated world.", labels=["network"]
+        )
+        posts = GaugeMetricFamily(
+            "social_loyalty_simulator_posts",
+            "Posts (deleted ones included) in the simulated world.",
+            labels=["network"],
+        )
+        per_network: dict[str, list[int]] = {"vk": [0, 0], "ok": [0, 0]}
+        for (net, _), group in list(self._simulator.world.groups.items()):
+            counts = per_network.setdefault(net, [0, 0])
+            counts[0] += 1
+            counts[1] += len(group.posts)
+        for name, (n_groups, n_posts) in sorted(per_network.items()):
+            groups.add_metric([name], n_groups)
+            posts.add_metric([name], n_posts)
+        faults = GaugeMetricFamily(
+            "social_loyalty_simulator_faults_pending", "Injected faults still to fire."
+        )
+        faults.add_metric([], len(self._simulator.faults.pending()))
+        yield from (groups, posts, faults)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 async def _params(request: web.Request) -> dict[str, str]:
@@ -58,10 +108,6 @@ async def vk_method(request: web.Request) -> web.Response:
 
 async def ok_method(request: web.Request) -> web.Response:
     return _respond(request.app[SIMULATOR].ok(await _params(request)))
-
-
-async def healthz(_: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
 
 
 # -- control API --------------------------------------------------------------------
@@ -262,9 +308,51 @@ async def reset_counters(request: web.Request) -> web.Response:
     return web.json_response({"reset": True})
 
 
-def create_app(simulator: Simulator) -> web.Application:
-    """The aiohttp application serving ``simulator``."""
-    app = web.Application(middlewares=[world_errors])
+def create_app(simulator: Simulator, registry: CollectorRegistry | None = None) -> web.Application:
+    """The aiohttp application serving ``simulator``, on the shared health and metrics edge.
+
+    ``/readyz`` is 200 while the server is serving (started, not shutting down);
+    ``/metrics`` counts the requests served by API and status and shows what the
+    world holds. Each app gets its own registry unless given one, so tests can
+    run several simulators in one process.
+    """
+    registry = registry if registry is not None else CollectorRegistry()
+    requests = Counter(
+        "social_loyalty_simulator_requests",
+        "HTTP requests answered, by API (vk, ok, control, probe, other) and status.",
+        ["api", "status"],
+        registry=registry,
+    )
+    registry.register(WorldCollector(simulator))
+    serving = {"state": "starting"}
+
+    def not_ready() -> str | None:
+        return None if serving["state"] == "serving" else serving["state"]
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        api = _api(request.path)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            requests.labels(api, str(exc.status)).inc()
+            raise
+        except BaseException:
+            requests.labels(api, "500").inc()
+            raise
+        requests.labels(api, str(response.status)).inc()
+        return response
+
+    async def started(_: web.Application) -> None:
+        serving["state"] = "serving"
+
+    async def stopping(_: web.Application) -> None:
+        serving["state"] = "shutting down"
+
+    app = create_edge("simulator", not_ready, registry)
+    app.middlewares.extend([count, world_errors])
+    app.on_startup.append(started)
+    app.on_shutdown.append(stopping)
     app[SIMULATOR] = simulator
     group = "/_control/groups/{net}/{gid}"
     post = group + "/posts/{pid}"
@@ -274,7 +362,6 @@ def create_app(simulator: Simulator) -> web.Application:
             web.post("/method/{name}", vk_method),
             web.get("/fb.do", ok_method),
             web.post("/fb.do", ok_method),
-            web.get("/healthz", healthz),
             web.post("/_control/groups", add_group),
             web.get(group, group_summary),
             web.post(group + "/members", change_members),
