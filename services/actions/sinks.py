@@ -6,6 +6,9 @@ HTTP provider endpoint that record every message they accept.
   idempotency key, then accepts (a provider having a bad minute).
 * ``POST /down/<channel>``: always 503 (a provider that is gone).
 * ``GET /messages`` (JSON list, emails included), ``GET /counts``, ``DELETE /messages``.
+* ``GET /healthz``, ``/readyz`` (ready while both listeners serve) and ``/metrics``
+  (messages accepted and attempts refused by channel, since start: ``DELETE
+  /messages`` does not reset them), from the shared HTTP edge.
 
 Only accepted messages are recorded as delivered; refused attempts are counted
 apart, so a test can tell "retried" from "delivered twice".
@@ -17,6 +20,7 @@ import socket
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
@@ -25,8 +29,11 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
-from services.runtime.http import BackgroundServer, create_app
+from services.runtime.http import BackgroundServer, ReadyCheck, create_app
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -43,16 +50,26 @@ class MessageLog:
         self._lock = threading.Lock()
         self._messages: list[dict[str, Any]] = []
         self._refused: Counter[str] = Counter()
+        # Since start, by channel; ``clear`` leaves them, so /metrics only counts up.
+        self._accepted_total: Counter[str] = Counter()
+        self._refused_total: Counter[str] = Counter()
 
     def add(self, message: dict[str, Any]) -> None:
         with self._lock:
             self._messages.append({**message, "received_at": datetime.now(UTC).isoformat()})
+            self._accepted_total[str(message.get("channel"))] += 1
 
-    def refuse(self, key: str) -> int:
+    def refuse(self, key: str, channel: str = "unknown") -> int:
         """Count a refused attempt for ``key``; returns how many were refused so far."""
         with self._lock:
             self._refused[key] += 1
+            self._refused_total[channel] += 1
             return self._refused[key]
+
+    def totals(self) -> tuple[dict[str, int], dict[str, int], int]:
+        """Accepted and refused since start by channel, and how many messages are kept now."""
+        with self._lock:
+            return dict(self._accepted_total), dict(self._refused_total), len(self._messages)
 
     def refused(self, key: str) -> int:
         with self._lock:
@@ -78,6 +95,38 @@ class MessageLog:
         }
 
 
+class SinkCollector(Collector):
+    """The message log's totals, read at scrape time."""
+
+    def __init__(self, log: MessageLog) -> None:
+        self._log = log
+
+    def collect(self) -> Iterator[Metric]:
+        accepted, refused, kept = self._log.totals()
+        received = CounterMetricFamily(
+            "social_loyalty_sinks_messages",
+            "Messages the sinks accepted (recorded as delivered), by channel.",
+            labels=["channel"],
+        )
+        for channel, n in sorted(accepted.items()):
+            received.add_metric([channel], n)
+        refusals = CounterMetricFamily(
+            "social_loyalty_sinks_refused",
+            "Attempts the sinks refused on purpose (/flaky, /down), by channel.",
+            labels=["channel"],
+        )
+        for channel, n in sorted(refused.items()):
+            refusals.add_metric([channel], n)
+        stored = GaugeMetricFamily(
+            "social_loyalty_sinks_messages_kept", "Messages GET /messages returns now."
+        )
+        stored.add_metric([], kept)
+        yield from (received, refusals, stored)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
 class _SmtpHandler:
     def __init__(self, log: MessageLog) -> None:
         self.log = log
@@ -99,8 +148,11 @@ class _SmtpHandler:
         return "250 Message accepted"
 
 
-def sink_app(log: MessageLog) -> web.Application:
-    app = create_app("sinks", registry=CollectorRegistry())
+def sink_app(log: MessageLog, ready: ReadyCheck | None = None) -> web.Application:
+    """The HTTP provider sink; ``ready`` adds what else must be up (the SMTP listener)."""
+    registry = CollectorRegistry()
+    registry.register(SinkCollector(log))
+    app = create_app("sinks", ready, registry)
 
     async def accept(request: web.Request, channel: str) -> web.Response:
         try:
@@ -129,12 +181,12 @@ def sink_app(log: MessageLog) -> web.Application:
     async def flaky(request: web.Request) -> web.Response:
         key = request.headers.get("Idempotency-Key", "")
         if log.refused(key) < int(request.match_info["n"]):
-            log.refuse(key)
+            log.refuse(key, request.match_info["channel"])
             return web.json_response({"error": "try again"}, status=503)
         return await accept(request, request.match_info["channel"])
 
     async def down(request: web.Request) -> web.Response:
-        log.refuse(request.headers.get("Idempotency-Key", ""))
+        log.refuse(request.headers.get("Idempotency-Key", ""), request.match_info["channel"])
         return web.json_response({"error": "provider down"}, status=503)
 
     async def messages(_: web.Request) -> web.Response:
@@ -163,11 +215,18 @@ class Sinks:
         self.host, self.smtp_port, self.http_port = host, smtp_port, http_port
         self.log = MessageLog()
         self._smtp = Controller(_SmtpHandler(self.log), hostname=host, port=smtp_port)
-        self._http = BackgroundServer(sink_app(self.log), host, http_port)
+        self._http = BackgroundServer(sink_app(self.log, self.not_ready), host, http_port)
 
     @property
     def http_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
+
+    def not_ready(self) -> str | None:
+        """The HTTP sink answers this itself; the SMTP listener must be serving too."""
+        server = self._smtp.server
+        if server is None or not server.is_serving():
+            return f"smtp listener on {self.host}:{self.smtp_port} is not serving"
+        return None
 
     def start(self) -> Sinks:
         self._smtp.start()

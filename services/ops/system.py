@@ -51,7 +51,7 @@ def service_specs(
             ServiceSpec(
                 "simulator",
                 ("services.simulator", "--port", str(ports.simulator), "--seed-demo"),
-                ready_url=_url(ports.simulator, "/healthz"),
+                ready_url=_url(ports.simulator),
             )
         )
     specs += [
@@ -65,7 +65,7 @@ def service_specs(
                 "--http-port",
                 str(ports.providers),
             ),
-            ready_url=_url(ports.providers, "/healthz"),
+            ready_url=_url(ports.providers),
         ),
         ServiceSpec(
             "actions",
