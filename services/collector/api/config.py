@@ -42,7 +42,10 @@ class VkClientSettings(BaseModel):
         default=None, ge=1, description="Overrides the limit implied by token_kind."
     )
     rate_margin_s: float = Field(
-        default=0.05, ge=0, description="Widens the 1 s window against network jitter."
+        default=0.05,
+        ge=0,
+        description="Widens the 1 s window against jitter in transit (requests are clocked as "
+        "they leave).",
     )
     timeout_s: float = Field(default=30.0, gt=0)
     retry: RetrySettings = Field(default_factory=RetrySettings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self
 
 import httpx
@@ -29,7 +29,7 @@ from services.collector.api.errors import (
     classify,
 )
 from services.collector.api.models import Skip
-from services.collector.api.ratelimit import SlidingWindowLimiter
+from services.collector.api.ratelimit import SlidingWindowLimiter, Slot
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,15 @@ class Transport:
         """
         attempts = self._retry.max_attempts
         for attempt in range(1, attempts + 1):
-            waited = await self._limiter.acquire()
-            if waited > 0:
+            slot = await self._limiter.acquire()
+            if slot.waited_s > 0:
                 self.counters.rate_limit_waits += 1
-                self.counters.rate_limit_wait_s += waited
+                self.counters.rate_limit_wait_s += slot.waited_s
             self.counters.requests[method] += 1
-            problem = await self._attempt(method, form, obj)
+            try:
+                problem = await self._attempt(method, form, obj, slot)
+            finally:
+                slot.release()
             if isinstance(problem, _Success):
                 return problem.body
             if attempt == attempts:
@@ -104,18 +107,40 @@ class Transport:
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def pause(self, attempt: int, retries: int = 1) -> None:
-        """Back off before re-sending calls that failed transiently elsewhere (inside
-        ``execute``), as if they had failed alone: the limit they hit is still there."""
-        self.counters.retries += retries
-        await self._sleep(
-            backoff_delay(attempt, self._retry.backoff_base_s, self._retry.backoff_cap_s, self._rng)
-        )
+    async def pause(self, method: str, problems: Sequence[tuple[str, str]]) -> None:
+        """Back off before re-sending calls that failed transiently inside ``method``
+        (``execute``), as if they had failed alone: the limit they hit is still there.
 
-    async def _attempt(self, method: str, form: Mapping[str, str], obj: str) -> _Success | str:
+        ``problems`` are ``(call, what went wrong)``; each is logged and counted like
+        a retry of a request of its own.
+        """
+        self.counters.retries += len(problems)
+        delay = backoff_delay(1, self._retry.backoff_base_s, self._retry.backoff_cap_s, self._rng)
+        for call, problem in problems:
+            log.info(
+                "%s %s inside %s: %s; retry alone in %.2fs",
+                self.network,
+                call,
+                method,
+                problem,
+                delay,
+            )
+        await self._sleep(delay)
+
+    async def _attempt(
+        self, method: str, form: Mapping[str, str], obj: str, slot: Slot
+    ) -> _Success | str:
         """One try: the body, or a description of a transient problem worth retrying."""
+
+        async def trace(event: str, _info: Mapping[str, Any]) -> None:
+            # The request's last byte is out: from here on the server may count it.
+            if event.endswith("send_request_body.complete"):
+                slot.sent()
+
         try:
-            response = await self._http.post(self._url(method), data=dict(form))
+            response = await self._http.post(
+                self._url(method), data=dict(form), extensions={"trace": trace}
+            )
         except httpx.TransportError as exc:
             self.counters.transport_errors += 1
             return f"network error ({type(exc).__name__})"

@@ -177,6 +177,7 @@ class VkClient(ApiClient):
         )
         out: list[Any] = []
         again: list[int] = []
+        problems: list[tuple[str, str]] = []
         for index, (result, (call, obj)) in enumerate(zip(results, calls, strict=True)):
             if result is not False:
                 out.append(result)
@@ -185,6 +186,7 @@ class VkClient(ApiClient):
             out.append(None)
             if error is None:
                 again.append(index)
+                problems.append((f"{call.method} for {obj}", "false without an error entry"))
                 continue
             code_ = int(error.get("error_code", 0))
             message = str(error.get("error_msg", ""))
@@ -198,8 +200,9 @@ class VkClient(ApiClient):
                 )
             else:
                 again.append(index)
+                problems.append((f"{call.method} for {obj}", f"error {code_} ({message})"))
         if again:
-            await self._transport.pause(1, retries=len(again))
+            await self._transport.pause("execute", problems)
         for index in again:
             out[index] = await self._call_or_skip(*calls[index])
         return out

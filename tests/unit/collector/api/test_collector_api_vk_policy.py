@@ -110,7 +110,9 @@ def test_flood_control_is_retried_with_growing_jittered_waits() -> None:
     assert all(0 <= s <= cap for s, cap in zip(harness.slept, [1.0, 2.0, 4.0], strict=True))
 
 
-def test_failed_pages_inside_execute_back_off_once_then_go_alone() -> None:
+def test_failed_pages_inside_execute_back_off_once_then_go_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     world, _ = world_with_posts()
     harness = Harness(world)
     harness.simulator.faults.add(Fault("vk", "groups.getMembers", code=9, remaining=3))
@@ -118,11 +120,17 @@ def test_failed_pages_inside_execute_back_off_once_then_go_alone() -> None:
     async def body(client: VkClient) -> Any:
         return await client.group_members(GROUP, expected=2500), client.counters
 
-    ids, counters = harness.run(body)
+    with caplog.at_level(logging.INFO, logger="services.collector.api.transport"):
+        ids, counters = harness.run(body)
     assert ids.tolist() == list(range(1, 2501))
     assert counters.errors == {9: 3} and counters.retries == 3
     assert counters.requests == {"execute": 1, "groups.getMembers": 3}
     assert len(harness.slept) == 1
+    # Each call retried out of the batch is logged like any other retry, with its reason.
+    retried = [r.getMessage() for r in caplog.records if "inside execute" in r.getMessage()]
+    assert len(retried) == 3
+    assert all("groups.getMembers for vk:group:9" in line for line in retried)
+    assert all("error 9" in line and "retry alone in" in line for line in retried)
 
 
 def test_retries_stop_at_the_budget() -> None:
