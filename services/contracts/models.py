@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.contracts.bounds import (
+    INT64_MAX,
     Budget,
     CounterStep,
     Ident,
@@ -180,6 +181,8 @@ class MembersChunk(_Chunk):
 class _PostChunk(_Chunk):
     post_id: PositiveId
     posted_at: UtcMillis
+    baseline_post_id: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
+    """Highest post id at the group's baseline: a higher ``post_id`` is a new post."""
     facet: ClassVar[Facet]
 
     def key(self) -> SnapshotKey:
