@@ -10,10 +10,13 @@ for every chunk it reads. The rules (DESIGN.md section 3) are all here:
   baseline (that is how an operator re-baselines a group, e.g. after changing the
   bucket count, which would otherwise move members between bucket states);
 * a chunk with no prior state after the baseline is a new post (or a new bucket):
-  everything in it is an event (diffed against the empty set), unless the chunk
-  says the post was published before the baseline: then it is an old post seen for
-  the first time (it slid into a "last N posts" window, or the baseline run skipped
-  it) and is remembered silently;
+  everything in it is an event (diffed against the empty set), unless the post
+  existed at the baseline: then it is an old post seen for the first time (it slid
+  into a "last N posts" window, or the baseline run skipped it) and is remembered
+  silently. Whether it existed is decided by its id against the chunk's
+  ``baseline_post_id`` (the highest post id the wall showed at the baseline; post
+  ids grow per wall), which no clock can skew; only when that is unknown does the
+  post's reported date decide, against ``baseline_at``;
 * a chunk at or before the stored ``snapshot_at`` (redelivery, a slow run) yields
   nothing and leaves the state alone;
 * absence never yields negative events: a post that leaves the window or is deleted
@@ -148,9 +151,11 @@ class Chunk:
     ``sorted``); a :class:`Chunk` that exists is valid, because construction checks
     it (O(n), ~0.2 ms per million ids). ``bucket`` is the members' hash bucket
     (None: the group as one array, i.e. bucket 0 of 1). ``posted_at`` (post facets,
-    optional) is when the post was published; it tells an old post seen for the
-    first time from a new one. Times are epoch milliseconds. The chunk keeps
-    read-only views of the arrays it is given, not copies.
+    optional) is when the post was published, as the network reports it;
+    ``baseline_post_id`` (optional) is the highest post id the wall showed at the
+    baseline run. Together they tell an old post seen for the first time from a new
+    one: the id when it is known, else the date. Times are epoch milliseconds. The
+    chunk keeps read-only views of the arrays it is given, not copies.
     """
 
     facet: Facet
@@ -163,6 +168,7 @@ class Chunk:
     post_id: int | None = None
     bucket: int | None = None
     posted_at: int | None = None
+    baseline_post_id: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -189,7 +195,7 @@ class Chunk:
                 f"snapshot_at {self.snapshot_at} precedes baseline_at {self.baseline_at}"
             )
         if facet is Facet.MEMBERS:
-            for name in ("post_id", "posted_at"):
+            for name in ("post_id", "posted_at", "baseline_post_id"):
                 if getattr(self, name) is not None:
                     raise InvalidChunkError(f"a members chunk has no {name}")
             if self.bucket is not None:
@@ -200,6 +206,8 @@ class Chunk:
         _check_int("post_id", self.post_id, 1)
         if self.posted_at is not None:
             _check_int("posted_at", self.posted_at, 0, _MAX_MILLIS)
+        if self.baseline_post_id is not None:
+            _check_int("baseline_post_id", self.baseline_post_id, 0)
         if self.bucket is not None:
             raise InvalidChunkError(f"a {facet} chunk is not bucketed (bucket={self.bucket})")
         if facet is Facet.REPOSTS and self.network in NETWORKS_WITHOUT_REPOSTS:
@@ -367,9 +375,22 @@ def _first_after_baseline(chunk: Chunk) -> FacetDiff:
         # means the detector lost it (new app id, lost changelog, a dead-lettered
         # baseline chunk): its members did not all just join. Re-seed silently.
         return _silent(chunk, Outcome.RESEEDED, None)
-    if chunk.posted_at is not None and chunk.posted_at < chunk.baseline_at:
+    if _existed_at_baseline(chunk):
         return _silent(chunk, Outcome.OLD_POST, None)
     return _diff(chunk, Outcome.NEW, None)
+
+
+def _existed_at_baseline(chunk: Chunk) -> bool:
+    """Was this post on the wall when the baseline was taken?
+
+    Post ids grow per wall as posts are published, so an id above the baseline's
+    highest is a post published since, whatever date the network reports for it (a
+    skewed clock, or the creation date of a post published later). The date decides
+    only when the baseline's highest id is unknown (a baseline older than the field).
+    """
+    if chunk.baseline_post_id is not None and chunk.post_id is not None:
+        return chunk.post_id <= chunk.baseline_post_id
+    return chunk.posted_at is not None and chunk.posted_at < chunk.baseline_at
 
 
 def step(state: FacetState | None, chunk: Chunk) -> tuple[FacetState | None, FacetDiff]:

@@ -86,11 +86,19 @@ def to_chunk(model: SnapshotChunkModel) -> Chunk:
             authors=authors[order],
             post_id=model.post_id,
             posted_at=posted_at,
+            baseline_post_id=model.baseline_post_id,
             **common,  # type: ignore[arg-type]
         )
     facet = Facet.LIKES if isinstance(model, PostLikesChunk) else Facet.REPOSTS
     users = np.sort(np.asarray(model.user_ids, dtype=np.int64))
-    return Chunk(facet, ids=users, post_id=model.post_id, posted_at=posted_at, **common)  # type: ignore[arg-type]
+    return Chunk(
+        facet,
+        ids=users,
+        post_id=model.post_id,
+        posted_at=posted_at,
+        baseline_post_id=model.baseline_post_id,
+        **common,  # type: ignore[arg-type]
+    )
 
 
 def events(diff: FacetDiff, chunk: Chunk, observed_at: datetime) -> Iterator[DomainEvent]:

@@ -57,6 +57,7 @@ def chunk(
     post_id: int | None = None,
     bucket: int | None = None,
     posted_at: int | None = None,
+    baseline_post_id: int | None = None,
 ) -> Chunk:
     if facet is not Facet.MEMBERS and post_id is None:
         post_id = 100
@@ -73,6 +74,7 @@ def chunk(
             np.array([comments[c] for c in order], dtype=np.int64),
             post_id=post_id,
             posted_at=posted_at,
+            baseline_post_id=baseline_post_id,
         )
     return Chunk(
         facet,
@@ -85,6 +87,7 @@ def chunk(
         post_id,
         bucket,
         posted_at,
+        baseline_post_id,
     )
 
 

@@ -160,6 +160,82 @@ def test_post_published_at_or_after_the_baseline_is_new() -> None:
         assert len(diff) == 1
 
 
+UNDO_DO = {
+    Facet.LIKES: (ChangeKind.POST_UNLIKED, ChangeKind.POST_LIKED),
+    Facet.REPOSTS: (ChangeKind.REPOST_DELETED, ChangeKind.POST_REPOSTED),
+    Facet.COMMENTS: (ChangeKind.COMMENT_DELETED, ChangeKind.COMMENT_POSTED),
+}
+
+
+@pytest.mark.parametrize("facet", [Facet.LIKES, Facet.REPOSTS, Facet.COMMENTS])
+def test_new_post_dated_before_the_baseline_is_new_by_its_id(facet: Facet) -> None:
+    """The network reports a date before our baseline (a skewed clock, or the creation
+    date of a post published later), but the post's id is above every id the wall
+    showed at the baseline: it was published since, and its likes are events. So is
+    a later unlike, which then has something to undo."""
+    first = Snap(LATER, frozenset({1, 2}), {"5": 1})
+    state, diff = step(
+        None,
+        chunk(
+            facet,
+            first,
+            baseline_at=BASE,
+            post_id=101,
+            posted_at=BASE - 60_000,
+            baseline_post_id=100,
+        ),
+    )
+    assert diff.outcome is Outcome.NEW
+    removed, added = UNDO_DO[facet]
+    assert [(c.kind, c.social_user_id) for c in changes(diff)] == (
+        [(added, 1)] if facet is Facet.COMMENTS else [(added, 1), (added, 2)]
+    )
+    then = Snap(LATEST, frozenset({2}), {})
+    _, diff = step(
+        state,
+        chunk(
+            facet,
+            then,
+            baseline_at=BASE,
+            post_id=101,
+            posted_at=BASE - 60_000,
+            baseline_post_id=100,
+        ),
+    )
+    assert [(c.kind, c.social_user_id) for c in changes(diff)] == [(removed, 1)]
+
+
+def test_old_post_is_old_by_its_id_even_when_dated_after_the_baseline() -> None:
+    """An id at or below the baseline's highest existed at the baseline: it slid into
+    the window (or the baseline run skipped it), whatever date it carries."""
+    snap = Snap(LATER, frozenset({1, 2}))
+    for post_id in (99, 100):
+        _, diff = step(
+            None,
+            chunk(
+                Facet.LIKES,
+                snap,
+                baseline_at=BASE,
+                post_id=post_id,
+                posted_at=LATER,
+                baseline_post_id=100,
+            ),
+        )
+        assert diff.outcome is Outcome.OLD_POST
+        assert list(changes(diff)) == []
+
+
+def test_an_empty_wall_at_the_baseline_makes_every_later_post_new() -> None:
+    snap = Snap(LATER, frozenset({1}))
+    _, diff = step(
+        None,
+        chunk(
+            Facet.LIKES, snap, baseline_at=BASE, post_id=1, posted_at=BASE - 1, baseline_post_id=0
+        ),
+    )
+    assert diff.outcome is Outcome.NEW and len(diff) == 1
+
+
 def test_a_members_bucket_without_state_after_the_baseline_is_reseeded_silently() -> None:
     """Lost detector state must not turn every current member into a join (and points)."""
     state, diff = step(
@@ -373,6 +449,12 @@ GOOD: dict[str, Any] = {
         ({"facet": Facet.MEMBERS}, "members chunk has no post_id"),
         ({"facet": Facet.MEMBERS, "post_id": None, "posted_at": BASE}, "has no posted_at"),
         ({"posted_at": -5}, "posted_at must be in"),
+        ({"baseline_post_id": -1}, "baseline_post_id must be in"),
+        ({"baseline_post_id": True}, "baseline_post_id must be an int"),
+        (
+            {"facet": Facet.MEMBERS, "post_id": None, "baseline_post_id": 3},
+            "has no baseline_post_id",
+        ),
         ({"snapshot_at": LATER * 1000}, "snapshot_at must be in"),
         ({"facet": Facet.MEMBERS, "post_id": None, "bucket": -1}, "bucket must be in"),
         ({"facet": Facet.REPOSTS, "network": "ok"}, "'ok' has no reposts"),

@@ -62,6 +62,27 @@ def test_new_post_reports_the_baseline_as_its_previous_snapshot() -> None:
     assert all(isinstance(e, PostLiked) and e.previous_snapshot_at == T0 for e in got)
 
 
+def test_a_post_dated_before_the_baseline_but_newer_by_id_gives_like_events() -> None:
+    """The record as the collector publishes it: the date predates the baseline, the
+    id is above the baseline's highest, so the likes are PostLiked events."""
+    likes = PostLikesChunk(
+        snapshot_at=T1,
+        baseline_at=T0,
+        post_id=8,
+        posted_at=T0 - timedelta(hours=1),
+        baseline_post_id=7,
+        user_ids=(9, 2),
+        **COMMON,
+    )
+    chunk = to_chunk(likes)
+    assert chunk.baseline_post_id == 7
+    _, diff = advance(None, chunk, 0)
+    assert [e.social_user_id for e in events(diff, chunk, T1)] == ["2", "9"]
+    older = to_chunk(likes.model_copy(update={"post_id": 7}))
+    _, diff = advance(None, older, 0)
+    assert list(events(diff, older, T1)) == []
+
+
 def test_comments_are_sorted_by_id_and_keep_their_authors() -> None:
     comments = PostCommentsChunk(
         snapshot_at=T1,
