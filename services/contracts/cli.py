@@ -37,15 +37,19 @@ def _settle(admin: Any, specs: list[TopicSpec], wait_s: float) -> list[TopicPlan
 
 def _catalog() -> list[TopicSpec]:
     """The catalog for this environment: TOPIC_* and the rules worker's group."""
-    from services.contracts.topics import RULES_APP_ID, catalog
+    from services.contracts.topics import DETECTOR_APP_ID, RULES_APP_ID, catalog
 
-    return catalog(rules_app_id=os.environ.get("RULES_APP_ID", RULES_APP_ID))
+    return catalog(
+        rules_app_id=os.environ.get("RULES_APP_ID", RULES_APP_ID),
+        detector_app_id=os.environ.get("DETECTOR_APP_ID", DETECTOR_APP_ID),
+    )
 
 
 @topics_app.command("list")
 def list_topics() -> None:
     """Print the catalog (names include TOPIC_PREFIX; the rules worker's internal
-    topics are named for RULES_APP_ID), one topic a line."""
+    topics are named for RULES_APP_ID, the detector's for DETECTOR_APP_ID), one topic
+    a line."""
     specs = _catalog()
     width = max(len(spec.name) for spec in specs)
     typer.echo(f"{'topic':<{width}}  partitions  rf  retention.ms  cleanup  key / records")
@@ -68,8 +72,9 @@ def ensure(
 ) -> None:
     """Create missing topics and report drift. Exit 0 when in sync, 1 when drift remains.
 
-    Includes the rules worker's internal topics (RULES_APP_ID names them), so every
-    topic exists with the right partitions before any worker starts."""
+    Includes the rules worker's and the detector's internal topics (RULES_APP_ID and
+    DETECTOR_APP_ID name them), so every topic exists with the right partitions before
+    any worker starts."""
     from services.contracts.topics import apply, observe, plan
     from services.runtime import kafka
     from services.runtime.settings import KafkaSettings

@@ -173,7 +173,9 @@ def _finish_value(name: str, value: Any, expected: tuple[type, ...] | None) -> R
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise DecodeError(f"{name} record fails validation: {exc.errors()[0]['msg']}") from exc
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise DecodeError(f"{name} record fails validation: {where}: {first['msg']}") from exc
 
 
 class SingleObjectCodec:

@@ -146,12 +146,68 @@ def rules_topics(settings: TopicSettings, app_id: str = RULES_APP_ID) -> list[To
     ]
 
 
+DETECTOR_APP_ID = "social-loyalty.detector"
+"""The detector's default Faust app id: its consumer group and its topics' stem."""
+
+DETECTOR_TABLES = ("keys", "groups")
+"""The detector's Faust tables; each has a changelog ``<app id>-<table>-changelog``."""
+
+
+def detector_topics(settings: TopicSettings, app_id: str) -> list[TopicSpec]:
+    """The detector's internal topics (services/detector/app.py), named as Faust names
+    them (``<app id>-<table>-changelog``; Faust does not know ``TOPIC_PREFIX``, so the
+    app id is the whole stem) plus its post-retirement broadcast. Each is partitioned
+    like ``social.snapshots``: Faust refuses a changelog with another count, and so
+    does the detector before it starts."""
+    parts, rf = settings.partitions, settings.replication_factor
+    compacted = {"cleanup.policy": "compact", "retention.ms": "-1"}
+    if rf >= 3:
+        compacted["min.insync.replicas"] = "2"
+
+    def internal(name: str, configs: dict[str, str], description: str) -> TopicSpec:
+        return TopicSpec(
+            name,
+            "see description",
+            (),
+            parts,
+            rf,
+            configs,
+            ("detector",),
+            ("detector",),
+            description,
+            partitioner="murmur2_random",
+        )
+
+    tables = {
+        "keys": "The keys table (snapshot key -> the key's last state), partitioned like "
+        "social.snapshots.",
+        "groups": "The groups table (manifest key -> the run's posts), partitioned like "
+        "social.snapshots.",
+    }
+    return [
+        *(
+            internal(f"{app_id}-{table}-changelog", compacted, tables[table])
+            for table in DETECTOR_TABLES
+        ),
+        internal(
+            f"{app_id}-post-retirements",
+            _configs(7 * DAY_MS, settings),
+            "Posts that left a group's collection window, sent to every partition (compact JSON).",
+        ),
+    ]
+
+
 def catalog(
-    settings: TopicSettings | None = None, *, rules_app_id: str = RULES_APP_ID
+    settings: TopicSettings | None = None,
+    *,
+    rules_app_id: str = RULES_APP_ID,
+    detector_app_id: str | None = None,
 ) -> list[TopicSpec]:
     """Every topic of the system, named with the settings' prefix (the rules worker's
-    internal topics for the group ``rules_app_id``)."""
+    internal topics for the group ``rules_app_id``, the detector's for the Faust app
+    ``detector_app_id``, by default ``DETECTOR_APP_ID`` behind the prefix)."""
     settings = settings or TopicSettings()
+    detector = detector_app_id if detector_app_id is not None else settings.name(DETECTOR_APP_ID)
     parts, rf = settings.partitions, settings.replication_factor
 
     def command_topic(base: str, types: tuple[str, ...], consumer: str) -> TopicSpec:
@@ -222,6 +278,7 @@ def catalog(
             "Messages a consumer could not process, with the reason.",
         ),
         *rules_topics(settings, rules_app_id),
+        *detector_topics(settings, detector),
     ]
 
 

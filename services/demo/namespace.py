@@ -82,7 +82,8 @@ def reset_kafka(settings: KafkaSettings, topics: TopicSettings) -> None:
     admin = kafka.admin(settings, "namespace-reset")
     _delete_groups(admin, topics.prefix)
     _delete_topics(admin, topics.prefix)
-    specs = catalog(topics, rules_app_id=f"{topics.prefix.rstrip('.')}.rules")
+    stem = topics.prefix.rstrip(".")
+    specs = catalog(topics, rules_app_id=f"{stem}.rules", detector_app_id=f"{stem}.detector")
     for _attempt in range(60):
         # Topic deletion is asynchronous on the broker: retry creation until it is accepted.
         try:

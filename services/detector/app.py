@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.contracts import (
     DeadLetter,
@@ -51,7 +51,9 @@ from services.contracts import (
     RunManifest,
     make_codec,
 )
-from services.contracts.topics import DEADLETTER, EVENTS, SNAPSHOTS
+from services.contracts.bounds import INT64_MAX, PositiveId
+from services.contracts.models import Network
+from services.contracts.topics import DEADLETTER, EVENTS, SNAPSHOTS, detector_topics
 from services.detector.diff import Facet, InvalidChunkError, forget_posts
 from services.detector.faust_app import ReadCommittedApp, broker_credentials
 from services.detector.history import KeyHistory, advance, retire_history
@@ -183,10 +185,13 @@ class Detector:
             )
         return self._sender
 
+    def _not_ready(self) -> str | None:
+        if self.app.crash_reason is not None:
+            return f"crashed: {self.app.crash_reason!r}"
+        return None if self.ready else "not assigned yet"
+
     async def _serve(self) -> None:
-        app = http.create_app(
-            "detector", lambda: None if self.ready else "not assigned yet", self.registry
-        )
+        app = http.create_app("detector", self._not_ready, self.registry)
         await http.start(app, self.settings.worker_host, self.settings.worker_port)
 
     async def _agent(self, stream: Any) -> AsyncIterator[None]:
@@ -197,8 +202,7 @@ class Detector:
                     self.metrics.chunks.labels("repeated").inc()
             except (ProduceFailedError, RangeReadError) as exc:
                 log.error("stopping: %s", exc)
-                await self.app.crash(exc)
-                raise
+                raise  # ReadCommittedApp._on_agent_error crashes the worker
             yield None
 
     def _send(
@@ -238,25 +242,39 @@ class Detector:
     # ------------------------------------------------------------- handling
 
     async def handle(self, source: Record) -> None:
-        """Process one record of the source topics (inside Faust's stream loop)."""
+        """Process one record of the source topics (inside Faust's stream loop).
+
+        The bad-record policy: a record that cannot be decoded, validated or applied is
+        a dead letter and the stream goes on; only a broker that does not take our
+        output (``ProduceFailedError``, ``RangeReadError``) stops the worker, so the
+        record is read again after a restart instead of being lost."""
+        try:
+            await self._handle(source)
+        except (ProduceFailedError, RangeReadError):
+            raise
+        except Exception as exc:
+            if not isinstance(exc, DecodeError | DetectorInputError | ValidationError):
+                log.exception(
+                    "unexpected failure on %s[%d]@%d", source.topic, source.partition, source.offset
+                )
+            await self._dead_letter(exc, source)
+
+    async def _handle(self, source: Record) -> None:
         if source.topic == self.names.retirements:
             await self._retire(source.partition, source.value)
             return
-        try:
-            record = self.codec.decode(source.value, source.topic, _SNAPSHOT_CLASSES)
-            if not isinstance(record, _SNAPSHOT_CLASSES):
-                raise InvalidChunkError(f"not a snapshot record: {type(record).__name__}")
-            expected_key = record.key().to_bytes()
-            if source.key != expected_key:
-                raise InvalidChunkError(
-                    f"record key {source.key!r} does not match its content {expected_key!r}"
-                )
-            if isinstance(record, RunManifest):
-                await self._manifest(record)
-            else:
-                await self._chunk(expected_key, source.partition, record)
-        except (DecodeError, DetectorInputError) as exc:
-            await self._dead_letter(exc, source)
+        record = self.codec.decode(source.value, source.topic, _SNAPSHOT_CLASSES)
+        if not isinstance(record, _SNAPSHOT_CLASSES):
+            raise InvalidChunkError(f"not a snapshot record: {type(record).__name__}")
+        expected_key = record.key().to_bytes()
+        if source.key != expected_key:
+            raise InvalidChunkError(
+                f"record key {source.key!r} does not match its content {expected_key!r}"
+            )
+        if isinstance(record, RunManifest):
+            await self._manifest(record)
+        else:
+            await self._chunk(expected_key, source.partition, record)
 
     async def _chunk(self, key: bytes, partition: int, record: SnapshotChunkModel) -> None:
         started = time.perf_counter()
@@ -317,17 +335,17 @@ class Detector:
         self.metrics.chunks.labels("manifest").inc()
 
     async def _retire(self, partition: int, value: bytes | None) -> None:
-        notice = json.loads(value or b"{}")
-        for post_id in notice["post_ids"]:
+        notice = RetirementNotice.model_validate_json(value or b"")
+        for post_id in notice.post_ids:
             for facet in _POST_FACETS:
-                key = f"{notice['network']}:{notice['group_id']}:{facet.value}:{post_id}".encode()
+                key = f"{notice.network.value}:{notice.group_id}:{facet.value}:{post_id}".encode()
                 raw = self.keys.get(key)
                 if raw is None:
                     continue
                 history = KeyHistory.from_bytes(raw)
                 if history.partition != partition:
                     continue
-                tomb = retire_history(history, int(notice["snapshot_at"]))
+                tomb = retire_history(history, notice.snapshot_at)
                 if tomb is not None:
                     self.keys[key] = tomb.to_bytes()
         self.metrics.chunks.labels("retirement").inc()
@@ -338,37 +356,53 @@ class Detector:
         self._in_order.close()
 
 
+class RetirementNotice(BaseModel):
+    """A record of the internal post-retirements topic (written by ``_manifest``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    network: Network
+    group_id: PositiveId
+    snapshot_at: int = Field(ge=0, le=INT64_MAX)
+    post_ids: list[PositiveId] = Field(max_length=1_000_000)
+
+
+class TopicLayoutError(RuntimeError):
+    """The cluster's topics are not what the detector needs; the message says what to do."""
+
+
 def _topics(settings: DetectorSettings) -> _Topics:
-    """Resolve topic names; create the internal retirement topic beside the snapshots."""
+    """Resolve topic names and check the internal topics before Faust sees them.
+
+    Faust joins the group and then checks its changelogs; a changelog missing (not yet
+    in the metadata on a fresh broker) or with the wrong partition count crashed the
+    agent inside a process that stayed up. ``topics ensure`` creates every internal
+    topic from the catalog before any worker starts, and this refuses to start, naming
+    the topic and the fix, when that has not happened."""
     names = settings.topics
     snapshots = names.name(SNAPSHOTS)
-    retirements = f"{settings.app_id}-post-retirements"
     admin = kafka.admin(settings.kafka, "detector-admin")
     kafka.check_reachable(settings.kafka)
     metadata = admin.list_topics(timeout=settings.kafka.connect_timeout_s)
+    ensure_hint = (
+        f"run `social-loyalty topics ensure` with DETECTOR_APP_ID={settings.app_id} "
+        f"and TOPIC_PREFIX={names.prefix!r}"
+    )
     if snapshots not in metadata.topics:
-        raise RuntimeError(
-            f"topic {snapshots!r} does not exist; create the catalog first "
-            "(`python -m services.cli topics ensure`)"
-        )
+        raise TopicLayoutError(f"topic {snapshots!r} does not exist; {ensure_hint}")
     partitions = len(metadata.topics[snapshots].partitions)
-    if retirements not in metadata.topics:
-        futures = admin.create_topics(
-            [
-                NewTopic(
-                    retirements,
-                    partitions,
-                    settings.topics.replication_factor,
-                    config={"retention.ms": str(7 * 86_400_000)},
-                )
-            ]
-        )
-        for future in futures.values():
-            try:
-                future.result(settings.kafka.connect_timeout_s)
-            except Exception as exc:  # another worker created it first
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
+    for spec in detector_topics(names, settings.app_id):
+        found = metadata.topics.get(spec.name)
+        if found is None or found.error is not None:
+            raise TopicLayoutError(f"internal topic {spec.name!r} does not exist; {ensure_hint}")
+        if len(found.partitions) != partitions:
+            raise TopicLayoutError(
+                f"internal topic {spec.name!r} has {len(found.partitions)} partitions but "
+                f"{snapshots!r} has {partitions}: partition n of it must hold the state of "
+                f"partition n of {snapshots!r}. Delete it (its state is rebuilt from the "
+                f"snapshots) and {ensure_hint} with TOPIC_PARTITIONS={partitions}"
+            )
+    retirements = f"{settings.app_id}-post-retirements"
     return _Topics(snapshots, names.name(EVENTS), names.name(DEADLETTER), retirements, partitions)
 
 

@@ -30,9 +30,13 @@ def worker(
     """
     import faust
 
-    from services.detector.app import create_app
+    from services.detector.app import TopicLayoutError, create_app
 
-    detector = create_app()
+    try:
+        detector = create_app()
+    except TopicLayoutError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     try:
         faust.Worker(detector.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:

@@ -16,6 +16,7 @@ for good after an aborted transaction (see ``_ReadCommittedConsumer._new_offset`
 from __future__ import annotations
 
 import bisect
+import logging
 import ssl
 from typing import Any, cast
 
@@ -23,6 +24,8 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from services.runtime.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -96,6 +99,15 @@ class ReadCommittedApp(faust.App):
 
     def _new_transport(self) -> Any:
         return self.transport_class(self.conf.broker_consumer, self)
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """An agent that fails ends the worker (non-zero exit) instead of leaving a
+        process that is up and derives nothing: Faust's default restarts the agent,
+        and an error that recurs on every start (a changelog it cannot use) then
+        looks healthy from outside. A supervisor restarts the worker."""
+        await super()._on_agent_error(agent, exc)
+        log.error("agent %s failed, stopping the worker: %r", getattr(agent, "name", agent), exc)
+        await self.crash(exc)
 
 
 def broker_credentials(settings: KafkaSettings) -> Any:

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from services.contracts.topics import TopicSettings, catalog, ensure
 from services.ops.supervisor import ServiceFailedError, ServiceSpec, Supervisor
-from services.ops.system import Ports, service_specs
+from services.ops.system import Ports, app_stem, service_specs
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
 
@@ -60,7 +60,9 @@ def up(
         console.print(f"[red]{exc}[/]\nStart the stack with ./run stack start.")
         raise typer.Exit(1) from exc
     admin = kafka.admin(settings, "ops")
-    specs = catalog(TopicSettings())
+    topics = TopicSettings()
+    stem = app_stem(topics.prefix)
+    specs = catalog(topics, rules_app_id=f"{stem}.rules", detector_app_id=f"{stem}.detector")
     for line in ensure(admin, specs, fix=False):
         console.print(f"topics: {line}")
     stop = threading.Event()

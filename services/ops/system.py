@@ -31,6 +31,12 @@ def _url(port: int, path: str = "/readyz") -> str:
     return f"http://127.0.0.1:{port}{path}"
 
 
+def app_stem(prefix: str) -> str:
+    """The stem of the consumer groups and Faust app ids for a topic prefix: the
+    services get ``<stem>.rules``, ``<stem>.detector`` and so on."""
+    return prefix.rstrip(".") or "social-loyalty"
+
+
 def service_specs(
     *,
     prefix: str,
@@ -44,7 +50,7 @@ def service_specs(
     ``prefix`` names the topics (``TOPIC_PREFIX``), consumer groups and Faust app
     ids, so a run is isolated from any other on the same cluster.
     """
-    app = prefix.rstrip(".") or "social-loyalty"
+    app = app_stem(prefix)
     specs: list[ServiceSpec] = []
     if simulator:
         specs.append(

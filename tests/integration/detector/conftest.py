@@ -175,8 +175,8 @@ class Stack:
             event = self.codec.decode(msg.value(), topic, tuple(EVENT_TYPES.values()))  # type: ignore[attr-defined]
             self.seen.append((msg.key(), event))  # type: ignore[attr-defined,arg-type]
 
-    def dead_letters(self, count: int) -> list[DeadLetter]:
-        """The first ``count`` dead letters of the private catalog."""
+    def dead_letters(self, count: int, original_topic: str | None = None) -> list[DeadLetter]:
+        """The first ``count`` dead letters of the private catalog (of one source topic)."""
         topic = self.topics.name(DEADLETTER)
         consumer = kafka.consumer(self.kafka_settings, f"dl-{uuid.uuid4().hex}")
         consumer.subscribe([topic])
@@ -191,7 +191,8 @@ class Stack:
                     continue
                 letter = self.codec.decode(msg.value(), topic, (DeadLetter,))
                 assert isinstance(letter, DeadLetter)
-                letters.append(letter)
+                if original_topic in (None, letter.original_topic):
+                    letters.append(letter)
         finally:
             consumer.close()
         return letters
@@ -291,22 +292,28 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     topics = TopicSettings(prefix=f"t.det.{tag}.", partitions=3)
     admin = kafka.admin(settings)
-    apply(admin, plan(catalog(topics), {}), fix=False)
-    stack = Stack(
-        settings, topics, f"t.social-loyalty.detector.{tag}", tmp_path_factory.mktemp("det")
-    )
+    app_id = f"t.social-loyalty.detector.{tag}"
+    apply(admin, plan(catalog(topics, detector_app_id=app_id), {}), fix=False)
+    stack = Stack(settings, topics, app_id, tmp_path_factory.mktemp("det"))
     yield stack
     stack.reader.close()
 
 
-@pytest.fixture(scope="module")
-def worker(stack: Stack, kafka_bootstrap: str) -> Iterator[Worker]:
-    env = {
+def stack_env(stack: Stack) -> dict[str, str]:
+    """The environment of a detector worker on the stack's private catalog."""
+    return {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_settings.bootstrap_servers,
         "TOPIC_PREFIX": stack.topics.prefix,
-        "TOPIC_PARTITIONS": "3",
+        "TOPIC_PARTITIONS": str(stack.topics.partitions),
         "DETECTOR_APP_ID": stack.app_id,
+    }
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack) -> Iterator[Worker]:
+    env = {
+        **stack_env(stack),
         "DETECTOR_STORE": "rocksdb://",
         "DETECTOR_DATA_DIR": str(stack.data_dir),
         "DETECTOR_WORKER_PORT": "0",

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 from services.contracts import DomainEvent, GroupJoined, PostLiked, RunManifest, SnapshotChunk
+from services.contracts.topics import apply, catalog, plan
 from services.detector.history import KeyHistory, advance
 from services.detector.mapping import events, to_chunk
-from tests.integration.detector.conftest import Post, Stack, Worker, at, run_chunks
+from services.runtime import kafka
+from tests.integration.detector.conftest import (
+    REPO,
+    Post,
+    Stack,
+    Worker,
+    at,
+    run_chunks,
+    stack_env,
+)
 
 
 def _what(event: DomainEvent) -> tuple[str, str, int | None, str | None]:
@@ -99,6 +113,64 @@ def test_aborted_run_produces_nothing_and_bad_records_are_dead_lettered(
     assert letters[0].key == b"vk:111:members:0"
     assert letters[0].consumer_group == stack.app_id
     assert "magic" in letters[0].reason or "single-object" in letters[0].reason, letters[0].reason
+
+
+def test_poisoned_retirement_notices_are_dead_lettered_and_the_stream_goes_on(
+    stack: Stack, worker: Worker
+) -> None:
+    """Garbage on the detector's internal post-retirements topic stopped its agent;
+    now each bad notice is a dead letter with its reason and later records flow."""
+    retirements = f"{stack.app_id}-post-retirements"
+    producer = kafka.producer(stack.kafka_settings, "poison")
+    poison = [b"not json", b"[]", b'{"network": "vk"}', b'{"network": "vk", "group_id": 1, '
+              b'"snapshot_at": 0, "post_ids": ["x"]}']  # fmt: skip
+    for value in poison:
+        producer.produce(retirements, value, b"vk:1:manifest:0", partition=0)
+    producer.flush(30)
+    marker = 113
+    stack.publish(run_chunks(marker, at(0), at(0), set(), [], buckets=1))
+    stack.publish(run_chunks(marker, at(10), at(0), {8}, [], buckets=1))
+    stack.poll_events(lambda _: len(stack.events_of(marker)) == 1, "the join after the poison")
+    letters = stack.dead_letters(len(poison), original_topic=retirements)
+    assert sorted(letter.value or b"" for letter in letters) == sorted(poison)
+    assert {letter.original_partition for letter in letters} == {0}
+    assert all(letter.error_class.endswith("ValidationError") for letter in letters), letters
+    assert worker.alive()
+
+
+def test_a_changelog_with_the_wrong_partition_count_is_refused_before_start(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """On a fresh broker Faust met a changelog it could not use and stopped silently;
+    the worker now checks its internal topics first and exits 2, saying what to do."""
+    app_id = f"{stack.app_id}.wrong"
+    specs = catalog(stack.topics, detector_app_id=app_id)
+    wrong = f"{app_id}-groups-changelog"
+    specs = [replace(s, partitions=1) if s.name == wrong else s for s in specs]
+    specs = [s for s in specs if s.name.startswith(app_id)]
+    apply(kafka.admin(stack.kafka_settings), plan(specs, {}), fix=False)
+    env = {**stack_env(stack), "DETECTOR_APP_ID": app_id, "DETECTOR_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.detector", "worker"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"internal topic {wrong!r} has 1 partitions" in done.stderr
+    assert "topics ensure" in done.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "services.detector", "worker"],
+        cwd=REPO,
+        env={**env, "DETECTOR_APP_ID": f"{app_id}.none"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2, missing.stderr[-2000:]
+    assert "does not exist" in missing.stderr
 
 
 def _expected_ids(runs: list[list[SnapshotChunk]]) -> set[str]:

@@ -28,6 +28,8 @@ def test_catalog_has_the_decided_topics_and_retention() -> None:
         "loyalty.commands.mailing", "loyalty.commands.counter", "loyalty.outcomes",
         "loyalty.deadletter", "social-loyalty.rules.by-member",
         "social-loyalty.rules.links-changelog", "social-loyalty.rules.members-changelog",
+        "social-loyalty.detector-keys-changelog", "social-loyalty.detector-groups-changelog",
+        "social-loyalty.detector-post-retirements",
     }  # fmt: skip
     assert specs["social.events"].configs["retention.ms"] == "-1"
     assert specs["social.events"].cleanup_policy == "delete"
@@ -47,6 +49,20 @@ def test_the_rules_workers_internal_topics_are_in_the_catalog_with_their_partiti
     assert specs["loyalty.commands.bonus"].partitioner == "murmur2_random"
     assert specs["x.rules.by-member"].partitioner == "murmur2_random"
     assert specs["social.events"].partitioner == "consistent_random"
+
+
+def test_the_detectors_internal_topics_are_named_as_faust_names_them() -> None:
+    """Faust names a table's changelog ``<app id>-<table>-changelog`` and knows no
+    prefix, so the catalog takes the app id whole; by default it is the prefixed
+    ``social-loyalty.detector``, so a test's catalog never touches another's."""
+    specs = {spec.name: spec for spec in catalog(SETTINGS, detector_app_id="d.det")}
+    assert specs["d.det-keys-changelog"].cleanup_policy == "compact"
+    assert specs["d.det-groups-changelog"].retention_ms == -1
+    assert specs["d.det-post-retirements"].cleanup_policy == "delete"
+    prefixed = TopicSettings(prefix="t.x.", partitions=3)
+    names = {spec.name for spec in catalog(prefixed)}
+    assert "t.x.social-loyalty.detector-keys-changelog" in names
+    assert all(name.startswith("t.x.") for name in names)
 
 
 def test_every_command_type_has_exactly_one_command_topic() -> None:
