@@ -89,6 +89,8 @@ class RunMeta:
     snapshot_at: datetime
     baseline_at: datetime
     bucket_count: int
+    baseline_post_id: int | None = None
+    """The highest post id the group's baseline run saw; ``None`` if not recorded."""
 
 
 def bucket_members(member_ids: IdArray, bucket_count: int) -> list[IdArray]:
@@ -175,7 +177,12 @@ def _chunks(collected: Collected, members: IdArray, meta: RunMeta) -> Iterator[S
     for post in sorted(collected.posts, key=lambda p: p.post.id):
         if post.post.id in skipped_posts:
             continue
-        on_post = {**common, "post_id": post.post.id, "posted_at": _seconds(post.post.date)}
+        on_post = {
+            **common,
+            "post_id": post.post.id,
+            "posted_at": _seconds(post.post.date),
+            "baseline_post_id": meta.baseline_post_id,
+        }
         count += 2
         yield PostLikesChunk(**on_post, user_ids=tuple(post.likers.tolist()))
         yield PostCommentsChunk(

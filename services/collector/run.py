@@ -137,6 +137,7 @@ class Collector:
         sent = 0
         client: VkClient | OkClient | None = None
         collected = Collected(group.network, group.group_id)
+        baseline_post_id = start.baseline_post_id
         try:
             client_settings = group.client_settings(self.environ)
             limiter = self._limiter(group, client_settings)
@@ -146,6 +147,8 @@ class Collector:
                 client = OkClient(client_settings, limiter=limiter)
             async with client:
                 items = await self._read(group, client, start.expected_members)
+            # The baseline run's highest post id is what later runs tell new posts by.
+            baseline_post_id = client.newest_post_id if start.baseline else start.baseline_post_id
             collected = Collected.gather(group.network, group.group_id, items)
             check_member_drop(
                 group.name,
@@ -156,7 +159,13 @@ class Collector:
             )
             chunks = build_chunks(
                 collected,
-                RunMeta(run_id, start.snapshot_at, start.baseline_at, group.bucket_count),
+                RunMeta(
+                    run_id,
+                    start.snapshot_at,
+                    start.baseline_at,
+                    group.bucket_count,
+                    baseline_post_id,
+                ),
             )
             sent = await asyncio.to_thread(
                 self.publisher.publish, group.network, group.group_id, chunks
@@ -179,6 +188,7 @@ class Collector:
                 collected=collected,
                 sent=0,
                 began=began,
+                baseline_post_id=baseline_post_id,
             )
             raise
         except Exception as exc:
@@ -194,6 +204,7 @@ class Collector:
             collected=collected,
             sent=sent,
             began=began,
+            baseline_post_id=baseline_post_id,
         )
         log.info(
             "%s: run %s %s (%d messages, %.1fs)%s",
@@ -204,7 +215,7 @@ class Collector:
             summary.duration_s,
             f": {reason}" if reason else "",
         )
-        return dataclasses.replace(summary, baseline=start.snapshot_at == start.baseline_at)
+        return dataclasses.replace(summary, baseline=start.baseline)
 
     async def _finish(
         self,
@@ -218,6 +229,7 @@ class Collector:
         collected: Collected,
         sent: int,
         began: float,
+        baseline_post_id: int | None,
     ) -> RunSummary:
         counters: CountersSnapshot | None = client.counters if client is not None else None
         skips = client.skips if client is not None else ()
@@ -232,6 +244,7 @@ class Collector:
                 for s in skips
             ],
             messages_published=sent,
+            baseline_post_id=baseline_post_id,
         )
         await asyncio.shield(store.finish(run_id, status, stats, reason))
         duration = time.monotonic() - began

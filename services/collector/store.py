@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS {schema}.runs (
     messages_published integer NOT NULL DEFAULT 0,
     reason             text
 );
+ALTER TABLE {schema}.runs ADD COLUMN IF NOT EXISTS baseline_post_id bigint;
 CREATE INDEX IF NOT EXISTS runs_by_group ON {schema}.runs (network, group_id, started_at DESC);
 CREATE INDEX IF NOT EXISTS runs_by_start ON {schema}.runs (started_at DESC);
 CREATE TABLE IF NOT EXISTS {schema}.links (
@@ -138,6 +139,14 @@ class RunStart:
     expected_members: int | None
     rebaselined: bool
     """True when this run starts a new baseline although the group ran before."""
+    baseline_post_id: int | None = None
+    """The highest post id the baseline run saw, carried like ``baseline_at``; ``None``
+    on a baseline run (it is what this run will read) and for a baseline recorded
+    before the column existed."""
+
+    @property
+    def baseline(self) -> bool:
+        return self.snapshot_at == self.baseline_at
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,8 @@ class RunStats:
     errors_by_code: Mapping[int, int] | None = None
     skipped: Sequence[Mapping[str, object]] = ()
     messages_published: int = 0
+    baseline_post_id: int | None = None
+    """A baseline run's highest post id, recorded for the runs after it (never unset)."""
 
 
 class RunStore:
@@ -162,8 +173,9 @@ class RunStore:
         """Record a new running run; call with the group lock held.
 
         Rows still ``running`` for the group belong to a process that died (we hold the
-        lock), so they are closed as failed first. ``baseline_at`` is carried from the
-        last succeeded run; a first run, or a changed ``bucket_count``, starts a new one.
+        lock), so they are closed as failed first. ``baseline_at`` (and the baseline's
+        highest post id) is carried from the last succeeded run; a first run, or a
+        changed ``bucket_count``, starts a new one.
         """
         started = now_millis()
         await self._conn.execute(
@@ -176,7 +188,7 @@ class RunStore:
         )
         cur = await self._conn.execute(
             sql.SQL(
-                "SELECT baseline_at, bucket_count, members FROM {} "
+                "SELECT baseline_at, bucket_count, members, baseline_post_id FROM {} "
                 "WHERE network = %s AND group_id = %s AND status = 'succeeded' "
                 "ORDER BY started_at DESC LIMIT 1"
             ).format(self._runs),
@@ -185,14 +197,25 @@ class RunStore:
         last = await cur.fetchone()
         same_buckets = last is not None and last[1] == bucket_count
         baseline_at = last[0] if last is not None and same_buckets else started
+        baseline_post_id = last[3] if last is not None and same_buckets else None
         stamp = started.strftime("%Y%m%dT%H%M%S%f")[:-3]
         run_id = f"{network}-{group_id}-{stamp}-{uuid.uuid4().hex[:6]}"
         await self._conn.execute(
             sql.SQL(
                 "INSERT INTO {} (run_id, network, group_id, started_at, snapshot_at, baseline_at, "
-                "status, bucket_count) VALUES (%s, %s, %s, %s, %s, %s, 'running', %s)"
+                "status, bucket_count, baseline_post_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, 'running', %s, %s)"
             ).format(self._runs),
-            (run_id, network, group_id, started, started, baseline_at, bucket_count),
+            (
+                run_id,
+                network,
+                group_id,
+                started,
+                started,
+                baseline_at,
+                bucket_count,
+                baseline_post_id,
+            ),
         )
         return RunStart(
             run_id=run_id,
@@ -200,6 +223,7 @@ class RunStore:
             baseline_at=baseline_at.astimezone(UTC),
             expected_members=None if last is None else last[2],
             rebaselined=last is not None and not same_buckets,
+            baseline_post_id=baseline_post_id,
         )
 
     async def finish(
@@ -210,7 +234,8 @@ class RunStore:
             sql.SQL(
                 "UPDATE {} SET status = %s, ended_at = %s, reason = %s, api_requests = %s, "
                 "api_calls = %s, objects_read = %s, members = %s, errors_by_code = %s, "
-                "skipped = %s, messages_published = %s WHERE run_id = %s"
+                "skipped = %s, messages_published = %s, "
+                "baseline_post_id = COALESCE(baseline_post_id, %s) WHERE run_id = %s"
             ).format(self._runs),
             (
                 status,
@@ -223,6 +248,7 @@ class RunStore:
                 json.dumps(errors),
                 json.dumps(list(stats.skipped)),
                 stats.messages_published,
+                stats.baseline_post_id,
                 run_id,
             ),
         )

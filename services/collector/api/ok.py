@@ -255,6 +255,7 @@ class OkClient(ApiClient):
             f"ok:group:{group_id}",
             stop=enough,
         )
+        self.newest_post_id = max((int(t["id"]) for t in topics), default=0)
         posts = sorted(
             {int(t["id"]): Post(id=int(t["id"]), date=_topic_date(t)) for t in topics}.values(),
             key=lambda post: (post.date, post.id),

@@ -220,6 +220,11 @@ class ApiClient:
         self._base_url = base_url
         self._clock = clock
         self._skips: list[Skip] = []
+        self.newest_post_id: int | None = None
+        """The highest post id the wall (VK) or topic list (OK) showed in this client's
+        last ``recent_posts``, window or not; 0 for an empty wall, ``None`` before a read.
+        Post ids grow per wall as posts are published: a baseline's highest id tells
+        later posts from earlier ones without trusting any clock."""
 
     async def __aenter__(self) -> Self:
         return self

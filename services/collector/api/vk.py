@@ -374,6 +374,7 @@ class VkClient(ApiClient):
                 ):
                     break
                 offset += WALL_PAGE
+        self.newest_post_id = max(seen, default=0)
         posts = sorted(
             (Post(id=post_id, date=int(item["date"])) for post_id, item in seen.items()),
             key=lambda post: (post.date, post.id),

@@ -115,6 +115,23 @@ def test_ok_posts_have_no_reposts_chunk() -> None:
     assert not any(isinstance(c, PostRepostsChunk) for c in chunks)
 
 
+def test_every_post_chunk_carries_the_baselines_highest_post_id() -> None:
+    posts = [
+        PostFacets("vk", 7, Post(post_id, 1_767_000_000), sorted_ids([5]), sorted_ids([]), ())
+        for post_id in (40, 41)
+    ]
+    collected = Collected.gather("vk", 7, [GroupMembers("vk", 7, sorted_ids([5])), *posts])
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    chunks = list(build_chunks(collected, RunMeta("r", AT, base, 1, baseline_post_id=39)))
+    on_posts = [
+        c for c in chunks if isinstance(c, PostLikesChunk | PostCommentsChunk | PostRepostsChunk)
+    ]
+    assert len(on_posts) == 6
+    assert {c.baseline_post_id for c in on_posts} == {39}
+    unknown = list(build_chunks(collected, RunMeta("r", AT, base, 1)))
+    assert {getattr(c, "baseline_post_id", None) for c in unknown} == {None}
+
+
 @pytest.mark.parametrize(
     "items",
     [
