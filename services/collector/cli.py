@@ -105,12 +105,12 @@ def run(groups: GroupsOption = None) -> None:
     async def main() -> None:
         from services.collector.app import create_link_app
         from services.collector.scheduler import Scheduler
-        from services.runtime.http import start
+        from services.runtime.httpapi import start_api
 
         collector = await _prepare(settings)
         stop = asyncio.Event()
         _stop_on_signals(stop)
-        runner = await start(create_link_app(settings), settings.http_host, settings.http_port)
+        server = await start_api(create_link_app(settings), settings.http_host, settings.http_port)
         logging.getLogger(__name__).info(
             "collecting %d groups; link API on %s:%d",
             len(config.groups),
@@ -123,7 +123,7 @@ def run(groups: GroupsOption = None) -> None:
             )
             await scheduler.run(stop, grace_s=settings.shutdown_grace_s)
         finally:
-            await runner.cleanup()
+            await server.stop()
             collector.publisher.close()
 
     asyncio.run(main())
@@ -262,17 +262,17 @@ def link_api() -> None:
 
     async def main() -> None:
         from services.collector.app import create_link_app
-        from services.runtime.http import start
+        from services.runtime.httpapi import start_api
 
         stop = asyncio.Event()
         _stop_on_signals(stop)
-        runner = await start(create_link_app(settings), settings.http_host, settings.http_port)
+        server = await start_api(create_link_app(settings), settings.http_host, settings.http_port)
         logging.getLogger(__name__).info(
             "link API on %s:%d", settings.http_host, settings.http_port
         )
         with contextlib.suppress(asyncio.CancelledError):
             await stop.wait()
-        await runner.cleanup()
+        await server.stop()
 
     asyncio.run(main())
 

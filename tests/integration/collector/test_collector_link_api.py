@@ -21,7 +21,7 @@ from services.contracts.codec import SingleObjectCodec
 from services.contracts.models import ProfileLinked, ProfileUnlinked
 from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, plan
 from services.runtime import kafka
-from services.runtime.http import start
+from services.runtime.httpapi import running_api
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 DEADLINE_S = 60.0
@@ -59,13 +59,11 @@ def serve(
     settings: CollectorSettings, body: Callable[[httpx.AsyncClient], Awaitable[None]]
 ) -> None:
     async def main() -> None:
-        runner = await start(create_link_app(settings), "127.0.0.1", 0)
-        try:
-            port = runner.addresses[0][1]
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                await body(http)
-        finally:
-            await runner.cleanup()
+        async with (
+            running_api(create_link_app(settings), "127.0.0.1", 0) as server,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
+        ):
+            await body(http)
 
     asyncio.run(main())
 

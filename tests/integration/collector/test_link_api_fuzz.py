@@ -1,0 +1,86 @@
+"""The link API under fuzzing (its own OpenAPI document, real PostgreSQL and Kafka):
+no 5xx, and every route answers 2xx to at least one valid request; plus the
+requests that used to answer 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from services.collector.app import MAX_BODY, create_link_app
+from services.collector.settings import CollectorSettings
+from services.runtime.httpapi import BackgroundApi, serve_api_in_thread
+from tests.integration.api_fuzz import FuzzReport, call, fuzz
+from tests.integration.collector.test_collector_link_api import settings  # noqa: F401
+
+EXAMPLES = 40
+
+
+@pytest.fixture
+def served(settings: CollectorSettings) -> Iterator[tuple[BackgroundApi, str]]:  # noqa: F811
+    server = serve_api_in_thread(create_link_app(settings), "127.0.0.1", 0)
+    try:
+        yield server, f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def test_fuzz_link_api(
+    served: tuple[BackgroundApi, str],
+    settings: CollectorSettings,  # noqa: F811
+) -> None:
+    _, base = served
+    document = httpx.get(f"{base}/openapi.json").json()
+    report = FuzzReport()
+    link = {"member_id": "m-fuzz", "network": "vk", "social_user_id": "4242"}
+    call(base, report, "POST", "/v1/links", json=link)
+    call(base, report, "POST", "/v1/registrations", json={"network": "ok", "social_user_id": "7"})
+    call(
+        base,
+        report,
+        "GET",
+        "/v1/members/m-fuzz/links",
+        route="/v1/members/{member_id}/links",
+    )
+    call(base, report, "DELETE", "/v1/links/vk/4242", route="/v1/links/{network}/{social_user_id}")
+    fuzz(document, base, examples=EXAMPLES, report=report)
+    print(f"link API: {report.requests} requests; {report.summary()}")
+    assert report.server_errors == []
+    assert report.without_2xx() == []
+
+
+NESTED = b"[" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "status"),
+    [
+        ("DELETE", "/v1/links/vk/1%00", None, 400),
+        ("GET", "/v1/members/m%00/links", None, 400),
+        ("GET", "/v1/members/m-1/links?x=%00", None, 400),
+        ("GET", "/v1/members/m%FF/links", None, 400),
+        ("POST", "/v1/links", NESTED, 413),  # over the link API's body limit
+        ("POST", "/v1/links", b"[" * 1000 + b"]" * 1000, 400),
+        ("POST", "/v1/registrations", b'{"a":' * 70 + b"1" + b"}" * 70, 400),
+        ("POST", "/v1/links", b'{"member_id": "m\\u0000", "network": "vk"}', 400),
+        ("POST", "/v1/links", b'{"member_id": "m\xff"}', 400),
+        ("POST", "/v1/links", b"x" * (MAX_BODY + 1), 413),
+        ("POST", "/v1/links", b'{"limit": "a"b"}', 422),
+    ],
+)
+def test_requests_that_used_to_fail_are_refused_with_json(
+    served: tuple[BackgroundApi, str], method: str, path: str, content: bytes | None, status: int
+) -> None:
+    _, base = served
+    response = httpx.request(
+        method,
+        f"{base}{path}",
+        content=content,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body["error"], str) and isinstance(body["detail"], list)
