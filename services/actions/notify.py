@@ -336,11 +336,14 @@ class NotifyHandler(CommandHandler):
             return [], []
         items = []
         for cid, member, channel, template, params, marketing, st, sp, so, rk, rv, at in rows:
-            command = SendMessage(
+            # Rebuilt from a row written when the command was decoded (and validated);
+            # the row keeps no offer or source event, which sending does not need.
+            command = SendMessage.model_construct(
                 command_id=cid,
                 member_id=member,
                 offer_id="",
                 source_event_id="",
+                replay=False,
                 issued_at=at,
                 channel=Channel(channel),
                 template_id=template,
