@@ -32,6 +32,7 @@ from tests.integration.rules.harness import (
     produce_raw,
     unlinked,
     worker,
+    worker_ready,
 )
 
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
@@ -105,6 +106,39 @@ def test_linked_events_become_commands_and_offer_changes_apply_without_restart(
                 env.app_id,
             )
             assert "magic" in letter.reason
+    finally:
+        reader.close()
+
+
+def test_an_event_outside_the_contract_is_a_dead_letter_and_the_next_like_earns(
+    rules_env: Callable[[str], Env], tmp_path: Path
+) -> None:
+    """A ``PostLiked`` dated 9999-12-31 overflowed the engine's date arithmetic in a
+    loop; the contract's bounds now refuse it when it is decoded, so it is a dead
+    letter and the member's next like (same key, same partition) earns."""
+    env = rules_env("rules-bounds")
+    activate_examples(env, "likes-5-then-1")
+    reader = CommandReader(env)
+    far = liked("51", 1, T0 + timedelta(hours=1))
+    forged = m.PostLiked.model_construct(
+        **{**far.model_dump(), "observed_at": datetime(9999, 12, 31, tzinfo=UTC),
+           "snapshot_at": datetime(9999, 12, 31, tzinfo=UTC)}
+    )  # fmt: skip
+    good = liked("51", 2, T0 + timedelta(hours=2))
+    try:
+        with worker(env, tmp_path / "worker.log") as w:
+            w.wait_offers({"likes-5-then-1"})
+            produce(env, [linked("51", "M51", T0), forged, good])
+            got = reader.until(
+                lambda r: any(x.command.source_event_id == good.event_id for x in r),
+                "the credit of the like after the bad one",
+            )
+            assert all(x.command.source_event_id != far.event_id for x in got)
+            (letter,) = dead_letters(env, 1)
+            assert letter.key == b"vk:51" and letter.consumer_group == env.app_id
+            assert letter.error_class == "services.contracts.codec.DecodeError"
+            assert "outside" in letter.reason, letter.reason
+            assert worker_ready(w)
     finally:
         reader.close()
 
