@@ -69,7 +69,7 @@ def api(
     from services.rules.api import create_app
     from services.rules.settings import RulesSettings
     from services.rules.store import OfferStore
-    from services.runtime import http
+    from services.runtime import httpapi
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = RulesSettings()
@@ -77,7 +77,7 @@ def api(
     store.migrate()
 
     async def serve() -> None:
-        runner = await http.start(
+        server = await httpapi.start_api(
             create_app(store), host or settings.api_host, port or settings.api_port
         )
         stop = asyncio.Event()
@@ -86,7 +86,7 @@ def api(
             loop.add_signal_handler(sig, stop.set)
         logging.info("offers API on %s:%s", host or settings.api_host, port or settings.api_port)
         await stop.wait()
-        await runner.cleanup()
+        await server.stop()
 
     asyncio.run(serve())
 

@@ -1,9 +1,10 @@
-"""The offers HTTP API (port 8084): the same operations as ``social-loyalty offers``.
+"""The offers HTTP API (FastAPI, port 8084): the same operations as ``social-loyalty offers``.
 
-Bodies are JSON or YAML. An invalid offer
-answers 422 with ``{"error": ..., "errors": [{"field": ..., "message": ...}]}``.
-Store calls are short synchronous transactions, run on a thread so the loop
-keeps serving health probes.
+Bodies are JSON or YAML (at most 1 MiB, nested at most 64 deep, no YAML aliases).
+An invalid offer answers 422 with ``{"error": ..., "detail": [{"field": ...,
+"message": ...}], "errors": <the same list>}``. Store calls are short synchronous
+transactions, run on FastAPI's thread pool so the loop keeps serving health probes.
+The OpenAPI 3.1 document is at ``/openapi.json``, the docs page at ``/docs``.
 
     GET    /offers                      list (current versions)
     POST   /offers                      create            -> 201
@@ -16,52 +17,146 @@ keeps serving health probes.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+import json
+from typing import Annotated, Any, Final
 
 import yaml
-from aiohttp import web
+from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from services.rules.offers import OfferError
+from services.contracts.bounds import MAX_TEXT, NO_NUL_PATTERN
+from services.rules.offers import _NAME, Offer, OfferError
 from services.rules.store import OfferExistsError, OfferNotFoundError, OfferStore
-from services.runtime.http import create_app as create_base_app
+from services.runtime.httpapi import MAX_DEPTH, ErrorResponse, create_api
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(status: int, message: str, errors: list[dict[str, str]] | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message}
-    if errors is not None:
-        body["errors"] = errors
-    return web.json_response(body, status=status)
+MAX_BODY: Final = 1024 * 1024
+MAX_VERSION: Final = 2**31 - 1
+"""Versions are PostgreSQL ``integer``s."""
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+class _OfferLoader(yaml.SafeLoader):
+    """Safe YAML that refuses aliases (no exponential documents) and deep nesting."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "aliases are not allowed",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        depth = getattr(self, "_depth", 0)
+        if depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested deeper than {MAX_DEPTH}",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
+
+
+def _string_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "a string contains a NUL character"
     try:
-        return await handler(request)
-    except OfferError as exc:
-        return _error(422, str(exc), exc.errors)
-    except OfferNotFoundError as exc:
-        return _error(404, str(exc))
-    except OfferExistsError as exc:
-        return _error(409, str(exc))
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a string contains a lone surrogate"
+    return None
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    text = await request.text()
+def _text_problem(data: Any, depth: int = 0) -> str | None:
+    """A string (or key) PostgreSQL cannot store: a NUL or a lone surrogate."""
+    if depth > MAX_DEPTH:
+        return "nested too deep"
+    if isinstance(data, str):
+        return _string_problem(data)
+    items: list[Any] = []
+    if isinstance(data, dict):
+        items = [*data.keys(), *data.values()]
+    elif isinstance(data, list):
+        items = data
+    for item in items:
+        problem = _text_problem(item, depth + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The offer mapping in a JSON or YAML body, or ``OfferError`` (422)."""
+    text = raw.decode("utf-8", errors="replace")
     try:
-        data = yaml.safe_load(text)  # JSON is a subset of YAML
-    except yaml.YAMLError as exc:
-        raise OfferError(f"body is not valid JSON/YAML: {exc}") from exc
+        data = json.loads(text)
+    except ValueError:
+        try:
+            data = yaml.load(text, Loader=_OfferLoader)  # noqa: S506 - a SafeLoader subclass
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise OfferError(f"body is not valid JSON/YAML: {exc}") from None
+    except RecursionError:
+        raise OfferError("body is nested too deep") from None
     if not isinstance(data, dict):
         raise OfferError("the body must be an offer object")
+    problem = _text_problem(data)
+    if problem is not None:
+        raise OfferError(f"body refused: {problem}")
     return data
 
 
-def create_app(store: OfferStore) -> web.Application:
-    """The API on top of the shared /healthz /readyz /metrics app."""
+class OfferSummary(BaseModel):
+    id: str
+    name: str
+    active: bool
+    current_version: int
+    version: int
+    trigger: list[str]
+    updated_at: str
+
+
+class StoredOfferView(OfferSummary):
+    created_at: str
+    author: str | None
+    comment: str | None
+    body: dict[str, Any] = Field(description="The offer as stored (see the Offer schema).")
+
+
+class LoadedExamples(BaseModel):
+    created: list[str]
+
+
+OfferId = Annotated[str, Path(pattern=_NAME, description="The offer's id.")]
+Author = Annotated[
+    str | None,
+    Header(alias="X-Author", max_length=200, pattern=NO_NUL_PATTERN, description="Who saves it."),
+]
+Comment = Annotated[
+    str | None,
+    Query(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN, description="Why (kept with the version)."),
+]
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "An offer, as JSON or YAML (application/yaml).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Offer"}}},
+    }
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such offer (or version)."}
+}
+_INVALID_OFFER: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "An invalid offer, per field."}
+}
+
+
+def create_app(store: OfferStore) -> FastAPI:
+    """The API with /healthz /readyz /metrics from the shared API edge."""
 
     def ready() -> str | None:
         try:
@@ -71,59 +166,119 @@ def create_app(store: OfferStore) -> web.Application:
         return None
 
     # A probe costs one short query; with PG down it answers 503 within the connect timeout.
-    app = create_base_app("rules-api", ready=ready)
-    app.middlewares.append(_errors)
+    app = create_api(
+        "rules-api",
+        ready=ready,
+        title="social-loyalty offers API",
+        description="Create, version, activate and list offers (the rules' configuration).",
+        max_body=MAX_BODY,
+        invalid_status=422,
+        list_alias="errors",
+    )
 
-    async def list_offers(_: web.Request) -> web.Response:
-        offers = await asyncio.to_thread(store.all)
-        return web.json_response([o.summary() for o in offers])
-
-    async def create(request: web.Request) -> web.Response:
-        body = await _body(request)
-        stored = await asyncio.to_thread(
-            store.create,
-            body,
-            author=request.headers.get("X-Author"),
-            comment=request.query.get("comment"),
+    async def offer_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OfferError)
+        return JSONResponse(
+            {"error": str(exc), "detail": exc.errors, "errors": exc.errors}, status_code=422
         )
-        return web.json_response(stored.to_dict(), status=201)
 
-    async def show(request: web.Request) -> web.Response:
-        raw_version = request.query.get("version")
-        if raw_version is not None and not raw_version.isdigit():
-            raise OfferError("version must be a number", [{"field": "version", "message": "int"}])
-        version = int(raw_version) if raw_version is not None else None
-        stored = await asyncio.to_thread(store.show, request.match_info["id"], version)
-        return web.json_response(stored.to_dict())
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "detail": []}, status_code=404)
 
-    async def update(request: web.Request) -> web.Response:
-        body = await _body(request)
-        stored = await asyncio.to_thread(
-            store.update,
-            request.match_info["id"],
-            body,
-            author=request.headers.get("X-Author"),
-            comment=request.query.get("comment"),
+    async def exists(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "detail": []}, status_code=409)
+
+    app.add_exception_handler(OfferError, offer_error)
+    app.add_exception_handler(OfferNotFoundError, not_found)
+    app.add_exception_handler(OfferExistsError, exists)
+
+    def offer_schema() -> dict[str, Any]:
+        document = FastAPI.openapi(app)
+        schema = Offer.model_json_schema(ref_template="#/components/schemas/{model}")
+        definitions = schema.pop("$defs", {})
+        document["components"]["schemas"].update({**definitions, "Offer": schema})
+        return document
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = offer_schema()
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/offers", tags=["offers"], response_model=list[OfferSummary])
+    def list_offers() -> JSONResponse:
+        """Every offer's current version."""
+        return JSONResponse([o.summary() for o in store.all()])
+
+    @app.post(
+        "/offers",
+        tags=["offers"],
+        status_code=201,
+        response_model=StoredOfferView,
+        openapi_extra=_BODY,
+        responses={
+            409: {"model": ErrorResponse, "description": "The id exists; update it instead."},
+            **_INVALID_OFFER,
+        },
+    )
+    async def create(request: Request, author: Author = None, comment: Comment = None) -> Any:
+        """Create an offer (version 1, inactive)."""
+        body = parse_body(await request.body())
+        stored = await run_in_threadpool(store.create, body, author=author, comment=comment)
+        return JSONResponse(stored.to_dict(), status_code=201)
+
+    @app.get(
+        "/offers/{offer_id}",
+        tags=["offers"],
+        response_model=StoredOfferView,
+        responses=_NOT_FOUND,
+    )
+    def show(
+        offer_id: OfferId,
+        version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+    ) -> JSONResponse:
+        """The current version, or ``version``."""
+        return JSONResponse(store.show(offer_id, version).to_dict())
+
+    @app.put(
+        "/offers/{offer_id}",
+        tags=["offers"],
+        response_model=StoredOfferView,
+        openapi_extra=_BODY,
+        responses={**_NOT_FOUND, **_INVALID_OFFER},
+    )
+    async def update(
+        offer_id: OfferId, request: Request, author: Author = None, comment: Comment = None
+    ) -> Any:
+        """Save a new version (the store numbers it)."""
+        body = parse_body(await request.body())
+        stored = await run_in_threadpool(
+            store.update, offer_id, body, author=author, comment=comment
         )
-        return web.json_response(stored.to_dict())
+        return JSONResponse(stored.to_dict())
 
-    def switch(active: bool) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            stored = await asyncio.to_thread(store.set_active, request.match_info["id"], active)
-            return web.json_response(stored.summary())
+    @app.post(
+        "/offers/{offer_id}/activate",
+        tags=["offers"],
+        response_model=OfferSummary,
+        responses=_NOT_FOUND,
+    )
+    def activate(offer_id: OfferId) -> JSONResponse:
+        return JSONResponse(store.set_active(offer_id, True).summary())
 
-        return handler
+    @app.post(
+        "/offers/{offer_id}/deactivate",
+        tags=["offers"],
+        response_model=OfferSummary,
+        responses=_NOT_FOUND,
+    )
+    def deactivate(offer_id: OfferId) -> JSONResponse:
+        return JSONResponse(store.set_active(offer_id, False).summary())
 
-    async def load_examples(request: web.Request) -> web.Response:
-        activate = request.query.get("activate", "true") != "false"
-        created = await asyncio.to_thread(store.load_examples, activate=activate)
-        return web.json_response({"created": created})
+    @app.post("/offers/load-examples", tags=["offers"], response_model=LoadedExamples)
+    def load_examples(activate: bool = True) -> JSONResponse:
+        """The acceptance set; offers already there are left alone."""
+        return JSONResponse({"created": store.load_examples(activate=activate)})
 
-    app.router.add_post("/offers/load-examples", load_examples)
-    app.router.add_get("/offers", list_offers)
-    app.router.add_post("/offers", create)
-    app.router.add_get("/offers/{id}", show)
-    app.router.add_put("/offers/{id}", update)
-    app.router.add_post("/offers/{id}/activate", switch(True))
-    app.router.add_post("/offers/{id}/deactivate", switch(False))
     return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient, TestServer
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from services.cli import app as cli
@@ -80,40 +79,38 @@ def test_offer_api_round_trip(database_settings: DatabaseSettings, schema: str) 
     store.migrate()  # idempotent
     body: dict[str, Any] = yaml.safe_load((EXAMPLES_DIR / "likes-5-then-1.yaml").read_text())
 
-    async def scenario() -> None:
-        async with TestClient(TestServer(create_app(store))) as client:
-            created = await client.post("/offers", json=body, headers={"X-Author": "api"})
-            assert created.status == 201
-            assert (await created.json())["active"] is False
-            duplicate = await client.post("/offers", json=body)
-            assert duplicate.status == 409
+    with TestClient(create_app(store)) as client:
+        created = client.post("/offers", json=body, headers={"X-Author": "api"})
+        assert created.status_code == 201
+        assert created.json()["active"] is False
+        duplicate = client.post("/offers", json=body)
+        assert duplicate.status_code == 409
 
-            invalid = await client.put(
-                "/offers/likes-5-then-1", json={**body, "limits": {"max_points": -1}}
-            )
-            assert invalid.status == 422
-            errors = (await invalid.json())["errors"]
-            assert [e["field"] for e in errors] == ["limits.max_points"]
+        invalid = client.put("/offers/likes-5-then-1", json={**body, "limits": {"max_points": -1}})
+        assert invalid.status_code == 422
+        errors = invalid.json()["errors"]
+        assert [e["field"] for e in errors] == ["limits.max_points"]
 
-            updated = await client.put(
-                "/offers/likes-5-then-1", data=yaml.safe_dump({**body, "name": "Renamed"})
-            )
-            assert updated.status == 200
-            assert (await updated.json())["current_version"] == 2
-            assert (await client.post("/offers/likes-5-then-1/activate")).status == 200
+        updated = client.put(
+            "/offers/likes-5-then-1",
+            content=yaml.safe_dump({**body, "name": "Renamed"}),
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert updated.status_code == 200
+        assert updated.json()["current_version"] == 2
+        assert client.post("/offers/likes-5-then-1/activate").status_code == 200
 
-            listed = await (await client.get("/offers")).json()
-            assert [(o["id"], o["active"], o["version"]) for o in listed] == [
-                ("likes-5-then-1", True, 2)
-            ]
-            v1 = await (await client.get("/offers/likes-5-then-1?version=1")).json()
-            assert (v1["body"]["name"], v1["author"]) == (body["name"], "api")
-            assert (await client.get("/offers/nope")).status == 404
-            assert (await client.post("/offers/likes-5-then-1/deactivate")).status == 200
-            loaded = await client.post("/offers/load-examples?activate=false")
-            assert len((await loaded.json())["created"]) == 8  # one was there already
-            assert (await client.get("/readyz")).status == 200
-            assert (await client.get("/healthz")).status == 200
+        listed = client.get("/offers").json()
+        assert [(o["id"], o["active"], o["version"]) for o in listed] == [
+            ("likes-5-then-1", True, 2)
+        ]
+        v1 = client.get("/offers/likes-5-then-1?version=1").json()
+        assert (v1["body"]["name"], v1["author"]) == (body["name"], "api")
+        assert client.get("/offers/nope").status_code == 404
+        assert client.post("/offers/likes-5-then-1/deactivate").status_code == 200
+        loaded = client.post("/offers/load-examples?activate=false")
+        assert len(loaded.json()["created"]) == 8  # one was there already
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/healthz").status_code == 200
 
-    asyncio.run(scenario())
     assert store.active_offers() == []
