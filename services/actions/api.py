@@ -1,61 +1,102 @@
-"""The read API on the actions service's HTTP edge (port 8086 by default):
+"""The ledger read API (FastAPI) on the actions service's HTTP edge (port 8086 by default):
 
 * ``GET /v1/members/{id}/balance`` -> ``{"member_id", "balance", "entries", "updated_at"}``
 * ``GET /v1/members/{id}/entries?limit=50`` -> newest first, at most 1000
 * ``GET /v1/members/{id}/deliveries?limit=50`` -> notification rows, newest first
 
-plus ``/healthz``, ``/readyz`` and ``/metrics`` from the shared edge.
+plus ``/healthz``, ``/readyz`` and ``/metrics``, the OpenAPI 3.1 document
+(``/openapi.json``) and the docs page (``/docs``) from the shared API edge
+(``services.runtime.httpapi``). A bad member id or ``limit`` answers 400.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Final
 
 import psycopg
-from aiohttp import web
+from fastapi import FastAPI, Path, Query
+from fastapi.responses import JSONResponse
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
 
 from services.actions.settings import ActionsSettings
-from services.runtime.http import ReadyCheck, create_app
+from services.contracts.bounds import MEMBER_ID_PATTERN
+from services.runtime.http import ReadyCheck
+from services.runtime.httpapi import create_api
 
-MAX_LIMIT = 1000
-_POOL: web.AppKey[AsyncConnectionPool] = web.AppKey("pool", AsyncConnectionPool)
+MAX_LIMIT: Final = 1000
+MAX_BODY: Final = 1024
+"""The read API takes no bodies."""
+
+MemberIdPath = Annotated[str, Path(pattern=MEMBER_ID_PATTERN, description="The member's id.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Newest first, at most this many.")]
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "50")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=f'{{"error": "limit must be an integer, got {raw!r}"}}',
-            content_type="application/json",
-        ) from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise web.HTTPBadRequest(
-            text=f'{{"error": "limit must be between 1 and {MAX_LIMIT}"}}',
-            content_type="application/json",
-        )
-    return limit
+class Balance(BaseModel):
+    member_id: str
+    balance: int
+    entries: int
+    updated_at: str | None
+
+
+class Entry(BaseModel):
+    command_id: str
+    points: int
+    requested: int | None = None
+    shortfall: int | None = None
+    balance_after: int
+    offer_id: str | None = None
+    source_event_id: str | None = None
+    reverses: str | None = None
+    reason: str | None = None
+    replay: bool | None = None
+    issued_at: str | None = None
+    applied_at: str | None = None
+
+
+class Entries(BaseModel):
+    member_id: str
+    entries: list[Entry]
+
+
+class Delivery(BaseModel):
+    command_id: str
+    channel: str
+    template_id: str | None = None
+    marketing: bool | None = None
+    status: str
+    attempts: int
+    reason: str | None = None
+    send_after: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class Deliveries(BaseModel):
+    member_id: str
+    deliveries: list[Delivery]
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
-def create_api(settings: ActionsSettings, ready: ReadyCheck | None = None) -> web.Application:
-    app = create_app("actions", ready)
+def create_api_app(settings: ActionsSettings, ready: ReadyCheck | None = None) -> FastAPI:
+    """The ledger's read API on the shared API edge; a bad member id or limit is a 400."""
     schema = settings.db_schema
+    pools: list[AsyncConnectionPool] = []
 
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         await conn.commit()
 
-    async def pool_context(app: web.Application) -> AsyncIterator[None]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool: AsyncConnectionPool = AsyncConnectionPool(
             settings.database.database_url.get_secret_value(),
             min_size=1,
@@ -65,54 +106,64 @@ def create_api(settings: ActionsSettings, ready: ReadyCheck | None = None) -> we
             kwargs={"autocommit": True, "row_factory": dict_row},
         )
         await pool.open()
-        app[_POOL] = pool
-        yield
-        await pool.close()
+        pools.append(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
 
-    async def balance(request: web.Request) -> web.Response:
-        member = request.match_info["member_id"]
-        async with request.app[_POOL].connection() as conn:
-            cursor = await conn.execute(
-                "SELECT a.balance, a.updated_at, "
-                "(SELECT count(*) FROM entries e WHERE e.member_id = a.member_id) AS entries "
-                "FROM accounts a WHERE a.member_id = %s",
-                (member,),
-            )
-            row: Any = await cursor.fetchone()
-        if row is None:
-            return web.json_response(
-                {"member_id": member, "balance": 0, "entries": 0, "updated_at": None}
-            )
-        return web.json_response({"member_id": member, **_jsonable(row)})
+    app = create_api(
+        "actions",
+        ready,
+        title="social-loyalty ledger API",
+        description="Members' bonus balances, ledger entries and notification deliveries.",
+        lifespan=lifespan,
+        max_body=MAX_BODY,
+        invalid_status=400,
+    )
 
-    async def entries(request: web.Request) -> web.Response:
-        member, limit = request.match_info["member_id"], _limit(request)
-        async with request.app[_POOL].connection() as conn:
-            cursor = await conn.execute(
-                "SELECT command_id, points, requested, shortfall, balance_after, offer_id, "
-                "source_event_id, reverses, reason, replay, issued_at, applied_at "
-                "FROM entries WHERE member_id = %s ORDER BY seq DESC LIMIT %s",
-                (member, limit),
-            )
-            rows: list[Any] = await cursor.fetchall()
-        return web.json_response({"member_id": member, "entries": [_jsonable(row) for row in rows]})
+    async def rows(query: str, *args: Any) -> list[Any]:
+        async with pools[0].connection() as conn:
+            cursor = await conn.execute(query, args)
+            return await cursor.fetchall()
 
-    async def deliveries(request: web.Request) -> web.Response:
-        member, limit = request.match_info["member_id"], _limit(request)
-        async with request.app[_POOL].connection() as conn:
-            cursor = await conn.execute(
-                "SELECT command_id, channel, template_id, marketing, status, attempts, reason, "
-                "send_after, created_at, updated_at FROM deliveries WHERE member_id = %s "
-                "ORDER BY created_at DESC LIMIT %s",
-                (member, limit),
-            )
-            rows: list[Any] = await cursor.fetchall()
-        return web.json_response(
-            {"member_id": member, "deliveries": [_jsonable(row) for row in rows]}
+    @app.get("/v1/members/{member_id}/balance", tags=["ledger"], response_model=Balance)
+    async def balance(member_id: MemberIdPath) -> JSONResponse:
+        """The member's balance (0 with no entries)."""
+        found = await rows(
+            "SELECT a.balance, a.updated_at, "
+            "(SELECT count(*) FROM entries e WHERE e.member_id = a.member_id) AS entries "
+            "FROM accounts a WHERE a.member_id = %s",
+            member_id,
         )
+        if not found:
+            return JSONResponse(
+                {"member_id": member_id, "balance": 0, "entries": 0, "updated_at": None}
+            )
+        return JSONResponse({"member_id": member_id, **_jsonable(found[0])})
 
-    app.cleanup_ctx.append(pool_context)
-    app.router.add_get("/v1/members/{member_id}/balance", balance)
-    app.router.add_get("/v1/members/{member_id}/entries", entries)
-    app.router.add_get("/v1/members/{member_id}/deliveries", deliveries)
+    @app.get("/v1/members/{member_id}/entries", tags=["ledger"], response_model=Entries)
+    async def entries(member_id: MemberIdPath, limit: Limit = 50) -> JSONResponse:
+        """Ledger entries, newest first."""
+        found = await rows(
+            "SELECT command_id, points, requested, shortfall, balance_after, offer_id, "
+            "source_event_id, reverses, reason, replay, issued_at, applied_at "
+            "FROM entries WHERE member_id = %s ORDER BY seq DESC LIMIT %s",
+            member_id,
+            limit,
+        )
+        return JSONResponse({"member_id": member_id, "entries": [_jsonable(r) for r in found]})
+
+    @app.get("/v1/members/{member_id}/deliveries", tags=["ledger"], response_model=Deliveries)
+    async def deliveries(member_id: MemberIdPath, limit: Limit = 50) -> JSONResponse:
+        """Notification deliveries, newest first."""
+        found = await rows(
+            "SELECT command_id, channel, template_id, marketing, status, attempts, reason, "
+            "send_after, created_at, updated_at FROM deliveries WHERE member_id = %s "
+            "ORDER BY created_at DESC LIMIT %s",
+            member_id,
+            limit,
+        )
+        return JSONResponse({"member_id": member_id, "deliveries": [_jsonable(r) for r in found]})
+
     return app

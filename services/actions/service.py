@@ -60,8 +60,8 @@ def run(
     serve_http: bool = True,
 ) -> int:
     """Run the chosen consumers until ``stop``; returns a process exit code."""
-    from services.actions.api import create_api
-    from services.runtime.http import serve_in_thread
+    from services.actions.api import create_api_app
+    from services.runtime.httpapi import serve_api_in_thread
 
     stop = stop or threading.Event()
     templates = TemplateStore.from_dir(settings.templates_dir)
@@ -84,7 +84,7 @@ def run(
         return "; ".join(reasons) or None
 
     server = (
-        serve_in_thread(create_api(settings, ready), settings.host, settings.port)
+        serve_api_in_thread(create_api_app(settings, ready), settings.host, settings.port)
         if serve_http
         else None
     )
