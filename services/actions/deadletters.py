@@ -5,6 +5,12 @@ A dead letter's id is ``<partition>:<offset>`` on the dead-letter topic. Redrive
 re-publishes the *original bytes* with the original key, so a command that failed
 for a reason since fixed (a missing template, a provider outage) is processed as if
 new; its command id still guards against a double effect.
+
+Only to a topic that the failing consumer alone reads (a command topic, the
+snapshots, an internal topic): that is its own retry path. A shared log
+(``social.events``, read by several services and kept forever) is never written a
+second copy; redrive refuses such a letter and prints how to re-read it for the
+failing consumer group only.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from rich.table import Table
 
 from services.contracts.codec import DecodeError, make_codec
 from services.contracts.models import DeadLetter
-from services.contracts.topics import DEADLETTER, TopicSettings
+from services.contracts.topics import DEADLETTER, TopicSettings, catalog
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
 
@@ -104,6 +110,25 @@ def redrive(kafka_settings: KafkaSettings, letters: list[DeadLetter]) -> int:
     return len(acked)
 
 
+def shared_logs(topics: TopicSettings) -> dict[str, tuple[str, ...]]:
+    """Catalog topics read by more than one consumer, with their readers."""
+    return {spec.name: spec.consumers for spec in catalog(topics) if len(spec.consumers) > 1}
+
+
+def refusal(letter: DeadLetter, readers: tuple[str, ...]) -> str:
+    """Why a letter from a shared log is not re-published, and what to do instead."""
+    group = letter.consumer_group or "<the consumer group>"
+    return (
+        f"{letter.original_topic} is a shared log (read by {', '.join(readers)}): "
+        "re-publishing would give every reader a second copy. The record is still at "
+        f"partition {letter.original_partition} offset {letter.original_offset}; once the "
+        f"cause is fixed, re-read it for {group} alone: stop its workers, then "
+        f"kafka-consumer-groups.sh --reset-offsets --group {group} --topic "
+        f"{letter.original_topic}:{letter.original_partition} --to-offset "
+        f"{letter.original_offset} --execute"
+    )
+
+
 def _settings() -> tuple[KafkaSettings, str]:
     return KafkaSettings(), TopicSettings().name(DEADLETTER)
 
@@ -160,7 +185,15 @@ def redrive_command(
         typer.echo(f"error: no dead letter with id {', '.join(missing)}", err=True)
         raise typer.Exit(1)
     letters = [found[i].letter for i in chosen]
-    usable = [letter for letter in letters if letter is not None and letter.value is not None]
+    shared = shared_logs(TopicSettings())
+    usable = []
+    for letter in letters:
+        if letter is None or letter.value is None:
+            continue
+        if letter.original_topic in shared:
+            typer.echo(f"skipped: {refusal(letter, shared[letter.original_topic])}", err=True)
+            continue
+        usable.append(letter)
     sent = redrive(kafka_settings, usable)
     typer.echo(f"redriven {sent} of {len(chosen)} dead letters")
     if sent != len(chosen):
