@@ -11,19 +11,20 @@ and reason, through the sink's outbox) and the next event is applied.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import psycopg
-from aiohttp import web
+from fastapi import FastAPI, Path, Query
+from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from psycopg import sql
+from pydantic import BaseModel, Field
 
 from services.contracts import (
     EVENT_TYPES,
@@ -32,11 +33,13 @@ from services.contracts import (
     GroupLeft,
     make_codec,
 )
+from services.contracts.bounds import INT64_MAX, SOCIAL_USER_ID_PATTERN, check_social_user_id
 from services.contracts.models import Network
 from services.contracts.topics import EVENTS
 from services.detector.settings import DetectorSettings
-from services.runtime import db, http
+from services.runtime import db, httpapi
 from services.runtime.http import ReadyCheck
+from services.runtime.httpapi import ApiError, ErrorResponse, create_api
 from services.runtime.pgsink import (
     Emit,
     Handler,
@@ -228,52 +231,84 @@ class Store:
 # ------------------------------------------------------------------ HTTP
 
 
+class ProfileGroup(BaseModel):
+    group_id: int
+    member_since: str
+
+
+class Profile(BaseModel):
+    network: str
+    social_user_id: str
+    last_seen: str
+    groups: list[ProfileGroup]
+    activity: dict[str, int]
+
+
+class GroupMembers(BaseModel):
+    network: str
+    group_id: int
+    members: list[str]
+    next: str | None = Field(description="Pass as ``after`` for the next page; null at the end.")
+
+
+SocialUserIdPath = Annotated[str, Path(pattern=SOCIAL_USER_ID_PATTERN)]
+
+
 def create_http_app(
     settings: DetectorSettings, registry: CollectorRegistry, ready: ReadyCheck | None = None
-) -> web.Application:
-    """The query API on the shared HTTP edge; each request uses its own connection."""
-    app = http.create_app("detector-readmodel", ready, registry)
+) -> FastAPI:
+    """The query API on the shared API edge; each request uses its own connection (on
+    FastAPI's thread pool). A bad network, id or limit answers 400."""
+    app = create_api(
+        "detector-readmodel",
+        ready,
+        registry,
+        title="social-loyalty read model API",
+        description="Who is a member of which group now, activity per profile, last seen.",
+        max_body=1024,
+        invalid_status=400,
+    )
 
     def query(fn: str, *args: Any) -> Any:
         with db.connect(settings.database, autocommit=False) as conn:
             return getattr(Store(conn, settings.readmodel_schema), fn)(*args)
 
-    def network_of(request: web.Request) -> str:
-        network = request.match_info["network"]
+    @app.get(
+        "/v1/profiles/{network}/{social_user_id}",
+        tags=["read model"],
+        response_model=Profile,
+        responses={404: {"model": ErrorResponse, "description": "No events for this profile."}},
+    )
+    def profile(network: Network, social_user_id: SocialUserIdPath) -> JSONResponse:
+        """A profile's groups, activity counts and last seen."""
         try:
-            return Network(network).value
-        except ValueError:
-            raise web.HTTPBadRequest(
-                text=f"unknown network {network!r}; one of {[n.value for n in Network]}"
-            ) from None
-
-    async def profile(request: web.Request) -> web.Response:
-        network = network_of(request)
-        found = await asyncio.to_thread(
-            query, "profile", network, request.match_info["social_user_id"]
-        )
+            check_social_user_id(network.value, social_user_id)
+        except ValueError as exc:
+            problem = [{"field": "social_user_id", "message": str(exc)}]
+            raise ApiError(400, str(exc), problem) from None
+        found = query("profile", network.value, social_user_id)
         if found is None:
-            return web.json_response({"error": "no events for this profile"}, status=404)
-        return web.json_response(found)
+            raise ApiError(404, "no events for this profile")
+        return JSONResponse(found)
 
-    async def members(request: web.Request) -> web.Response:
-        network = network_of(request)
-        try:
-            group_id = int(request.match_info["group_id"])
-            limit = int(request.query.get("limit", "100"))
-        except ValueError:
-            return web.json_response({"error": "group_id and limit must be integers"}, status=400)
-        if not 1 <= limit <= MAX_LIMIT:
-            return web.json_response({"error": f"limit must be in [1, {MAX_LIMIT}]"}, status=400)
-        after = request.query.get("after")
-        found = await asyncio.to_thread(query, "members", network, group_id, limit, after)
+    @app.get(
+        "/v1/groups/{network}/{group_id}/members",
+        tags=["read model"],
+        response_model=GroupMembers,
+    )
+    def members(
+        network: Network,
+        group_id: Annotated[int, Path(ge=1, le=INT64_MAX)],
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+        after: Annotated[str | None, Query(pattern=SOCIAL_USER_ID_PATTERN)] = None,
+    ) -> JSONResponse:
+        """Current members in ``social_user_id`` (text) order, a page at a time."""
+        found = query("members", network.value, group_id, limit, after)
         nxt = found[-1] if len(found) == limit else None
-        return web.json_response(
-            {"network": network, "group_id": group_id, "members": found, "next": nxt}
+        return JSONResponse(
+            {"network": network.value, "group_id": group_id, "members": found, "next": nxt}
         )
 
-    app.router.add_get("/v1/profiles/{network}/{social_user_id}", profile)
-    app.router.add_get("/v1/groups/{network}/{group_id}/members", members)
     return app
 
 
@@ -349,7 +384,7 @@ def run(settings: DetectorSettings | None = None) -> None:
     """Serve the query API and consume until SIGTERM/SIGINT."""
     settings = settings or DetectorSettings()
     model = ReadModel(settings, REGISTRY)  # one registry: the sink's metrics are there
-    server = http.serve_in_thread(
+    server = httpapi.serve_api_in_thread(
         create_http_app(settings, REGISTRY, model.not_ready),
         settings.readmodel_host,
         settings.readmodel_port,

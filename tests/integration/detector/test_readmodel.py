@@ -20,7 +20,7 @@ from services.contracts.models import DeadLetter, DomainEvent, Network
 from services.contracts.topics import DEADLETTER, EVENTS, TopicSettings, apply, catalog, plan
 from services.detector.readmodel import ReadModel, create_http_app
 from services.detector.settings import DetectorSettings
-from services.runtime import http, kafka
+from services.runtime import httpapi, kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 from tests.integration.detector.conftest import at
 
@@ -85,7 +85,7 @@ def test_read_model_answers_who_is_where_and_survives_a_restart(settings: Detect
     first = [_group(GroupJoined, u, 10) for u in (1, 2, 3, 4)] + [like, like]
     _publish(settings, first)
     registry = CollectorRegistry()
-    server = http.serve_in_thread(
+    server = httpapi.serve_api_in_thread(
         create_http_app(settings, registry), settings.readmodel_host, settings.readmodel_port
     )
     base = f"http://127.0.0.1:{settings.readmodel_port}"
