@@ -50,7 +50,9 @@ def test_fuzz_offers_api(base: str) -> None:
     for action in ("activate", "deactivate"):
         path = f"/offers/likes-5-then-1/{action}"
         assert call(base, report, "POST", path, route=f"{one}/{action}").is_success
-    loaded = call(base, report, "POST", "/offers/load-examples?activate=false")
+    loaded = call(
+        base, report, "POST", "/offers/load-examples?activate=false", route="/offers/load-examples"
+    )
     assert loaded.is_success
     fuzz(document, base, examples=EXAMPLES, report=report)
     print(f"offers API: {report.requests} requests; {report.summary()}")
