@@ -37,11 +37,12 @@ def _settle(admin: Any, specs: list[TopicSpec], wait_s: float) -> list[TopicPlan
 
 def _catalog() -> list[TopicSpec]:
     """The catalog for this environment: TOPIC_* and the rules worker's group."""
-    from services.contracts.topics import DETECTOR_APP_ID, RULES_APP_ID, catalog
+    from services.contracts.topics import RULES_APP_ID, catalog
 
     return catalog(
         rules_app_id=os.environ.get("RULES_APP_ID", RULES_APP_ID),
-        detector_app_id=os.environ.get("DETECTOR_APP_ID", DETECTOR_APP_ID),
+        # Unset: TOPIC_PREFIX + social-loyalty.detector, as the detector defaults it.
+        detector_app_id=os.environ.get("DETECTOR_APP_ID") or None,
     )
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.contracts.topics import TopicSettings
+from services.contracts.topics import DETECTOR_APP_ID, TopicSettings
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 
@@ -29,9 +29,23 @@ class DetectorSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
 
     app_id: str = Field(
-        default="social-loyalty.detector",
-        description="Faust app id: the consumer group and the prefix of the changelog topics.",
+        default=DETECTOR_APP_ID,
+        description="Faust app id: the consumer group and the stem of its internal topics. "
+        "Unset, it is TOPIC_PREFIX + social-loyalty.detector, the name `topics ensure` uses.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prefixed_app_id(cls, data: Any) -> Any:
+        """Faust names its topics after the app id and knows no prefix, so the default
+        app id carries ``TOPIC_PREFIX``: two prefixed environments never share them."""
+        if isinstance(data, dict) and not data.get("app_id"):
+            topics = data.get("topics")
+            if not isinstance(topics, TopicSettings):
+                topics = TopicSettings(**(topics or {}))
+            data = {**data, "app_id": topics.name(DETECTOR_APP_ID)}
+        return data
+
     store: Literal["rocksdb://", "memory://"] = Field(
         default="rocksdb://",
         description="Table store; memory:// rebuilds from the changelog on every start.",
