@@ -102,6 +102,10 @@ def redrive(kafka_settings: KafkaSettings, letters: list[DeadLetter]) -> int:
             letter.original_topic,
             letter.value,
             letter.key,
+            # Where it was: the consumer's state for the key lives with that partition
+            # (the rules' member store, the detector's retirements), and a member's
+            # commands keep their order only there.
+            partition=letter.original_partition,
             headers={"redriven-from": f"{letter.original_partition}:{letter.original_offset}"},
             on_delivery=lambda err, _msg: acked.append(1) if err is None else None,
         )
@@ -122,10 +126,13 @@ def refusal(letter: DeadLetter, readers: tuple[str, ...]) -> str:
         f"{letter.original_topic} is a shared log (read by {', '.join(readers)}): "
         "re-publishing would give every reader a second copy. The record is still at "
         f"partition {letter.original_partition} offset {letter.original_offset}; once the "
-        f"cause is fixed, re-read it for {group} alone: stop its workers, then "
-        f"kafka-consumer-groups.sh --reset-offsets --group {group} --topic "
-        f"{letter.original_topic}:{letter.original_partition} --to-offset "
-        f"{letter.original_offset} --execute"
+        f"cause is fixed, re-read it for {group} alone, with its workers stopped. A group "
+        "that commits to Kafka (the rules): kafka-consumer-groups.sh --reset-offsets "
+        f"--group {group} --topic {letter.original_topic}:{letter.original_partition} "
+        f"--to-offset {letter.original_offset} --execute. A group that keeps its offsets "
+        "in PostgreSQL (the read model): set next_offset to "
+        f"{letter.original_offset} in its schema's consumer_offsets row for that "
+        "topic and partition."
     )
 
 

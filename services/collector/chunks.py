@@ -20,6 +20,7 @@ import numpy as np
 
 from services.collector.api import GroupMembers, PostFacets, Skip
 from services.collector.api.models import IdArray
+from services.contracts.bounds import EARLIEST, LATEST
 from services.contracts.models import (
     Comment,
     MembersChunk,
@@ -177,10 +178,20 @@ def _chunks(collected: Collected, members: IdArray, meta: RunMeta) -> Iterator[S
     for post in sorted(collected.posts, key=lambda p: p.post.id):
         if post.post.id in skipped_posts:
             continue
+        posted_at = _seconds(post.post.date)
+        if not EARLIEST <= posted_at < LATEST:
+            # A date outside the contract (0 when OK leaves it out) would fail the
+            # whole run, every run, while the post is in the window: skip the post.
+            skipped_posts.add(post.post.id)
+            reason = f"post date {posted_at.isoformat()} is outside the contract's range"
+            skipped.extend(
+                SkippedObject(facet=facet, post_id=post.post.id, reason=reason) for facet in facets
+            )
+            continue
         on_post = {
             **common,
             "post_id": post.post.id,
-            "posted_at": _seconds(post.post.date),
+            "posted_at": posted_at,
             "baseline_post_id": meta.baseline_post_id,
         }
         count += 2

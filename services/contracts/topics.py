@@ -81,7 +81,7 @@ class TopicSpec:
 
     @property
     def retention_ms(self) -> int:
-        return int(self.configs["retention.ms"])
+        return int(self.configs.get("retention.ms", "-1"))  # compacted: kept until replaced
 
     @property
     def cleanup_policy(self) -> str:
@@ -160,7 +160,9 @@ def detector_topics(settings: TopicSettings, app_id: str) -> list[TopicSpec]:
     like ``social.snapshots``: Faust refuses a changelog with another count, and so
     does the detector before it starts."""
     parts, rf = settings.partitions, settings.replication_factor
-    compacted = {"cleanup.policy": "compact", "retention.ms": "-1"}
+    # No retention.ms: it means nothing under compaction, and the changelogs Faust
+    # created before they were in the catalog do not have it (no drift on upgrade).
+    compacted = {"cleanup.policy": "compact"}
     if rf >= 3:
         compacted["min.insync.replicas"] = "2"
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import KafkaError as AIOKafkaError  # type: ignore[import-untyped]
+from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -246,12 +248,13 @@ class Detector:
 
         The bad-record policy: a record that cannot be decoded, validated or applied is
         a dead letter and the stream goes on; only a broker that does not take our
-        output (``ProduceFailedError``, ``RangeReadError``) stops the worker, so the
-        record is read again after a restart instead of being lost."""
+        output, or a local disk that fails (``ProduceFailedError``, ``RangeReadError``,
+        Kafka client errors, ``OSError``) stops the worker, so the record is read again
+        after a restart instead of being dead-lettered for a transient cause."""
         try:
             await self._handle(source)
-        except (ProduceFailedError, RangeReadError):
-            raise
+        except (ProduceFailedError, RangeReadError, KafkaException, AIOKafkaError, OSError):
+            raise  # the broker or the disk, not this record: crash, read it again
         except Exception as exc:
             if not isinstance(exc, DecodeError | DetectorInputError | ValidationError):
                 log.exception(

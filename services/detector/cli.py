@@ -24,7 +24,8 @@ def worker(
 ) -> None:
     """Run the Faust worker: social.snapshots -> social.events (stops cleanly on SIGTERM).
 
-    Reads DETECTOR_APP_ID (consumer group, default social-loyalty.detector),
+    Reads DETECTOR_APP_ID (consumer group, default TOPIC_PREFIX +
+    social-loyalty.detector; its internal topics must exist: `topics ensure`),
     DETECTOR_STORE (rocksdb:// or memory://), DETECTOR_DATA_DIR, DETECTOR_WORKER_PORT
     (health and metrics, default 6066).
     """

@@ -224,7 +224,7 @@ def create_app(store: OfferStore) -> FastAPI:
     )
     async def create(request: Request, author: Author = None, comment: Comment = None) -> Any:
         """Create an offer (version 1, inactive)."""
-        body = parse_body(await request.body())
+        body = await run_in_threadpool(parse_body, await request.body())
         stored = await run_in_threadpool(store.create, body, author=author, comment=comment)
         return JSONResponse(stored.to_dict(), status_code=201)
 
@@ -252,7 +252,7 @@ def create_app(store: OfferStore) -> FastAPI:
         offer_id: OfferId, request: Request, author: Author = None, comment: Comment = None
     ) -> Any:
         """Save a new version (the store numbers it)."""
-        body = parse_body(await request.body())
+        body = await run_in_threadpool(parse_body, await request.body())
         stored = await run_in_threadpool(
             store.update, offer_id, body, author=author, comment=comment
         )

@@ -8,9 +8,10 @@ workers), plus what every API needs at its door, in one place:
   [{"field", "message"}]}`` (``RequestValidationError``, ``HTTPException``, the
   guard below, and a last-resort handler that answers a JSON 500);
 * a guard (``RequestGuard``) that refuses, before any handler or database sees
-  them, a NUL byte or invalid UTF-8 in the path, the query or a header value
-  (400), a body over the API's limit (413), a body that is not UTF-8, holds a
-  NUL byte or a ``\\u0000`` escape, or nests deeper than ``MAX_DEPTH`` (400).
+  them, a NUL byte or invalid UTF-8 in the path or the query, a NUL byte in a
+  header value (400; header values are Latin-1 by HTTP's rules), a body over the
+  API's limit (413), a body that is not UTF-8, holds a NUL byte or a ``\\u0000``
+  escape, or nests deeper than ``MAX_DEPTH`` (400).
 
 ``start_api`` serves an app on the running loop, ``serve_api_in_thread`` on a
 background thread (the synchronous services); both bind the socket first, so a

@@ -132,6 +132,23 @@ def test_every_post_chunk_carries_the_baselines_highest_post_id() -> None:
     assert {getattr(c, "baseline_post_id", None) for c in unknown} == {None}
 
 
+def test_a_post_dated_outside_the_contract_is_skipped_not_a_failed_run() -> None:
+    """OK leaves a topic's date out now and then (0 = 1970): the run still lands, with
+    that post listed as skipped, and the other posts are collected."""
+    posts = [
+        PostFacets("ok", 7, Post(1, 0), sorted_ids([5]), None, ()),
+        PostFacets("ok", 7, Post(2, 1_767_000_000), sorted_ids([5]), None, ()),
+    ]
+    collected = Collected.gather("ok", 7, [GroupMembers("ok", 7, sorted_ids([5])), *posts])
+    chunks = list(build_chunks(collected, RunMeta("r", AT, datetime(2026, 1, 1, tzinfo=UTC), 1)))
+    assert {c.post_id for c in chunks if isinstance(c, PostLikesChunk)} == {2}
+    manifest = chunks[-1]
+    assert isinstance(manifest, RunManifest)
+    assert manifest.post_ids == (1, 2)
+    assert {(s.post_id, s.facet) for s in manifest.skipped} == {(1, "likes"), (1, "comments")}
+    assert all("outside the contract" in s.reason for s in manifest.skipped)
+
+
 @pytest.mark.parametrize(
     "items",
     [
