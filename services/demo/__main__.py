@@ -317,6 +317,7 @@ def run(
     except (StoryFailedError, ServiceFailedError) as exc:
         failed = True
         console.print(f"[red]demo failed: {exc}[/]\nservice logs: {logs}")
+        console.print(f"post-mortem: {_post_mortem(supervisor, ports, watcher, logs, exc)}")
     finally:
         if monkey is not None:
             monkey.stop()
@@ -325,6 +326,46 @@ def run(
         console.print("all services stopped")
     if failed:
         raise typer.Exit(1)
+
+
+def _post_mortem(
+    supervisor: Supervisor, ports: Ports, watcher: Watcher, logs: Path, error: Exception
+) -> Path:
+    """Write what the running system says at the moment a step failed, before the
+    services stop and the next run resets the namespace: every service's readiness,
+    the lag monitor's per-partition view of every group, the detector's and rules'
+    metrics, and the watcher's timeline (when each event, credit and run was seen)."""
+    out = logs / "post-mortem.json"
+
+    def fetch(url: str) -> Any:
+        try:
+            response = httpx.get(url, timeout=5)
+        except httpx.HTTPError as exc:
+            return {"unreachable": str(exc)}
+        try:
+            return {"status": response.status_code, "body": response.json()}
+        except ValueError:
+            return {"status": response.status_code, "text": response.text}
+
+    with watcher.lock:
+        timeline = [(at.isoformat(), line) for at, line in watcher.seen.timeline]
+    report = {
+        "failed_at": datetime.now(UTC).isoformat(),
+        "error": str(error),
+        "ready": {
+            name: fetch(spec.ready_url)
+            for name, spec in supervisor.specs.items()
+            if spec.ready_url is not None
+        },
+        "lag": fetch(f"http://127.0.0.1:{ports.lagmonitor}/api/lag"),
+        "metrics": {
+            name: fetch(f"http://127.0.0.1:{port}/metrics").get("text", "")
+            for name, port in (("detector", ports.detector), ("rules", ports.rules))
+        },
+        "timeline": timeline,
+    }
+    out.write_text(json.dumps(report, indent=1, default=str))
+    return out
 
 
 def _keep_running(ports: Ports) -> None:

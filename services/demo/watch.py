@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from confluent_kafka import KafkaError
 
@@ -44,6 +44,9 @@ class Seen:
     outcome_ids: set[tuple[str, str]] = field(default_factory=set)
     messages: list[MessageSent] = field(default_factory=list)
     failed_messages: list[MessageFailed] = field(default_factory=list)
+    timeline: list[tuple[datetime, str]] = field(default_factory=list)
+    """Every line the watcher said, with the wall-clock time it saw the record: when
+    a step fails, this tells a late event from a late credit."""
 
 
 class Watcher:
@@ -139,6 +142,7 @@ class Watcher:
                 line = f"[yellow]event: {describe(record)}[/]"
             else:
                 return
+            seen.timeline.append((datetime.now(UTC), line))
         self._say(line)
 
     def latest_run(self, network: str, group_id: int) -> datetime | None:
