@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from datetime import datetime
 
 from services.collector import metrics
 from services.collector.api import (
@@ -43,6 +44,7 @@ from services.collector.store import (
     RunStatus,
     RunStore,
     group_lock,
+    now_millis,
 )
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,7 @@ class Collector:
         client: VkClient | OkClient | None = None
         collected = Collected(group.network, group.group_id)
         baseline_post_id = start.baseline_post_id
+        stamps: tuple[datetime, datetime] | None = None
         try:
             client_settings = group.client_settings(self.environ)
             limiter = self._limiter(group, client_settings)
@@ -147,6 +150,14 @@ class Collector:
                 client = OkClient(client_settings, limiter=limiter)
             async with client:
                 items = await self._read(group, client, start.expected_members)
+            # The snapshot's time is when its reads were done, not when the run began:
+            # a change the run saw happened before it. The rules count activity at or
+            # after a link by this time; stamped with the start, a join read a few
+            # seconds into a run was dated before a link made meanwhile, and earned
+            # nothing (the demo's "carol has 50, expected 70").
+            snapshot_at = now_millis()
+            baseline_at = snapshot_at if start.baseline else start.baseline_at
+            stamps = (snapshot_at, baseline_at)
             # The baseline run's highest post id is what later runs tell new posts by.
             baseline_post_id = client.newest_post_id if start.baseline else start.baseline_post_id
             collected = Collected.gather(group.network, group.group_id, items)
@@ -161,8 +172,8 @@ class Collector:
                 collected,
                 RunMeta(
                     run_id,
-                    start.snapshot_at,
-                    start.baseline_at,
+                    snapshot_at,
+                    baseline_at,
                     group.bucket_count,
                     baseline_post_id,
                 ),
@@ -189,6 +200,7 @@ class Collector:
                 sent=0,
                 began=began,
                 baseline_post_id=baseline_post_id,
+                stamps=stamps,
             )
             raise
         except Exception as exc:
@@ -205,6 +217,7 @@ class Collector:
             sent=sent,
             began=began,
             baseline_post_id=baseline_post_id,
+            stamps=stamps if status == "succeeded" else None,
         )
         log.info(
             "%s: run %s %s (%d messages, %.1fs)%s",
@@ -230,6 +243,7 @@ class Collector:
         sent: int,
         began: float,
         baseline_post_id: int | None,
+        stamps: tuple[datetime, datetime] | None,
     ) -> RunSummary:
         counters: CountersSnapshot | None = client.counters if client is not None else None
         skips = client.skips if client is not None else ()
@@ -245,6 +259,8 @@ class Collector:
             ],
             messages_published=sent,
             baseline_post_id=baseline_post_id,
+            snapshot_at=None if stamps is None else stamps[0],
+            baseline_at=None if stamps is None else stamps[1],
         )
         await asyncio.shield(store.finish(run_id, status, stats, reason))
         duration = time.monotonic() - began

@@ -160,6 +160,11 @@ class RunStats:
     messages_published: int = 0
     baseline_post_id: int | None = None
     """A baseline run's highest post id, recorded for the runs after it (never unset)."""
+    snapshot_at: datetime | None = None
+    """When the run's reads were done: the time its chunks carry (``None``: keep the
+    start time, for a run that published nothing)."""
+    baseline_at: datetime | None = None
+    """The baseline the chunks carried (a baseline run's own read time)."""
 
 
 class RunStore:
@@ -235,7 +240,9 @@ class RunStore:
                 "UPDATE {} SET status = %s, ended_at = %s, reason = %s, api_requests = %s, "
                 "api_calls = %s, objects_read = %s, members = %s, errors_by_code = %s, "
                 "skipped = %s, messages_published = %s, "
-                "baseline_post_id = COALESCE(baseline_post_id, %s) WHERE run_id = %s"
+                "baseline_post_id = COALESCE(baseline_post_id, %s), "
+                "snapshot_at = COALESCE(%s, snapshot_at), baseline_at = COALESCE(%s, baseline_at) "
+                "WHERE run_id = %s"
             ).format(self._runs),
             (
                 status,
@@ -249,6 +256,8 @@ class RunStore:
                 json.dumps(list(stats.skipped)),
                 stats.messages_published,
                 stats.baseline_post_id,
+                stats.snapshot_at,
+                stats.baseline_at,
                 run_id,
             ),
         )

@@ -104,6 +104,12 @@ def test_a_run_lands_whole_in_one_transaction_and_the_next_keeps_the_baseline(en
     assert 3001 in likes[posts[0]]
     reposts = {c.post_id: c.user_ids for c in run if isinstance(c, PostRepostsChunk)}
     assert reposts[posts[1]] == (1002,)
+    # A snapshot is dated when its reads were done (every change it saw happened
+    # before that), not when the run began; the row records the same time.
+    assert manifest.snapshot_at == row["snapshot_at"]
+    assert manifest.snapshot_at > row["started_at"]
+    assert manifest.snapshot_at <= row["ended_at"]
+    assert all(c.snapshot_at == manifest.snapshot_at for c in run)
     assert row["status"] == "succeeded"
     assert row["messages_published"] == len(run)
     assert row["members"] == len(MEMBERS)
