@@ -102,7 +102,9 @@ class Demo:
         for change in step.changes:
             self.change(change)
         for network, group_id in step.collect:
-            if not watcher.wait_for_run_after(network, group_id, changed_at, self.step_timeout_s):
+            if not watcher.wait_for_run_started_after(
+                network, group_id, changed_at, self.step_timeout_s
+            ):
                 raise StoryFailedError(
                     f"no complete collection of {network} group {group_id} within "
                     f"{self.step_timeout_s:.0f}s (see the collector's log)"

@@ -152,12 +152,32 @@ class Watcher:
     def wait_for_run_after(
         self, network: str, group_id: int, moment: datetime, timeout_s: float
     ) -> bool:
-        """Wait until a run of the group that started after ``moment`` has been published."""
+        """Wait until a run of the group dated after ``moment`` has been published."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             latest = self.latest_run(network, group_id)
             if latest is not None and latest > moment:
                 return True
+            time.sleep(0.2)
+        return False
+
+    def wait_for_run_started_after(
+        self, network: str, group_id: int, moment: datetime, timeout_s: float
+    ) -> bool:
+        """Wait until a run of the group that *started* after ``moment`` has been published.
+
+        A run is dated when its reads were done, so the first run dated after ``moment``
+        may have read what changed before ``moment``; a group's runs never overlap, so
+        the run after that one began after it, and saw every change made before."""
+        deadline = time.monotonic() + timeout_s
+        first: datetime | None = None
+        while time.monotonic() < deadline:
+            latest = self.latest_run(network, group_id)
+            if latest is not None and latest > moment:
+                if first is None:
+                    first = latest
+                elif latest > first:
+                    return True
             time.sleep(0.2)
         return False
 
