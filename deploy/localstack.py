@@ -165,8 +165,9 @@ def format_kafka_storage(props: Path) -> None:
             "kafka.tools.StorageTool",
             "format",
             "--ignore-formatted",
-            "-t",
-            cluster_id_file.read_text().strip(),
+            # One argument with "=": a base64url id may start with "-" (1 in 64), which
+            # argparse would take for an option ("expected one argument").
+            f"--cluster-id={cluster_id_file.read_text().strip()}",
             "-c",
             str(props),
         ),
