@@ -20,10 +20,18 @@ from pydantic import SecretStr
 from services.actions.settings import ActionsSettings
 from services.contracts.bounds import MAX_POINTS
 from services.contracts.codec import DecodeError
-from services.contracts.models import BonusAccrue, Command, DeadLetter
+from services.contracts.models import BonusAccrue, Channel, Command, DeadLetter
 from services.contracts.topics import COMMANDS_BONUS, COMMANDS_COUNTER
 from services.runtime.settings import DatabaseSettings
-from tests.integration.actions.conftest import TOPIC_OF, ActionsEnv, accrue, count, wait_for
+from tests.integration.actions.conftest import (
+    TOPIC_OF,
+    ActionsEnv,
+    accrue,
+    count,
+    mailing,
+    message,
+    wait_for,
+)
 
 INT8_MAX = 2**63 - 1
 
@@ -186,3 +194,50 @@ def test_a_transient_failure_retries_dead_letters_nothing_and_readiness_says_so(
     assert balances == {"tanya": 4, "uliana": 6}
     wait_for(lambda: _ready(settings), "ready again", 30)
     assert env.dead_letters() == []
+
+
+def _applied(env: ActionsEnv, kind: str, command_id: str) -> bool:
+    tables = {
+        "bonus": "SELECT count(*) FROM entries WHERE command_id = %s",
+        "notify": "SELECT count(*) FROM deliveries WHERE command_id = %s",
+        "mailing": "SELECT count(*) FROM applied_commands WHERE command_id = %s",
+        "counter": "SELECT count(*) FROM applied_commands WHERE command_id = %s",
+    }
+    return bool(env.scalar(tables[kind], command_id))
+
+
+@pytest.mark.parametrize("kind", ["bonus", "notify", "mailing", "counter"])
+def test_garbage_and_a_wrong_record_type_on_each_command_topic_are_dead_letters(
+    env: ActionsEnv, kind: str
+) -> None:
+    """Per topic the actions service reads: bytes that are not a record, and a record
+    of another topic's type, are dead letters with their reason; the next command on
+    the partition is applied and the service stays ready."""
+    choices: dict[str, Command] = {
+        "bonus": accrue("vera", 3, cid="good"),
+        "notify": message("vera", cid="good"),
+        "mailing": mailing("vera", Channel.EMAIL, False, cid="good"),
+        "counter": count("vera", "likes", 1, cid="good"),
+    }
+    good = choices[kind]
+    wrong: Command = count("wanda", "likes") if kind != "counter" else accrue("wanda", 1)
+    base = TOPIC_OF[type(good)]
+    topic = env.topic(base)
+    settings = env.settings()
+    env.start(settings, (kind,))
+    wait_for(lambda: _ready(settings), "the service ready")
+    env.producer.produce(topic, b"not a record", b"wanda", partition=0)
+    env.producer.produce(topic, env.codec.encode(wrong, topic), b"wanda", partition=0)
+    env.producer.produce(topic, env.codec.encode(good, topic), b"vera", partition=0)
+    assert env.producer.flush(30) == 0
+    wait_for(lambda: _offset(env, base) == 3, "all three records consumed")
+
+    letters = wait_for(lambda: len(found := env.dead_letters()) == 2 and found, "2 letters", 30)
+    garbage, misplaced = sorted(letters, key=lambda d: d.original_offset)
+    assert (garbage.original_topic, garbage.original_offset) == (topic, 0)
+    assert garbage.value == b"not a record"
+    assert garbage.error_class == "services.contracts.codec.DecodeError"
+    assert misplaced.original_offset == 1
+    assert "where" in misplaced.reason, misplaced.reason  # "got a X record where Y ..."
+    assert _applied(env, kind, "good")
+    assert _ready(settings), _readyz(settings)
