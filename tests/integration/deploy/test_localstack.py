@@ -16,7 +16,8 @@ import localstack as ls
 ls.ensure_kafka_jars()
 ls.KAFKA_DIR.mkdir(parents=True, exist_ok=True)
 (ls.KAFKA_DIR / "cluster.id").write_text("-n0BfeXzQMeFYyXO3F-Oqw")
-ls.format_kafka_storage(ls.kafka_properties(ls.Ports(kafka=39092, controller=39093, postgres=39432)))
+ports = ls.Ports(kafka=39092, controller=39093, postgres=39432)
+ls.format_kafka_storage(ls.kafka_properties(ports))
 print((ls.KAFKA_DIR / "data" / "meta.properties").read_text())
 """
 
