@@ -105,6 +105,17 @@ def fuzz(
     return report
 
 
+def fuzz_served_api(name: str, base_url: str, report: FuzzReport, *, examples: int) -> None:
+    """Fuzz the API at ``base_url`` from its own ``/openapi.json`` after the explicit
+    requests already in ``report``: no operation may answer 5xx, and every route must
+    have answered 2xx at least once."""
+    document = httpx.get(f"{base_url}/openapi.json").json()
+    fuzz(document, base_url, examples=examples, report=report)
+    print(f"{name}: {report.requests} requests; {report.summary()}")
+    assert report.server_errors == []
+    assert report.without_2xx() == []
+
+
 def _run_operation(
     operation: Any,
     mode: GenerationMode,
