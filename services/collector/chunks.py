@@ -166,15 +166,17 @@ def _chunks(collected: Collected, members: IdArray, meta: RunMeta) -> Iterator[S
     skipped: list[SkippedObject] = []
     skipped_posts: set[int] = set()
     facets = ("likes", "comments") + (("reposts",) if network is Network.VK else ())
-    for skip in collected.skips:
-        post_id = post_id_of(skip)
-        if post_id is None or post_id in skipped_posts:
-            continue
+
+    def skip_post(post_id: int, reason: str) -> None:
         skipped_posts.add(post_id)
         skipped.extend(
-            SkippedObject(facet=facet, post_id=post_id, reason=skip_reason(skip))
-            for facet in facets
+            SkippedObject(facet=facet, post_id=post_id, reason=reason) for facet in facets
         )
+
+    for skip in collected.skips:
+        post_id = post_id_of(skip)
+        if post_id is not None and post_id not in skipped_posts:
+            skip_post(post_id, skip_reason(skip))
     for post in sorted(collected.posts, key=lambda p: p.post.id):
         if post.post.id in skipped_posts:
             continue
@@ -182,11 +184,8 @@ def _chunks(collected: Collected, members: IdArray, meta: RunMeta) -> Iterator[S
         if not EARLIEST <= posted_at < LATEST:
             # A date outside the contract (0 when OK leaves it out) would fail the
             # whole run, every run, while the post is in the window: skip the post.
-            skipped_posts.add(post.post.id)
             reason = f"post date {posted_at.isoformat()} is outside the contract's range"
-            skipped.extend(
-                SkippedObject(facet=facet, post_id=post.post.id, reason=reason) for facet in facets
-            )
+            skip_post(post.post.id, reason)
             continue
         on_post = {
             **common,

@@ -12,6 +12,7 @@ value (Python's ``re`` would let ``$`` match before a trailing newline).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
@@ -72,22 +73,15 @@ def check_social_user_id(network: str, social_user_id: str) -> str:
     """``social_user_id`` as ``network`` writes it, or ``ValueError``: vk and ok ids are
     canonical positive integers within int64 (``"4242"``, never ``"04242"`` or
     ``"4242\\n"``), so one profile cannot be linked twice under two spellings."""
+    # fullmatch: the whole value, so ``$`` cannot match before a trailing newline.
     if network in ("vk", "ok"):
         if not (
-            0 < len(social_user_id) <= 19
-            and social_user_id.isascii()
-            and social_user_id.isdigit()
-            and social_user_id[0] != "0"
-            and int(social_user_id) <= INT64_MAX
+            re.fullmatch(NUMERIC_ID_PATTERN, social_user_id) and int(social_user_id) <= INT64_MAX
         ):
             raise ValueError(
                 f"social_user_id for {network} must be a positive integer up to {INT64_MAX}"
             )
         return social_user_id
-    if not (
-        0 < len(social_user_id) <= 255
-        and social_user_id.isascii()
-        and all(c.isalnum() or c in "._-" for c in social_user_id)
-    ):
+    if not re.fullmatch(APPLE_ID_PATTERN, social_user_id):
         raise ValueError(f"social_user_id for {network} must be 1-255 of A-Z a-z 0-9 . _ -")
     return social_user_id

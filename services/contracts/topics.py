@@ -96,6 +96,32 @@ def _configs(retention_ms: int, settings: TopicSettings, **extra: str) -> dict[s
     return configs
 
 
+def _internal(
+    name: str, settings: TopicSettings, configs: dict[str, str], service: str, description: str
+) -> TopicSpec:
+    """A worker's own topic: written and read by ``service`` alone, partitioned like
+    the topic whose state it holds, murmur2 like every runtime-written topic."""
+    return TopicSpec(
+        name,
+        "see description",
+        (),
+        settings.partitions,
+        settings.replication_factor,
+        configs,
+        (service,),
+        (service,),
+        description,
+        partitioner="murmur2_random",
+    )
+
+
+def _compacted(settings: TopicSettings) -> dict[str, str]:
+    configs = {"cleanup.policy": "compact"}
+    if settings.replication_factor >= 3:
+        configs["min.insync.replicas"] = "2"
+    return configs
+
+
 RULES_APP_ID = "social-loyalty.rules"
 """The rules worker's default consumer group, the stem of its internal topics."""
 
@@ -106,25 +132,11 @@ def rules_topics(settings: TopicSettings, app_id: str = RULES_APP_ID) -> list[To
     a changelog holds the state of partition *n* of the topic the store reads, so each
     changelog has exactly as many partitions as that topic (the worker refuses to
     start otherwise)."""
-    parts, rf = settings.partitions, settings.replication_factor
 
     def internal(stem: str, configs: dict[str, str], description: str) -> TopicSpec:
-        return TopicSpec(
-            settings.name(f"{app_id}.{stem}"),
-            "see description",
-            (),
-            parts,
-            rf,
-            configs,
-            ("rules",),
-            ("rules",),
-            description,
-            partitioner="murmur2_random",
-        )
+        return _internal(settings.name(f"{app_id}.{stem}"), settings, configs, "rules", description)
 
-    compacted = {"cleanup.policy": "compact", "retention.ms": "-1"}
-    if rf >= 3:
-        compacted["min.insync.replicas"] = "2"
+    compacted = {**_compacted(settings), "retention.ms": "-1"}
     return [
         internal(
             "by-member",
@@ -153,32 +165,23 @@ DETECTOR_TABLES = ("keys", "groups")
 """The detector's Faust tables; each has a changelog ``<app id>-<table>-changelog``."""
 
 
+def retirements_topic(app_id: str) -> str:
+    """The detector's post-retirement broadcast topic for its Faust app id."""
+    return f"{app_id}-post-retirements"
+
+
 def detector_topics(settings: TopicSettings, app_id: str) -> list[TopicSpec]:
     """The detector's internal topics (services/detector/app.py), named as Faust names
     them (``<app id>-<table>-changelog``; Faust does not know ``TOPIC_PREFIX``, so the
     app id is the whole stem) plus its post-retirement broadcast. Each is partitioned
     like ``social.snapshots``: Faust refuses a changelog with another count, and so
     does the detector before it starts."""
-    parts, rf = settings.partitions, settings.replication_factor
     # No retention.ms: it means nothing under compaction, and the changelogs Faust
     # created before they were in the catalog do not have it (no drift on upgrade).
-    compacted = {"cleanup.policy": "compact"}
-    if rf >= 3:
-        compacted["min.insync.replicas"] = "2"
+    compacted = _compacted(settings)
 
     def internal(name: str, configs: dict[str, str], description: str) -> TopicSpec:
-        return TopicSpec(
-            name,
-            "see description",
-            (),
-            parts,
-            rf,
-            configs,
-            ("detector",),
-            ("detector",),
-            description,
-            partitioner="murmur2_random",
-        )
+        return _internal(name, settings, configs, "detector", description)
 
     tables = {
         "keys": "The keys table (snapshot key -> the key's last state), partitioned like "
@@ -192,7 +195,7 @@ def detector_topics(settings: TopicSettings, app_id: str) -> list[TopicSpec]:
             for table in DETECTOR_TABLES
         ),
         internal(
-            f"{app_id}-post-retirements",
+            retirements_topic(app_id),
             _configs(7 * DAY_MS, settings),
             "Posts that left a group's collection window, sent to every partition (compact JSON).",
         ),

@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from services.contracts.topics import TopicSettings, catalog, ensure
+from services.ops.system import app_stem
 from services.rules.offers import Offer, load_offer
 from services.runtime import kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -82,7 +83,7 @@ def reset_kafka(settings: KafkaSettings, topics: TopicSettings) -> None:
     admin = kafka.admin(settings, "namespace-reset")
     _delete_groups(admin, topics.prefix)
     _delete_topics(admin, topics.prefix)
-    stem = topics.prefix.rstrip(".")
+    stem = app_stem(topics.prefix)
     specs = catalog(topics, rules_app_id=f"{stem}.rules", detector_app_id=f"{stem}.detector")
     for _attempt in range(60):
         # Topic deletion is asynchronous on the broker: retry creation until it is accepted.

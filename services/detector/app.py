@@ -55,7 +55,13 @@ from services.contracts import (
 )
 from services.contracts.bounds import INT64_MAX, PositiveId
 from services.contracts.models import Network
-from services.contracts.topics import DEADLETTER, EVENTS, SNAPSHOTS, detector_topics
+from services.contracts.topics import (
+    DEADLETTER,
+    EVENTS,
+    SNAPSHOTS,
+    detector_topics,
+    retirements_topic,
+)
 from services.detector.diff import Facet, InvalidChunkError, forget_posts
 from services.detector.faust_app import ReadCommittedApp, broker_credentials
 from services.detector.history import KeyHistory, advance, retire_history
@@ -321,14 +327,16 @@ class Detector:
         else:
             retired = []
         if retired:
-            notice = json.dumps(
-                {
-                    "network": manifest.network.value,
-                    "group_id": manifest.group_id,
-                    "snapshot_at": at,
-                    "post_ids": retired,
-                }
-            ).encode()
+            notice = (
+                RetirementNotice(
+                    network=manifest.network,
+                    group_id=manifest.group_id,
+                    snapshot_at=at,
+                    post_ids=retired,
+                )
+                .model_dump_json()
+                .encode()
+            )
             for target in range(self.names.partitions):
                 self._send(self.names.retirements, key, notice, partition=target)
             await self._flush()
@@ -360,7 +368,8 @@ class Detector:
 
 
 class RetirementNotice(BaseModel):
-    """A record of the internal post-retirements topic (written by ``_manifest``)."""
+    """A record of the internal post-retirements topic: ``_manifest`` writes it and
+    ``_retire`` reads it, so both sides hold the one shape."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -405,7 +414,7 @@ def _topics(settings: DetectorSettings) -> _Topics:
                 f"partition n of {snapshots!r}. Delete it (its state is rebuilt from the "
                 f"snapshots) and {ensure_hint} with TOPIC_PARTITIONS={partitions}"
             )
-    retirements = f"{settings.app_id}-post-retirements"
+    retirements = retirements_topic(settings.app_id)
     return _Topics(snapshots, names.name(EVENTS), names.name(DEADLETTER), retirements, partitions)
 
 
