@@ -104,6 +104,10 @@ class RuleEvent:
     comment_id: str | None = None
     registration: bool = False
     linked_at: datetime | None = None
+    relinked: bool = False
+    """The social profile was first linked to another member: a ``PROFILE_LINKED`` of it
+    pays only offers whose ``filters.relinked`` allows it (default: it does not), so one
+    profile cannot earn a link bonus for member after member."""
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -591,6 +595,7 @@ class _Compiled:
         "period",
         "post_ids",
         "registration",
+        "relinked",
         "reward_points",
         "rewarded",
         "starts_at",
@@ -621,8 +626,11 @@ class _Compiled:
         self.group_ids = None if f.group_ids is None else frozenset(f.group_ids)
         self.post_ids = None if f.post_ids is None else frozenset(f.post_ids)
         self.registration = f.registration
+        # Only a link event can be a relink; other triggers ignore the filter.
+        self.relinked = f.relinked if EventType.PROFILE_LINKED in self.triggers else None
         self.filtered = any(
-            v is not None for v in (f.networks, f.group_ids, f.post_ids, f.registration)
+            v is not None
+            for v in (f.networks, f.group_ids, f.post_ids, f.registration, self.relinked)
         )
         self.starts_at = offer.starts_at
         self.ends_at = offer.ends_at
@@ -923,6 +931,11 @@ def _grant(  # noqa: PLR0911  (one return per outcome)
         or (c.group_ids is not None and event.group_id not in c.group_ids)
         or (c.post_ids is not None and event.post_id not in c.post_ids)
         or (c.registration is not None and event.registration != c.registration)
+        or (
+            c.relinked is not None
+            and event.type is EventType.PROFILE_LINKED
+            and event.relinked != c.relinked
+        )
     ):
         return _NOTHING
     if not run.linked:

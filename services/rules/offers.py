@@ -168,6 +168,13 @@ class Filters(_Model):
     registration: bool | None = Field(
         default=None, description="Profile links only: true = made at registration."
     )
+    relinked: bool | None = Field(
+        default=False,
+        description="Profile links only: whether the profile was first linked to another "
+        "member. The default false pays a profile's link for the first member it was linked "
+        "to only, so one social account cannot earn a link bonus for member after member; "
+        "null pays every link, true only links of such a profile.",
+    )
 
     @field_validator("group_ids", "post_ids", mode="before")
     @classmethod
@@ -374,6 +381,8 @@ class Offer(_Model):
                     raise ValueError(f"{name} can never match {without}: they carry no such id")
         if self.filters.registration is not None and set(self.trigger) - {EventType.PROFILE_LINKED}:
             raise ValueError("filters.registration only applies to trigger PROFILE_LINKED")
+        if self.filters.relinked is not False and EventType.PROFILE_LINKED not in self.trigger:
+            raise ValueError("filters.relinked only applies to trigger PROFILE_LINKED")
         if self.starts_at and self.ends_at and self.starts_at >= self.ends_at:
             raise ValueError("starts_at must be before ends_at")
         return self

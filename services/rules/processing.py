@@ -97,20 +97,32 @@ class Link:
     of that social user still resolve to the former member, so an unlike
     after the unlink takes back what the like earned while linked. Grants of
     a tombstoned user earn nothing.
+
+    ``first_member_id`` is the member the profile was linked to first when that is
+    not ``member_id`` (``None``: this member was the first); it survives unlinks and
+    relinks, so a link to anyone else is known as a relink.
     """
 
     member_id: str
     linked_at: datetime
     registration: bool = False
     unlinked_at: datetime | None = None
+    first_member_id: str | None = None
 
     @property
     def active(self) -> bool:
         return self.unlinked_at is None
 
+    @property
+    def relinked(self) -> bool:
+        """The profile was first linked to another member."""
+        return self.first_member_id is not None
+
     def to_json(self) -> bytes:
         unlinked = None if self.unlinked_at is None else self.unlinked_at.isoformat()
         doc = [self.member_id, self.linked_at.isoformat(), self.registration, unlinked]
+        if self.relinked:
+            doc.append(self.first_member_id)
         return json.dumps(doc).encode()
 
     @classmethod
@@ -118,14 +130,15 @@ class Link:
         if not data:
             return None
         try:
-            member_id, linked_at, registration, unlinked = json.loads(data)
+            member_id, linked_at, registration, unlinked, *first = json.loads(data)
             return cls(
                 str(member_id),
                 datetime.fromisoformat(linked_at),
                 bool(registration),
                 None if unlinked is None else datetime.fromisoformat(unlinked),
+                str(first[0]) if first else None,
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, IndexError) as exc:
             raise StateFormatError(f"link record is malformed: {exc!r}") from exc
 
 
@@ -173,7 +186,14 @@ def link_after(
     the decision of ``resolve_plain`` without building the engine's event (the worker
     writes the resolved event straight to the wire with ``encode_resolved``)."""
     if kind is EventType.PROFILE_LINKED:
-        new = Link(event["member_id"], event["snapshot_at"], bool(event["registration"]))
+        member = event["member_id"]
+        first = None if link is None else (link.first_member_id or link.member_id)
+        new = Link(
+            member,
+            event["snapshot_at"],
+            bool(event["registration"]),
+            first_member_id=None if first == member else first,
+        )
         return new, new
     if link is None:
         return None, None
@@ -203,6 +223,7 @@ _RESOLVED_FIELDS = (
     "comment_id",
     "registration",
     "linked_at",
+    "relinked",
 )
 """A resolved event's fields in the order of its wire form (``encode_rule_event``)."""
 
@@ -224,6 +245,7 @@ def _resolved(kind: EventType, event: Mapping[str, Any], link: Link) -> tuple[An
         event.get("comment_id"),
         bool(event.get("registration", False)),
         link.linked_at,
+        link.relinked,
     )
 
 
@@ -245,9 +267,11 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 def _encode_resolved_values(values: tuple[Any, ...]) -> bytes:
     (event_id, kind, network, user, member, occurred, group, post, comment, registration,
-     linked) = values  # fmt: skip
+     linked, relinked) = values  # fmt: skip
     doc = [event_id, kind.value, network, user, member, _ms(occurred), group, post, comment,
            registration, None if linked is None else _ms(linked)]  # fmt: skip
+    if relinked:
+        doc.append(True)
     return _dumps(doc).encode()
 
 
@@ -267,7 +291,7 @@ def decode_rule_event(data: bytes) -> RuleEvent:
     """Read ``encode_rule_event`` output; raises ``ValueError`` on anything else."""
     try:
         (event_id, kind, network, user, member, occurred, group, post, comment, registration,
-         linked) = json.loads(data)  # fmt: skip
+         linked, *relinked) = json.loads(data)  # fmt: skip
         return RuleEvent(
             event_id=event_id,
             type=EventType(kind),
@@ -280,6 +304,7 @@ def decode_rule_event(data: bytes) -> RuleEvent:
             comment_id=comment,
             registration=bool(registration),
             linked_at=None if linked is None else _at(linked),
+            relinked=bool(relinked and relinked[0]),
         )
     except (TypeError, OverflowError, OSError) as exc:
         raise ValueError(f"not a resolved event: {exc!r}") from exc

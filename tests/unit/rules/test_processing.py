@@ -11,7 +11,7 @@ from services.contracts import models as m
 from services.contracts.ids import command_id
 from services.contracts.topics import COMMANDS_BONUS, COMMANDS_MAILING, COMMANDS_NOTIFY
 from services.rules.engine import EventType, StateFormatError
-from services.rules.offers import load_offer_dir
+from services.rules.offers import Offer, load_offer_dir
 from services.rules.processing import (
     Link,
     MemberRecord,
@@ -116,8 +116,54 @@ def test_undo_events_of_a_former_link_resolve_to_the_former_member() -> None:
     assert kept == tombstone
     assert undo is not None
     assert (undo.type, undo.member_id, undo.linked_at) == (EventType.POST_UNLIKED, "M1", T0)
-    relinked, _ = resolve(tombstone, linked(member="M2", at=T0 + timedelta(days=3)))
-    assert relinked == Link("M2", T0 + timedelta(days=3))  # a new link replaces the tombstone
+    relinked, event = resolve(tombstone, linked(member="M2", at=T0 + timedelta(days=3)))
+    # A new link replaces the tombstone and remembers whose the profile was first.
+    assert relinked == Link("M2", T0 + timedelta(days=3), first_member_id="M1")
+    assert event is not None and event.relinked
+
+
+def test_a_profile_remembers_its_first_member_across_relinks() -> None:
+    """A -> B -> A -> C: only the links to B and C are relinks; the first member stays A,
+    through unlinks and through the state's wire form."""
+    link: Link | None = None
+    seen = []
+    for day, member in enumerate(["A", "B", "A", "C"]):
+        link, event = resolve(link, linked(member=member, at=T0 + timedelta(days=2 * day)))
+        assert event is not None
+        seen.append(event.relinked)
+        link, _ = resolve(link, unlinked(at=T0 + timedelta(days=2 * day + 1)))
+        assert Link.from_json(link.to_json() if link else None) == link
+    assert seen == [False, True, False, True]
+    assert link is not None and link.first_member_id == "A"
+
+
+def test_a_profile_earns_its_link_bonus_once_not_for_member_after_member() -> None:
+    """Link-bonus farming: one VK profile linked to M1, unlinked, linked to M2, to M3.
+    The welcome offer pays M1 only, live and in replay; an offer that says
+    ``relinked: null`` pays every member."""
+    history: list[m.DomainEvent] = []
+    for day, member in enumerate(["M1", "M2", "M3"]):
+        history.append(linked(member=member, at=T0 + timedelta(days=2 * day)))
+        history.append(unlinked(member=member, at=T0 + timedelta(days=2 * day + 1)))
+
+    def credits(offer: Offer) -> list[tuple[str, int]]:
+        commands = live(history, [offer])
+        replayer = Replayer(offer, tz=MOSCOW, notify=False, issued_at=ISSUED)
+        replayed = [c for e in history for c in replayer.feed(e, in_window=True)]
+        paid = [(c.member_id, c.points) for c in commands if isinstance(c, m.BonusAccrue)]
+        assert paid == [(c.member_id, c.points) for c in replayed if isinstance(c, m.BonusAccrue)]
+        return paid
+
+    welcome = example("link-profile")
+    assert credits(welcome) == [("M1", 50)]
+    every_member = welcome.model_copy(
+        update={"filters": welcome.filters.model_copy(update={"relinked": None})}
+    )
+    assert credits(every_member) == [("M1", 50), ("M2", 50), ("M3", 50)]
+    only_relinks = welcome.model_copy(
+        update={"filters": welcome.filters.model_copy(update={"relinked": True})}
+    )
+    assert credits(only_relinks) == [("M2", 50), ("M3", 50)]
 
 
 def test_an_unlike_after_the_unlink_deducts_what_the_like_earned() -> None:
