@@ -1,20 +1,12 @@
-"""Notification policy, pure: retry schedule, quiet hours, who gets marketing."""
+"""Notification policy, pure: quiet hours, who gets marketing. (The retry schedule is
+``services.runtime.retry.Backoff`` without jitter: the bound on how long one message can
+hold its partition is then exact, ``sum(backoff.delays())``, and the providers dedupe by
+idempotency key anyway, so jitter buys nothing there.)"""
 
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
-
-
-def backoff_delays(attempts: int, base_s: float, max_s: float) -> list[float]:
-    """Seconds to wait before each retry: ``attempts`` tries have ``attempts - 1`` waits,
-    doubling from ``base_s`` and capped at ``max_s``. Deterministic on purpose: the
-    bound on how long one message can hold its partition is then exact
-    (``sum(backoff_delays(...))``), and the providers dedupe by idempotency key anyway,
-    so jitter buys nothing here."""
-    if attempts < 1:
-        raise ValueError("attempts must be >= 1")
-    return [min(base_s * 2**i, max_s) for i in range(attempts - 1)]
 
 
 def _in_window(clock: time, start: time, end: time) -> bool:

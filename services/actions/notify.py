@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,12 +33,13 @@ import psycopg
 from services.actions import metrics
 from services.actions.channels import Outgoing, Sender, SendError
 from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
-from services.actions.delivery import backoff_delays, may_receive, quiet_until
+from services.actions.delivery import may_receive, quiet_until
 from services.actions.settings import ActionsSettings
 from services.actions.templates import Rendered, TemplateProblemError, TemplateStore
 from services.contracts.models import Channel, DeadLetter, MessageFailed, MessageSent, SendMessage
 from services.contracts.topics import COMMANDS_NOTIFY
 from services.runtime.pgsink import Emit
+from services.runtime.retry import Backoff, RetryCallState
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,11 @@ class Result:
     provider_message_id: str | None = None
 
 
+def _attempts(retrying: Any) -> int:
+    """How many tries the retry loop made (tenacity's statistics of its last run)."""
+    return int(retrying.statistics.get("attempt_number", 1))
+
+
 class NotifyHandler(CommandHandler):
     name: ClassVar[str] = "notify"
     topic: ClassVar[str] = COMMANDS_NOTIFY
@@ -73,8 +78,8 @@ class NotifyHandler(CommandHandler):
         self.settings = settings
         self.templates = templates
         self.senders = senders
-        self.delays = backoff_delays(
-            settings.send_attempts, settings.backoff_base_s, settings.backoff_max_s
+        self.backoff = Backoff(
+            settings.send_attempts, settings.backoff_base_s, settings.backoff_max_s, jitter=False
         )
         self.pool = ThreadPoolExecutor(settings.send_concurrency, thread_name_prefix="send")
 
@@ -202,24 +207,27 @@ class NotifyHandler(CommandHandler):
         outgoing = decision.outgoing
         assert outgoing is not None
         sender = self.senders[outgoing.channel]
-        attempts, reason = 0, "not attempted"
-        for delay in [0.0, *self.delays]:
-            if delay:
-                time.sleep(delay)
-            attempts += 1
-            try:
-                provider_id = sender.send(outgoing)
-            except SendError as exc:
-                reason = exc.reason
-                log.info("send %s attempt %d failed: %s", outgoing.command_id, attempts, reason)
-                if exc.permanent:
-                    break
-                continue
-            except Exception as exc:  # a sender bug fails this message, not the batch
-                reason = f"{type(exc).__name__}: {exc}"
-                log.exception("send %s attempt %d: unexpected error", outgoing.command_id, attempts)
-                break
-            return Result(decision, "sent", attempts, provider_message_id=provider_id)
+
+        def before_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            reason = error.reason if isinstance(error, SendError) else error
+            log.info(
+                "send %s attempt %d failed: %s", outgoing.command_id, state.attempt_number, reason
+            )
+
+        retrying = self.backoff.retrying(
+            lambda exc: isinstance(exc, SendError) and not exc.permanent, before_retry
+        )
+        try:
+            provider_id = retrying(sender.send, outgoing)
+        except SendError as exc:
+            reason = exc.reason
+        except Exception as exc:  # a sender bug fails this message, not the batch
+            reason = f"{type(exc).__name__}: {exc}"
+            log.exception("send %s: unexpected error", outgoing.command_id)
+        else:
+            return Result(decision, "sent", _attempts(retrying), provider_message_id=provider_id)
+        attempts = _attempts(retrying)
         return Result(decision, "failed", attempts, f"{reason} (after {attempts} attempts)")
 
     def perform(self, prepared: Any) -> None:

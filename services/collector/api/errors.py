@@ -25,7 +25,6 @@ and guessing would risk publishing a half-read group.
 from __future__ import annotations
 
 import enum
-import random
 from typing import Literal
 
 from services.collector.api.models import Skip
@@ -58,21 +57,6 @@ def classify(network: Network, code: int) -> Action:
     if code in skip:
         return Action.SKIP
     return Action.ABORT
-
-
-def backoff_delay(
-    attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None
-) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based): "full jitter".
-
-    A uniform draw in ``[0, min(cap, base * 2**(attempt-1))]`` spreads retries of
-    many collectors hitting the same limit, instead of having them return in
-    lock-step and trip it again.
-    """
-    if attempt < 1:
-        raise ValueError("attempt is 1-based")
-    ceiling = min(cap_s, base_s * (2 ** (attempt - 1)))
-    return (rng or random).uniform(0.0, ceiling)
 
 
 class ApiError(Exception):

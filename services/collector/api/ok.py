@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
@@ -116,7 +115,6 @@ class OkClient(ApiClient):
         http: httpx.AsyncClient | None = None,
         limiter: SlidingWindowLimiter | None = None,
         sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -132,7 +130,6 @@ class OkClient(ApiClient):
             http=http,
             limiter=limiter,
             sleep=sleep,
-            rng=rng,
             clock=clock,
         )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self
 
@@ -25,11 +24,11 @@ from services.collector.api.errors import (
     RetriesExhaustedError,
     RunAbortedError,
     abort_message,
-    backoff_delay,
     classify,
 )
 from services.collector.api.models import Skip
 from services.collector.api.ratelimit import SlidingWindowLimiter, Slot
+from services.runtime.retry import Backoff, RetryCallState
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +51,15 @@ class Transport:
         parse_error: ErrorParser,
         counters: ApiCounters,
         sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
     ) -> None:
         self.network = network
         self._url = url
         self._http = http
         self._limiter = limiter
-        self._retry = retry
+        self._backoff = Backoff(retry.max_attempts, retry.backoff_base_s, retry.backoff_cap_s)
         self._parse_error = parse_error
         self.counters = counters
         self._sleep = sleep
-        self._rng = rng or random.Random()
 
     async def request(self, method: str, form: Mapping[str, str], obj: str) -> Any:
         """The decoded body of a successful call to ``method``.
@@ -71,41 +68,49 @@ class Transport:
         for errors that make the run pointless, ``RetriesExhaustedError`` when a
         transient error outlives the retry budget.
         """
-        attempts = self._retry.max_attempts
-        for attempt in range(1, attempts + 1):
-            slot = await self._limiter.acquire()
-            if slot.waited_s > 0:
-                self.counters.rate_limit_waits += 1
-                self.counters.rate_limit_wait_s += slot.waited_s
-            self.counters.requests[method] += 1
-            try:
-                problem = await self._attempt(method, form, obj, slot)
-            finally:
-                slot.release()
-            if isinstance(problem, _Success):
-                return problem.body
-            if attempt == attempts:
-                raise RetriesExhaustedError(
-                    f"{self.network.upper()} {method} for {obj}: {problem} "
-                    f"(gave up after {attempts} attempts)",
-                    method=method,
-                )
+
+        def before_retry(state: RetryCallState) -> None:
             self.counters.retries += 1
-            delay = backoff_delay(
-                attempt, self._retry.backoff_base_s, self._retry.backoff_cap_s, self._rng
-            )
             log.info(
                 "%s %s for %s: %s; retry %d/%d in %.2fs",
                 self.network,
                 method,
                 obj,
-                problem,
-                attempt,
-                attempts - 1,
-                delay,
+                state.outcome.exception() if state.outcome else "?",
+                state.attempt_number,
+                self._backoff.attempts - 1,
+                state.upcoming_sleep,
             )
-            await self._sleep(delay)
+
+        retrying = self._backoff.async_retrying(
+            lambda exc: isinstance(exc, _TransientError), before_retry, self._sleep
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._once(method, form, obj)
+        except _TransientError as exc:
+            raise RetriesExhaustedError(
+                f"{self.network.upper()} {method} for {obj}: {exc} "
+                f"(gave up after {self._backoff.attempts} attempts)",
+                method=method,
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, method: str, form: Mapping[str, str], obj: str) -> Any:
+        """One request under the rate limit: its body, or ``_TransientError``."""
+        slot = await self._limiter.acquire()
+        if slot.waited_s > 0:
+            self.counters.rate_limit_waits += 1
+            self.counters.rate_limit_wait_s += slot.waited_s
+        self.counters.requests[method] += 1
+        try:
+            problem = await self._attempt(method, form, obj, slot)
+        finally:
+            slot.release()
+        if isinstance(problem, _Success):
+            return problem.body
+        raise _TransientError(problem)
 
     async def pause(self, method: str, problems: Sequence[tuple[str, str]]) -> None:
         """Back off before re-sending calls that failed transiently inside ``method``
@@ -115,7 +120,7 @@ class Transport:
         a retry of a request of its own.
         """
         self.counters.retries += len(problems)
-        delay = backoff_delay(1, self._retry.backoff_base_s, self._retry.backoff_cap_s, self._rng)
+        delay = self._backoff.delay(1)
         for call, problem in problems:
             log.info(
                 "%s %s inside %s: %s; retry alone in %.2fs",
@@ -172,6 +177,10 @@ class Transport:
         return f"error {code} ({message})"
 
 
+class _TransientError(Exception):
+    """One try failed in a way worth retrying; the message says how."""
+
+
 class _Success:
     __slots__ = ("body",)
 
@@ -198,7 +207,6 @@ class ApiClient:
         http: httpx.AsyncClient | None,
         limiter: SlidingWindowLimiter | None,
         sleep: Sleep,
-        rng: random.Random | None,
         clock: Callable[[], float],
     ) -> None:
         self._own_http = http is None
@@ -215,7 +223,6 @@ class ApiClient:
             parse_error=parse_error,
             counters=self._counters,
             sleep=sleep,
-            rng=rng,
         )
         self._base_url = base_url
         self._clock = clock

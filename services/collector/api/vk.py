@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from typing import Any, Final
@@ -103,7 +102,6 @@ class VkClient(ApiClient):
         http: httpx.AsyncClient | None = None,
         limiter: SlidingWindowLimiter | None = None,
         sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -119,7 +117,6 @@ class VkClient(ApiClient):
             http=http,
             limiter=limiter,
             sleep=sleep,
-            rng=rng,
             clock=clock,
         )
 

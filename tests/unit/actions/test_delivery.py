@@ -3,18 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from services.actions.delivery import backoff_delays, may_receive, quiet_until
+from services.actions.delivery import may_receive, quiet_until
 
 MSK = ZoneInfo("Europe/Moscow")
-
-
-def test_backoff_doubles_and_is_capped() -> None:
-    assert backoff_delays(1, 0.5, 10) == []
-    assert backoff_delays(6, 0.5, 5) == [0.5, 1.0, 2.0, 4.0, 5.0]
-    with pytest.raises(ValueError, match="attempts"):
-        backoff_delays(0, 1, 1)
 
 
 def test_quiet_hours_wrap_midnight_in_the_program_zone() -> None:

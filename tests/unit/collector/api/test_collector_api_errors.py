@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from services.collector.api.errors import Action, abort_message, backoff_delay, classify
+from services.collector.api.errors import Action, abort_message, classify
 
 
 @pytest.mark.parametrize(
@@ -38,25 +34,6 @@ from services.collector.api.errors import Action, abort_message, backoff_delay, 
 )
 def test_classification(network: str, code: int, action: Action) -> None:
     assert classify(network, code) is action  # type: ignore[arg-type]
-
-
-@given(
-    attempt=st.integers(1, 30),
-    base=st.floats(0, 5),
-    cap=st.floats(0, 60),
-    seed=st.integers(0, 2**32),
-)
-def test_backoff_is_jittered_below_an_exponential_ceiling(
-    attempt: int, base: float, cap: float, seed: int
-) -> None:
-    delay = backoff_delay(attempt, base, cap, random.Random(seed))
-    assert 0 <= delay <= min(cap, base * 2 ** (attempt - 1))
-
-
-def test_backoff_spreads_retries() -> None:
-    rng = random.Random(1)
-    delays = {round(backoff_delay(3, 1.0, 30.0, rng), 3) for _ in range(50)}
-    assert len(delays) > 40
 
 
 def test_abort_messages_tell_the_operator_what_to_do() -> None:
