@@ -90,7 +90,10 @@ class Demo:
             return dict(watcher.seen.balances)
 
     def play(self, watcher: Watcher, number: int, step: Step) -> None:
-        console.rule(f"[bold]Step {number}[/]: {step.title}")
+        # The title on a line of its own: a rule cuts a long title to the terminal width.
+        console.rule(f"[bold]Step {number}[/]")
+        console.print(f"[bold]{step.title}[/]")
+        runs_before = watcher.run_counts()
         for link in step.links:
             self.link(
                 link.member.member_id,
@@ -122,6 +125,12 @@ class Demo:
                 f"{m} has {got}, expected {want}" for m, (got, want) in wrong.items()
             )
             raise StoryFailedError(f"step {number}: {detail}")
+        runs = watcher.run_counts()
+        collected = ", ".join(
+            f"{network} group {group_id}: {count - runs_before.get((network, group_id), 0)}"
+            for (network, group_id), count in sorted(runs.items())
+        )
+        console.print(f"[dim]collector runs during the step: {collected or 'none'}[/]")
         console.print(
             "[bold green]balances[/]: " + ", ".join(f"{m} {v}" for m, v in sorted(now.items()))
         )
@@ -311,6 +320,7 @@ def run(
         _play(demo, watcher)
         if monkey is not None:
             _finish_chaos(demo, watcher, monkey)
+        watcher.mute()  # after the story, only the summary and the dashboard hint
         _report(demo, watcher, summary, monkey)
         if not exit_when_done:
             _keep_running(ports)

@@ -37,6 +37,9 @@ class Seen:
     """What the watcher has observed so far (read under ``Watcher.lock``)."""
 
     runs: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    run_counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Complete collection runs per group: the demo prints a count per step, not a
+    line per run (a group is collected every few seconds)."""
     events: dict[str, DomainEvent] = field(default_factory=dict)
     event_deliveries: int = 0
     balances: dict[str, int] = field(default_factory=dict)
@@ -106,12 +109,11 @@ class Watcher:
         with self.lock:
             seen = self.seen
             if isinstance(record, RunManifest):
-                seen.runs[(record.network.value, record.group_id)] = record.snapshot_at
-                line = (
-                    f"[dim]collector: run of {record.network.value} group {record.group_id} "
-                    f"complete ({len(record.post_ids)} posts, {record.chunk_count} chunks)[/]"
-                )
-            elif isinstance(record, PointsCredited | PointsDeducted):
+                group = (record.network.value, record.group_id)
+                seen.runs[group] = record.snapshot_at
+                seen.run_counts[group] = seen.run_counts.get(group, 0) + 1
+                return
+            if isinstance(record, PointsCredited | PointsDeducted):
                 if (type(record).__name__, record.command_id) in seen.outcome_ids:
                     return  # an outcome re-published after a restart: already counted
                 seen.outcome_ids.add((type(record).__name__, record.command_id))
@@ -144,6 +146,14 @@ class Watcher:
                 return
             seen.timeline.append((datetime.now(UTC), line))
         self._say(line)
+
+    def mute(self) -> None:
+        """Keep watching (the e2e tests read ``seen``) but print nothing more."""
+        self._say = lambda _line: None
+
+    def run_counts(self) -> dict[tuple[str, int], int]:
+        with self.lock:
+            return dict(self.seen.run_counts)
 
     def latest_run(self, network: str, group_id: int) -> datetime | None:
         with self.lock:
