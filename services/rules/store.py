@@ -25,38 +25,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from services.rules.offers import Offer, OfferError, load_offer_text, parse_offer
+from services.runtime import migrations
 from services.runtime.db import connect
 from services.runtime.settings import DatabaseSettings
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-
-_MIGRATION = """
-CREATE SCHEMA IF NOT EXISTS {schema};
-CREATE TABLE IF NOT EXISTS {schema}.offers (
-    id text PRIMARY KEY,
-    active boolean NOT NULL DEFAULT false,
-    current_version integer NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS {schema}.offer_versions (
-    offer_id text NOT NULL REFERENCES {schema}.offers (id),
-    version integer NOT NULL CHECK (version >= 1),
-    body jsonb NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    author text,
-    comment text,
-    PRIMARY KEY (offer_id, version)
-);
-CREATE TABLE IF NOT EXISTS {schema}.offer_activations (
-    id bigserial PRIMARY KEY,
-    offer_id text NOT NULL REFERENCES {schema}.offers (id),
-    active boolean NOT NULL,
-    version integer NOT NULL,
-    at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX IF NOT EXISTS offer_activations_offer ON {schema}.offer_activations (offer_id, id);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +87,7 @@ class OfferStore:
 
     def __init__(self, database: DatabaseSettings, schema: str = "rules") -> None:
         self._database = database
+        self._schema_name = schema
         self._schema = sql.Identifier(schema)
 
     @contextmanager
@@ -130,10 +104,10 @@ class OfferStore:
         return sql.SQL(text).format(schema=self._schema)
 
     def migrate(self) -> None:
-        """Idempotent: safe at every start of every process."""
+        """Bring the schema up to date (``services/rules/migrations/``); safe at every
+        start of every process."""
         with self._conn() as conn:
-            conn.execute(self._q("SELECT pg_advisory_xact_lock(hashtext('rules.offers.migrate'))"))
-            conn.execute(self._q(_MIGRATION))
+            migrations.migrate(conn, self._schema_name, "rules")
 
     # ------------------------------------------------------------------ writes
 

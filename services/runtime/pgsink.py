@@ -67,7 +67,7 @@ from psycopg import sql
 from services.contracts.codec import Codec, DecodeError
 from services.contracts.models import DeadLetter, Record
 from services.contracts.topics import DEADLETTER, TopicSettings
-from services.runtime import kafka
+from services.runtime import kafka, migrations
 from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.sender import DeliveryError, Sender
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -120,29 +120,6 @@ ASSIGNED = Gauge(
     "social_loyalty_pgsink_assigned_partitions", "Input partitions assigned.", ["group"]
 )
 
-SINK_DDL = """
-CREATE TABLE IF NOT EXISTS consumer_offsets (
-    group_id text NOT NULL,
-    topic text NOT NULL,
-    partition integer NOT NULL,
-    next_offset bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (group_id, topic, partition)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id bigserial PRIMARY KEY,
-    source text NOT NULL,
-    topic text NOT NULL,
-    key bytea,
-    value bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS outbox_source ON outbox (source, id);
-"""
-"""``consumer_offsets`` (where each group is, per partition, written with the effects)
-and ``outbox`` (records to publish after the commit); run with the service's schema
-on the ``search_path`` (:func:`create_sink_tables`)."""
-
 TopicKey = tuple[str, int]
 OutboxRow = tuple[int, str, bytes | None, bytes]
 """(outbox id, real topic, key, value)"""
@@ -158,11 +135,11 @@ def use_schema(conn: psycopg.Connection, schema: str) -> None:
 
 
 def create_sink_tables(conn: psycopg.Connection, schema: str) -> None:
-    """Create ``schema`` and the sink's tables in it if missing (idempotent); call in
-    the service's migration transaction."""
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
-    conn.execute(SINK_DDL)
+    """Create ``schema`` and the sink's tables in it if missing: ``consumer_offsets``
+    (where each group is, per partition, written with the effects) and ``outbox``
+    (records to publish after the commit); the ``pgsink`` component's migrations in
+    ``services/runtime/migrations/``."""
+    migrations.migrate(conn, schema, "pgsink")
 
 
 @dataclass(frozen=True)
