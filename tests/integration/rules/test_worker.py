@@ -217,3 +217,33 @@ def test_a_changelog_with_the_wrong_partition_count_is_refused_at_start(
     assert changelog in text
     assert f"has {env.topics.partitions + 1} partitions" in text
     assert "Delete the changelog" in text
+
+
+def test_a_profile_linked_to_another_member_earns_no_second_link_bonus(
+    rules_env: Callable[[str], Env], tmp_path: Path
+) -> None:
+    """Link-bonus farming through the worker: vk:42 links to M1 (50), is unlinked, the
+    worker restarts (the links state comes back from its changelog), vk:42 links to M2:
+    no welcome bonus for M2, though M2 earns for the profile's later like."""
+    env = rules_env("rules-relink")
+    activate_examples(env, "link-profile", "likes-5-then-1")
+    reader = CommandReader(env)
+    first = linked("42", "M1", T0)
+    with worker(env, tmp_path / "first.log") as w:
+        w.wait_offers({"link-profile", "likes-5-then-1"})
+        produce(env, [first, unlinked("42", "M1", T0 + timedelta(hours=1))])
+        reader.until(lambda r: len(_accrues(r)) >= 1, "M1's welcome bonus")
+    second = linked("42", "M2", T0 + timedelta(hours=2))
+    like = liked("42", 7, T0 + timedelta(hours=3))
+    with worker(env, tmp_path / "second.log") as w:
+        w.wait_offers({"link-profile", "likes-5-then-1"})
+        produce(env, [second, like])
+        # The like is after the link on the same partition: once its credit is here, a
+        # link bonus for M2 would have been too.
+        got = reader.until(
+            lambda r: any(a.source_event_id == like.event_id for a in _accrues(r)), "M2's like"
+        )
+    assert [(a.member_id, a.offer_id, a.points) for a in _accrues(got)] == [
+        ("M1", "link-profile", 50),
+        ("M2", "likes-5-then-1", 5),
+    ]
