@@ -37,7 +37,7 @@ from services.contracts.bounds import INT64_MAX, SOCIAL_USER_ID_PATTERN, check_s
 from services.contracts.models import Network
 from services.contracts.topics import EVENTS
 from services.detector.settings import DetectorSettings
-from services.runtime import db, httpapi
+from services.runtime import db, httpapi, migrations
 from services.runtime.http import ReadyCheck
 from services.runtime.httpapi import ApiError, ErrorResponse, create_api
 from services.runtime.pgsink import (
@@ -46,7 +46,6 @@ from services.runtime.pgsink import (
     Item,
     PgSinkConfig,
     PgSinkWorker,
-    create_sink_tables,
 )
 
 log = logging.getLogger(__name__)
@@ -90,33 +89,14 @@ def effect(event: DomainEvent) -> Effect:
 
 
 def migrate(conn: psycopg.Connection, schema: str, group: str) -> None:
-    """Create the schema and tables if missing (idempotent, run at start). Offsets kept
-    by the read model's own loop before it ran on the shared runtime (a table
-    ``offsets`` without a group) become ``group``'s rows in ``consumer_offsets``."""
+    """Bring the schema up to date (the sink runtime's tables, then
+    ``services/detector/migrations/``; run at start). Offsets kept by the read model's
+    own loop before it ran on the shared runtime (a table ``offsets`` without a group)
+    become ``group``'s rows in ``consumer_offsets``: a data step that needs the group,
+    which only the running service knows."""
     s = sql.Identifier(schema)
-    statements = [
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.memberships (network text NOT NULL, "
-            "group_id bigint NOT NULL, social_user_id text NOT NULL, member boolean NOT NULL, "
-            "as_of timestamptz NOT NULL, PRIMARY KEY (network, group_id, social_user_id))"
-        ).format(s),
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.activity (network text NOT NULL, "
-            "social_user_id text NOT NULL, event_type text NOT NULL, count bigint NOT NULL, "
-            "PRIMARY KEY (network, social_user_id, event_type))"
-        ).format(s),
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.profiles (network text NOT NULL, "
-            "social_user_id text NOT NULL, last_seen timestamptz NOT NULL, "
-            "PRIMARY KEY (network, social_user_id))"
-        ).format(s),
-        sql.SQL("CREATE TABLE IF NOT EXISTS {}.seen_events (event_id text PRIMARY KEY)").format(s),
-    ]
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"migrate:{schema}",))
-        create_sink_tables(conn, schema)
-        for statement in statements:
-            conn.execute(statement)
+        migrations.migrate(conn, schema, "pgsink", "readmodel")
         legacy = conn.execute("SELECT to_regclass(%s)", (f"{schema}.offsets",)).fetchone()
         if legacy is not None and legacy[0] is not None:
             conn.execute(

@@ -36,6 +36,7 @@ COMPONENTS = {
     "pgsink": "services.runtime",
     "actions": "services.actions",
     "rules": "services.rules",
+    "readmodel": "services.detector",
 }
 """Component name -> the package whose ``migrations`` folder holds its files."""
 

@@ -40,7 +40,8 @@ publish). A read model or a ledger needs only ``apply``. ``apply`` must be safe 
 again on any subset of a batch that rolled back (it is, when it keys its effects by
 an id, as every consumer here does).
 
-The tables (:data:`SINK_DDL`) live in the service's schema, next to its effects.
+The tables (the ``pgsink`` migrations in ``services/runtime/migrations/``) live in
+the service's schema, next to its effects.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from psycopg import sql
 from services.contracts.codec import Codec, DecodeError
 from services.contracts.models import DeadLetter, Record
 from services.contracts.topics import DEADLETTER, TopicSettings
-from services.runtime import kafka, migrations
+from services.runtime import kafka
 from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.sender import DeliveryError, Sender
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -132,14 +133,6 @@ def use_schema(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
     if not conn.autocommit:
         conn.commit()
-
-
-def create_sink_tables(conn: psycopg.Connection, schema: str) -> None:
-    """Create ``schema`` and the sink's tables in it if missing: ``consumer_offsets``
-    (where each group is, per partition, written with the effects) and ``outbox``
-    (records to publish after the commit); the ``pgsink`` component's migrations in
-    ``services/runtime/migrations/``."""
-    migrations.migrate(conn, schema, "pgsink")
 
 
 @dataclass(frozen=True)

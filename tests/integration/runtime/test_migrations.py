@@ -19,6 +19,7 @@ from services.runtime.migrations import COMPONENTS, MigrationError, load, migrat
 COMPONENT_SETS = {
     "actions": ("pgsink", "actions"),
     "rules": ("rules",),
+    "readmodel": ("pgsink", "readmodel"),
 }
 """Which components share a schema, as the services migrate them."""
 
