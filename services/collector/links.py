@@ -26,6 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from services.collector.identity import Proof
 from services.contracts import bounds
 from services.contracts.bounds import MEMBER_ID_PATTERN
 from services.contracts.codec import Codec
@@ -38,15 +39,16 @@ log = logging.getLogger(__name__)
 MEMBER_ID = MEMBER_ID_PATTERN
 
 
-class _ProfileRequest(BaseModel):
+class ProfileLink(BaseModel):
+    """A verified profile to link to a member (built from a verified proof, never from a
+    caller's word)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     network: Network
-    social_user_id: str = Field(
-        min_length=1,
-        max_length=255,
-        description="A positive integer for vk and ok; an Apple user identifier for apple.",
-    )
+    social_user_id: str = Field(min_length=1, max_length=255)
+    member_id: str = Field(pattern=MEMBER_ID)
+    registration: bool = False
 
     @field_validator("social_user_id")
     @classmethod
@@ -57,32 +59,33 @@ class _ProfileRequest(BaseModel):
         return value
 
 
-class LinkRequest(_ProfileRequest):
-    """Body of ``POST /v1/links``."""
+class LinkRequest(BaseModel):
+    """Body of ``POST /v1/links``: link the profile the proof names to ``member_id``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     member_id: str = Field(pattern=MEMBER_ID)
-    registration: bool = Field(
-        default=False, description="The link is made as the member registers."
+    proof: Proof = Field(description="What the identity provider gave the browser or device.")
+
+
+class SignInRequest(BaseModel):
+    """Body of ``POST /v1/sign-in``: who is this verified profile's member? With
+    ``register``, a profile linked to nobody registers a new member (``member_id`` if
+    given, else a new id the collector creates)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    proof: Proof = Field(description="What the identity provider gave the browser or device.")
+    register_new: bool = Field(
+        default=False,
+        alias="register",
+        description="Register a new member when the profile has none.",
     )
-
-
-class RegistrationRequest(_ProfileRequest):
-    """Body of ``POST /v1/registrations``: a new member signs up with a social profile.
-
-    Without ``member_id`` the collector creates one (``new_member_id``); a Personal
-    Account that has its own ids passes them, which also makes a retry idempotent."""
-
     member_id: str | None = Field(
-        default=None, pattern=MEMBER_ID, description="Omit it to have a new member id created."
+        default=None,
+        pattern=MEMBER_ID,
+        description="The new member's id when registering; omit it to have one created.",
     )
-
-    def as_link(self) -> LinkRequest:
-        return LinkRequest(
-            member_id=self.member_id or new_member_id(),
-            network=self.network,
-            social_user_id=self.social_user_id,
-            registration=True,
-        )
 
 
 def new_member_id() -> str:
@@ -151,9 +154,10 @@ class LinkStore:
 
     def __init__(self, schema: str) -> None:
         self._links = sql.SQL("{}.links").format(sql.Identifier(schema))
+        self._nonces = sql.SQL("{}.apple_nonces").format(sql.Identifier(schema))
 
     async def link(
-        self, conn: psycopg.AsyncConnection[Any], request: LinkRequest, now: datetime
+        self, conn: psycopg.AsyncConnection[Any], request: ProfileLink, now: datetime
     ) -> tuple[LinkOutcome, Link]:
         event_id = ProfileLinked.build(
             network=request.network,
@@ -199,18 +203,20 @@ class LinkStore:
     async def unlink(
         self,
         conn: psycopg.AsyncConnection[Any],
+        member_id: str,
         network: Network,
         social_user_id: str,
         now: datetime,
     ) -> Link | None:
-        """The link just ended, or the last ended one whose event is still unsent; else None."""
+        """The member's link just ended, or the member's last ended one whose event is still
+        unsent; else None (also when the profile is linked to another member)."""
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 sql.SQL(
                     "SELECT * FROM {} WHERE network = %s AND social_user_id = %s "
-                    "AND unlinked_at IS NULL FOR UPDATE"
+                    "AND member_id = %s AND unlinked_at IS NULL FOR UPDATE"
                 ).format(self._links),
-                (network.value, social_user_id),
+                (network.value, social_user_id, member_id),
             )
             active = await cur.fetchone()
             if active is not None:
@@ -227,13 +233,46 @@ class LinkStore:
             await cur.execute(
                 sql.SQL(
                     "SELECT * FROM {} WHERE network = %s AND social_user_id = %s "
-                    "AND unlinked_at IS NOT NULL AND NOT unlink_published "
+                    "AND member_id = %s AND unlinked_at IS NOT NULL AND NOT unlink_published "
                     "ORDER BY unlinked_at DESC LIMIT 1"
                 ).format(self._links),
-                (network.value, social_user_id),
+                (network.value, social_user_id, member_id),
             )
             pending = await cur.fetchone()
         return None if pending is None else Link.from_row(pending)
+
+    async def active(
+        self, conn: psycopg.AsyncConnection[Any], network: Network, social_user_id: str
+    ) -> Link | None:
+        """The profile's active link, if any."""
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {} WHERE network = %s AND social_user_id = %s "
+                    "AND unlinked_at IS NULL"
+                ).format(self._links),
+                (network.value, social_user_id),
+            )
+            row = await cur.fetchone()
+        return None if row is None else Link.from_row(row)
+
+    async def remember_nonce(
+        self, conn: psycopg.AsyncConnection[Any], nonce: str, expires_at: datetime
+    ) -> bool:
+        """Record a Sign in with Apple nonce until its token expires; False if it was seen
+        (and is not yet expired). Expired nonces are pruned on the way."""
+        async with conn.transaction():
+            await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE expires_at < now()").format(self._nonces)
+            )
+            cur = await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (nonce, expires_at) VALUES (%s, %s) "
+                    "ON CONFLICT (nonce) DO NOTHING"
+                ).format(self._nonces),
+                (nonce, expires_at),
+            )
+            return cur.rowcount == 1
 
     async def mark_published(
         self, conn: psycopg.AsyncConnection[Any], link_id: int, which: Literal["link", "unlink"]

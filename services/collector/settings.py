@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.collector.identity import IdentitySettings
 from services.contracts.topics import TopicSettings
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
@@ -45,13 +46,10 @@ class CollectorSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Link API and health endpoints.")
     http_port: int = Field(default=8082, ge=0, le=65535)
-    link_secret: SecretStr | None = Field(
-        default=None,
-        description="HMAC secret shared with the Personal Account; when set, every /v1 "
-        "request must carry a valid X-Signature header (see docs/collector.md).",
-    )
-    link_signature_max_age_s: int = Field(
-        default=300, ge=1, description="How old a signed request's X-Timestamp may be."
+    identity: IdentitySettings = Field(
+        default_factory=IdentitySettings,
+        description="The identity providers that vouch for linked profiles "
+        "(COLLECTOR_IDENTITY__VK__CLIENT_ID, ...; see docs/collector.md).",
     )
     link_ack_timeout_s: float = Field(
         default=15.0, gt=0, description="How long the link API waits for the broker's ack."

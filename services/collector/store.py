@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS {schema}.links (
 CREATE UNIQUE INDEX IF NOT EXISTS links_one_member_per_profile
     ON {schema}.links (network, social_user_id) WHERE unlinked_at IS NULL;
 CREATE INDEX IF NOT EXISTS links_by_member ON {schema}.links (member_id);
+CREATE TABLE IF NOT EXISTS {schema}.apple_nonces (
+    nonce      text PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS apple_nonces_by_expiry ON {schema}.apple_nonces (expires_at);
 """
 
 

@@ -4,6 +4,14 @@ POST|GET /method/<name>                      VK API (``execute`` included)
 POST|GET /fb.do                              OK API (``method=...``, signed)
 GET      /healthz, /readyz, /metrics          the shared HTTP edge (services/runtime/http.py)
 
+Identity providers (providers.py; see docs/simulator.md):
+GET  /vkid/authorize           VK ID consent (sim_user_id picks the user) -> 302 redirect_uri
+POST /vkid/oauth2/auth         VK ID token endpoint (code + PKCE verifier + device_id)
+POST /vkid/oauth2/user_info    VK ID user info (client_id, access_token)
+GET  /ok/oauth/authorize       OK consent (sim_user_id) -> 302 redirect_uri?code=..
+POST /oauth/token.do           OK code grant; users.getCurrentUser is on /fb.do
+GET  /apple/auth/keys          Sign in with Apple JWKS
+
 Control API (JSON; for tests and the demo, never exposed by a real network):
 POST   /_control/groups                                  {network, group_id, members?}
 GET    /_control/groups/{net}/{gid}                      summary
@@ -20,21 +28,25 @@ POST   /_control/faults        {network, method, code?, count?, after?, http_sta
                                 truncate?}
 GET    /_control/faults;  DELETE /_control/faults
 GET    /_control/counters; DELETE /_control/counters
+POST   /_control/apple/id-token  {sub, aud, nonce, expires_in?, forge?} -> {id_token}
+POST   /_control/apple/keys      rotate: a new current signing key -> {kid}
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from yarl import URL
 
 from services.runtime.http import create_app as create_edge
+from services.simulator.providers import OAuthError, OkOAuthProvider
 from services.simulator.server import Fault, Reply, Simulator
 from services.simulator.world import NetworkName, WorldError
 
@@ -51,6 +63,8 @@ def _api(path: str) -> str:
         return "ok"
     if path.startswith("/_control/"):
         return "control"
+    if path.startswith(("/vkid/", "/ok/oauth/", "/oauth/", "/apple/")):
+        return "identity"
     return "probe" if path in _PROBES else "other"
 
 
@@ -108,6 +122,90 @@ async def vk_method(request: web.Request) -> web.Response:
 
 async def ok_method(request: web.Request) -> web.Response:
     return _respond(request.app[SIMULATOR].ok(await _params(request)))
+
+
+# -- identity providers -------------------------------------------------------------
+
+
+def _redirect(redirect_uri: str, params: dict[str, str]) -> NoReturn:
+    target = URL(redirect_uri)
+    raise web.HTTPFound(str(target.update_query(params)))
+
+
+def _oauth_error(exc: OAuthError) -> web.Response:
+    return web.json_response(exc.body(), status=exc.status)
+
+
+async def vk_id_authorize(request: web.Request) -> web.Response:
+    params = dict(request.query)
+    try:
+        answer = request.app[SIMULATOR].providers.vk_id.authorize(params)
+    except OAuthError as exc:
+        return _oauth_error(exc)
+    return _redirect(params["redirect_uri"], answer)
+
+
+async def vk_id_token(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(
+            request.app[SIMULATOR].providers.vk_id.token(await _params(request))
+        )
+    except OAuthError as exc:
+        return _oauth_error(exc)
+
+
+async def vk_id_user_info(request: web.Request) -> web.Response:
+    provider = request.app[SIMULATOR].providers.vk_id
+    try:
+        return web.json_response(provider.user_info(await _params(request)))
+    except OAuthError as exc:
+        return _oauth_error(exc)
+
+
+def _ok_provider(request: web.Request) -> OkOAuthProvider:
+    provider = request.app[SIMULATOR].providers.ok
+    if provider is None:
+        raise web.HTTPNotFound(text="this simulator has no OK application")
+    return provider
+
+
+async def ok_authorize(request: web.Request) -> web.Response:
+    params = dict(request.query)
+    try:
+        answer = _ok_provider(request).authorize(params)
+    except OAuthError as exc:
+        return _oauth_error(exc)
+    return _redirect(params["redirect_uri"], answer)
+
+
+async def ok_token(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(_ok_provider(request).token(await _params(request)))
+    except OAuthError as exc:
+        return _oauth_error(exc)
+
+
+async def apple_keys(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIMULATOR].providers.apple.jwks())
+
+
+async def apple_id_token(request: web.Request) -> web.Response:
+    body = await _body(request)
+    try:
+        token = request.app[SIMULATOR].providers.apple.mint(
+            str(body["sub"]),
+            str(body["aud"]),
+            str(body["nonce"]),
+            expires_in=int(body.get("expires_in", 600)),
+            forge=bool(body.get("forge", False)),
+        )
+    except KeyError as exc:
+        raise web.HTTPBadRequest(text=f"missing {exc.args[0]}") from None
+    return web.json_response({"id_token": token})
+
+
+async def apple_rotate(request: web.Request) -> web.Response:
+    return web.json_response({"kid": request.app[SIMULATOR].providers.apple.rotate()})
 
 
 # -- control API --------------------------------------------------------------------
@@ -362,6 +460,14 @@ def create_app(simulator: Simulator, registry: CollectorRegistry | None = None) 
             web.post("/method/{name}", vk_method),
             web.get("/fb.do", ok_method),
             web.post("/fb.do", ok_method),
+            web.get("/vkid/authorize", vk_id_authorize),
+            web.post("/vkid/oauth2/auth", vk_id_token),
+            web.post("/vkid/oauth2/user_info", vk_id_user_info),
+            web.get("/ok/oauth/authorize", ok_authorize),
+            web.post("/oauth/token.do", ok_token),
+            web.get("/apple/auth/keys", apple_keys),
+            web.post("/_control/apple/id-token", apple_id_token),
+            web.post("/_control/apple/keys", apple_rotate),
             web.post("/_control/groups", add_group),
             web.get(group, group_summary),
             web.post(group + "/members", change_members),

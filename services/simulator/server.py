@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from services.simulator import ok_api, vk_api, vkscript
+from services.simulator.providers import OkOAuthProvider, Providers
 from services.simulator.world import NetworkName, World
 
 
@@ -42,6 +43,9 @@ class OkApp:
     application_secret_key: str
     tokens: Mapping[str, int]
     """access token -> requests per second allowed (0: unlimited)."""
+    application_id: str = "512000000001"
+    """The client_id of the OAuth code grant (``/oauth/token.do``); its client_secret is
+    ``application_secret_key``, as on OK."""
 
 
 FaultKind = Literal["http", "error", "truncate"]
@@ -157,6 +161,12 @@ class Simulator:
         self.world = world
         self.vk_tokens = dict(vk_tokens or {})
         self.ok_app = ok_app
+        self.providers = Providers(
+            ok=OkOAuthProvider(ok_app.application_id, ok_app.application_secret_key)
+            if ok_app is not None
+            else None
+        )
+        """The simulated identity providers (VK ID, OK OAuth, Sign in with Apple)."""
         self.faults = Faults()
         self._window = SlidingWindow(clock)
         self.requests: Counter[str] = Counter()
@@ -267,12 +277,24 @@ class Simulator:
             self._check_ok_request(method, params)
             self._raise_fault("ok", method)
             self.calls[f"ok:{method}"] += 1
+            if method == "users.getCurrentUser":
+                return Reply(body=self._current_ok_user(params))
             return Reply(body=self._cut("ok", method, ok_api.call(self.world, method, params)))
         except ok_api.OkApiError as exc:
             return Reply(
                 body={"error_code": exc.code, "error_msg": exc.message, "error_data": None},
                 headers={"invocation-error": str(exc.code)},
             )
+
+    def _ok_user_tokens(self) -> Mapping[str, int]:
+        return self.providers.ok.tokens if self.providers.ok is not None else {}
+
+    def _current_ok_user(self, params: Mapping[str, str]) -> dict[str, Any]:
+        token = params.get("access_token") or params.get("session_key") or ""
+        uid = self._ok_user_tokens().get(token)
+        if uid is None:
+            raise ok_api.error(102, "Session expired")
+        return {"uid": str(uid), "first_name": "Sim", "last_name": f"User{uid}", "name": ""}
 
     def _check_ok_request(self, method: str, params: Mapping[str, str]) -> None:
         app = self.ok_app
@@ -281,12 +303,12 @@ class Simulator:
         if not method:
             raise ok_api.error(100, "Missing required parameter method")
         token = params.get("access_token") or params.get("session_key") or ""
-        if token not in app.tokens:
+        if token not in app.tokens and token not in self._ok_user_tokens():
             raise ok_api.error(102, "Session expired")
         expected = ok_api.expected_signature(params, token, app.application_secret_key)
         if params.get("sig", "").lower() != expected:
             raise ok_api.error(104, "Invalid signature")
-        if not self._window.allow(f"ok:{token}", app.tokens[token]):
+        if not self._window.allow(f"ok:{token}", app.tokens.get(token, 0)):
             self.rejected[f"ok:{method}"] += 1
             raise ok_api.error(8, "Too many requests")
 

@@ -1,9 +1,10 @@
-"""The link API against a real broker and PostgreSQL: one event per new link, before 201."""
+"""The link API against a real broker and PostgreSQL and the simulator's identity providers:
+every profile is proven (VK ID code + PKCE, OK code, Apple identity token), one event per
+new link before 201, and a refused proof stores and publishes nothing."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,7 +16,8 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from pydantic import SecretStr
 
-from services.collector.app import create_link_app, sign
+from services.collector.app import create_link_app
+from services.collector.identity import AppleSettings, IdentitySettings, OkSettings, VkIdSettings
 from services.collector.settings import CollectorSettings
 from services.contracts.codec import SingleObjectCodec
 from services.contracts.models import ProfileLinked, ProfileUnlinked
@@ -23,6 +25,8 @@ from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, pla
 from services.runtime import kafka
 from services.runtime.httpapi import running_api
 from services.runtime.settings import DatabaseSettings, KafkaSettings
+from services.simulator import identity_client as idc
+from services.simulator.testing import OK_APP_KEY, OK_APP_SECRET, make_simulator, running
 
 DEADLINE_S = 60.0
 
@@ -55,17 +59,60 @@ def settings(
             continue
 
 
-def serve(
-    settings: CollectorSettings, body: Callable[[httpx.AsyncClient], Awaitable[None]]
-) -> None:
+VK_CLIENT = "54000001"
+OK_CLIENT = "512000000001"  # the simulator's OkApp.application_id
+APPLE_CLIENT = "com.example.loyalty"
+
+
+def identity_for(sim_base_url: str, **changes: Any) -> IdentitySettings:
+    """Real-looking identity settings with every provider's endpoints at the simulator."""
+    return IdentitySettings(
+        vk=VkIdSettings(
+            client_id=VK_CLIENT,
+            token_url=f"{sim_base_url}/vkid/oauth2/auth",
+            user_info_url=f"{sim_base_url}/vkid/oauth2/user_info",
+        ),
+        ok=OkSettings(
+            client_id=OK_CLIENT,
+            application_key=OK_APP_KEY,
+            client_secret=SecretStr(OK_APP_SECRET),
+            token_url=f"{sim_base_url}/oauth/token.do",
+            api_url=f"{sim_base_url}/fb.do",
+        ),
+        apple=AppleSettings(
+            client_id=APPLE_CLIENT, jwks_url=f"{sim_base_url}/apple/auth/keys", jwks_min_refresh_s=0
+        ),
+        **changes,
+    )
+
+
+Body = Callable[[httpx.AsyncClient, str], Awaitable[None]]
+
+
+def serve(settings: CollectorSettings, body: Body, **identity: Any) -> None:
+    """Run the simulator and the link API (its providers at the simulator), then
+    ``body(http, sim_base_url)``."""
+
     async def main() -> None:
-        async with (
-            running_api(create_link_app(settings), "127.0.0.1", 0) as server,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
-        ):
-            await body(http)
+        async with running(make_simulator()) as sim:
+            configured = settings.model_copy(
+                update={"identity": identity_for(sim.base_url, **identity)}
+            )
+            async with (
+                running_api(create_link_app(configured), "127.0.0.1", 0) as server,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
+            ):
+                await body(http, sim.base_url)
 
     asyncio.run(main())
+
+
+async def proof(sim: str, network: str, user: int | str) -> dict[str, Any]:
+    if network == "vk":
+        return await idc.vk_id_proof(sim, int(user), VK_CLIENT)
+    if network == "ok":
+        return await idc.ok_proof(sim, int(user), OK_CLIENT)
+    return await idc.apple_proof(sim, str(user), APPLE_CLIENT)
 
 
 def events(settings: CollectorSettings) -> list[tuple[bytes, ProfileLinked | ProfileUnlinked]]:
@@ -101,149 +148,62 @@ def events(settings: CollectorSettings) -> list[tuple[bytes, ProfileLinked | Pro
     return out
 
 
-def test_link_repeat_conflict_unlink_and_relink(settings: CollectorSettings) -> None:
-    seen_after_201: list[Any] = []
-
-    async def body(http: httpx.AsyncClient) -> None:
-        link = {"member_id": "m-1", "network": "vk", "social_user_id": "100", "registration": True}
-        created = await http.post("/v1/links", json=link)
-        assert created.status_code == 201, created.text
-        # The event is on the topic when the call returns.
-        seen_after_201.extend(await asyncio.to_thread(events, settings))
-        event_id = created.json()["event_id"]
-
-        again = await http.post("/v1/links", json=link)
-        assert again.status_code == 200
-        assert again.json()["event_id"] == event_id
-        assert again.json()["created"] is False
-
-        taken = await http.post("/v1/links", json={**link, "member_id": "m-2"})
-        assert taken.status_code == 409
-        assert "already linked to another member" in taken.json()["error"]
-
-        apple = {"member_id": "m-1", "network": "apple", "social_user_id": "001234.abc.0999"}
-        assert (await http.post("/v1/links", json=apple)).status_code == 201
-        mine = (await http.get("/v1/members/m-1/links")).json()["links"]
-        assert sorted((x["network"], x["social_user_id"]) for x in mine) == [
-            ("apple", "001234.abc.0999"),
-            ("vk", "100"),
-        ]
-
-        gone = await http.delete("/v1/links/vk/100")
-        assert gone.status_code == 200, gone.text
-        assert (await http.delete("/v1/links/vk/100")).status_code == 404
-        assert (await http.get("/v1/members/m-1/links")).json()["links"][0]["network"] == "apple"
-
-        relinked = await http.post("/v1/links", json={**link, "member_id": "m-2"})
-        assert relinked.status_code == 201
-        assert relinked.json()["event_id"] != event_id
-
-    serve(settings, body)
-    assert [(k, type(e).__name__, e.member_id) for k, e in seen_after_201] == [
-        (b"vk:100", "ProfileLinked", "m-1")
-    ]
-    first = seen_after_201[0][1]
-    assert first.registration is True and first.group_id is None
-    on_vk_100 = [(type(e).__name__, e.member_id) for k, e in events(settings) if k == b"vk:100"]
-    assert on_vk_100 == [
-        ("ProfileLinked", "m-1"),
-        ("ProfileUnlinked", "m-1"),
-        ("ProfileLinked", "m-2"),
-    ]
+APPLE_SUB = idc.apple_sub(4242)
 
 
-def test_malformed_requests_name_the_field(settings: CollectorSettings) -> None:
-    async def body(http: httpx.AsyncClient) -> None:
-        good = {"member_id": "m-1", "network": "vk", "social_user_id": "100"}
-        cases: list[tuple[Any, str]] = [
-            ({**good, "network": "fb"}, "network"),
-            ({k: v for k, v in good.items() if k != "member_id"}, "member_id"),
-            ({**good, "social_user_id": "abc"}, "social_user_id"),
-            ({**good, "registration": "maybe"}, "registration"),
-            ([1, 2], "body"),
-        ]
-        for payload, field in cases:
-            answer = await http.post("/v1/links", json=payload)
-            assert answer.status_code == 422, (payload, answer.text)
-            fields = [f["field"] for f in answer.json()["fields"]]
-            assert field in fields, (payload, fields)
-        raw = await http.post("/v1/links", content=b"{not json")
-        assert raw.status_code == 422
-        assert (await http.delete("/v1/links/fb/100")).status_code == 422
-        assert (await http.delete("/v1/links/ok/x1")).status_code == 422
-
-    serve(settings, body)
-    assert events(settings) == []
-
-
-def test_signed_requests_when_a_secret_is_set(settings: CollectorSettings) -> None:
-    secret = "pa-shared-secret"
-    signed = settings.model_copy(update={"link_secret": SecretStr(secret)})
-
-    async def body(http: httpx.AsyncClient) -> None:
-        payload = json.dumps(
-            {"member_id": "m-9", "network": "ok", "social_user_id": "5700001"}
-        ).encode()
-        stamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "X-Timestamp": stamp}
-        unsigned = await http.post("/v1/links", content=payload, headers=headers)
-        assert unsigned.status_code == 401
-        bad = await http.post(
-            "/v1/links", content=payload, headers={**headers, "X-Signature": "0" * 64}
-        )
-        assert bad.status_code == 401
-        good = sign(secret, stamp, "POST", "/v1/links", payload)
-        ok = await http.post("/v1/links", content=payload, headers={**headers, "X-Signature": good})
-        assert ok.status_code == 201, ok.text
-        assert (await http.get("/healthz")).status_code == 200
-
-    serve(signed, body)
-    assert [k for k, _ in events(settings)] == [b"ok:5700001"]
-
-
-def test_registration_creates_the_member_and_publishes_a_registration_link(
-    settings: CollectorSettings,
+@pytest.mark.parametrize(("network", "user"), [("vk", 100), ("ok", 77), ("apple", APPLE_SUB)])
+def test_each_provider_registers_signs_in_links_and_unlinks(
+    settings: CollectorSettings, network: str, user: int | str
 ) -> None:
-    answers: dict[str, Any] = {}
+    async def body(http: httpx.AsyncClient, sim: str) -> None:
+        nobody = await http.post("/v1/sign-in", json={"proof": await proof(sim, network, user)})
+        assert nobody.status_code == 404, nobody.text
+        assert "register" in nobody.json()["error"]
 
-    async def body(http: httpx.AsyncClient) -> None:
-        new = await http.post("/v1/registrations", json={"network": "ok", "social_user_id": "77"})
+        new = await http.post(
+            "/v1/sign-in", json={"proof": await proof(sim, network, user), "register": True}
+        )
         assert new.status_code == 201, new.text
-        answers["new"] = new.json()
-        answers["events_at_201"] = await asyncio.to_thread(events, settings)
-        member = answers["new"]["member_id"]
-        mine = (await http.get(f"/v1/members/{member}/links")).json()["links"]
-        assert [(x["network"], x["social_user_id"], x["registration"]) for x in mine] == [
-            ("ok", "77", True)
-        ]
+        member = new.json()["member_id"]
+        assert member.startswith("m-") and new.json()["registered"] is True
+        assert new.json()["link"]["registration"] is True
+        assert new.json()["link"]["social_user_id"] == str(user)
 
-        again = await http.post("/v1/registrations", json={"network": "ok", "social_user_id": "77"})
-        assert again.status_code == 409
-        assert again.json()["member_id"] == member
-        assert "sign in instead" in again.json()["error"]
+        back = await http.post(
+            "/v1/sign-in", json={"proof": await proof(sim, network, user), "register": True}
+        )
+        assert back.status_code == 200, back.text
+        assert back.json()["member_id"] == member and back.json()["registered"] is False
 
-        chosen = {"network": "vk", "social_user_id": "78", "member_id": "pa-500"}
-        first = await http.post("/v1/registrations", json=chosen)
-        repeat = await http.post("/v1/registrations", json=chosen)
-        assert (first.status_code, repeat.status_code) == (201, 200)
-        assert repeat.json()["event_id"] == first.json()["event_id"]
-        assert first.json()["member_id"] == "pa-500"
+        same = await http.post(
+            "/v1/links", json={"member_id": member, "proof": await proof(sim, network, user)}
+        )
+        assert same.status_code == 200 and same.json()["created"] is False
+        taken = await http.post(
+            "/v1/links", json={"member_id": "m-2", "proof": await proof(sim, network, user)}
+        )
+        assert taken.status_code == 409, taken.text
 
-        bad = await http.post("/v1/registrations", json={"network": "vk", "member_id": "x y"})
-        assert bad.status_code == 422
-        assert {f["field"] for f in bad.json()["fields"]} == {"social_user_id", "member_id"}
+        path = f"/v1/members/{{}}/links/{network}/{user}"
+        assert (await http.delete(path.format("m-2"))).status_code == 404
+        gone = await http.delete(path.format(member))
+        assert gone.status_code == 200, gone.text
+        assert (await http.delete(path.format(member))).status_code == 404
 
-        served = await http.get("/openapi.json")
-        assert served.status_code == 200
-        assert "/v1/registrations" in served.json()["paths"]
+        moved = await http.post(
+            "/v1/links", json={"member_id": "m-2", "proof": await proof(sim, network, user)}
+        )
+        assert moved.status_code == 201, moved.text
+        assert moved.json()["link"]["registration"] is False
+        listed = (await http.get("/v1/members/m-2/links")).json()["links"]
+        assert [(x["network"], x["social_user_id"]) for x in listed] == [(network, str(user))]
+        assert (await http.get(f"/v1/members/{member}/links")).json()["links"] == []
 
     serve(settings, body)
-    new = answers["new"]
-    assert new["member_id"].startswith("m-") and new["created"] is True
-    assert new["link"]["registration"] is True
-    [(key, event)] = answers["events_at_201"]
-    assert key == b"ok:77"
-    assert isinstance(event, ProfileLinked)
-    assert (event.member_id, event.registration) == (new["member_id"], True)
-    assert event.event_id == new["event_id"]
-    assert sorted(k for k, _ in events(settings)) == [b"ok:77", b"vk:78"]
+    got = [(type(e).__name__, e.member_id, e.registration) for _, e in events(settings)]
+    member = got[0][1]
+    assert got == [
+        ("ProfileLinked", member, True),
+        ("ProfileUnlinked", member, True),
+        ("ProfileLinked", "m-2", False),
+    ]
