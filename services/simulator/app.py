@@ -186,7 +186,9 @@ async def ok_token(request: web.Request) -> web.Response:
 
 
 async def apple_keys(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SIMULATOR].providers.apple.jwks())
+    simulator = request.app[SIMULATOR]
+    simulator.requests["apple:keys"] += 1  # GET /_control/counters shows JWKS fetches
+    return web.json_response(simulator.providers.apple.jwks())
 
 
 async def apple_id_token(request: web.Request) -> web.Response:

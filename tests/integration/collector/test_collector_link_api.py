@@ -66,7 +66,7 @@ APPLE_CLIENT = "com.example.loyalty"
 
 def identity_for(sim_base_url: str, **changes: Any) -> IdentitySettings:
     """Real-looking identity settings with every provider's endpoints at the simulator."""
-    return IdentitySettings(
+    configured = IdentitySettings(
         vk=VkIdSettings(
             client_id=VK_CLIENT,
             token_url=f"{sim_base_url}/vkid/oauth2/auth",
@@ -82,8 +82,8 @@ def identity_for(sim_base_url: str, **changes: Any) -> IdentitySettings:
         apple=AppleSettings(
             client_id=APPLE_CLIENT, jwks_url=f"{sim_base_url}/apple/auth/keys", jwks_min_refresh_s=0
         ),
-        **changes,
     )
+    return configured.model_copy(update=changes)
 
 
 Body = Callable[[httpx.AsyncClient, str], Awaitable[None]]
