@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from services.collector.app import create_link_app
-from services.collector.links import LinkRequest, RegistrationRequest
+from services.collector.links import LinkRequest, SignInRequest
 from services.collector.settings import CollectorSettings
 
 
@@ -30,10 +30,11 @@ def test_every_route_of_the_app_is_in_the_document() -> None:
     }
     documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
     assert routes == documented
+    assert "/v1/registrations" not in doc["paths"]  # folded into sign-in
     assert {
         ("/v1/links", "post"),
-        ("/v1/registrations", "post"),
-        ("/v1/links/{network}/{social_user_id}", "delete"),
+        ("/v1/sign-in", "post"),
+        ("/v1/members/{member_id}/links/{network}/{social_user_id}", "delete"),
         ("/v1/members/{member_id}/links", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
@@ -45,15 +46,35 @@ def test_every_route_of_the_app_is_in_the_document() -> None:
 def test_request_bodies_are_the_models_the_handlers_validate_with() -> None:
     doc = _doc()
     schemas = doc["components"]["schemas"]  # type: ignore[index]
-    for path, model in (("/v1/links", LinkRequest), ("/v1/registrations", RegistrationRequest)):
+    for path, model in (("/v1/links", LinkRequest), ("/v1/sign-in", SignInRequest)):
         body = doc["paths"][path]["post"]["requestBody"]  # type: ignore[index]
         ref = body["content"]["application/json"]["schema"]["$ref"]
         assert ref == f"#/components/schemas/{model.__name__}"
-        assert set(schemas[model.__name__]["properties"]) == set(model.model_fields)
+        names = {field.alias or name for name, field in model.model_fields.items()}
+        assert set(schemas[model.__name__]["properties"]) == names
     link = schemas["LinkRequest"]
-    assert set(link["required"]) == {"network", "social_user_id", "member_id"}
+    assert set(link["required"]) == {"proof", "member_id"}
     assert link["additionalProperties"] is False
     assert link["properties"]["member_id"]["pattern"] == "^[A-Za-z0-9._:@-]{1,128}$"
+    assert set(schemas["SignInRequest"]["properties"]) == {"proof", "register", "member_id"}
+
+
+def test_the_proof_is_one_of_three_discriminated_by_network() -> None:
+    schemas = _doc()["components"]["schemas"]  # type: ignore[index]
+    proof = schemas["LinkRequest"]["properties"]["proof"]
+    assert proof["discriminator"]["propertyName"] == "network"
+    assert set(proof["discriminator"]["mapping"]) == {"vk", "ok", "apple"}
+    assert set(schemas["VkIdProof"]["required"]) == {
+        "network",
+        "code",
+        "code_verifier",
+        "device_id",
+        "redirect_uri",
+    }
+    assert set(schemas["OkProof"]["required"]) == {"network", "code", "redirect_uri"}
+    assert set(schemas["AppleProof"]["required"]) == {"network", "id_token", "nonce"}
+    for name in ("LinkRequest", "SignInRequest", "VkIdProof", "OkProof", "AppleProof"):
+        assert "social_user_id" not in schemas[name]["properties"]  # never the caller's word
 
 
 def test_every_refusal_has_the_one_error_shape() -> None:
@@ -71,16 +92,9 @@ def test_every_refusal_has_the_one_error_shape() -> None:
     assert "HTTPValidationError" not in doc["components"]["schemas"]  # type: ignore[index]
 
 
-def test_signature_headers_are_documented_as_security_schemes() -> None:
-    doc = _doc()
-    schemes = doc["components"]["securitySchemes"]  # type: ignore[index]
-    assert {s["name"] for s in schemes.values()} == {"X-Timestamp", "X-Signature"}
-    assert doc["paths"]["/v1/links"]["post"]["security"]  # type: ignore[index]
-
-
 def test_docs_page_and_document_are_served() -> None:
     client = TestClient(create_link_app(CollectorSettings()))  # no lifespan: no PG or Kafka
-    assert client.get("/openapi.json").json()["paths"]["/v1/registrations"]
+    assert client.get("/openapi.json").json()["paths"]["/v1/sign-in"]
     page = client.get("/docs")
     assert page.status_code == 200
     assert "swagger" in page.text.lower()
