@@ -1,9 +1,12 @@
-"""The link API under fuzzing (its own OpenAPI document, real PostgreSQL and Kafka):
-no 5xx, and every route answers 2xx to at least one valid request; plus the
-requests that used to answer 500."""
+"""The link API under fuzzing (its own OpenAPI document, real PostgreSQL and Kafka, the
+simulator's identity providers in a thread of their own): no 5xx, and every route
+answers 2xx to at least one valid request (made with real proofs); plus the requests
+that used to answer 500."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -12,15 +15,51 @@ import pytest
 from services.collector.app import MAX_BODY, create_link_app
 from services.collector.settings import CollectorSettings
 from services.runtime.httpapi import BackgroundApi, serve_api_in_thread
+from services.simulator import identity_client as idc
+from services.simulator.testing import make_simulator, running
 from tests.integration.api_fuzz import FuzzReport, call, fuzz_served_api
-from tests.integration.collector.test_collector_link_api import settings  # noqa: F401
+from tests.integration.collector.test_collector_link_api import (
+    OK_CLIENT,
+    VK_CLIENT,
+    identity_for,
+    settings,  # noqa: F401
+)
 
 EXAMPLES = 40
 
 
 @pytest.fixture
-def served(settings: CollectorSettings) -> Iterator[tuple[BackgroundApi, str]]:  # noqa: F811
-    server = serve_api_in_thread(create_link_app(settings), "127.0.0.1", 0)
+def simulator() -> Iterator[str]:
+    """The simulator served from a thread with its own event loop; its base URL."""
+    ready: dict[str, str] = {}
+    started = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with running(make_simulator()) as sim:
+            ready["url"] = sim.base_url
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert started.wait(30), "the simulator did not start"
+    try:
+        yield ready["url"]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
+
+
+@pytest.fixture
+def served(
+    settings: CollectorSettings,  # noqa: F811
+    simulator: str,
+) -> Iterator[tuple[BackgroundApi, str]]:
+    configured = settings.model_copy(update={"identity": identity_for(simulator)})
+    server = serve_api_in_thread(create_link_app(configured), "127.0.0.1", 0)
     try:
         yield server, f"http://127.0.0.1:{server.port}"
     finally:
@@ -29,13 +68,17 @@ def served(settings: CollectorSettings) -> Iterator[tuple[BackgroundApi, str]]: 
 
 def test_fuzz_link_api(
     served: tuple[BackgroundApi, str],
+    simulator: str,
     settings: CollectorSettings,  # noqa: F811
 ) -> None:
     _, base = served
     report = FuzzReport()
-    link = {"member_id": "m-fuzz", "network": "vk", "social_user_id": "4242"}
-    call(base, report, "POST", "/v1/links", json=link)
-    call(base, report, "POST", "/v1/registrations", json={"network": "ok", "social_user_id": "7"})
+    vk = asyncio.run(idc.vk_id_proof(simulator, 4242, VK_CLIENT))
+    ok = asyncio.run(idc.ok_proof(simulator, 7, OK_CLIENT))
+    linked = call(base, report, "POST", "/v1/links", json={"member_id": "m-fuzz", "proof": vk})
+    assert linked.status_code == 201, linked.text
+    signed_in = call(base, report, "POST", "/v1/sign-in", json={"proof": ok, "register": True})
+    assert signed_in.status_code == 201, signed_in.text
     call(
         base,
         report,
@@ -43,7 +86,13 @@ def test_fuzz_link_api(
         "/v1/members/m-fuzz/links",
         route="/v1/members/{member_id}/links",
     )
-    call(base, report, "DELETE", "/v1/links/vk/4242", route="/v1/links/{network}/{social_user_id}")
+    call(
+        base,
+        report,
+        "DELETE",
+        "/v1/members/m-fuzz/links/vk/4242",
+        route="/v1/members/{member_id}/links/{network}/{social_user_id}",
+    )
     fuzz_served_api("link API", base, report, examples=EXAMPLES)
 
 
@@ -53,13 +102,13 @@ NESTED = b"[" * 100_000
 @pytest.mark.parametrize(
     ("method", "path", "content", "status"),
     [
-        ("DELETE", "/v1/links/vk/1%00", None, 400),
+        ("DELETE", "/v1/members/m-1/links/vk/1%00", None, 400),
         ("GET", "/v1/members/m%00/links", None, 400),
         ("GET", "/v1/members/m-1/links?x=%00", None, 400),
         ("GET", "/v1/members/m%FF/links", None, 400),
         ("POST", "/v1/links", NESTED, 413),  # over the link API's body limit
         ("POST", "/v1/links", b"[" * 1000 + b"]" * 1000, 400),
-        ("POST", "/v1/registrations", b'{"a":' * 70 + b"1" + b"}" * 70, 400),
+        ("POST", "/v1/sign-in", b'{"a":' * 70 + b"1" + b"}" * 70, 400),
         ("POST", "/v1/links", b'{"member_id": "m\\u0000", "network": "vk"}', 400),
         ("POST", "/v1/links", b'{"member_id": "m\xff"}', 400),
         ("POST", "/v1/links", b"x" * (MAX_BODY + 1), 413),
