@@ -30,6 +30,7 @@ def build(settings: SimulatorSettings) -> Simulator:
             application_key=settings.ok_application_key,
             application_secret_key=settings.ok_application_secret_key.get_secret_value(),
             tokens={settings.ok_access_token.get_secret_value(): settings.ok_rps},
+            application_id=settings.ok_application_id,
         ),
     )
 

@@ -19,6 +19,9 @@ class SimulatorSettings(BaseSettings):
     vk_user_rps: int = Field(default=3, ge=0, description="0: unlimited.")
     vk_group_rps: int = Field(default=20, ge=0)
     ok_application_key: str = "SIMOKAPPKEY"
+    ok_application_id: str = Field(
+        default="512000000001", description="The OK application id (OAuth client_id)."
+    )
     ok_application_secret_key: SecretStr = SecretStr("sim-ok-application-secret")
     ok_access_token: SecretStr = SecretStr("sim-ok-access-token")
     ok_rps: int = Field(default=0, ge=0, description="0: unlimited.")
