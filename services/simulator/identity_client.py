@@ -9,6 +9,7 @@ HTTP; ``sim_base_url`` is the simulator's root (``RunningSimulator.base_url``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -139,3 +140,32 @@ async def rotate_apple_key(sim_base_url: str) -> str:
         response = await http.post("/_control/apple/keys")
         response.raise_for_status()
     return str(response.json()["kid"])
+
+
+def vk_id_proof_sync(
+    sim_base_url: str, user_id: int, client_id: str, redirect_uri: str = DEFAULT_REDIRECT_URI
+) -> dict[str, Any]:
+    """``vk_id_proof`` for sync callers (the demo); not from inside a running event loop."""
+    return asyncio.run(vk_id_proof(sim_base_url, user_id, client_id, redirect_uri))
+
+
+def ok_proof_sync(
+    sim_base_url: str, user_id: int, client_id: str, redirect_uri: str = DEFAULT_REDIRECT_URI
+) -> dict[str, Any]:
+    """``ok_proof`` for sync callers."""
+    return asyncio.run(ok_proof(sim_base_url, user_id, client_id, redirect_uri))
+
+
+def apple_proof_sync(
+    sim_base_url: str,
+    sub: str,
+    client_id: str,
+    *,
+    nonce: str | None = None,
+    expires_in: int = 600,
+    forge: bool = False,
+) -> dict[str, Any]:
+    """``apple_proof`` for sync callers."""
+    return asyncio.run(
+        apple_proof(sim_base_url, sub, client_id, nonce=nonce, expires_in=expires_in, forge=forge)
+    )

@@ -73,8 +73,8 @@ def test_fuzz_link_api(
 ) -> None:
     _, base = served
     report = FuzzReport()
-    vk = asyncio.run(idc.vk_id_proof(simulator, 4242, VK_CLIENT))
-    ok = asyncio.run(idc.ok_proof(simulator, 7, OK_CLIENT))
+    vk = idc.vk_id_proof_sync(simulator, 4242, VK_CLIENT)
+    ok = idc.ok_proof_sync(simulator, 7, OK_CLIENT)
     linked = call(base, report, "POST", "/v1/links", json={"member_id": "m-fuzz", "proof": vk})
     assert linked.status_code == 201, linked.text
     signed_in = call(base, report, "POST", "/v1/sign-in", json={"proof": ok, "register": True})
