@@ -37,6 +37,29 @@ def app_stem(prefix: str) -> str:
     return prefix.rstrip(".") or "social-loyalty"
 
 
+DEMO_VK_ID_CLIENT = "54000001"
+DEMO_OK_CLIENT = "512000000001"  # the simulator's SIMULATOR_OK_APPLICATION_ID
+DEMO_APPLE_CLIENT = "com.example.loyalty"
+
+
+def identity_env(sim_base_url: str) -> dict[str, str]:
+    """The collector's ``COLLECTOR_IDENTITY__*`` for the simulator's identity providers:
+    the same code paths as VK ID, OK and Apple, with the simulator's demo client ids."""
+    base = "COLLECTOR_IDENTITY__"
+    return {
+        f"{base}VK__CLIENT_ID": DEMO_VK_ID_CLIENT,
+        f"{base}VK__TOKEN_URL": f"{sim_base_url}/vkid/oauth2/auth",
+        f"{base}VK__USER_INFO_URL": f"{sim_base_url}/vkid/oauth2/user_info",
+        f"{base}OK__CLIENT_ID": DEMO_OK_CLIENT,
+        f"{base}OK__APPLICATION_KEY": "SIMOKAPPKEY",
+        f"{base}OK__CLIENT_SECRET": "sim-ok-application-secret",
+        f"{base}OK__TOKEN_URL": f"{sim_base_url}/oauth/token.do",
+        f"{base}OK__API_URL": f"{sim_base_url}/fb.do",
+        f"{base}APPLE__CLIENT_ID": DEMO_APPLE_CLIENT,
+        f"{base}APPLE__JWKS_URL": f"{sim_base_url}/apple/auth/keys",
+    }
+
+
 def service_specs(
     *,
     prefix: str,
@@ -135,6 +158,8 @@ def service_specs(
                 "COLLECTOR_VK_TOKEN": "sim-vk-group-token",
                 "COLLECTOR_OK_APP_SECRET": "sim-ok-application-secret",
                 "COLLECTOR_OK_TOKEN": "sim-ok-access-token",
+                # The identity providers the simulator plays (VK ID, OK OAuth, Apple).
+                **identity_env(f"http://127.0.0.1:{ports.simulator}"),
             },
         ),
         ServiceSpec(
