@@ -120,7 +120,7 @@ def test_every_compose_command_runs_an_existing_service_module() -> None:
         assert find_spec(module) is not None, (name, module)
         env = svc["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092", name
-        assert env["DATABASE_URL"].startswith("postgresql://postgres:postgres@postgres:5432/")
+        assert env["DATABASE_URL"].endswith("@postgres:5432/social_loyalty")
         for dependency in svc.get("depends_on", {}):
             assert dependency in services, (name, dependency)
 
