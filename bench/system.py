@@ -27,9 +27,10 @@ from services.contracts import PointsCredited, make_codec
 from services.contracts.topics import OUTCOMES, TopicSettings
 from services.demo import namespace
 from services.ops.supervisor import Supervisor
-from services.ops.system import Ports, service_specs
+from services.ops.system import DEMO_VK_ID_CLIENT, Ports, service_specs
 from services.runtime import kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
+from services.simulator import identity_client as idc
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "bench."
@@ -103,15 +104,15 @@ def run() -> list[dict[str, object]]:
             # One warm-up link so first-use costs (connections, JIT of the offer) are not counted.
             for n in range(LINKS + 1):
                 member = f"bench-{n}"
+                # The VK ID code + PKCE verifier, as the member's browser gets them; the
+                # clock starts when the Personal Account calls the link API with them.
+                proof = idc.vk_id_proof_sync(
+                    f"http://127.0.0.1:{ports.simulator}", 900_000 + n, DEMO_VK_ID_CLIENT
+                )
                 sent[member] = time.time()
                 answer = http.post(
                     f"http://127.0.0.1:{ports.collector}/v1/links",
-                    json={
-                        "member_id": member,
-                        "network": "vk",
-                        "social_user_id": str(900_000 + n),
-                        "registration": False,
-                    },
+                    json={"member_id": member, "proof": proof},
                     timeout=30,
                 )
                 answer.raise_for_status()

@@ -25,14 +25,21 @@ from rich.table import Table
 
 from services.contracts.topics import TopicSettings
 from services.demo import namespace
-from services.demo.story import LINKED, OK_GROUP, STORY, VK_GROUP, Change, Step
+from services.demo.story import LINKED, OK_GROUP, STORY, VK_GROUP, Change, Member, Step
 from services.demo.watch import Watcher
 from services.ops.chaos import ChaosMonkey
 from services.ops.supervisor import ServiceFailedError, Supervisor
-from services.ops.system import Ports, service_specs
+from services.ops.system import (
+    DEMO_APPLE_CLIENT,
+    DEMO_OK_CLIENT,
+    DEMO_VK_ID_CLIENT,
+    Ports,
+    service_specs,
+)
 from services.runtime import kafka
 from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.settings import DatabaseSettings, KafkaSettings
+from services.simulator import identity_client as idc
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = ROOT / "deploy" / "demo"
@@ -54,19 +61,38 @@ class Demo:
 
     # ---------------------------------------------------------------- actions
 
-    def link(self, member_id: str, network: str, social_user_id: str, registration: bool) -> None:
-        response = self.http.post(
-            f"http://127.0.0.1:{self.ports.collector}/v1/links",
-            json={
-                "member_id": member_id,
-                "network": network,
-                "social_user_id": social_user_id,
-                "registration": registration,
-            },
-        )
+    def proof(self, member: Member) -> dict[str, Any]:
+        """The member's proof of the profile, got the way the Personal Account's page
+        gets it: VK ID authorization code + PKCE, an OK code, a Sign in with Apple
+        identity token, each from the simulator's identity provider."""
+        sim = f"http://127.0.0.1:{self.ports.simulator}"
+        if member.network == "vk":
+            return idc.vk_id_proof_sync(sim, member.user_id, DEMO_VK_ID_CLIENT)
+        if member.network == "ok":
+            return idc.ok_proof_sync(sim, member.user_id, DEMO_OK_CLIENT)
+        return idc.apple_proof_sync(sim, member.social_user_id, DEMO_APPLE_CLIENT)
+
+    def link(self, member: Member, registration: bool) -> None:
+        """Registration signs in with the proof and ``register``; a link adds the
+        proven profile to an existing member."""
+        base = f"http://127.0.0.1:{self.ports.collector}"
+        proof = self.proof(member)
+        if registration:
+            response = self.http.post(
+                f"{base}/v1/sign-in",
+                json={"proof": proof, "register": True, "member_id": member.member_id},
+            )
+        else:
+            response = self.http.post(
+                f"{base}/v1/links", json={"member_id": member.member_id, "proof": proof}
+            )
         if response.status_code not in (200, 201):
-            raise StoryFailedError(f"link API refused {member_id}: {response.text}")
-        console.print(f"[bold]link API[/]: {member_id} linked {network}:{social_user_id}")
+            raise StoryFailedError(f"link API refused {member.member_id}: {response.text}")
+        how = "registered with" if registration else "linked"
+        console.print(
+            f"[bold]link API[/]: {member.member_id} {how} {member.network}:"
+            f"{member.social_user_id} (proof verified by the provider)"
+        )
 
     def change(self, change: Change) -> None:
         path = change.path
@@ -95,12 +121,7 @@ class Demo:
         console.print(f"[bold]{step.title}[/]")
         runs_before = watcher.run_counts()
         for link in step.links:
-            self.link(
-                link.member.member_id,
-                link.member.network,
-                link.member.social_user_id,
-                link.registration,
-            )
+            self.link(link.member, link.registration)
         changed_at = datetime.now(UTC)
         for change in step.changes:
             self.change(change)
