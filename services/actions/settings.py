@@ -63,7 +63,7 @@ class ActionsSettings(BaseSettings):
         "balance and record the shortfall on the entry.",
     )
 
-    host: str = Field(default="0.0.0.0", description="Read API and /metrics bind address.")  # noqa: S104
+    host: str = Field(default="127.0.0.1", description="Read API and /metrics bind address.")
     port: int = Field(default=8086, ge=0, le=65535)
 
     templates_dir: Path = Field(default=TEMPLATES_DIR, description="<template_id>.yaml files.")

@@ -74,6 +74,8 @@ class DetectorSettings(BaseSettings):
     readmodel_schema: str = Field(
         default="detector", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL schema."
     )
-    readmodel_host: str = "0.0.0.0"  # noqa: S104 - support staff query it from other hosts
+    readmodel_host: str = Field(
+        default="127.0.0.1", description="Read model API bind address (0.0.0.0 for other hosts)."
+    )
     readmodel_port: int = Field(default=8083, ge=0, le=65535)
     readmodel_batch: int = Field(default=500, ge=1, description="Events per PG transaction.")

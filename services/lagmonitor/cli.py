@@ -275,7 +275,7 @@ def serve(
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Address to bind (env LAGMONITOR_HOST, default 0.0.0.0).")
+        str | None, typer.Option(help="Address to bind (env LAGMONITOR_HOST, default 127.0.0.1).")
     ] = None,
     all_groups: Annotated[bool, typer.Option("--all", help="Watch every group.")] = False,
 ) -> None:

@@ -66,7 +66,9 @@ class LagMonitorSettings(BaseSettings):
     service_timeout_s: float = Field(
         default=2.0, gt=0, description="Seconds to wait for one service's /metrics."
     )
-    host: str = "0.0.0.0"  # noqa: S104 - a metrics endpoint is scraped from other hosts
+    host: str = Field(
+        default="127.0.0.1", description="Bind address; 0.0.0.0 to be scraped from other hosts."
+    )
     port: int = Field(default=9308, ge=0, le=65535)
 
     @field_validator("group_prefixes", mode="before")
