@@ -1,10 +1,10 @@
 """PostgreSQL: run history, the per-group run lock, and profile links.
 
-Everything lives in the collector's own schema (``COLLECTOR_DB_SCHEMA``), created
-idempotently at start. The run lock is a session-level advisory lock held on a
-connection of its own for the whole run, so two processes (or two scheduler
-ticks) can never collect one group at once, and a crashed process releases it
-when its connection dies.
+Everything lives in the collector's own schema (``COLLECTOR_DB_SCHEMA``), brought up to
+date at start by the versioned migrations in ``migrations/``. The run lock is a
+session-level advisory lock held on a connection of its own for the whole run, so two
+processes (or two scheduler ticks) can never collect one group at once, and a crashed
+process releases it when its connection dies.
 """
 
 from __future__ import annotations
@@ -23,57 +23,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from services.runtime.db import DatabaseUnavailableError
+from services.runtime.migrations import migrate_async
 from services.runtime.settings import DatabaseSettings
 
 RunStatus = Literal["running", "succeeded", "failed", "aborted"]
-
-_DDL = """
-CREATE SCHEMA IF NOT EXISTS {schema};
-CREATE TABLE IF NOT EXISTS {schema}.runs (
-    run_id             text PRIMARY KEY,
-    network            text NOT NULL,
-    group_id           bigint NOT NULL,
-    started_at         timestamptz NOT NULL,
-    snapshot_at        timestamptz NOT NULL,
-    baseline_at        timestamptz NOT NULL,
-    ended_at           timestamptz,
-    status             text NOT NULL
-                       CHECK (status IN ('running', 'succeeded', 'failed', 'aborted')),
-    bucket_count       integer NOT NULL,
-    members            bigint,
-    api_requests       integer NOT NULL DEFAULT 0,
-    api_calls          integer NOT NULL DEFAULT 0,
-    objects_read       bigint NOT NULL DEFAULT 0,
-    errors_by_code     jsonb NOT NULL DEFAULT '{{}}'::jsonb,
-    skipped            jsonb NOT NULL DEFAULT '[]'::jsonb,
-    messages_published integer NOT NULL DEFAULT 0,
-    reason             text
-);
-ALTER TABLE {schema}.runs ADD COLUMN IF NOT EXISTS baseline_post_id bigint;
-CREATE INDEX IF NOT EXISTS runs_by_group ON {schema}.runs (network, group_id, started_at DESC);
-CREATE INDEX IF NOT EXISTS runs_by_start ON {schema}.runs (started_at DESC);
-CREATE TABLE IF NOT EXISTS {schema}.links (
-    id               bigserial PRIMARY KEY,
-    member_id        text NOT NULL,
-    network          text NOT NULL,
-    social_user_id   text NOT NULL,
-    registration     boolean NOT NULL,
-    linked_at        timestamptz NOT NULL,
-    link_event_id    text NOT NULL,
-    link_published   boolean NOT NULL DEFAULT false,
-    unlinked_at      timestamptz,
-    unlink_event_id  text,
-    unlink_published boolean NOT NULL DEFAULT false
-);
-CREATE UNIQUE INDEX IF NOT EXISTS links_one_member_per_profile
-    ON {schema}.links (network, social_user_id) WHERE unlinked_at IS NULL;
-CREATE INDEX IF NOT EXISTS links_by_member ON {schema}.links (member_id);
-CREATE TABLE IF NOT EXISTS {schema}.apple_nonces (
-    nonce      text PRIMARY KEY,
-    expires_at timestamptz NOT NULL
-);
-CREATE INDEX IF NOT EXISTS apple_nonces_by_expiry ON {schema}.apple_nonces (expires_at);
-"""
 
 
 def _lock_key(*parts: object) -> int:
@@ -106,10 +59,9 @@ async def connect(
 
 
 async def migrate(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
-    """Create the schema and tables if missing; serialised so parallel starts do not race."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("migrate", schema),))
-        await conn.execute(sql.SQL(_DDL).format(schema=sql.Identifier(schema)))
+    """Apply the collector's migrations (``services/collector/migrations``) the schema
+    has not had yet; serialised so parallel starts do not race."""
+    await migrate_async(conn, schema, "collector")
 
 
 class GroupBusyError(RuntimeError):

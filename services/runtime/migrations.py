@@ -37,6 +37,7 @@ COMPONENTS = {
     "actions": "services.actions",
     "rules": "services.rules",
     "readmodel": "services.detector",
+    "collector": "services.collector",
 }
 """Component name -> the package whose ``migrations`` folder holds its files."""
 

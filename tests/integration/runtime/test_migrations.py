@@ -20,6 +20,7 @@ COMPONENT_SETS = {
     "actions": ("pgsink", "actions"),
     "rules": ("rules",),
     "readmodel": ("pgsink", "readmodel"),
+    "collector": ("collector",),
 }
 """Which components share a schema, as the services migrate them."""
 
