@@ -246,8 +246,8 @@ def _roofline(  # noqa: PLR0912, PLR0915  (the point is one flat hand-written lo
                 if name == "ProfileUnlinked":
                     links.pop(key, None)
                     continue
-                if name not in {"PostLiked", "PostUnliked"}:
-                    continue
+                if name not in {"PostLiked", "PostUnliked"} or event["network"] != "vk":
+                    continue  # likes-5-then-1 pays VK likes only
                 member = links.get(key)
                 if member is None:
                     continue

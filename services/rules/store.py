@@ -12,10 +12,10 @@ aggregate) and reload only when it moved.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from services.rules.advice import advise
 from services.rules.offers import Offer, OfferError, load_offer_text, parse_offer
 from services.runtime import migrations
 from services.runtime.db import connect
@@ -280,6 +281,14 @@ class OfferStore:
     def active_offers(self) -> list[Offer]:
         """The current version of every active offer: what the worker evaluates."""
         return [s.offer for s in self.all() if s.active]
+
+    def advice(self, offer_ids: Iterable[str], now: datetime | None = None) -> list[str]:
+        """Warnings about the active offers ``offer_ids`` just made live: a window that
+        has ended, or another active offer paying for the same event
+        (``services.rules.advice``)."""
+        active = self.active_offers()
+        wanted = set(offer_ids)
+        return advise([o for o in active if o.id in wanted], active, now or datetime.now(UTC))
 
     def signature(self) -> tuple[int, str]:
         """Changes whenever any offer is created, updated, activated or deactivated."""

@@ -114,3 +114,46 @@ def test_offer_api_round_trip(database_settings: DatabaseSettings, schema: str) 
         assert client.get("/healthz").status_code == 200
 
     assert store.active_offers() == []
+
+
+def test_activate_and_load_examples_warn_about_offers_that_cannot_pay_or_pay_twice(
+    database_settings: DatabaseSettings, schema: str, tmp_path: Path
+) -> None:
+    env = {
+        "DATABASE_URL": database_settings.database_url.get_secret_value(),
+        "RULES_DB_SCHEMA": schema,
+    }
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[str, str]:
+        result = runner.invoke(cli, ["offers", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout, result.stderr
+
+    out, err = run("load-examples")
+    assert "created 9:" in out
+    assert "warning" not in err  # the examples make sense together
+
+    everywhere = yaml.safe_load((EXAMPLES_DIR / "likes.yaml").read_text())
+    everywhere["id"] = "likes-everywhere"
+    del everywhere["filters"]
+    ended = yaml.safe_load((EXAMPLES_DIR / "reposts.yaml").read_text())
+    ended |= {"id": "old-reposts", "starts_at": "2025-01-01T00:00:00+03:00"}
+    ended |= {"ends_at": "2026-01-01T00:00:00+03:00"}
+    for body in (everywhere, ended):
+        path = tmp_path / f"{body['id']}.yaml"
+        path.write_text(yaml.safe_dump(body))
+        run("create", str(path))
+
+    _, err = run("activate", "likes-everywhere")
+    assert err.splitlines() == [
+        "warning: likes-everywhere: likes is active and also pays for POST_LIKED on the same "
+        "events: a member earns both (deactivate one, or narrow their filters)",
+        "warning: likes-everywhere: likes-5-then-1 is active and also pays for POST_LIKED on "
+        "the same events: a member earns both (deactivate one, or narrow their filters)",
+    ]
+    _, err = run("activate", "old-reposts")
+    ended_line, overlap_line = err.splitlines()
+    assert ended_line.startswith("warning: old-reposts: its window ended at 2026-01-01T00:00")
+    assert ended_line.endswith("it will never pay (update ends_at or deactivate it)")
+    assert overlap_line.startswith("warning: old-reposts: reposts is active and also pays")

@@ -109,13 +109,15 @@ def test_likes_earn_a_point_each_count_and_cap_at_30_a_week() -> None:
     offer = example("likes")
     monday = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
     likes = [
-        event(EventType.POST_LIKED, monday + timedelta(minutes=i), post_id=f"p{i}")
+        event(EventType.POST_LIKED, monday + timedelta(minutes=i), post_id=f"p{i}", network="ok")
         for i in range(35)
     ]
     state, commands = run(offer, likes)
     assert sum(points_of(commands, ACCRUE)) == 30
     assert state.counters["likes"] == 35
-    next_monday = event(EventType.POST_LIKED, monday + timedelta(days=7), post_id="p-next")
+    next_monday = event(
+        EventType.POST_LIKED, monday + timedelta(days=7), post_id="p-next", network="ok"
+    )
     assert points_of(evaluate(offer, state, next_monday, tz=MOSCOW).commands, ACCRUE) == [1]
 
 
@@ -156,7 +158,12 @@ def test_reposts_earn_and_a_deleted_repost_is_deducted() -> None:
 
 
 def test_reposts_outside_the_campaign_earn_nothing() -> None:
-    offer = example("reposts")
+    offer = example("reposts").model_copy(
+        update={
+            "starts_at": datetime(2025, 1, 1, tzinfo=MOSCOW),
+            "ends_at": datetime(2026, 1, 1, tzinfo=MOSCOW),
+        }
+    )
     linked = datetime(2024, 6, 1, tzinfo=UTC)
     before = event(
         EventType.POST_REPOSTED, datetime(2024, 12, 31, 20, 59, tzinfo=UTC), linked_at=linked
@@ -268,14 +275,24 @@ def test_the_tenth_like_earns_a_bonus_once_across_the_whole_program() -> None:
     bonus: list[CommandSpec] = []
     at = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
     sequence = [
-        event(EventType.POST_LIKED, at + timedelta(minutes=i), post_id=f"p{i}") for i in range(12)
+        event(EventType.POST_LIKED, at + timedelta(minutes=i), post_id=f"p{i}", network="ok")
+        for i in range(12)
     ]
     # a re-like of an old post after the 10th must not fire the bonus again
     sequence.insert(
-        10, event(EventType.POST_UNLIKED, at + timedelta(minutes=9, seconds=30), post_id="p3")
+        10,
+        event(
+            EventType.POST_UNLIKED,
+            at + timedelta(minutes=9, seconds=30),
+            post_id="p3",
+            network="ok",
+        ),
     )
     sequence.insert(
-        11, event(EventType.POST_LIKED, at + timedelta(minutes=9, seconds=40), post_id="p3")
+        11,
+        event(
+            EventType.POST_LIKED, at + timedelta(minutes=9, seconds=40), post_id="p3", network="ok"
+        ),
     )
     for e in sequence:
         result = evaluate_all(offers, state, e, tz=MOSCOW)

@@ -11,7 +11,7 @@ from services.contracts import models as m
 from services.contracts.ids import command_id
 from services.contracts.topics import COMMANDS_BONUS, COMMANDS_MAILING, COMMANDS_NOTIFY
 from services.rules.engine import EventType, StateFormatError
-from services.rules.offers import Offer, load_offer_dir
+from services.rules.offers import Filters, Offer, load_offer_dir
 from services.rules.processing import (
     Link,
     MemberRecord,
@@ -24,6 +24,13 @@ from services.rules.processing import (
 )
 from services.rules.replay import Replayer, replay_group
 from tests.unit.rules.events import EXAMPLES, MOSCOW, example
+
+
+def likes_on_every_network() -> Offer:
+    """The ``likes`` example (an OK-likes offer) without its network filter: these tests
+    like posts on VK."""
+    return example("likes").model_copy(update={"filters": Filters()})
+
 
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 ISSUED = datetime(2025, 3, 10, 9, 0, 5, tzinfo=UTC)
@@ -167,7 +174,7 @@ def test_a_profile_earns_its_link_bonus_once_not_for_member_after_member() -> No
 
 
 def test_an_unlike_after_the_unlink_deducts_what_the_like_earned() -> None:
-    offer = example("likes")
+    offer = likes_on_every_network()
     history = [
         linked(),
         like(7, T0 + timedelta(hours=1)),
@@ -310,7 +317,7 @@ def test_replay_builds_links_before_the_window_but_earns_only_inside_it() -> Non
     offer = example("link-profile")
     replayer = Replayer(offer, tz=MOSCOW, notify=True, issued_at=ISSUED)
     assert replayer.feed(linked(), in_window=False) == []
-    like_offer = Replayer(example("likes"), tz=MOSCOW, notify=True, issued_at=ISSUED)
+    like_offer = Replayer(likes_on_every_network(), tz=MOSCOW, notify=True, issued_at=ISSUED)
     like_offer.feed(linked(), in_window=False)
     assert like_offer.feed(like(1, T0 + timedelta(hours=1)), in_window=False) == []
     assert len(like_offer.feed(like(2, T0 + timedelta(hours=2)), in_window=True)) == 2
@@ -327,7 +334,7 @@ def test_replay_suppresses_messages_unless_asked() -> None:
 
 def test_replay_counts_commands_instead_of_keeping_them() -> None:
     """A full-history --apply must not hold every command it sent in memory."""
-    replayer = Replayer(example("likes"), tz=MOSCOW, notify=False, issued_at=ISSUED)
+    replayer = Replayer(likes_on_every_network(), tz=MOSCOW, notify=False, issued_at=ISSUED)
     replayer.feed(linked(), in_window=True)
     sent = [
         c
@@ -356,7 +363,9 @@ def test_accruals_carry_the_offer_budget_live_and_in_replay() -> None:
     replayer = Replayer(offer, tz=MOSCOW, notify=False, issued_at=ISSUED)
     replayed = [c for e in history for c in replayer.feed(e, in_window=True)]
     assert [c.budget for c in replayed if isinstance(c, m.BonusAccrue)] == [100_000]
-    unbudgeted = [c for c in live([linked(), like(1, T0 + timedelta(hours=1))], [example("likes")])]
+    unbudgeted = [
+        c for c in live([linked(), like(1, T0 + timedelta(hours=1))], [likes_on_every_network()])
+    ]
     assert [c.budget for c in unbudgeted if isinstance(c, m.BonusAccrue)] == [None]
 
 
@@ -378,7 +387,8 @@ def test_commands_of_every_kind_are_valid_contract_records() -> None:
         *(like(p, T0 + timedelta(hours=p)) for p in range(1, 4)),
         like(2, T0 + timedelta(hours=9), undo=True),
     ]
-    commands = live(events)
+    offers = [o for o in load_offer_dir(EXAMPLES) if o.id != "likes"]
+    commands = live(events, [*offers, likes_on_every_network()])  # counts VK likes too
     kinds = {type(c) for c in commands}
     assert {m.BonusAccrue, m.BonusDeduct, m.SendMessage, m.CounterIncrement} <= kinds
     for command in commands:
