@@ -7,11 +7,17 @@ Settings come from the environment: ``DATABASE_URL``, ``RULES_DB_SCHEMA``,
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+PROGRESS_EVERY_S = 5.0
+"""How often replay prints a progress line when stderr is not a terminal."""
 
 offers_app = typer.Typer(
     help="Offers in PostgreSQL: create, update (new version), activate, deactivate, list, show.",
@@ -83,11 +89,18 @@ def update(
     typer.echo(f"updated {stored.offer.id} to v{stored.offer.version}")
 
 
+def _warn(lines: list[str]) -> None:
+    """What ``OfferStore.advice`` found about the offers just made live, on stderr."""
+    for line in lines:
+        typer.echo(f"warning: {line}", err=True)
+
+
 @offers_app.command()
 def activate(offer_id: Annotated[str, typer.Argument(help="Offer id.")]) -> None:
     """Make an offer live (no restart needed)."""
     _run(lambda: _store().set_active(offer_id, True))
     typer.echo(f"activated {offer_id}")
+    _warn(_run(lambda: _store().advice([offer_id])))
 
 
 @offers_app.command()
@@ -143,6 +156,8 @@ def load_examples(
     """Store the acceptance-set offers of services/rules/examples (skips ids already stored)."""
     created = _run(lambda: _store().load_examples(activate=not inactive))
     typer.echo(f"created {len(created)}: {', '.join(created) or '-'}")
+    if not inactive:
+        _warn(_run(lambda: _store().advice(created)))
 
 
 def _parse_time(value: str, tz: Any) -> datetime:
@@ -174,12 +189,28 @@ def replay(  # noqa: PLR0917  (typer options)
             help="With --apply: send even if the window overlaps time the offer was live.",
         ),
     ] = False,
+    keep_group: Annotated[
+        bool,
+        typer.Option("--keep-group", help="Keep the replay's consumer group (default: deleted)."),
+    ] = False,
+    ledger_timeout: Annotated[
+        float,
+        typer.Option(
+            "--ledger-timeout",
+            min=0,
+            help="With --apply: seconds to wait for the ledger to apply the commands before "
+            "the summary says what was new (0: don't wait).",
+        ),
+    ] = 60.0,
 ) -> None:
     """Replay an offer over social.events history: who would get what, or credit it.
 
-    Reads link events from the log start and other events from the offset at
-    --from; its own consumer group and state. Running --apply twice credits
-    nothing new (deterministic command ids). --apply refuses (exit 2) a window
+    Prints the plan first (window, per-partition offsets, consumer group). Reads
+    link events from the log start and other events from the offset at --from,
+    with its own consumer group (under the topic prefix, deleted at the end unless
+    --keep-group) and state. Running --apply twice credits nothing new
+    (deterministic command ids): the summary says how many credits the ledger
+    applied as new and how many it already had. --apply refuses (exit 2) a window
     that overlaps time the offer has been active live, because replay and the
     live worker keep separate state; replay up to the activation time instead
     (docs/replay.md, "Replay and the live worker").
@@ -189,9 +220,8 @@ def replay(  # noqa: PLR0917  (typer options)
     if notify and not apply:
         raise typer.BadParameter("--notify only goes with --apply")
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from services.rules.replay import run_replay
+    from services.rules.replay import ledger_outcome, plan_replay, run_replay
     from services.rules.settings import RulesSettings
 
     settings = RulesSettings()
@@ -206,16 +236,10 @@ def replay(  # noqa: PLR0917  (typer options)
     if apply and not force:
         _refuse_live_overlap(offer, _run(lambda: store.live_periods(offer)), start, end)
     console = Console()
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
-    with progress:
-        task = progress.add_task(f"replay {offer}", total=None)
+    plan = plan_replay(settings, stored.offer, start=start, end=end)
+    for line in plan.lines():
+        typer.echo(line, err=True)
+    with _progress(console, f"replay {offer}", plan.records) as advance:
         report = run_replay(
             settings,
             stored.offer,
@@ -223,10 +247,60 @@ def replay(  # noqa: PLR0917  (typer options)
             end=end,
             apply=apply,
             notify=notify,
-            on_total=lambda n: progress.update(task, total=n),
-            on_progress=lambda n: progress.advance(task, n),
+            plan=plan,
+            keep_group=keep_group,
+            on_progress=advance,
         )
     print_report(console, report, applied=apply)
+    kept = "kept" if keep_group else "deleted"
+    console.print(f"consumer group {report.group}: {kept}")
+    if not apply:
+        console.print("dry run: nothing was sent")
+    elif ledger_timeout > 0:
+        outcome = ledger_outcome(settings, report, timeout_s=ledger_timeout)
+        if not outcome.caught_up:
+            console.print(
+                f"{outcome.problem}: cannot say which credits were new; a rerun later "
+                "credits nothing twice and says so"
+            )
+        else:
+            console.print(
+                f"ledger: {outcome.new_entries} new entries (credited {outcome.credited}, "
+                f"deducted {outcome.deducted}), {outcome.already_applied} already applied "
+                "by an earlier replay"
+            )
+
+
+@contextmanager
+def _progress(console: Any, title: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; elsewhere (logs, CI) a line every 5 seconds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    if console.is_terminal:
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        with progress:
+            task = progress.add_task(title, total=total)
+            yield lambda n: progress.advance(task, n)
+        return
+    done = 0
+    last = time.monotonic()
+
+    def advance(n: int) -> None:
+        nonlocal done, last
+        done += n
+        if time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            share = f" ({done / total:.0%})" if total else ""
+            typer.echo(f"{title}: {done:,} of {total:,} records{share}", err=True)
+
+    yield advance
+    typer.echo(f"{title}: {done:,} of {total:,} records read", err=True)
 
 
 def _refuse_live_overlap(offer: str, periods: Any, start: datetime, end: datetime | None) -> None:

@@ -28,18 +28,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, cast
 
-from confluent_kafka import Message, TopicPartition
+import psycopg
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from psycopg import sql
 
 from services.contracts import models as m
 from services.contracts.codec import Codec, make_codec
 from services.contracts.ids import epoch_millis
-from services.contracts.topics import DEADLETTER, EVENTS, catalog
+from services.contracts.topics import COMMANDS_BONUS, DEADLETTER, EVENTS, catalog
 from services.rules.engine import MemberState, Outcome, evaluate
 from services.rules.offers import Offer
 from services.rules.processing import Link, command_topic, link_key, resolve, to_command
 from services.rules.settings import RulesSettings
 from services.rules.store import LivePeriod
 from services.runtime import kafka
+from services.runtime.db import connect
 from services.runtime.sender import catalog_partitioners
 from services.runtime.stream import Output, Stores, StreamConfig, StreamWorker
 
@@ -82,6 +85,10 @@ class ReplayReport:
     commands_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: float = 0.0
+    group: str = ""
+    """The consumer group the replay read with (deleted at the end unless kept)."""
+    issued_at: datetime | None = None
+    """The ``issued_at`` of every command it produced: how the ledger tells its entries."""
 
     @property
     def total_accrued(self) -> int:
@@ -206,31 +213,48 @@ def _ranges(consumer: Any, topic: str, start_ms: int, end_ms: int | None) -> lis
 ProgressHook = Callable[[int], None]
 
 
-def run_replay(
-    settings: RulesSettings,
-    offer: Offer,
-    *,
-    start: datetime,
-    end: datetime | None,
-    apply: bool,
-    notify: bool,
-    codec: Codec | None = None,
-    on_total: Callable[[int], None] | None = None,
-    on_progress: ProgressHook | None = None,
-    on_command: Callable[[m.Command], None] | None = None,
-) -> ReplayReport:
-    """Read the bounded history, evaluate ``offer``, send the commands if ``apply``.
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What a replay will read, decided before it reads anything: the window, the
+    offsets of each partition and its consumer group (under the topic prefix)."""
 
-    Runs on the stream runtime as a bounded job with its own group: with
-    ``apply`` the commands and the replay group's offsets commit in Kafka
-    transactions, a record that cannot be read is dead-lettered; a dry-run
-    writes nothing at all. The report counts commands; ``on_command`` sees each
-    one as it is produced (sent or not).
-    """
-    codec = codec or make_codec(settings.kafka)
+    offer_id: str
+    topic: str
+    group: str
+    start: datetime
+    end: datetime | None
+    started_at: datetime
+    ranges: dict[int, _Range]
+    partition_counts: dict[str, int]
+
+    @property
+    def records(self) -> int:
+        return sum(r.end - r.low for r in self.ranges.values())
+
+    def lines(self) -> list[str]:
+        """The plan as the CLI prints it before doing anything."""
+        until = self.end.isoformat() if self.end else f"now ({self.started_at.isoformat()})"
+        lines = [
+            f"replay {self.offer_id}: window {self.start.isoformat()} .. {until}",
+            f"  topic {self.topic}, consumer group {self.group}",
+            f"  {self.records:,} records to read: links from each partition's start, "
+            "other events from the window's first offset",
+        ]
+        lines += [
+            f"  partition {r.partition}: links from {r.low}, window {r.window_start} .. {r.end}"
+            for r in sorted(self.ranges.values(), key=lambda r: r.partition)
+        ]
+        if not self.ranges:
+            lines.append("  nothing to read: the topic has no record before the window's end")
+        return lines
+
+
+def plan_replay(
+    settings: RulesSettings, offer: Offer, *, start: datetime, end: datetime | None
+) -> ReplayPlan:
+    """Find the offsets the window maps to (``offsets_for_times``) and name the group."""
     topic = settings.topics.name(EVENTS)
     started_at = datetime.now(UTC)
-    clock = time.monotonic()
     group = settings.topics.name(replay_group(offer.id, started_at))
     planner = kafka.consumer(settings.kafka, group)
     try:
@@ -243,9 +267,52 @@ def run_replay(
         counts = kafka.partition_counts(planner)
     finally:
         planner.close()
+    return ReplayPlan(offer.id, topic, group, start, end, started_at, ranges, counts)
+
+
+def delete_group(settings: RulesSettings, group: str) -> None:
+    """Remove the replay's consumer group: a replay is a bounded job, its group would
+    otherwise stay listed (and counted by lag dashboards) for good."""
+    admin = kafka.admin(settings.kafka)
+    for future in admin.delete_consumer_groups([group], request_timeout=30).values():
+        try:
+            future.result(30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:  # a dry-run never joined
+                raise
+
+
+def run_replay(
+    settings: RulesSettings,
+    offer: Offer,
+    *,
+    start: datetime,
+    end: datetime | None,
+    apply: bool,
+    notify: bool,
+    codec: Codec | None = None,
+    plan: ReplayPlan | None = None,
+    keep_group: bool = False,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: ProgressHook | None = None,
+    on_command: Callable[[m.Command], None] | None = None,
+) -> ReplayReport:
+    """Read the bounded history, evaluate ``offer``, send the commands if ``apply``.
+
+    Runs on the stream runtime as a bounded job with its own group (``plan``, or
+    one planned now), deleted at the end unless ``keep_group``: with ``apply`` the
+    commands and the replay group's offsets commit in Kafka transactions, a record
+    that cannot be read is dead-lettered; a dry-run writes nothing at all. The
+    report counts commands; ``on_command`` sees each one as it is produced (sent or
+    not).
+    """
+    codec = codec or make_codec(settings.kafka)
+    plan = plan or plan_replay(settings, offer, start=start, end=end)
+    topic, ranges = plan.topic, plan.ranges
+    clock = time.monotonic()
     if on_total:
-        on_total(sum(r.end - r.low for r in ranges.values()))
-    replayer = Replayer(offer, tz=settings.tz, notify=notify, issued_at=started_at)
+        on_total(plan.records)
+    replayer = Replayer(offer, tz=settings.tz, notify=notify, issued_at=plan.started_at)
     expected = tuple(m.EVENT_TYPES.values())
 
     def handle(message: Message, _stores: Stores) -> list[Output]:
@@ -270,18 +337,103 @@ def run_replay(
 
     stream = StreamWorker(
         settings.kafka,
-        StreamConfig(group=group, instance="replay", commit_interval_s=1.0),
+        StreamConfig(group=plan.group, instance="replay", commit_interval_s=1.0),
         handlers={topic: handle},
         codec=codec,
         deadletter_topic=settings.topics.name(DEADLETTER),
         partitioners=catalog_partitioners(
-            catalog(settings.topics, rules_app_id=settings.app_id), counts
+            catalog(settings.topics, rules_app_id=settings.app_id), plan.partition_counts
         ),
-        partition_counts=counts,
+        partition_counts=plan.partition_counts,
         bounds={(topic, r.partition): (r.low, r.end) for r in ranges.values()},
         transactional=apply,
         on_dead=dead,
     )
-    stream.run()
+    try:
+        stream.run()
+    finally:
+        if not keep_group:
+            delete_group(settings, plan.group)
     replayer.report.seconds = time.monotonic() - clock
+    replayer.report.group = plan.group
+    replayer.report.issued_at = plan.started_at
     return replayer.report
+
+
+@dataclass(frozen=True)
+class LedgerOutcome:
+    """What the ledger made of a replay's bonus commands."""
+
+    caught_up: bool
+    problem: str | None = None
+    """Why nothing can be said, when not ``caught_up``."""
+    new_entries: int = 0
+    credited: int = 0
+    deducted: int = 0
+    already_applied: int = 0
+
+
+def ledger_outcome(
+    settings: RulesSettings, report: ReplayReport, *, timeout_s: float = 60.0
+) -> LedgerOutcome:
+    """Wait until the actions service's ledger has consumed the bonus command topic
+    up to its end (its PostgreSQL-sink offsets in ``RULES_LEDGER_SCHEMA``), then count
+    the entries this replay created: they carry its ``issued_at``. Every other bonus
+    command it sent was a command id the ledger already had (an earlier replay).
+    ``caught_up`` is false when the ledger did not get there within ``timeout_s``
+    (the actions service not running): nothing can be said then."""
+    bonus = settings.topics.name(COMMANDS_BONUS)
+    sent = sum(report.commands_by_type.get(t, 0) for t in ("BonusAccrue", "BonusDeduct"))
+    consumer = kafka.consumer(settings.kafka, f"{report.group}.ledger-check")
+    try:
+        metadata = consumer.list_topics(bonus, timeout=30)
+        ends = {
+            p: kafka.watermarks(consumer, bonus, p)[1] for p in metadata.topics[bonus].partitions
+        }
+    finally:
+        consumer.close()
+    # A transactional write ends with a commit marker at high - 1; the sink stores the
+    # next offset after the last record it applied, which is then high - 1.
+    needed = {p: high - 1 for p, high in ends.items() if high > 0}
+    schema = sql.Identifier(settings.ledger_schema)
+    deadline = time.monotonic() + timeout_s
+    with connect(settings.database, autocommit=True) as conn:
+        while True:
+            try:
+                rows = conn.execute(
+                    sql.SQL(
+                        "SELECT partition, max(next_offset) FROM {}.consumer_offsets "
+                        "WHERE topic = %s GROUP BY partition"
+                    ).format(schema),
+                    (bonus,),
+                ).fetchall()
+            except psycopg.errors.UndefinedTable:
+                return LedgerOutcome(
+                    False, f"schema {settings.ledger_schema!r} has no ledger (RULES_LEDGER_SCHEMA)"
+                )
+            at = {int(p): int(o) for p, o in rows}
+            if all(at.get(p, -1) >= n for p, n in needed.items()):
+                break
+            if time.monotonic() > deadline:
+                return LedgerOutcome(
+                    False,
+                    f"the ledger ({settings.ledger_schema}) did not apply the commands within "
+                    f"{timeout_s:.0f}s (is the actions service running?)",
+                )
+            time.sleep(0.5)
+        count, credited, deducted = conn.execute(
+            sql.SQL(
+                "SELECT count(*), coalesce(sum(points) FILTER (WHERE points > 0), 0), "
+                "coalesce(-sum(points) FILTER (WHERE points < 0), 0) FROM {}.entries "
+                "WHERE offer_id = %s AND replay AND issued_at = %s"
+            ).format(schema),
+            (report.offer_id, _millis(report.issued_at)),
+        ).fetchone() or (0, 0, 0)
+    return LedgerOutcome(True, None, int(count), int(credited), int(deducted), sent - int(count))
+
+
+def _millis(moment: datetime | None) -> datetime | None:
+    """Commands carry ``issued_at`` at millisecond precision (``UtcMillis``)."""
+    if moment is None:
+        return None
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)

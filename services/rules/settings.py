@@ -26,6 +26,12 @@ class RulesSettings(ServiceSettings, BaseSettings):
     db_schema: str = Field(
         default="rules", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PG schema of offers."
     )
+    ledger_schema: str = Field(
+        default="actions",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The actions service's schema (its ACTIONS_DB_SCHEMA): replay --apply "
+        "reads there which of its credits were new.",
+    )
     timezone: str = Field(
         default="Europe/Moscow", description="The program's time zone: periods are cut here."
     )

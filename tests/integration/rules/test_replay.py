@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+from psycopg import sql
 from typer.testing import CliRunner
 
+from services.actions.service import run
+from services.actions.settings import ActionsSettings
+from services.actions.sinks import free_port
 from services.cli import app as cli
 from services.contracts import models as m
 from services.contracts.ids import command_id
@@ -17,6 +23,7 @@ from services.rules.processing import Link, MemberRecord, process, resolve
 from services.rules.replay import run_replay
 from services.rules.settings import RulesSettings
 from services.rules.store import EXAMPLES_DIR
+from services.runtime import kafka
 from tests.integration.rules.harness import (
     CommandReader,
     Env,
@@ -233,3 +240,56 @@ def test_replay_apply_dead_letters_an_unreadable_record_and_goes_on(
         assert got.command.source_event_id == after.event_id
     finally:
         reader.close()
+
+
+def test_replay_cli_plans_reports_new_and_already_applied_credits_and_leaves_no_group(
+    rules_env: Callable[[str], Env],
+) -> None:
+    """The operator's view of two ``--apply`` runs with the ledger running: the plan
+    first, then what the ledger applied as new (the first time) and what it already
+    had (the second), and no replay consumer group left behind."""
+    env = rules_env("rules-replay-ledger")
+    _history(env)
+    offer = load_offer(EXAMPLES_DIR / "likes-5-then-1.yaml")
+    env.store().create(offer.model_dump(mode="json"))
+    ledger = f"{env.schema}_ledger"
+    actions = ActionsSettings(
+        kafka=env.kafka,
+        database=env.database,
+        topics=env.topics,
+        db_schema=ledger,
+        group_prefix=f"{env.app_id}.actions",
+        port=free_port(),
+        host="127.0.0.1",
+        poll_timeout_s=0.2,
+        session_timeout_ms=6000,
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=run, args=(actions, ("bonus",)), kwargs={"stop": stop})
+    worker.start()
+    runner = CliRunner()
+    environ = env.environ(RULES_LEDGER_SCHEMA=ledger)
+    since = datetime.fromtimestamp((NOW_MS - 2 * DAY_MS) / 1000, UTC).isoformat()
+    args = ["replay", "--offer", offer.id, "--from", since, "--apply", "--ledger-timeout", "60"]
+    try:
+        first = runner.invoke(cli, args, env=environ)
+        assert first.exit_code == 0, first.output
+        assert f"replay {offer.id}: window {since} .. now" in first.stderr
+        assert "consumer group " + env.topics.name("social-loyalty.replay.") in first.stderr
+        assert "partition 0: links from 0, window " in first.stderr
+        assert "ledger: 4 new entries (credited 12, deducted 0), 0 already applied" in first.stdout
+
+        second = runner.invoke(cli, args, env=environ)
+        assert second.exit_code == 0, second.output
+        assert "ledger: 0 new entries (credited 0, deducted 0), 4 already applied" in (
+            second.stdout
+        )
+        assert "records read" in second.stderr  # progress lines off a terminal
+    finally:
+        stop.set()
+        worker.join(60)
+        with psycopg.connect(env.database.database_url.get_secret_value(), autocommit=True) as c:
+            c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ledger)))
+    groups = kafka.admin(env.kafka).list_consumer_groups(request_timeout=30).result()
+    left = [g.group_id for g in groups.valid if env.topics.prefix in g.group_id]
+    assert not [g for g in left if ".replay." in g], left
