@@ -11,6 +11,7 @@ from services.collector.cli import collector_app
 from services.contracts.cli import topics_app
 from services.detector.cli import detector_app
 from services.lagmonitor.cli import lag_app
+from services.ops.kafka_access_cli import kafka_access_app
 from services.rules.cli import offers_app, replay
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(deadletters_app, name="deadletters")
 app.add_typer(collector_app, name="collector")
 app.add_typer(offers_app, name="offers")
 app.add_typer(detector_app, name="detector")
+app.add_typer(kafka_access_app, name="kafka-access")
 app.command("replay")(replay)
 
 

@@ -278,7 +278,7 @@ def catalog(
             parts,
             rf,
             _configs(30 * DAY_MS, settings),
-            ("detector", "rules", "actions"),
+            ("detector", "rules", "replay", "read model", "actions"),
             ("ops",),
             "Messages a consumer could not process, with the reason.",
         ),

@@ -27,6 +27,7 @@ from services.contracts.topics import TopicSettings
 from services.demo import namespace
 from services.demo.story import LINKED, OK_GROUP, STORY, VK_GROUP, Change, Member, Step
 from services.demo.watch import Watcher
+from services.ops import kafka_access
 from services.ops.chaos import ChaosMonkey
 from services.ops.supervisor import ServiceFailedError, Supervisor
 from services.ops.system import (
@@ -307,12 +308,15 @@ def run(
     state_dir = namespace.reset_state_dir(STATE_DIR)
     topics = TopicSettings(prefix=namespace.PREFIX)
     env = _prepare(kafka_settings, database_settings, topics)
+    # Each service logs in as its own principal, allowed only its part of the flow.
+    logins = kafka_access.system_logins(kafka_settings, namespace.PREFIX)
 
     specs = service_specs(
         prefix=namespace.PREFIX,
         state_dir=state_dir,
         groups_file=DEMO_DIR / "groups.yaml",
         ports=ports,
+        kafka_logins=logins,
     )
     logs = state_dir / "logs"
     supervisor = Supervisor(specs, logs, env=env)

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from services.contracts.topics import TopicSettings, catalog, ensure
+from services.ops import kafka_access
+from services.ops.kafka_access import KafkaAccessSettings
 from services.ops.supervisor import ServiceFailedError, ServiceSpec, Supervisor
 from services.ops.system import Ports, app_stem, service_specs
 from services.runtime import kafka
@@ -35,10 +37,19 @@ GroupsOption = Annotated[
 ]
 
 
-def _specs(groups: Path, simulator: bool, state_dir: Path) -> list[ServiceSpec]:
+def _specs(
+    groups: Path,
+    simulator: bool,
+    state_dir: Path,
+    kafka_logins: dict[str, tuple[str, str]] | None = None,
+) -> list[ServiceSpec]:
     topics = TopicSettings()
     return service_specs(
-        prefix=topics.prefix, state_dir=state_dir, groups_file=groups, simulator=simulator
+        prefix=topics.prefix,
+        state_dir=state_dir,
+        groups_file=groups,
+        simulator=simulator,
+        kafka_logins=kafka_logins,
     )
 
 
@@ -65,10 +76,15 @@ def up(
     specs = catalog(topics, rules_app_id=f"{stem}.rules", detector_app_id=f"{stem}.detector")
     for line in ensure(admin, specs, fix=False):
         console.print(f"topics: {line}")
+    # Each service as its own principal; passwords kept (mode 600) in the stack dir.
+    logins = kafka_access.system_logins(
+        settings, topics.prefix, passwords_file=KafkaAccessSettings().passwords_path()
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logs = state_dir / "logs"
-    with Supervisor(_specs(groups, simulator, state_dir), logs, on_event=console.print) as sup:
+    services = _specs(groups, simulator, state_dir, logins)
+    with Supervisor(services, logs, on_event=console.print) as sup:
         try:
             sup.start_all()
             console.print(

@@ -7,6 +7,7 @@ chaos tests all run the same system.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,17 @@ def identity_env(sim_base_url: str) -> dict[str, str]:
     }
 
 
+def kafka_login_env(name: str, logins: Mapping[str, tuple[str, str]] | None) -> dict[str, str]:
+    """A service's ``KAFKA_SASL_USERNAME``/``_PASSWORD``: its own principal's (``logins``
+    maps the service name to user and password, see services/ops/kafka_access.py), or
+    blank for a service that does not use Kafka, so it never inherits the admin login of
+    the process that starts it. ``None``: the environment's login for everyone."""
+    if logins is None:
+        return {}
+    user, password = logins.get(name, ("", ""))
+    return {"KAFKA_SASL_USERNAME": user, "KAFKA_SASL_PASSWORD": password}
+
+
 def service_specs(
     *,
     prefix: str,
@@ -67,11 +79,13 @@ def service_specs(
     groups_file: Path,
     ports: Ports = Ports(),
     simulator: bool = True,
+    kafka_logins: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[ServiceSpec]:
     """Every service of the system, in start order (dependencies first).
 
     ``prefix`` names the topics (``TOPIC_PREFIX``), consumer groups and Faust app
-    ids, so a run is isolated from any other on the same cluster.
+    ids, so a run is isolated from any other on the same cluster. ``kafka_logins``
+    (service name -> SCRAM user and password) gives each service its own principal.
     """
     app = app_stem(prefix)
     specs: list[ServiceSpec] = []
@@ -154,6 +168,7 @@ def service_specs(
             ready_url=_url(ports.collector),
             env={
                 "COLLECTOR_HTTP_PORT": str(ports.collector),
+                "COLLECTOR_TRANSACTIONAL_ID_PREFIX": f"{app}.collector",
                 # The simulator's demo credentials (they unlock nothing else).
                 "COLLECTOR_VK_TOKEN": "sim-vk-group-token",
                 "COLLECTOR_OK_APP_SECRET": "sim-ok-application-secret",
@@ -184,5 +199,11 @@ def service_specs(
         ),
     ]
     return [
-        ServiceSpec(s.name, s.args, s.ready_url, {"TOPIC_PREFIX": prefix, **s.env}) for s in specs
+        ServiceSpec(
+            s.name,
+            s.args,
+            s.ready_url,
+            {"TOPIC_PREFIX": prefix, **s.env, **kafka_login_env(s.name, kafka_logins)},
+        )
+        for s in specs
     ]
