@@ -30,6 +30,7 @@ from services.collector.identity import Proof
 from services.contracts import bounds
 from services.contracts.bounds import MEMBER_ID_PATTERN
 from services.contracts.codec import Codec
+from services.contracts.headers import contract_headers
 from services.contracts.models import Network, ProfileLinked, ProfileUnlinked
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
@@ -344,6 +345,7 @@ class EventSender:
             self.topic,
             key=event.key().to_bytes(),
             value=self._codec.encode(event, self.topic),
+            headers=contract_headers(event, "link-api"),
             on_delivery=delivered,
         )
         try:

@@ -54,6 +54,7 @@ from services.contracts import (
     make_codec,
 )
 from services.contracts.bounds import INT64_MAX, PositiveId
+from services.contracts.headers import Headers, contract_headers
 from services.contracts.models import Network
 from services.contracts.topics import (
     DEADLETTER,
@@ -214,9 +215,14 @@ class Detector:
             yield None
 
     def _send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: Headers | None = None,
     ) -> None:
-        self.sender.send(topic, value, key, -1 if partition is None else partition)
+        self.sender.send(topic, value, key, -1 if partition is None else partition, headers)
 
     async def _flush(self) -> None:
         """Wait until every message sent so far is acked; raise if any failed."""
@@ -298,6 +304,7 @@ class Detector:
                 self.names.events,
                 event.key().to_bytes(),
                 self.codec.encode(event, self.names.events),
+                headers=contract_headers(event, "detector"),
             )
         if out:
             await self._flush()

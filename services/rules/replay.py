@@ -34,6 +34,7 @@ from psycopg import sql
 
 from services.contracts import models as m
 from services.contracts.codec import Codec, make_codec
+from services.contracts.headers import contract_headers
 from services.contracts.ids import epoch_millis
 from services.contracts.topics import COMMANDS_BONUS, DEADLETTER, EVENTS, catalog
 from services.rules.engine import MemberState, Outcome, evaluate
@@ -329,7 +330,8 @@ def run_replay(
             if apply:
                 name = settings.topics.name(command_topic(command))
                 value = codec.encode(command, name)
-                outputs.append(Output(name, command.member_id.encode(), value))
+                headers = contract_headers(command, "replay")
+                outputs.append(Output(name, command.member_id.encode(), value, headers=headers))
         return outputs
 
     def dead(_letter: m.DeadLetter) -> None:

@@ -37,6 +37,7 @@ from confluent_kafka import Message
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.contracts.codec import Codec, make_codec
+from services.contracts.headers import full_name, headers_for
 from services.contracts.topics import DEADLETTER, EVENTS, TopicSpec, catalog, ensure, rules_topics
 from services.rules.engine import CommandKind
 from services.rules.offers import Offer
@@ -196,7 +197,10 @@ class RulesWorker:
         for spec in specs:
             name, base, value = command_value(spec, issued_at=issued_at)
             topic = topics.name(base)
-            outputs.append(Output(topic, key, self.codec.encode_plain(name, value, topic)))
+            headers = headers_for(full_name(name), spec.command_id, issued_at, "rules")
+            outputs.append(
+                Output(topic, key, self.codec.encode_plain(name, value, topic), headers=headers)
+            )
         members.set(key, new_record)  # after everything that can raise
         counts = self._counts
         counts.evaluated += 1

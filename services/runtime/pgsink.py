@@ -66,6 +66,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from psycopg import sql
 
 from services.contracts.codec import Codec, DecodeError
+from services.contracts.headers import Headers, headers_or_none
 from services.contracts.models import DeadLetter, Record
 from services.contracts.topics import DEADLETTER, TopicSettings
 from services.runtime import kafka
@@ -242,6 +243,8 @@ class PgSinkConfig:
     stale_after_s: float = 300.0
     """``not_ready`` once the loop has made no progress for this long (stuck)."""
     max_backoff_s: float = 30.0
+    source: str = "actions"
+    """Who writes the outcomes: their ``ce_source`` header is ``social-loyalty/<source>``."""
 
 
 class OffsetConflictError(RuntimeError):
@@ -306,6 +309,8 @@ class PgSinkWorker(Generic[R]):
         self._unsettled_since = 0.0
         self._next_tick = 0.0
         self._staged: list[OutboxRow] = []
+        self._headers: dict[int, Headers] = {}  # outbox id -> the record's headers
+        self.source = config.source
         self._conn: psycopg.Connection | None = None
         self._consumer: Consumer | None = None
         self._sender: Sender | None = None
@@ -701,12 +706,16 @@ class PgSinkWorker(Generic[R]):
         values = [
             self.codec.encode(emit.record, topic) for emit, topic in zip(emits, topics, strict=True)
         ]
+        headers = [headers_or_none(emit.record, self.source) for emit in emits]
         ids = self.conn.execute(
             "INSERT INTO outbox (source, topic, key, value) "
             "SELECT %s, t, k, v FROM unnest(%s::text[], %s::bytea[], %s::bytea[]) "
             "WITH ORDINALITY AS u(t, k, v, n) ORDER BY n RETURNING id",
             (self.group, topics, keys, values),
         ).fetchall()
+        for row, h in zip(ids, headers, strict=True):
+            if h is not None:
+                self._headers[int(row[0])] = h
         return [
             (int(row[0]), t, k, v) for row, t, k, v in zip(ids, topics, keys, values, strict=True)
         ]
@@ -715,6 +724,13 @@ class PgSinkWorker(Generic[R]):
         if self._published:
             conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (self._published,))
             self._published = []
+
+    def _headers_of(self, topic: str, value: bytes) -> Headers | None:
+        """Headers of an outbox row written by an earlier run (read back from its value)."""
+        try:
+            return headers_or_none(self.codec.decode(value, topic), self.source)
+        except DecodeError:
+            return None
 
     def _publish(self, rows: list[OutboxRow]) -> None:
         """Send committed outbox rows without waiting for the acknowledgements; they
@@ -728,7 +744,8 @@ class PgSinkWorker(Generic[R]):
         if not self._unsettled:
             self._unsettled_since = time.monotonic()
         for row_id, topic, key, value in rows:
-            sender.send(topic, value, key)
+            headers = self._headers.pop(row_id, None) or self._headers_of(topic, value)
+            sender.send(topic, value, key, headers=headers)
             self._unsettled.append(row_id)
         sender.producer.poll(0)
 
@@ -770,7 +787,8 @@ class PgSinkWorker(Generic[R]):
             if not rows:
                 return
             for _, topic, key, value in rows:
-                sender.send(str(topic), bytes(value), key)
+                headers = self._headers_of(str(topic), bytes(value))
+                sender.send(str(topic), bytes(value), key, headers=headers)
             sender.flush(30)  # raises DeliveryError: the worker cannot start
             with self.conn.transaction():
                 self.conn.execute(

@@ -81,7 +81,12 @@ class Sender:
             self.failures.append(str(err))
 
     def send(
-        self, topic: str, value: bytes | None, key: bytes | None = None, partition: int = -1
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        partition: int = -1,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """Enqueue one record (waits while librdkafka's queue is full)."""
         if partition < 0 and key is not None:
@@ -91,7 +96,12 @@ class Sender:
         while True:
             try:
                 self.producer.produce(
-                    topic, value, key, partition=partition, on_delivery=self._on_delivery
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    on_delivery=self._on_delivery,
+                    headers=headers,
                 )
                 break
             except BufferError:

@@ -105,6 +105,8 @@ class Output:
     key: bytes | None
     value: bytes | None
     partition: int = -1
+    headers: list[tuple[str, str | bytes | None]] | None = None
+    """Kafka headers (``services.contracts.headers``: what the record is)."""
 
 
 Encoder = Callable[[Any], bytes]
@@ -418,7 +420,7 @@ class StreamWorker:
             # too large) is no bad input record: the worker stops, nothing commits.
             if sender is not None:
                 for out in outputs:
-                    sender.send(out.topic, out.value, out.key, out.partition)
+                    sender.send(out.topic, out.value, out.key, out.partition, out.headers)
             elif outputs:
                 raise StreamError(f"{self.group}: a read-only run produced output")
         RECORDS.labels(**self._labels).inc(handled)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -29,6 +29,7 @@ from services.contracts.models import (
     CounterIncrement,
     DeadLetter,
     MailingSet,
+    PointsCredited,
     SendMessage,
 )
 from services.contracts.topics import (
@@ -244,7 +245,17 @@ class ActionsEnv:
                 partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
                 if offset + 1 >= ends[partition]:
                     done.add(partition)
-                out.append(self.codec.decode(msg.value(), topic, expected) if expected else msg)
+                if not expected:
+                    out.append(msg)
+                    continue
+                record = self.codec.decode(msg.value(), topic, expected)
+                if isinstance(record, tuple(OUTCOME_TYPES.values())):
+                    headers = dict(msg.headers() or [])
+                    assert (headers["ce_id"], headers["ce_source"]) == (
+                        cast(PointsCredited, record).command_id.encode(),  # any outcome
+                        b"social-loyalty/actions",
+                    ), headers
+                out.append(record)
             return out
         finally:
             consumer.close()

@@ -141,6 +141,12 @@ def events(settings: CollectorSettings) -> list[tuple[bytes, ProfileLinked | Pro
             at_end.discard(msg.partition() or 0)
             event = codec.decode(msg.value(), topic)
             assert isinstance(event, ProfileLinked | ProfileUnlinked)
+            headers = dict(msg.headers() or [])
+            assert (headers["ce_id"], headers["ce_type"], headers["ce_source"]) == (
+                event.event_id.encode(),
+                event.avro_name.encode(),
+                b"social-loyalty/link-api",
+            )
             out.append((msg.key() or b"", event))
     finally:
         consumer.close()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -173,6 +173,11 @@ class Stack:
             if msg is None or getattr(msg, "error")():  # noqa: B009
                 continue
             event = self.codec.decode(msg.value(), topic, tuple(EVENT_TYPES.values()))  # type: ignore[attr-defined]
+            headers = dict(msg.headers() or [])  # type: ignore[attr-defined]
+            assert (headers["ce_id"], headers["ce_source"]) == (
+                cast(DomainEvent, event).event_id.encode(),
+                b"social-loyalty/detector",
+            ), headers
             self.seen.append((msg.key(), event))  # type: ignore[attr-defined,arg-type]
 
     def dead_letters(self, count: int, original_topic: str | None = None) -> list[DeadLetter]:

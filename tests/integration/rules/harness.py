@@ -232,6 +232,14 @@ class CommandReader:
             command = self._codec.decode(msg.value(), topic, tuple(m.COMMAND_TYPES.values()))
             assert isinstance(command, m.BonusAccrue | m.BonusDeduct | m.SendMessage
                               | m.CounterIncrement | m.MailingSet)  # fmt: skip
+            # every command says what it is in its headers (services/contracts/headers.py)
+            headers = dict(msg.headers() or [])
+            source = b"social-loyalty/replay" if command.replay else b"social-loyalty/rules"
+            assert (headers["ce_id"], headers["ce_type"], headers["ce_source"]) == (
+                command.command_id.encode(),
+                command.avro_name.encode(),
+                source,
+            ), headers
             base = topic.removeprefix(self._env.topics.prefix)
             self.received.append(Received(base, key, command))
 
