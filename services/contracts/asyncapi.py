@@ -5,12 +5,18 @@ read cannot drift from what ``topics ensure`` creates. A test compares the file 
 
 from __future__ import annotations
 
+import base64
 import re
 import sys
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import yaml
 
+from services.contracts.examples import all_records
+from services.contracts.headers import headers_or_none
+from services.contracts.models import Record
 from services.contracts.topics import TopicSettings, TopicSpec, catalog
 
 AVRO_FORMAT = "application/vnd.apache.avro;version=1.11.0"
@@ -55,12 +61,80 @@ def _channel(spec: TopicSpec) -> dict[str, Any]:
     }
 
 
-def _message(full_name: str, spec: TopicSpec) -> dict[str, Any]:
+HEADERS: dict[str, Any] = {
+    "type": "object",
+    "description": "CloudEvents Kafka binding, binary content mode "
+    "(services/contracts/headers.py): what the record is without decoding it.",
+    "properties": {
+        "ce_specversion": {"type": "string", "const": "1.0"},
+        "ce_id": {"type": "string", "description": "event_id, or the command_id"},
+        "ce_type": {"type": "string", "description": "the Avro full name"},
+        "ce_source": {
+            "type": "string",
+            "description": "social-loyalty/<producer>: detector, link-api, rules, replay, actions",
+        },
+        "ce_time": {
+            "type": "string",
+            "format": "date-time",
+            "description": "observed_at (events), issued_at (commands), occurred_at (outcomes)",
+        },
+        "ce_avrofingerprint": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{16}$",
+            "description": "CRC-64-AVRO fingerprint of the writer schema, as in the value",
+        },
+        "content-type": {"type": "string", "const": "application/avro"},
+    },
+    "required": ["ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time"],
+}
+SOURCES = {"social.events": "detector", "loyalty.outcomes": "actions"}
+
+
+def _jsonable(value: Any) -> Any:
+    """A record's fields as JSON: times in RFC 3339, enums as their values, bytes in
+    base64 (readable; on the wire the value is Avro, not this JSON)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _examples(full_name: str, spec: TopicSpec, records: list[Record]) -> list[dict[str, Any]]:
+    """The contract's own example records (services/contracts/examples.py) as JSON."""
+    found = []
+    for record in records:
+        if record.avro_name != full_name:
+            continue
+        short = full_name.rsplit(".", 1)[-1]
+        example: dict[str, Any] = {
+            "name": f"{short}Example",
+            "summary": f"An example {short}, as the contract tests build it.",
+        }
+        headers = headers_or_none(record, SOURCES.get(spec.name, "rules"))
+        if headers is not None:
+            example["headers"] = {k: v.decode() for k, v in headers if isinstance(v, bytes)}
+        example["payload"] = _jsonable(record.model_dump())
+        found.append(example)
+        break
+    return found
+
+
+def _message(full_name: str, spec: TopicSpec, records: list[Record]) -> dict[str, Any]:
     key_schema = _key_schema(spec)
     key: dict[str, Any] = {"type": "string", "description": f"UTF-8 {spec.key}"}
     if key_schema:
         key["x-avro-schema"] = f"./schemas/{key_schema}.avsc"
-    return {
+    carries_headers = any(
+        headers_or_none(r, "rules") is not None for r in records if r.avro_name == full_name
+    )
+    message: dict[str, Any] = {
         "name": full_name.rsplit(".", 1)[-1],
         "title": full_name,
         "contentType": "application/octet-stream",
@@ -69,6 +143,12 @@ def _message(full_name: str, spec: TopicSpec) -> dict[str, Any]:
         "payload": {"schemaFormat": AVRO_FORMAT, "schema": {"$ref": f"./schemas/{full_name}.avsc"}},
         "bindings": {"kafka": {"key": key, "bindingVersion": "0.5.0"}},
     }
+    if carries_headers:
+        message["headers"] = HEADERS
+    examples = _examples(full_name, spec, records)
+    if examples:
+        message["examples"] = examples
+    return message
 
 
 def render(specs: list[TopicSpec] | None = None) -> dict[str, Any]:
@@ -79,6 +159,7 @@ def render(specs: list[TopicSpec] | None = None) -> dict[str, Any]:
     channels = {_ident(spec.name): _channel(spec) for spec in specs}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
+    records = all_records()
     for spec in specs:
         channel_ref = {"$ref": f"#/channels/{_ident(spec.name)}"}
         refs = [
@@ -96,7 +177,7 @@ def render(specs: list[TopicSpec] | None = None) -> dict[str, Any]:
                     "messages": refs,
                 }
         for name in spec.value_types:
-            messages[name.rsplit(".", 1)[-1]] = _message(name, spec)
+            messages[name.rsplit(".", 1)[-1]] = _message(name, spec, records)
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -120,9 +201,18 @@ def render(specs: list[TopicSpec] | None = None) -> dict[str, Any]:
     }
 
 
+class _Plain(yaml.SafeDumper):
+    """Writes every repeated part out in full: no ``&id001`` anchors for readers."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump(document: dict[str, Any]) -> str:
     header = "# Generated from services/contracts/topics.py by services/contracts/asyncapi.py.\n"
-    return header + yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True)
+    return header + yaml.dump(
+        document, Dumper=_Plain, sort_keys=False, width=100, allow_unicode=True
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,16 @@ def test_partitions_come_from_the_environment(
     specs = catalog(TopicSettings())
     assert {spec.partitions for spec in specs} == {12}
     assert specs[0].name == "staging.social.snapshots"
+
+
+def test_asyncapi_has_no_yaml_anchors_and_shows_headers_and_an_example_per_message() -> None:
+    text = (ROOT / "asyncapi.yaml").read_text()
+    assert not re.search(r"[&*]id\d+", text), "YAML anchors/aliases: readers cannot follow them"
+    messages = yaml.safe_load(text)["components"]["messages"]
+    families = ("social_loyalty.events.", "social_loyalty.commands.", "social_loyalty.outcomes.")
+    for name, message in messages.items():
+        (example,) = message["examples"]
+        assert example["payload"], name
+        if message["title"].startswith(families):
+            assert set(message["headers"]["required"]) <= set(example["headers"]), name
+            assert example["headers"]["ce_type"] == message["title"]
