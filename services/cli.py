@@ -13,6 +13,7 @@ from services.detector.cli import detector_app
 from services.lagmonitor.cli import lag_app
 from services.ops.kafka_access_cli import kafka_access_app
 from services.rules.cli import offers_app, replay
+from services.runtime.access.cli import credentials_app
 
 app = typer.Typer(
     name="social-loyalty",
@@ -27,6 +28,7 @@ app.add_typer(collector_app, name="collector")
 app.add_typer(offers_app, name="offers")
 app.add_typer(detector_app, name="detector")
 app.add_typer(kafka_access_app, name="kafka-access")
+app.add_typer(credentials_app, name="credentials")
 app.command("replay")(replay)
 
 

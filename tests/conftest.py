@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from pydantic import SecretStr
 
+from services.runtime.access import SCOPES, AccessSettings, SignedAuth, ensure_credential
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 HOW_TO_START = (
@@ -76,6 +77,28 @@ def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
 @pytest.fixture(scope="session")
 def database_settings(database_url: str) -> DatabaseSettings:
     return DatabaseSettings(database_url=SecretStr(database_url))
+
+
+@pytest.fixture(scope="session")
+def access_settings(database_url: str) -> Iterator[AccessSettings]:
+    """A credentials schema of this test session's own; give it to the APIs' settings
+    (``access=access_settings``) so ``api_auth`` signs requests they accept."""
+    settings = AccessSettings(db_schema=f"t_access_{uuid.uuid4().hex[:10]}")
+    yield settings
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {settings.db_schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def api_secret(database_url: str, access_settings: AccessSettings) -> str:
+    """The secret of a credential with every scope, in ``access_settings``' schema."""
+    return ensure_credential(database_url, access_settings.db_schema, "tests", SCOPES)
+
+
+@pytest.fixture
+def api_auth(api_secret: str) -> SignedAuth:
+    """Signs an httpx client's requests with the all-scopes test credential."""
+    return SignedAuth(api_secret)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@
 
 plus ``/healthz``, ``/readyz`` and ``/metrics``, the OpenAPI 3.1 document
 (``/openapi.json``) and the docs page (``/docs``) from the shared API edge
-(``services.runtime.httpapi``). A bad member id or ``limit`` answers 400.
+(``services.runtime.httpapi``). A bad member id or ``limit`` answers 400. The /v1
+routes need a signed credential with the ``ledger:read`` scope (docs/security.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 
 import psycopg
-from fastapi import FastAPI, Path, Query
+from fastapi import Depends, FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 
 from services.actions.settings import ActionsSettings
 from services.contracts.bounds import MEMBER_ID_PATTERN
+from services.runtime.access import AccessGate, require
 from services.runtime.http import ReadyCheck
 from services.runtime.httpapi import create_api
 
@@ -120,14 +122,16 @@ def create_api_app(settings: ActionsSettings, ready: ReadyCheck | None = None) -
         lifespan=lifespan,
         max_body=MAX_BODY,
         invalid_status=400,
+        access=AccessGate(settings.access, settings.database),
     )
+    ledger: dict[str, Any] = {"tags": ["ledger"], "dependencies": [Depends(require("ledger:read"))]}
 
     async def rows(query: str, *args: Any) -> list[Any]:
         async with pools[0].connection() as conn:
             cursor = await conn.execute(query, args)
             return await cursor.fetchall()
 
-    @app.get("/v1/members/{member_id}/balance", tags=["ledger"], response_model=Balance)
+    @app.get("/v1/members/{member_id}/balance", **ledger, response_model=Balance)
     async def balance(member_id: MemberIdPath) -> JSONResponse:
         """The member's balance (0 with no entries)."""
         found = await rows(
@@ -142,7 +146,7 @@ def create_api_app(settings: ActionsSettings, ready: ReadyCheck | None = None) -
             )
         return JSONResponse({"member_id": member_id, **_jsonable(found[0])})
 
-    @app.get("/v1/members/{member_id}/entries", tags=["ledger"], response_model=Entries)
+    @app.get("/v1/members/{member_id}/entries", **ledger, response_model=Entries)
     async def entries(member_id: MemberIdPath, limit: Limit = 50) -> JSONResponse:
         """Ledger entries, newest first."""
         found = await rows(
@@ -154,7 +158,7 @@ def create_api_app(settings: ActionsSettings, ready: ReadyCheck | None = None) -
         )
         return JSONResponse({"member_id": member_id, "entries": [_jsonable(r) for r in found]})
 
-    @app.get("/v1/members/{member_id}/deliveries", tags=["ledger"], response_model=Deliveries)
+    @app.get("/v1/members/{member_id}/deliveries", **ledger, response_model=Deliveries)
     async def deliveries(member_id: MemberIdPath, limit: Limit = 50) -> JSONResponse:
         """Notification deliveries, newest first."""
         found = await rows(

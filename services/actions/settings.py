@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contracts.topics import TopicSettings
+from services.runtime.access.settings import AccessSettings
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -37,6 +38,10 @@ class ActionsSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    access: AccessSettings = Field(
+        default_factory=AccessSettings,
+        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
+    )
     topics: TopicSettings = Field(default_factory=TopicSettings)
 
     db_schema: str = Field(

@@ -13,7 +13,9 @@ Identity: the caller never states a social user id. ``POST /v1/links`` and
 code, or a Sign in with Apple identity token with its nonce) that ``identity.py``
 verifies with the provider; a refused proof is a 401 and stores and publishes nothing.
 Registration is part of sign-in (``register: true``); there is no separate
-registration endpoint. Every /v1 route needs a service credential (see docs/security.md).
+registration endpoint. Every /v1 route needs a signed service credential with its
+scope (``services.runtime.access``, docs/security.md): ``links:write`` to link and
+unlink, ``links:read`` to list a member's links, ``signin`` to sign in.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import FastAPI, Path
+from fastapi import Depends, FastAPI, Path
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,6 +57,7 @@ from services.contracts.bounds import MEMBER_ID_PATTERN, SOCIAL_USER_ID_PATTERN
 from services.contracts.codec import make_codec
 from services.contracts.models import Network
 from services.contracts.topics import EVENTS
+from services.runtime.access import AccessGate, require
 from services.runtime.httpapi import ApiError, ErrorResponse, FieldProblem, create_api
 
 log = logging.getLogger(__name__)
@@ -352,13 +355,18 @@ def create_link_app(settings: CollectorSettings) -> FastAPI:
         max_body=MAX_BODY,
         invalid_status=422,
         list_alias="fields",
+        access=AccessGate(settings.access, settings.database),
     )
     v1: dict[str, Any] = {"tags": ["links"]}
+
+    def scope(name: str) -> list[Any]:
+        return [Depends(require(name))]
 
     @app.post(
         "/v1/links",
         **v1,
         operation_id="link",
+        dependencies=scope("links:write"),
         summary="Link a verified social profile to a member",
         status_code=201,
         response_model=LinkResponse,
@@ -378,6 +386,7 @@ def create_link_app(settings: CollectorSettings) -> FastAPI:
         "/v1/sign-in",
         **v1,
         operation_id="signIn",
+        dependencies=scope("signin"),
         summary="Sign in (or register) with a verified social profile",
         response_model=SignInResponse,
         responses={
@@ -400,6 +409,7 @@ def create_link_app(settings: CollectorSettings) -> FastAPI:
         "/v1/members/{member_id}/links/{network}/{social_user_id}",
         **v1,
         operation_id="unlink",
+        dependencies=scope("links:write"),
         summary="Unlink a social profile from a member",
         response_model=UnlinkResponse,
         responses={
@@ -417,6 +427,7 @@ def create_link_app(settings: CollectorSettings) -> FastAPI:
         "/v1/members/{member_id}/links",
         **v1,
         operation_id="memberLinks",
+        dependencies=scope("links:read"),
         summary="A member's active links",
         response_model=MemberLinks,
     )

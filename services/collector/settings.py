@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.collector.identity import IdentitySettings
 from services.contracts.topics import TopicSettings
+from services.runtime.access.settings import AccessSettings
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 SNAPSHOT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -37,6 +38,10 @@ class CollectorSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    access: AccessSettings = Field(
+        default_factory=AccessSettings,
+        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
+    )
     topics: TopicSettings = Field(default_factory=TopicSettings)
     db_schema: str = Field(
         default="collector", description="PostgreSQL schema for run history and links."

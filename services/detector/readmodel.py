@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Annotated, Any, ClassVar
 
 import psycopg
-from fastapi import FastAPI, Path, Query
+from fastapi import Depends, FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from psycopg import sql
@@ -38,6 +38,7 @@ from services.contracts.models import Network
 from services.contracts.topics import EVENTS
 from services.detector.settings import DetectorSettings
 from services.runtime import db, httpapi, migrations
+from services.runtime.access import AccessGate, require
 from services.runtime.http import ReadyCheck
 from services.runtime.httpapi import ApiError, ErrorResponse, create_api
 from services.runtime.pgsink import (
@@ -238,7 +239,8 @@ def create_http_app(
     settings: DetectorSettings, registry: CollectorRegistry, ready: ReadyCheck | None = None
 ) -> FastAPI:
     """The query API on the shared API edge; each request uses its own connection (on
-    FastAPI's thread pool). A bad network, id or limit answers 400."""
+    FastAPI's thread pool). A bad network, id or limit answers 400; every /v1 route
+    needs a signed credential with the ``readmodel:read`` scope."""
     app = create_api(
         "detector-readmodel",
         ready,
@@ -247,7 +249,12 @@ def create_http_app(
         description="Who is a member of which group now, activity per profile, last seen.",
         max_body=1024,
         invalid_status=400,
+        access=AccessGate(settings.access, settings.database),
     )
+    guarded: dict[str, Any] = {
+        "tags": ["read model"],
+        "dependencies": [Depends(require("readmodel:read"))],
+    }
 
     def query(fn: str, *args: Any) -> Any:
         with db.connect(settings.database, autocommit=False) as conn:
@@ -255,7 +262,7 @@ def create_http_app(
 
     @app.get(
         "/v1/profiles/{network}/{social_user_id}",
-        tags=["read model"],
+        **guarded,
         response_model=Profile,
         responses={404: {"model": ErrorResponse, "description": "No events for this profile."}},
     )
@@ -273,7 +280,7 @@ def create_http_app(
 
     @app.get(
         "/v1/groups/{network}/{group_id}/members",
-        tags=["read model"],
+        **guarded,
         response_model=GroupMembers,
     )
     def members(

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contracts.topics import DETECTOR_APP_ID, TopicSettings
+from services.runtime.access.settings import AccessSettings
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 
@@ -26,6 +27,10 @@ class DetectorSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    access: AccessSettings = Field(
+        default_factory=AccessSettings,
+        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
+    )
     topics: TopicSettings = Field(default_factory=TopicSettings)
 
     app_id: str = Field(

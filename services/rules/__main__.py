@@ -78,7 +78,7 @@ def api(
 
     async def serve() -> None:
         server = await httpapi.start_api(
-            create_app(store), host or settings.api_host, port or settings.api_port
+            create_app(store, settings), host or settings.api_host, port or settings.api_port
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

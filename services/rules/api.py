@@ -13,6 +13,9 @@ The OpenAPI 3.1 document is at ``/openapi.json``, the docs page at ``/docs``.
     POST   /offers/{id}/activate        activate
     POST   /offers/{id}/deactivate      deactivate
     POST   /offers/load-examples        the acceptance set (?activate=false to keep it off)
+
+Every route above needs a signed service credential (``services.runtime.access``):
+``offers:read`` for the two GETs, ``offers:admin`` for the rest (docs/security.md).
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import json
 from typing import Annotated, Any, Final
 
 import yaml
-from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.contracts.bounds import MAX_TEXT, NO_NUL_PATTERN
 from services.rules.offers import _NAME, Offer, OfferError
+from services.rules.settings import RulesSettings
 from services.rules.store import OfferExistsError, OfferNotFoundError, OfferStore
+from services.runtime.access import AccessGate, require
 from services.runtime.httpapi import MAX_DEPTH, ErrorResponse, create_api
 
 MAX_BODY: Final = 1024 * 1024
@@ -155,8 +160,10 @@ _INVALID_OFFER: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(store: OfferStore) -> FastAPI:
-    """The API with /healthz /readyz /metrics from the shared API edge."""
+def create_app(store: OfferStore, settings: RulesSettings) -> FastAPI:
+    """The API with /healthz /readyz /metrics from the shared API edge. Reading offers
+    needs a signed credential with ``offers:read``, changing them ``offers:admin``
+    (``settings.access`` says where the credentials are)."""
 
     def ready() -> str | None:
         try:
@@ -174,7 +181,13 @@ def create_app(store: OfferStore) -> FastAPI:
         max_body=MAX_BODY,
         invalid_status=422,
         list_alias="errors",
+        access=AccessGate(settings.access, settings.database),
     )
+    read: dict[str, Any] = {"tags": ["offers"], "dependencies": [Depends(require("offers:read"))]}
+    admin: dict[str, Any] = {
+        "tags": ["offers"],
+        "dependencies": [Depends(require("offers:admin"))],
+    }
 
     async def offer_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, OfferError)
@@ -192,8 +205,10 @@ def create_app(store: OfferStore) -> FastAPI:
     app.add_exception_handler(OfferNotFoundError, not_found)
     app.add_exception_handler(OfferExistsError, exists)
 
+    base_openapi = app.openapi
+
     def offer_schema() -> dict[str, Any]:
-        document = FastAPI.openapi(app)
+        document = base_openapi()
         schema = Offer.model_json_schema(ref_template="#/components/schemas/{model}")
         definitions = schema.pop("$defs", {})
         document["components"]["schemas"].update({**definitions, "Offer": schema})
@@ -206,14 +221,14 @@ def create_app(store: OfferStore) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.get("/offers", tags=["offers"], response_model=list[OfferSummary])
+    @app.get("/offers", **read, response_model=list[OfferSummary])
     def list_offers() -> JSONResponse:
         """Every offer's current version."""
         return JSONResponse([o.summary() for o in store.all()])
 
     @app.post(
         "/offers",
-        tags=["offers"],
+        **admin,
         status_code=201,
         response_model=StoredOfferView,
         openapi_extra=_BODY,
@@ -230,7 +245,7 @@ def create_app(store: OfferStore) -> FastAPI:
 
     @app.get(
         "/offers/{offer_id}",
-        tags=["offers"],
+        **read,
         response_model=StoredOfferView,
         responses=_NOT_FOUND,
     )
@@ -243,7 +258,7 @@ def create_app(store: OfferStore) -> FastAPI:
 
     @app.put(
         "/offers/{offer_id}",
-        tags=["offers"],
+        **admin,
         response_model=StoredOfferView,
         openapi_extra=_BODY,
         responses={**_NOT_FOUND, **_INVALID_OFFER},
@@ -260,7 +275,7 @@ def create_app(store: OfferStore) -> FastAPI:
 
     @app.post(
         "/offers/{offer_id}/activate",
-        tags=["offers"],
+        **admin,
         response_model=OfferSummary,
         responses=_NOT_FOUND,
     )
@@ -269,14 +284,14 @@ def create_app(store: OfferStore) -> FastAPI:
 
     @app.post(
         "/offers/{offer_id}/deactivate",
-        tags=["offers"],
+        **admin,
         response_model=OfferSummary,
         responses=_NOT_FOUND,
     )
     def deactivate(offer_id: OfferId) -> JSONResponse:
         return JSONResponse(store.set_active(offer_id, False).summary())
 
-    @app.post("/offers/load-examples", tags=["offers"], response_model=LoadedExamples)
+    @app.post("/offers/load-examples", **admin, response_model=LoadedExamples)
     def load_examples(activate: bool = True) -> JSONResponse:
         """The acceptance set; offers already there are left alone."""
         return JSONResponse({"created": store.load_examples(activate=activate)})

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contracts.topics import TopicSettings
+from services.runtime.access.settings import AccessSettings
 from services.runtime.settings import ServiceSettings
 
 
@@ -19,6 +20,10 @@ class RulesSettings(ServiceSettings, BaseSettings):
     )
 
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    access: AccessSettings = Field(
+        default_factory=AccessSettings,
+        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
+    )
     app_id: str = Field(
         default="social-loyalty.rules",
         description="The worker's consumer group and the stem of its internal topics.",

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.runtime.access.gate import AccessGate, document
 from services.runtime.http import ReadyCheck
 
 log = logging.getLogger(__name__)
@@ -320,6 +321,19 @@ class Readiness(BaseModel):
     reason: str | None = None
 
 
+def _guarded(access: AccessGate, inner: Lifespan | None) -> Lifespan:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with access.opened():
+            if inner is None:
+                yield
+            else:
+                async with inner(app):
+                    yield
+
+    return lifespan
+
+
 def create_api(
     service: str,
     ready: ReadyCheck | None = None,
@@ -331,16 +345,22 @@ def create_api(
     max_body: int = DEFAULT_MAX_BODY,
     invalid_status: int = 422,
     list_alias: str | None = None,
+    access: AccessGate | None = None,
 ) -> FastAPI:
     """A FastAPI app for ``service`` with ``/healthz``, ``/readyz``, ``/metrics``, the
     error shape and the guard. ``invalid_status`` is what a request that fails
     validation answers (422, or 400 where the API always said 400); ``list_alias``
-    repeats ``detail`` under an older key (``fields``, ``errors``) for old clients."""
+    repeats ``detail`` under an older key (``fields``, ``errors``) for old clients.
+
+    ``access`` is the gate of the routes that have ``Depends(require(scope))``: its
+    pool opens before ``lifespan`` and closes after it, and the OpenAPI document lists
+    their 401 and 403 answers. The health routes, ``/metrics`` and the documents stay
+    open."""
     app = FastAPI(
         title=title,
         description=description,
         version="1",
-        lifespan=lifespan,
+        lifespan=lifespan if access is None else _guarded(access, lifespan),
         responses={
             invalid_status: {"model": ErrorResponse, "description": "Invalid request"},
             400: {"model": ErrorResponse, "description": "Malformed request (NUL, UTF-8, depth)"},
@@ -349,6 +369,15 @@ def create_api(
     )
     install_error_handlers(app, invalid_status, list_alias)
     app.add_middleware(RequestGuard, max_body=max_body)
+    if access is not None:
+        app.state.access = access
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                app.openapi_schema = document(FastAPI.openapi(app))
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz() -> JSONResponse:

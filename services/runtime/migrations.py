@@ -38,6 +38,7 @@ COMPONENTS = {
     "rules": "services.rules",
     "readmodel": "services.detector",
     "collector": "services.collector",
+    "access": "services.runtime.access",
 }
 """Component name -> the package whose ``migrations`` folder holds its files."""
 

@@ -9,11 +9,13 @@ statuses seen, so a test can assert that every route answered 2xx at least once.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -26,6 +28,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from services.runtime.access import SignedAuth
+from services.runtime.access.signing import Secret, authorization
+
 POSITIVE_CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -35,8 +40,29 @@ POSITIVE_CHECKS = [
 NEGATIVE_CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 
+class SignedRequests(requests.auth.AuthBase):
+    """``SignedAuth`` for ``requests`` (what schemathesis sends with): the same header
+    from the same signing function."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = Secret.parse(secret)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        request.headers["Authorization"] = authorization(
+            self._secret,
+            request.method or "GET",
+            request.path_url.encode(),
+            body.encode() if isinstance(body, str) else body,
+            ts=int(time.time()),
+        )
+        return request
+
+
 @dataclass
 class FuzzReport:
+    secret: str | None = field(default=None, repr=False)
+    """The credential ``call`` and ``fuzz_served_api`` sign with."""
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
 
     @property
@@ -77,10 +103,14 @@ def fuzz(
     examples: int,
     skip: frozenset[str] = frozenset(),
     report: FuzzReport | None = None,
+    secret: str | None = None,
 ) -> FuzzReport:
     """Fuzz every operation of ``document`` served at ``base_url``; raises on the first
-    failed check (a 5xx above all)."""
+    failed check (a 5xx above all). With ``secret`` every request is signed."""
     report = report or FuzzReport()
+    session = requests.Session()
+    if secret is not None:
+        session.auth = SignedRequests(secret)
     schema = schemathesis.openapi.from_dict(document)
     for result in schema.get_all_operations():
         if isinstance(result, Err):
@@ -101,16 +131,18 @@ def fuzz(
                 base_url=base_url,
                 examples=examples,
                 report=report,
+                session=session,
             )
     return report
 
 
 def fuzz_served_api(name: str, base_url: str, report: FuzzReport, *, examples: int) -> None:
     """Fuzz the API at ``base_url`` from its own ``/openapi.json`` after the explicit
-    requests already in ``report``: no operation may answer 5xx, and every route must
-    have answered 2xx at least once."""
+    requests already in ``report``, signed with ``report.secret`` (a credential with
+    every route's scope): no operation may answer 5xx, and every route must have
+    answered 2xx at least once."""
     document = httpx.get(f"{base_url}/openapi.json").json()
-    fuzz(document, base_url, examples=examples, report=report)
+    fuzz(document, base_url, examples=examples, report=report, secret=report.secret)
     print(f"{name}: {report.requests} requests; {report.summary()}")
     assert report.server_errors == []
     assert report.without_2xx() == []
@@ -125,6 +157,7 @@ def _run_operation(
     base_url: str,
     examples: int,
     report: FuzzReport,
+    session: requests.Session,
 ) -> None:
     @settings(
         max_examples=examples,
@@ -136,7 +169,7 @@ def _run_operation(
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
-        response = case.call(base_url=base_url, timeout=30)
+        response = case.call(base_url=base_url, session=session, timeout=30)
         report.record(name, response.status_code)
         assert response.status_code < 500, (name, case.as_curl_command(), response.text)
         case.validate_response(response, checks=checks)
@@ -153,8 +186,10 @@ def call(
     base_url: str, report: FuzzReport, method: str, path: str, **kwargs: Any
 ) -> httpx.Response:
     """One explicit request, recorded under its route's label (``route`` overrides the
-    path for routes with parameters)."""
+    path for routes with parameters), signed with ``report.secret``."""
     route = kwargs.pop("route", path)
+    if report.secret is not None:
+        kwargs.setdefault("auth", SignedAuth(report.secret))
     response = httpx.request(method, f"{base_url}{path}", timeout=30, **kwargs)
     report.record(label(method, route), response.status_code)
     return response

@@ -17,13 +17,16 @@ from services.actions.settings import DeductPolicy
 from services.contracts.models import Command, PointsCredited, PointsDeducted
 from services.contracts.topics import COMMANDS_BONUS, DEADLETTER
 from services.runtime import kafka
+from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.db import connect
 from services.runtime.pgsink import PgSinkWorker
 from tests.integration.actions.conftest import ActionsEnv, accrue, deduct, message, wait_for
 
 
-def test_duplicates_credit_once_and_the_api_shows_the_balance(env: ActionsEnv) -> None:
-    settings = env.settings()
+def test_duplicates_credit_once_and_the_api_shows_the_balance(
+    env: ActionsEnv, access_settings: AccessSettings, api_auth: SignedAuth
+) -> None:
+    settings = env.settings(access=access_settings)
     first = accrue("alice", 50, cid="c-1")
     env.send(first, first, accrue("alice", 5, cid="c-2"), first, deduct("alice", 20, cid="c-3"))
     env.start(settings, ("bonus",))
@@ -38,13 +41,16 @@ def test_duplicates_credit_once_and_the_api_shows_the_balance(env: ActionsEnv) -
     assert env.scalar("SELECT count(*) FROM entries") == 3
 
     base = f"http://127.0.0.1:{settings.port}"
-    balance = wait_for(lambda: _get(f"{base}/v1/members/alice/balance"), "the read API", timeout=30)
+    balance = wait_for(
+        lambda: _get(f"{base}/v1/members/alice/balance", api_auth), "the read API", timeout=30
+    )
     assert balance["balance"] == 35
     assert balance["entries"] == 3
-    entries = _get(f"{base}/v1/members/alice/entries?limit=2")
+    entries = _get(f"{base}/v1/members/alice/entries?limit=2", api_auth)
     assert [e["command_id"] for e in entries["entries"]] == ["c-3", "c-2"]
-    assert httpx.get(f"{base}/v1/members/alice/entries?limit=0").status_code == 400
-    assert _get(f"{base}/v1/members/nobody/balance")["balance"] == 0
+    assert httpx.get(f"{base}/v1/members/alice/entries?limit=0", auth=api_auth).status_code == 400
+    assert httpx.get(f"{base}/v1/members/alice/balance").status_code == 401
+    assert _get(f"{base}/v1/members/nobody/balance", api_auth)["balance"] == 0
 
     outcomes = wait_for(lambda: _at_least(env.outcomes(), 3), "three outcomes")
     by_id = {o.command_id: o for o in outcomes}
@@ -57,9 +63,9 @@ def _at_least(found: list[Any], n: int) -> list[Any] | None:
     return found if len(found) >= n else None
 
 
-def _get(url: str) -> Any:
+def _get(url: str, auth: httpx.Auth) -> Any:
     try:
-        response = httpx.get(url, timeout=5)
+        response = httpx.get(url, timeout=5, auth=auth)
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None

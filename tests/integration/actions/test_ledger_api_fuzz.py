@@ -14,6 +14,7 @@ import pytest
 from services.actions.api import create_api_app
 from services.actions.schema import migrate
 from services.actions.settings import ActionsSettings
+from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.httpapi import serve_api_in_thread
 from services.runtime.settings import DatabaseSettings
 from tests.integration.api_fuzz import FuzzReport, call, fuzz_served_api
@@ -22,12 +23,14 @@ EXAMPLES = 60
 
 
 @pytest.fixture
-def base(database_settings: DatabaseSettings, database_url: str) -> Iterator[str]:
+def base(
+    database_settings: DatabaseSettings, database_url: str, access_settings: AccessSettings
+) -> Iterator[str]:
     schema = f"t_ledger_api_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrate(conn, schema)
         conn.execute(f"INSERT INTO {schema}.accounts (member_id, balance) VALUES ('alice', 5)")
-    settings = ActionsSettings(database=database_settings, db_schema=schema)
+    settings = ActionsSettings(database=database_settings, db_schema=schema, access=access_settings)
     server = serve_api_in_thread(create_api_app(settings, lambda: None), "127.0.0.1", 0)
     try:
         yield f"http://127.0.0.1:{server.port}"
@@ -37,12 +40,13 @@ def base(database_settings: DatabaseSettings, database_url: str) -> Iterator[str
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def test_fuzz_ledger_api(base: str) -> None:
-    report = FuzzReport()
+def test_fuzz_ledger_api(base: str, api_secret: str, api_auth: SignedAuth) -> None:
+    report = FuzzReport(secret=api_secret)
     for what in ("balance", "entries", "deliveries"):
         route = f"/v1/members/{{member_id}}/{what}"
         assert call(base, report, "GET", f"/v1/members/alice/{what}", route=route).is_success
-    assert httpx.get(f"{base}/v1/members/alice/balance").json()["balance"] == 5
+    balance = httpx.get(f"{base}/v1/members/alice/balance", auth=api_auth)
+    assert balance.json()["balance"] == 5
     fuzz_served_api("ledger API", base, report, examples=EXAMPLES)
 
 
@@ -59,8 +63,10 @@ def test_fuzz_ledger_api(base: str) -> None:
         "/v1/members/a%20b/balance",
     ],
 )
-def test_requests_that_used_to_fail_are_refused_with_json(base: str, path: str) -> None:
-    response = httpx.get(f"{base}{path}", timeout=30)
+def test_requests_that_used_to_fail_are_refused_with_json(
+    base: str, path: str, api_auth: SignedAuth
+) -> None:
+    response = httpx.get(f"{base}{path}", timeout=30, auth=api_auth)
     assert response.status_code == 400, response.text
     body = response.json()
     assert isinstance(body["error"], str) and isinstance(body["detail"], list)

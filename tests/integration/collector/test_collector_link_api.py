@@ -23,6 +23,7 @@ from services.contracts.codec import SingleObjectCodec
 from services.contracts.models import ProfileLinked, ProfileUnlinked
 from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, plan
 from services.runtime import kafka
+from services.runtime.access import SCOPES, AccessSettings, SignedAuth, ensure_credential
 from services.runtime.httpapi import running_api
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 from services.simulator import identity_client as idc
@@ -36,6 +37,7 @@ def settings(
     kafka_settings: KafkaSettings,
     database_settings: DatabaseSettings,
     database_url: str,
+    access_settings: AccessSettings,
     unique: Callable[[str], str],
 ) -> Iterator[CollectorSettings]:
     topics = TopicSettings(prefix=unique("link") + ".", partitions=2)
@@ -49,6 +51,7 @@ def settings(
         topics=topics,
         db_schema=schema,
         http_port=0,
+        access=access_settings,
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -91,7 +94,13 @@ Body = Callable[[httpx.AsyncClient, str], Awaitable[None]]
 
 def serve(settings: CollectorSettings, body: Body, **identity: Any) -> None:
     """Run the simulator and the link API (its providers at the simulator), then
-    ``body(http, sim_base_url)``."""
+    ``body(http, sim_base_url)``; ``http`` signs with an all-scopes credential."""
+    secret = ensure_credential(
+        settings.database.database_url.get_secret_value(),
+        settings.access.db_schema,
+        "link API tests",
+        SCOPES,
+    )
 
     async def main() -> None:
         async with running(make_simulator()) as sim:
@@ -100,7 +109,9 @@ def serve(settings: CollectorSettings, body: Body, **identity: Any) -> None:
             )
             async with (
                 running_api(create_link_app(configured), "127.0.0.1", 0) as server,
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http,
+                httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{server.port}", auth=SignedAuth(secret)
+                ) as http,
             ):
                 await body(http, sim.base_url)
 

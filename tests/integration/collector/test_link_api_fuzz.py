@@ -14,6 +14,7 @@ import pytest
 
 from services.collector.app import MAX_BODY, create_link_app
 from services.collector.settings import CollectorSettings
+from services.runtime.access import SignedAuth
 from services.runtime.httpapi import BackgroundApi, serve_api_in_thread
 from services.simulator import identity_client as idc
 from services.simulator.testing import make_simulator, running
@@ -70,9 +71,10 @@ def test_fuzz_link_api(
     served: tuple[BackgroundApi, str],
     simulator: str,
     settings: CollectorSettings,  # noqa: F811
+    api_secret: str,
 ) -> None:
     _, base = served
-    report = FuzzReport()
+    report = FuzzReport(secret=api_secret)
     vk = idc.vk_id_proof_sync(simulator, 4242, VK_CLIENT)
     ok = idc.ok_proof_sync(simulator, 7, OK_CLIENT)
     linked = call(base, report, "POST", "/v1/links", json={"member_id": "m-fuzz", "proof": vk})
@@ -116,7 +118,13 @@ NESTED = b"[" * 100_000
     ],
 )
 def test_requests_that_used_to_fail_are_refused_with_json(
-    served: tuple[BackgroundApi, str], method: str, path: str, content: bytes | None, status: int
+    served: tuple[BackgroundApi, str],
+    method: str,
+    path: str,
+    content: bytes | None,
+    status: int,
+    *,
+    api_auth: SignedAuth,
 ) -> None:
     _, base = served
     response = httpx.request(
@@ -125,6 +133,7 @@ def test_requests_that_used_to_fail_are_refused_with_json(
         content=content,
         headers={"Content-Type": "application/json"},
         timeout=30,
+        auth=api_auth,
     )
     assert response.status_code == status, response.text
     body = response.json()

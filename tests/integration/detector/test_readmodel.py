@@ -21,6 +21,7 @@ from services.contracts.topics import DEADLETTER, EVENTS, TopicSettings, apply, 
 from services.detector.readmodel import ReadModel, create_http_app
 from services.detector.settings import DetectorSettings
 from services.runtime import httpapi, kafka
+from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 from tests.integration.detector.conftest import at
 
@@ -32,7 +33,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, database_url: str) -> Iterator[DetectorSettings]:
+def settings(
+    kafka_bootstrap: str, database_url: str, access_settings: AccessSettings
+) -> Iterator[DetectorSettings]:
     tag = uuid.uuid4().hex[:8]
     topics = TopicSettings(prefix=f"t.detrm.{tag}.", partitions=2)
     kafka_settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)
@@ -46,6 +49,7 @@ def settings(kafka_bootstrap: str, database_url: str) -> Iterator[DetectorSettin
         readmodel_schema=schema,
         readmodel_host="127.0.0.1",
         readmodel_port=_free_port(),
+        access=access_settings,
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -72,7 +76,9 @@ def _group(cls: type[GroupJoined | GroupLeft], user: int, minute: int) -> Domain
     )
 
 
-def test_read_model_answers_who_is_where_and_survives_a_restart(settings: DetectorSettings) -> None:
+def test_read_model_answers_who_is_where_and_survives_a_restart(
+    settings: DetectorSettings, api_auth: SignedAuth
+) -> None:
     like = PostLiked.build(
         network=Network.VK,
         group_id=5,
@@ -89,9 +95,10 @@ def test_read_model_answers_who_is_where_and_survives_a_restart(settings: Detect
         create_http_app(settings, registry), settings.readmodel_host, settings.readmodel_port
     )
     base = f"http://127.0.0.1:{settings.readmodel_port}"
+    http = httpx.Client(auth=api_auth)
     try:
         model = ReadModel(settings, registry)
-        _consume_until(model, base, lambda r: r.get("activity", {}).get("PostLiked") == 1)
+        _consume_until(model, http, base, lambda r: r.get("activity", {}).get("PostLiked") == 1)
         model.close()
         # A second consumer (a restart) resumes from the offsets stored in PostgreSQL.
         _publish(settings, [_group(GroupLeft, 2, 30), *first])
@@ -101,32 +108,33 @@ def test_read_model_answers_who_is_where_and_survives_a_restart(settings: Detect
         while page.get("members") != ["1", "3"]:
             assert time.monotonic() < deadline, page
             model.poll_once(0.5)
-            page = httpx.get(f"{base}/v1/groups/vk/5/members", params={"limit": 2}).json()
+            page = http.get(f"{base}/v1/groups/vk/5/members", params={"limit": 2}).json()
         assert page["next"] == "3"
-        rest = httpx.get(f"{base}/v1/groups/vk/5/members", params={"limit": 2, "after": "3"})
+        rest = http.get(f"{base}/v1/groups/vk/5/members", params={"limit": 2, "after": "3"})
         assert rest.json()["members"] == ["4"]
-        profile = httpx.get(f"{base}/v1/profiles/vk/1").json()
+        profile = http.get(f"{base}/v1/profiles/vk/1").json()
         # Joined once and liked once although both were delivered twice.
         assert profile["activity"] == {"GroupJoined": 1, "PostLiked": 1}
         assert profile["groups"] == [{"group_id": 5, "member_since": at(10).isoformat()}]
         assert profile["last_seen"] == at(20).isoformat()
-        left = httpx.get(f"{base}/v1/profiles/vk/2").json()
+        left = http.get(f"{base}/v1/profiles/vk/2").json()
         assert left["groups"] == [] and left["activity"] == {"GroupJoined": 1, "GroupLeft": 1}
-        assert httpx.get(f"{base}/v1/profiles/vk/999").status_code == 404
-        assert httpx.get(f"{base}/v1/profiles/xx/1").status_code == 400
-        assert httpx.get(f"{base}/v1/groups/vk/5/members", params={"limit": 0}).status_code == 400
-        assert "social_loyalty_detector_readmodel_events_total" in httpx.get(f"{base}/metrics").text
+        assert http.get(f"{base}/v1/profiles/vk/999").status_code == 404
+        assert http.get(f"{base}/v1/profiles/xx/1").status_code == 400
+        assert http.get(f"{base}/v1/groups/vk/5/members", params={"limit": 0}).status_code == 400
+        assert "social_loyalty_detector_readmodel_events_total" in http.get(f"{base}/metrics").text
         model.close()
     finally:
+        http.close()
         server.stop()
 
 
-def _consume_until(model: ReadModel, base: str, ready: object) -> None:
+def _consume_until(model: ReadModel, http: httpx.Client, base: str, ready: object) -> None:
     deadline = time.monotonic() + 60
     body: dict[str, object] = {}
     while True:
         model.poll_once(0.5)
-        response = httpx.get(f"{base}/v1/profiles/vk/1")
+        response = http.get(f"{base}/v1/profiles/vk/1")
         body = response.json() if response.status_code == 200 else {}
         if callable(ready) and ready(body):
             return

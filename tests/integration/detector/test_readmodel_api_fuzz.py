@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.detector.readmodel import create_http_app, migrate
 from services.detector.settings import DetectorSettings
+from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.httpapi import serve_api_in_thread
 from services.runtime.settings import DatabaseSettings
 from tests.integration.api_fuzz import FuzzReport, call, fuzz_served_api
@@ -22,14 +23,18 @@ EXAMPLES = 60
 
 
 @pytest.fixture
-def base(database_settings: DatabaseSettings, database_url: str) -> Iterator[str]:
+def base(
+    database_settings: DatabaseSettings, database_url: str, access_settings: AccessSettings
+) -> Iterator[str]:
     schema = f"t_rm_api_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         migrate(conn, schema, "t.readmodel")
         conn.execute(f"INSERT INTO {schema}.profiles VALUES ('vk', '1', now())")
         conn.execute(f"INSERT INTO {schema}.activity VALUES ('vk', '1', 'GroupJoined', 1)")
         conn.execute(f"INSERT INTO {schema}.memberships VALUES ('vk', 5, '1', true, now())")
-    settings = DetectorSettings(database=database_settings, readmodel_schema=schema)
+    settings = DetectorSettings(
+        database=database_settings, readmodel_schema=schema, access=access_settings
+    )
     app = create_http_app(settings, CollectorRegistry(), lambda: None)
     server = serve_api_in_thread(app, "127.0.0.1", 0)
     try:
@@ -40,8 +45,8 @@ def base(database_settings: DatabaseSettings, database_url: str) -> Iterator[str
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def test_fuzz_read_model_api(base: str) -> None:
-    report = FuzzReport()
+def test_fuzz_read_model_api(base: str, api_secret: str) -> None:
+    report = FuzzReport(secret=api_secret)
     profile = call(
         base, report, "GET", "/v1/profiles/vk/1", route="/v1/profiles/{network}/{social_user_id}"
     )
@@ -71,8 +76,10 @@ def test_fuzz_read_model_api(base: str) -> None:
         "/v1/groups/vk/%C2%B2/members",
     ],
 )
-def test_requests_that_used_to_fail_are_refused_with_json(base: str, path: str) -> None:
-    response = httpx.get(f"{base}{path}", timeout=30)
+def test_requests_that_used_to_fail_are_refused_with_json(
+    base: str, path: str, api_auth: SignedAuth
+) -> None:
+    response = httpx.get(f"{base}{path}", timeout=30, auth=api_auth)
     assert response.status_code == 400, response.text
     body = response.json()
     assert isinstance(body["error"], str) and isinstance(body["detail"], list)

@@ -14,7 +14,9 @@ import yaml
 
 from services.rules.api import MAX_BODY, create_app, parse_body
 from services.rules.offers import OfferError
+from services.rules.settings import RulesSettings
 from services.rules.store import EXAMPLES_DIR, OfferStore
+from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.httpapi import serve_api_in_thread
 from services.runtime.settings import DatabaseSettings
 from tests.integration.api_fuzz import FuzzReport, call, fuzz_served_api
@@ -24,10 +26,15 @@ EXAMPLES = 40
 
 
 @pytest.fixture
-def base(database_settings: DatabaseSettings, schema: str) -> Iterator[str]:  # noqa: F811
+def base(
+    database_settings: DatabaseSettings,
+    schema: str,  # noqa: F811
+    access_settings: AccessSettings,
+) -> Iterator[str]:
     store = OfferStore(database_settings, schema)
     store.migrate()
-    server = serve_api_in_thread(create_app(store), "127.0.0.1", 0)
+    settings = RulesSettings(database=database_settings, db_schema=schema, access=access_settings)
+    server = serve_api_in_thread(create_app(store, settings), "127.0.0.1", 0)
     try:
         yield f"http://127.0.0.1:{server.port}"
     finally:
@@ -39,8 +46,8 @@ def _offer() -> dict[str, Any]:
     return body
 
 
-def test_fuzz_offers_api(base: str) -> None:
-    report = FuzzReport()
+def test_fuzz_offers_api(base: str, api_secret: str) -> None:
+    report = FuzzReport(secret=api_secret)
     offer = _offer()
     one = "/offers/{offer_id}"
     assert call(base, report, "POST", "/offers", json=offer).status_code == 201
@@ -76,9 +83,9 @@ def test_fuzz_offers_api(base: str) -> None:
     ],
 )
 def test_requests_that_used_to_fail_are_refused_with_json(
-    base: str, method: str, path: str, content: bytes | None, status: int
+    base: str, method: str, path: str, content: bytes | None, status: int, *, api_auth: SignedAuth
 ) -> None:
-    response = httpx.request(method, f"{base}{path}", content=content, timeout=30)
+    response = httpx.request(method, f"{base}{path}", content=content, timeout=30, auth=api_auth)
     assert response.status_code == status, response.text
     body = response.json()
     assert isinstance(body["error"], str) and isinstance(body["detail"], list)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import yaml
-from fastapi.testclient import TestClient
+from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from services.cli import app as cli
 from services.rules.api import create_app
+from services.rules.settings import RulesSettings
 from services.rules.store import EXAMPLES_DIR, OfferStore
+from services.runtime.access import AccessSettings, SignedAuth
+from services.runtime.httpapi import serve_api_in_thread
 from services.runtime.settings import DatabaseSettings
 
 
@@ -73,13 +78,30 @@ def test_offer_cli_round_trip(
     assert "no offer 'nope'" in missing.output
 
 
-def test_offer_api_round_trip(database_settings: DatabaseSettings, schema: str) -> None:
+@contextmanager
+def served(app: FastAPI, auth: httpx.Auth) -> Iterator[httpx.Client]:
+    """The app on a real port (its lifespan run), and a client that signs."""
+    server = serve_api_in_thread(app, "127.0.0.1", 0)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", auth=auth) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def test_offer_api_round_trip(
+    database_settings: DatabaseSettings,
+    schema: str,
+    access_settings: AccessSettings,
+    api_auth: SignedAuth,
+) -> None:
     store = OfferStore(database_settings, schema)
     store.migrate()
     store.migrate()  # idempotent
     body: dict[str, Any] = yaml.safe_load((EXAMPLES_DIR / "likes-5-then-1.yaml").read_text())
 
-    with TestClient(create_app(store)) as client:
+    settings = RulesSettings(database=database_settings, db_schema=schema, access=access_settings)
+    with served(create_app(store, settings), api_auth) as client:
         created = client.post("/offers", json=body, headers={"X-Author": "api"})
         assert created.status_code == 201
         assert created.json()["active"] is False
