@@ -29,7 +29,7 @@ Output = Annotated[str, typer.Option(help="table or json")]
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
     return typer.Exit(2)
 
 
