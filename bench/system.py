@@ -26,6 +26,7 @@ from bench._stream import peak_rss_mib
 from services.contracts import PointsCredited, make_codec
 from services.contracts.topics import OUTCOMES, TopicSettings
 from services.demo import namespace
+from services.ops import kafka_access
 from services.ops.supervisor import Supervisor
 from services.ops.system import DEMO_VK_ID_CLIENT, Ports, service_specs
 from services.runtime import kafka
@@ -94,6 +95,8 @@ def run() -> list[dict[str, object]]:
         state_dir=state_dir,
         groups_file=ROOT / "deploy" / "demo" / "groups.yaml",
         ports=ports,
+        # Each service as its own Kafka principal, as the demo runs them.
+        kafka_logins=kafka_access.system_logins(kafka_settings, PREFIX),
     )
     credits = _Credits(kafka_settings, topics)
     sent: dict[str, float] = {}

@@ -9,6 +9,12 @@ Every command is safe to run twice. ``start`` returns only when the broker has
 accepted a transactional produce and PostgreSQL has accepted a connection, and
 writes ``deploy/.local/stack.env`` for the other commands to source.
 
+Kafka is locked down: its one client listener is SASL/SCRAM-SHA-512 on loopback,
+ACLs are on (KRaft ``StandardAuthorizer``, nothing allowed without an ACL) and the
+super user ``admin`` has a random password made for this stack directory, kept in
+``kafka/credentials.json`` (mode 600) and written into ``stack.env``. The services
+get principals of their own from ``social-loyalty kafka-access apply``.
+
     python deploy/localstack.py start|stop|status|env|kafka-tool ...
 """
 
@@ -16,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,6 +41,11 @@ KAFKA_DIR = LOCAL / "kafka"
 PG_DIR = LOCAL / "postgres"
 LOG_DIR = LOCAL / "logs"
 ENV_FILE = LOCAL / "stack.env"
+CREDENTIALS_FILE = KAFKA_DIR / "credentials.json"
+ADMIN_CLIENT_PROPERTIES = KAFKA_DIR / "admin-client.properties"
+ADMIN_USER = "admin"
+SASL_PROTOCOL = "SASL_PLAINTEXT"
+SASL_MECHANISM = "SCRAM-SHA-512"
 PG_OS_USER = "sl-postgres"
 PG_DATABASE = "social_loyalty"
 
@@ -141,17 +154,91 @@ def java_command(main_class: str, *args: str, heap: str = "256m") -> list[str]:
     ]
 
 
-def kafka_properties(ports: Ports) -> Path:
+@dataclass(frozen=True)
+class Credentials:
+    """The stack's two broker passwords: ``admin`` (SCRAM, the super user every tool and
+    ``kafka-access apply`` use) and ``controller`` (PLAIN, the broker to its controller)."""
+
+    admin: str
+    controller: str
+
+    def client_config(self, bootstrap: str) -> dict[str, str | int]:
+        """librdkafka settings of an admin client of this stack."""
+        return {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": SASL_PROTOCOL,
+            "sasl.mechanism": SASL_MECHANISM,
+            "sasl.username": ADMIN_USER,
+            "sasl.password": self.admin,
+        }
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds a password), mode 600 from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)  # an older file keeps its mode through O_TRUNC
+
+
+def kafka_credentials() -> Credentials:
+    """This stack directory's passwords, made (random) the first time."""
+    if CREDENTIALS_FILE.exists():
+        data = json.loads(CREDENTIALS_FILE.read_text())
+        return Credentials(admin=data["admin"], controller=data["controller"])
+    # Hex: nothing a JAAS line, a properties file or --add-scram would have to quote.
+    creds = Credentials(admin=secrets.token_hex(24), controller=secrets.token_hex(24))
+    write_private(
+        CREDENTIALS_FILE, json.dumps({"admin": creds.admin, "controller": creds.controller})
+    )
+    return creds
+
+
+def formatted_without_scram() -> bool:
+    """Storage formatted before the stack had SASL: no admin SCRAM user in its metadata
+    (the credentials file is made right before a SCRAM format, never after)."""
+    return (KAFKA_DIR / "data" / "meta.properties").exists() and not CREDENTIALS_FILE.exists()
+
+
+def upgrade_pre_sasl_storage() -> None:
+    """A stack directory from before SASL cannot serve the SASL listener (its metadata
+    has no SCRAM user to log in with): stop its broker and drop its storage, loudly."""
+    if not formatted_without_scram():
+        return
+    say(
+        f"kafka: the storage in {KAFKA_DIR / 'data'} was formatted before the stack had "
+        "SASL/SCRAM and ACLs (no admin SCRAM user); recreating it. Its topics, offsets and "
+        "consumer groups are dropped (the demo, `./run up` and `social-loyalty topics ensure` "
+        "make the topics again)"
+    )
+    if read_pid(KAFKA_DIR / "kafka.pid") is not None:
+        stop_pid(KAFKA_DIR / "kafka.pid", "kafka (pre-SASL)")
+    shutil.rmtree(KAFKA_DIR / "data")
+
+
+def kafka_properties(ports: Ports, creds: Credentials) -> Path:
     template = (DEPLOY / "kafka" / "server.properties.template").read_text()
     text = template.format(
-        port=ports.kafka, controller_port=ports.controller, data_dir=KAFKA_DIR / "data"
+        port=ports.kafka,
+        controller_port=ports.controller,
+        data_dir=KAFKA_DIR / "data",
+        admin_password=creds.admin,
+        controller_password=creds.controller,
     )
     props = KAFKA_DIR / "server.properties"
-    props.write_text(text)
+    write_private(props, text)
+    # For Kafka's own tools (kafka-tool): the admin login, passed as --command-config.
+    write_private(
+        ADMIN_CLIENT_PROPERTIES,
+        f"security.protocol={SASL_PROTOCOL}\nsasl.mechanism={SASL_MECHANISM}\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{ADMIN_USER}" password="{creds.admin}";\n',
+    )
     return props
 
 
-def format_kafka_storage(props: Path) -> None:
+def format_kafka_storage(props: Path, creds: Credentials) -> None:
     if (KAFKA_DIR / "data" / "meta.properties").exists():
         return
     cluster_id_file = KAFKA_DIR / "cluster.id"
@@ -168,6 +255,9 @@ def format_kafka_storage(props: Path) -> None:
             # One argument with "=": a base64url id may start with "-" (1 in 64), which
             # argparse would take for an option ("expected one argument").
             f"--cluster-id={cluster_id_file.read_text().strip()}",
+            # The super user's SCRAM credential goes into the first metadata records: the
+            # broker's own inter-broker login and the stack's tools need it from the start.
+            f"--add-scram={SASL_MECHANISM}=[name={ADMIN_USER},password={creds.admin}]",
             "-c",
             str(props),
         ),
@@ -176,16 +266,18 @@ def format_kafka_storage(props: Path) -> None:
     )
 
 
-def start_kafka(ports: Ports) -> None:
+def start_kafka(ports: Ports) -> Credentials:
     pid_file = KAFKA_DIR / "kafka.pid"
+    upgrade_pre_sasl_storage()
+    creds = kafka_credentials()
     if read_pid(pid_file) is not None:
         say(f"kafka: already running (pid {read_pid(pid_file)})")
     else:
         ensure_kafka_jars()
         KAFKA_DIR.mkdir(parents=True, exist_ok=True)
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        props = kafka_properties(ports)
-        format_kafka_storage(props)
+        props = kafka_properties(ports, creds)
+        format_kafka_storage(props, creds)
         heap = os.environ.get("SL_KAFKA_HEAP", "768m")
         with (LOG_DIR / "kafka.stdout").open("ab") as out:
             proc = subprocess.Popen(
@@ -197,15 +289,39 @@ def start_kafka(ports: Ports) -> None:
             )
         pid_file.write_text(str(proc.pid))
         say(f"kafka: started pid {proc.pid}, log {LOG_DIR / 'kafka.log'}")
-    wait_for_kafka(f"127.0.0.1:{ports.kafka}", pid_file)
+    wait_for_kafka(creds.client_config(f"127.0.0.1:{ports.kafka}"), pid_file)
+    return creds
 
 
-def wait_for_kafka(bootstrap: str, pid_file: Path | None, timeout: float = 120.0) -> None:
+def external_client_config(bootstrap: str) -> dict[str, str | int]:
+    """An external cluster's client settings from the same KAFKA_* variables the services
+    read (security protocol, SASL, TLS files)."""
+    config: dict[str, str | int] = {"bootstrap.servers": bootstrap}
+    for key, variable in (
+        ("security.protocol", "KAFKA_SECURITY_PROTOCOL"),
+        ("sasl.mechanism", "KAFKA_SASL_MECHANISM"),
+        ("sasl.username", "KAFKA_SASL_USERNAME"),
+        ("sasl.password", "KAFKA_SASL_PASSWORD"),
+        ("ssl.ca.location", "KAFKA_SSL_CA_LOCATION"),
+        ("ssl.certificate.location", "KAFKA_SSL_CERTIFICATE_LOCATION"),
+        ("ssl.key.location", "KAFKA_SSL_KEY_LOCATION"),
+        ("ssl.key.password", "KAFKA_SSL_KEY_PASSWORD"),
+    ):
+        if os.environ.get(variable):
+            config[key] = os.environ[variable]
+    return config
+
+
+def wait_for_kafka(
+    client: dict[str, str | int], pid_file: Path | None, timeout: float = 120.0
+) -> None:
     """Return when the broker commits a transactional produce; that proves the
-    transaction coordinator and its internal topic are up, not just the port."""
+    transaction coordinator and its internal topic are up, not just the port (and,
+    on the SASL stack, that the admin login and the authorizer work)."""
     from confluent_kafka import KafkaException, Producer
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+    bootstrap = client["bootstrap.servers"]
     deadline = time.monotonic() + timeout
     last_error = "no answer"
     while time.monotonic() < deadline:
@@ -214,7 +330,7 @@ def wait_for_kafka(bootstrap: str, pid_file: Path | None, timeout: float = 120.0
         try:
             # log_level 0: a broker that is still starting refuses connections,
             # which is expected here and not worth a screen of librdkafka errors.
-            quiet: dict[str, str | int] = {"bootstrap.servers": bootstrap, "log_level": 0}
+            quiet: dict[str, str | int] = {**client, "log_level": 0}
             admin = AdminClient({**quiet, "socket.timeout.ms": 3000})
             topic = "_stack.healthcheck"
             if topic not in admin.list_topics(timeout=3).topics:
@@ -415,22 +531,33 @@ def stop_postgres() -> None:
 # ------------------------------------------------------------------------ commands
 
 
-def write_env(bootstrap: str, database_url: str) -> None:
-    ENV_FILE.write_text(
-        f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\nexport DATABASE_URL={database_url}\n"
-    )
+def write_env(bootstrap: str, database_url: str, creds: Credentials | None) -> None:
+    """``stack.env``: where the stack is and, for the local broker, the admin login
+    (so the file is mode 600). The services' own principals come from kafka-access."""
+    lines = [f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}", f"export DATABASE_URL={database_url}"]
+    if creds is not None:
+        lines += [
+            f"export KAFKA_SECURITY_PROTOCOL={SASL_PROTOCOL}",
+            f"export KAFKA_SASL_MECHANISM={SASL_MECHANISM}",
+            f"export KAFKA_SASL_USERNAME={ADMIN_USER}",
+            f"export KAFKA_SASL_PASSWORD={creds.admin}",
+            # Where `kafka-access apply` keeps the services' passwords by default.
+            f"export SL_STACK_DIR={LOCAL}",
+        ]
+    write_private(ENV_FILE, "\n".join(lines) + "\n")
 
 
 def cmd_start(ports: Ports) -> None:
     LOCAL.mkdir(parents=True, exist_ok=True)
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    creds: Credentials | None = None
     if bootstrap:
-        wait_for_kafka(bootstrap, None, timeout=30)
+        wait_for_kafka(external_client_config(bootstrap), None, timeout=30)
     else:
         bootstrap = f"127.0.0.1:{ports.kafka}"
-        start_kafka(ports)
+        creds = start_kafka(ports)
     database_url = start_postgres(ports)
-    write_env(bootstrap, database_url)
+    write_env(bootstrap, database_url, creds)
     say(f"stack is up. KAFKA_BOOTSTRAP_SERVERS={bootstrap} DATABASE_URL={database_url}")
     say(f"logs: {LOG_DIR}")
 
@@ -458,7 +585,10 @@ def cmd_status(ports: Ports) -> int:
         healthy = False
     else:
         try:
-            wait_for_kafka(f"127.0.0.1:{ports.kafka}", KAFKA_DIR / "kafka.pid", timeout=15)
+            if formatted_without_scram():
+                raise StackError("its storage predates SASL; `start` or `restart` recreates it")
+            client = kafka_credentials().client_config(f"127.0.0.1:{ports.kafka}")
+            wait_for_kafka(client, KAFKA_DIR / "kafka.pid", timeout=15)
             say(f"kafka: pid {pid}, log {LOG_DIR / 'kafka.log'}")
         except StackError as exc:
             say(f"kafka: pid {pid} but unhealthy: {exc}")
@@ -476,14 +606,20 @@ def cmd_status(ports: Ports) -> int:
 
 
 def cmd_kafka_tool(args: list[str]) -> int:
-    """Run one of Kafka's own tools, e.g. ``kafka-tool ConsumerGroupCommand --describe ...``."""
+    """Run one of Kafka's own tools, e.g. ``kafka-tool ConsumerGroupCommand --describe ...``.
+
+    On the local SASL stack the tool logs in as ``admin``: ``--command-config`` with the
+    stack's admin client properties is added unless the arguments name one."""
     ensure_kafka_jars()
     if not args:
         raise StackError("name a tool class, e.g. ConsumerGroupCommand or TopicCommand")
     main = args[0] if "." in args[0] else f"org.apache.kafka.tools.{args[0]}"
     if args[0].startswith("consumer.group") or args[0] == "ConsumerGroupCommand":
         main = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
-    return subprocess.run(java_command(main, *args[1:])).returncode
+    rest = args[1:]
+    if ADMIN_CLIENT_PROPERTIES.exists() and "--command-config" not in rest:
+        rest += ["--command-config", str(ADMIN_CLIENT_PROPERTIES)]
+    return subprocess.run(java_command(main, *rest)).returncode
 
 
 def main(argv: list[str] | None = None) -> int:

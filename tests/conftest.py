@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from pydantic import SecretStr
 
+from services.runtime import kafka
 from services.runtime.access import SCOPES, AccessSettings, SignedAuth, ensure_credential
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
@@ -113,9 +114,11 @@ def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 
 @pytest.fixture
-def make_topic(kafka_bootstrap: str, unique: Callable[[str], str]) -> Iterator[Callable[..., str]]:
+def make_topic(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str]
+) -> Iterator[Callable[..., str]]:
     """Create a fresh topic for this test; deleted afterwards."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = kafka.admin(kafka_settings, "tests.make-topic")
     created: list[str] = []
 
     def make(

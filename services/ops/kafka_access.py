@@ -153,7 +153,7 @@ class Grant:
     resource: str  # topic | group | transactional_id
     name: str
     pattern: str  # literal | prefixed
-    operation: str  # read | write | create | describe | describe_configs
+    operation: str  # read | write | create | delete | describe | describe_configs
     why: str = field(default="", compare=False)
 
     @property
@@ -222,6 +222,7 @@ def plan(names: SystemNames, specs: Sequence[TopicSpec] | None = None) -> list[G
     grant("rules", "transactional_id", f"{names.rules_app_id}.", "prefixed", "write",
           "<app id>.<instance>")  # fmt: skip
     grant("replay", "group", names.replay_group_prefix, "prefixed", "read", "one per replay")
+    grant("replay", "group", names.replay_group_prefix, "prefixed", "delete", "deleted at the end")
     grant("replay", "transactional_id", names.replay_group_prefix, "prefixed", "write",
           "<group>.replay")  # fmt: skip
     grant("actions", "group", f"{names.actions_group_prefix}.", "prefixed", "read",
@@ -376,25 +377,80 @@ def apply(
     return done
 
 
+def revoke(admin: Any, users_: Sequence[str], timeout: float = 30.0) -> list[str]:
+    """Delete these users' SCRAM credentials and every ACL naming them."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+    )
+
+    done: list[str] = []
+    filters = [
+        AclBindingFilter(
+            ResourceType.ANY,
+            None,  # type: ignore[arg-type]  # None matches any name (and host below)
+            ResourcePatternType.ANY,
+            f"User:{user}",
+            None,  # type: ignore[arg-type]
+            AclOperation.ANY,
+            AclPermissionType.ANY,
+        )
+        for user in users_
+    ]
+    if filters:
+        for _filter, future in admin.delete_acls(filters, request_timeout=timeout).items():
+            done.append(f"acls: {len(future.result(timeout))} deleted")
+    deletions = [UserScramCredentialDeletion(u, ScramMechanism.SCRAM_SHA_512) for u in users_]
+    if deletions:
+        futures = admin.alter_user_scram_credentials(deletions, request_timeout=timeout)
+        for user, future in futures.items():
+            try:
+                future.result(timeout)
+                done.append(f"user {user}: deleted")
+            except Exception as exc:  # a user that never had a credential
+                if "RESOURCE_NOT_FOUND" not in str(exc):
+                    raise
+    return done
+
+
 def provision(
     admin: Any,
     names: SystemNames,
     *,
     passwords_file: Path | None = None,
     rotate: Iterable[str] = (),
+    given: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> tuple[dict[str, str], list[str]]:
     """Users, passwords and ACLs for the whole system; returns ``{service: password}``
     and what was done. With ``passwords_file`` the passwords it holds are kept (and
-    new ones written back); without, every user gets a fresh password."""
+    new ones written back); without, every user gets a fresh password. ``given``
+    (service -> password, e.g. from a secret store) wins over both."""
     grants = plan(names)
     known = load_passwords(passwords_file) if passwords_file else {}
+    known |= {names.user(service): password for service, password in (given or {}).items()}
     rotate_users = {names.user(s) if s in SERVICES else s for s in rotate}
     passwords = passwords_for((names.user(s) for s in SERVICES), known, rotate_users)
     if passwords_file:
         save_passwords(passwords_file, {**known, **passwords})
     done = apply(admin, grants, passwords, timeout=timeout)
     return {service: passwords[names.user(service)] for service in SERVICES}, done
+
+
+def passwords_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``KAFKA_ACCESS_PASSWORD_<SERVICE>`` variables (the compose file's way to hand in
+    passwords from its ``.env``), as ``{service: password}``."""
+    environ = os.environ if environ is None else environ
+    return {
+        service: environ[f"KAFKA_ACCESS_PASSWORD_{service.upper()}"]
+        for service in SERVICES
+        if environ.get(f"KAFKA_ACCESS_PASSWORD_{service.upper()}")
+    }
 
 
 def system_logins(

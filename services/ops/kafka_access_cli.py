@@ -62,7 +62,8 @@ def apply_command(
         bool, typer.Option("--print", help="Print the passwords instead of keeping them in a file.")
     ] = False,
 ) -> None:
-    """Create the SCRAM users and the ACLs; idempotent. Needs an admin login (KAFKA_SASL_*)."""
+    """Create the SCRAM users and the ACLs; idempotent. Needs an admin login (KAFKA_SASL_*).
+    A KAFKA_ACCESS_PASSWORD_<SERVICE> variable sets that service's password."""
     from services.runtime import kafka
     from services.runtime.settings import KafkaSettings
 
@@ -75,7 +76,11 @@ def apply_command(
     names = _names()
     path = None if print_passwords else passwords_file or KafkaAccessSettings().passwords_path()
     passwords, done = kafka_access.provision(
-        kafka.admin(settings, "kafka-access"), names, passwords_file=path, rotate=rotate or ()
+        kafka.admin(settings, "kafka-access"),
+        names,
+        passwords_file=path,
+        rotate=rotate or (),
+        given=kafka_access.passwords_from_env(),
     )
     for line in done:
         typer.echo(line)

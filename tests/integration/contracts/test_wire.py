@@ -36,10 +36,27 @@ def _produce(settings: KafkaSettings, topic: str, messages: list[tuple[bytes, by
     assert producer.flush(30) == 0
 
 
-def _consume_all(bootstrap: str, topic: str, group: str, count: int) -> list[tuple[bytes, bytes]]:
-    """A plain consumer, configured by hand as an outside team would."""
+def _consume_all(
+    settings: KafkaSettings, topic: str, group: str, count: int
+) -> list[tuple[bytes, bytes]]:
+    """A plain consumer, configured by hand as an outside team would (with its login)."""
+    login = {
+        key: value
+        for key, value in (
+            ("security.protocol", settings.security_protocol),
+            ("sasl.mechanism", settings.sasl_mechanism),
+            ("sasl.username", settings.sasl_username),
+            ("sasl.password", settings.sasl_password and settings.sasl_password.get_secret_value()),
+        )
+        if value
+    }
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            **login,
+        }
     )
     consumer.subscribe([topic])
     got: list[tuple[bytes, bytes]] = []
@@ -84,7 +101,7 @@ def test_single_object_events_read_back_with_fastavro_and_avsc_files(
     events = domain_events()
     codec = SingleObjectCodec()
     _produce(kafka_settings, topic, [(e.key().to_bytes(), codec.encode(e)) for e in events])
-    received = _consume_all(kafka_bootstrap, topic, unique("reader"), len(events))
+    received = _consume_all(kafka_settings, topic, unique("reader"), len(events))
     read = _outside_reader()
     decoded = {}
     for key, value in received:
@@ -107,7 +124,7 @@ def test_registry_framed_events_read_back_with_the_registry_client(
     codec = RegistryCodec(client)
     events = domain_events()
     _produce(kafka_settings, topic, [(e.key().to_bytes(), codec.encode(e, topic)) for e in events])
-    received = _consume_all(kafka_bootstrap, topic, unique("reader"), len(events))
+    received = _consume_all(kafka_settings, topic, unique("reader"), len(events))
     assert len(received) == 10
     by_id = {e.event_id: e for e in events}
     plain = AvroDeserializer(client)  # writer schema from the registry, no code of ours

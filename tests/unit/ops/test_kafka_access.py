@@ -104,3 +104,10 @@ def test_passwords_are_kept_rotated_on_request_and_private(tmp_path: Path) -> No
     again = kafka_access.passwords_for(["a", "b"], kafka_access.load_passwords(path), ["b"])
     assert again["a"] == first["a"]
     assert again["b"] != first["b"]
+
+
+def test_passwords_given_in_the_environment_are_the_ones_used() -> None:
+    given = kafka_access.passwords_from_env(
+        {"KAFKA_ACCESS_PASSWORD_RULES": "from-env", "KAFKA_ACCESS_PASSWORD_OPS": ""}
+    )
+    assert given == {"rules": "from-env"}
