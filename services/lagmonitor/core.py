@@ -28,6 +28,16 @@ from services.lagmonitor.timelag import TimeLagKind
 PartitionKey = tuple[str, int]
 """(topic, partition): plain data, no Kafka type in the core."""
 
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The group member a partition is assigned to, as the group description names it."""
+
+    member_id: str
+    client_id: str
+    host: str
+
+
 REPLAY_MARKER = ".replay."
 
 
@@ -53,6 +63,8 @@ class GroupObservation:
     assigned: frozenset[PartitionKey] = frozenset()
     committed: Mapping[PartitionKey, int] = field(default_factory=dict)
     error: str | None = None
+    owners: Mapping[PartitionKey, Owner] = field(default_factory=dict)
+    """Who holds each assigned partition (for the drill-down; not used by the rules)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,7 @@ class ClusterSample:
     groups: tuple[GroupObservation, ...]
     end_offsets: Mapping[PartitionKey, int]
     stable_offsets: Mapping[PartitionKey, int] = field(default_factory=dict)
+    earliest_offsets: Mapping[PartitionKey, int] = field(default_factory=dict)
     partition_errors: Mapping[PartitionKey, str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
     duration_s: float = 0.0
@@ -96,6 +109,8 @@ class PartitionLag:
     status: Status
     owned: bool
     error: str | None = None
+    earliest_offset: int | None = None
+    owner: Owner | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +139,7 @@ class TopicOffset:
     partition: int
     end_offset: int
     stable_offset: int | None
+    earliest_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +194,9 @@ def evaluate(
             )
         )
     topics = tuple(
-        TopicOffset(tp[0], tp[1], end, sample.stable_offsets.get(tp))
+        TopicOffset(
+            tp[0], tp[1], end, sample.stable_offsets.get(tp), sample.earliest_offsets.get(tp)
+        )
         for tp, end in sorted(sample.end_offsets.items())
     )
     snapshot = Snapshot(
@@ -231,6 +249,8 @@ def _partition(
         status=status,
         owned=owned,
         error=error,
+        earliest_offset=sample.earliest_offsets.get(tp),
+        owner=observed.owners.get(tp),
     )
     return row, window
 
@@ -248,6 +268,10 @@ def partition_to_json(p: PartitionLag) -> dict[str, Any]:
         "status": p.status.value,
         "owned": p.owned,
         "error": p.error,
+        "earliest_offset": p.earliest_offset,
+        "owner": None
+        if p.owner is None
+        else {"member_id": p.owner.member_id, "client_id": p.owner.client_id, "host": p.owner.host},
     }
 
 
@@ -278,6 +302,7 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
                 "partition": t.partition,
                 "end_offset": t.end_offset,
                 "stable_offset": t.stable_offset,
+                "earliest_offset": t.earliest_offset,
             }
             for t in snapshot.topics
         ],

@@ -5,16 +5,23 @@ setting gauges as samples arrive: a group, topic or partition that vanished
 from the cluster vanishes from ``/metrics`` with the next sample, with no stale
 series to clean up.
 
-Every series that carries ``group`` also carries ``replay`` ("true" for replay
-groups) so alerts can say ``replay="false"``. Status is one-hot: each partition
-and group has one series per status, 1 for the current one, 0 for the rest, so
-``kafka_consumergroup_status{status="STALL"} == 1`` is an alert rule and
-``kafka_consumergroup_status_code`` (OK=0 WARN=1 REWIND=2 STALL=3 STOP=4 ERR=5)
-a graph.
+Names and labels are those of the exporters people already run, so their
+dashboards and alerts fit: kafka_exporter's ``kafka_consumergroup_lag``,
+``..._current_offset`` and ``..._members`` with the label ``consumergroup``, its
+``kafka_topic_partition_current_offset`` / ``..._oldest_offset``; and
+kafka-lag-exporter's ``kafka_consumergroup_group_lag_seconds`` with the label
+``group``. Every Kafka series carries ``cluster_name`` (kafka-lag-exporter's
+name for it; kafka_exporter has none) and every group series ``replay``
+("true" for replay groups) so alerts can say ``replay="false"``.
+
+Status is ``kafka_consumergroup_status_code`` per partition (OK=0 WARN=1
+REWIND=2 STALL=3 STOP=4 ERR=5: ``== 3`` is a STALL alert, the value a graph);
+only the group status is also one-hot (six series per group, not per partition).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -26,14 +33,23 @@ from services.lagmonitor.burrow import Status
 from services.lagmonitor.core import Snapshot
 from services.lagmonitor.throughput import ServiceRates
 
-PARTITION_LABELS = ["group", "topic", "partition", "replay"]
+GROUP_LABEL = "consumergroup"
+"""kafka_exporter's name for the consumer group, on every series but the time lag."""
+LAG_EXPORTER_GROUP_LABEL = "group"
+"""kafka-lag-exporter's, on ``kafka_consumergroup_group_lag_seconds``."""
+CLUSTER_LABEL = "cluster_name"
+
+PARTITION_LABELS = [CLUSTER_LABEL, GROUP_LABEL, "topic", "partition", "replay"]
+TIME_LAG_LABELS = [CLUSTER_LABEL, LAG_EXPORTER_GROUP_LABEL, "topic", "partition", "replay"]
+GROUP_LABELS = [CLUSTER_LABEL, GROUP_LABEL, "replay"]
+TOPIC_LABELS = [CLUSTER_LABEL, "topic", "partition"]
 
 
 def _replay(flag: bool) -> str:
     return "true" if flag else "false"
 
 
-def snapshot_metrics(snapshot: Snapshot) -> list[Metric]:
+def snapshot_metrics(snapshot: Snapshot, cluster: str = "local") -> list[Metric]:
     """The metric families of one snapshot (pure: what a scrape would show)."""
     lag = GaugeMetricFamily(
         "kafka_consumergroup_lag",
@@ -41,58 +57,65 @@ def snapshot_metrics(snapshot: Snapshot) -> list[Metric]:
         labels=PARTITION_LABELS,
     )
     lag_seconds = GaugeMetricFamily(
-        "kafka_consumergroup_lag_seconds",
+        "kafka_consumergroup_group_lag_seconds",
         "Time lag: seconds since the log end was at the committed offset (interpolated).",
-        labels=PARTITION_LABELS,
+        labels=TIME_LAG_LABELS,
     )
     current = GaugeMetricFamily(
         "kafka_consumergroup_current_offset",
         "Committed offset of the group on the partition.",
         labels=PARTITION_LABELS,
     )
-    status = GaugeMetricFamily(
-        "kafka_consumergroup_status",
-        "Burrow status of the partition for the group, one-hot over the status label.",
-        labels=[*PARTITION_LABELS, "status"],
-    )
     status_code = GaugeMetricFamily(
         "kafka_consumergroup_status_code",
-        "Burrow status as a number: OK=0 WARN=1 REWIND=2 STALL=3 STOP=4 ERR=5.",
+        "Burrow status of the partition: OK=0 WARN=1 REWIND=2 STALL=3 STOP=4 ERR=5.",
         labels=PARTITION_LABELS,
     )
     group_status = GaugeMetricFamily(
         "kafka_consumergroup_group_status",
         "Worst partition status of the group, one-hot over the status label.",
-        labels=["group", "replay", "status"],
+        labels=[*GROUP_LABELS, "status"],
+    )
+    group_status_code = GaugeMetricFamily(
+        "kafka_consumergroup_group_status_code",
+        "Worst partition status of the group as a number (as ..._status_code).",
+        labels=GROUP_LABELS,
     )
     members = GaugeMetricFamily(
         "kafka_consumergroup_members",
         "Members of the consumer group.",
-        labels=["group", "replay"],
+        labels=GROUP_LABELS,
     )
     state = GaugeMetricFamily(
         "kafka_consumergroup_state",
         "Group coordinator state (Stable, Empty, ...), one-hot over the state label.",
-        labels=["group", "replay", "state"],
+        labels=[*GROUP_LABELS, "state"],
     )
     topic_end = GaugeMetricFamily(
         "kafka_topic_partition_current_offset",
         "Log end offset (high watermark) of the partition.",
-        labels=["topic", "partition"],
+        labels=TOPIC_LABELS,
+    )
+    topic_oldest = GaugeMetricFamily(
+        "kafka_topic_partition_oldest_offset",
+        "Earliest offset still in the log (low watermark) of the partition.",
+        labels=TOPIC_LABELS,
     )
     topic_stable = GaugeMetricFamily(
         "kafka_topic_partition_stable_offset",
         "Last stable offset of the partition (where read_committed readers stop).",
-        labels=["topic", "partition"],
+        labels=TOPIC_LABELS,
     )
     for group in snapshot.groups:
         replay = _replay(group.replay)
-        members.add_metric([group.group, replay], group.members)
-        state.add_metric([group.group, replay, group.state], 1)
+        group_labels = [cluster, group.group, replay]
+        members.add_metric(group_labels, group.members)
+        state.add_metric([*group_labels, group.state], 1)
+        group_status_code.add_metric(group_labels, group.status.code)
         for s in Status:
-            group_status.add_metric([group.group, replay, s.value], int(s is group.status))
+            group_status.add_metric([*group_labels, s.value], int(s is group.status))
         for p in group.partitions:
-            labels = [group.group, p.topic, str(p.partition), replay]
+            labels = [cluster, group.group, p.topic, str(p.partition), replay]
             if p.lag is not None:
                 lag.add_metric(labels, p.lag)
             if p.time_lag_s is not None:
@@ -100,22 +123,24 @@ def snapshot_metrics(snapshot: Snapshot) -> list[Metric]:
             if p.committed_offset is not None:
                 current.add_metric(labels, p.committed_offset)
             status_code.add_metric(labels, p.status.code)
-            for s in Status:
-                status.add_metric([*labels, s.value], int(s is p.status))
     for t in snapshot.topics:
-        topic_end.add_metric([t.topic, str(t.partition)], t.end_offset)
+        where = [cluster, t.topic, str(t.partition)]
+        topic_end.add_metric(where, t.end_offset)
+        if t.earliest_offset is not None:
+            topic_oldest.add_metric(where, t.earliest_offset)
         if t.stable_offset is not None:
-            topic_stable.add_metric([t.topic, str(t.partition)], t.stable_offset)
+            topic_stable.add_metric(where, t.stable_offset)
     return [
         lag,
         lag_seconds,
         current,
-        status,
         status_code,
         group_status,
+        group_status_code,
         members,
         state,
         topic_end,
+        topic_oldest,
         topic_stable,
     ]
 
@@ -151,21 +176,47 @@ def service_metrics(services: Sequence[ServiceRates]) -> list[Metric]:
     return [up, throughput, counter_rate]
 
 
+def sample_age_metric(age_s: float, cluster: str = "local") -> Metric:
+    """How old the end offsets behind the lag series are, at the moment of the scrape."""
+    age = GaugeMetricFamily(
+        "lagmonitor_sample_age_seconds",
+        "Seconds since the end offsets of the last successful sample were read "
+        "(computed at scrape time; keeps growing while Kafka is unreachable).",
+        labels=[CLUSTER_LABEL],
+    )
+    age.add_metric([cluster], max(0.0, age_s))
+    return age
+
+
 class SnapshotCollector(Collector):
-    """Renders whatever snapshot ``latest()`` returns at scrape time."""
+    """Renders whatever snapshot ``latest()`` returns at scrape time.
+
+    ``last_good()`` is the last successful snapshot even while Kafka is down:
+    the sample-age gauge is computed from it with ``clock`` at each scrape.
+    """
 
     def __init__(
         self,
         latest: Callable[[], Snapshot | None],
         services: Callable[[], Sequence[ServiceRates]] = tuple,
+        *,
+        cluster: str = "local",
+        last_good: Callable[[], Snapshot | None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._latest = latest
         self._services = services
+        self._cluster = cluster
+        self._last_good = last_good or latest
+        self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._latest()
         if snapshot is not None:
-            yield from snapshot_metrics(snapshot)
+            yield from snapshot_metrics(snapshot, self._cluster)
+        last_good = self._last_good()
+        if last_good is not None:
+            yield sample_age_metric(self._clock() - last_good.sampled_at, self._cluster)
         services = self._services()
         if services:
             yield from service_metrics(services)
@@ -187,9 +238,15 @@ class MonitorMetrics:
         self,
         latest: Callable[[], Snapshot | None],
         services: Callable[[], Sequence[ServiceRates]] = tuple,
+        *,
+        cluster: str = "local",
+        last_good: Callable[[], Snapshot | None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(SnapshotCollector(latest, services))
+        self.registry.register(
+            SnapshotCollector(latest, services, cluster=cluster, last_good=last_good, clock=clock)
+        )
         self.poll_duration = Histogram(
             "lagmonitor_poll_duration_seconds",
             "Time to sample every watched group once.",

@@ -83,7 +83,11 @@ class LagMonitor:
         self.throughput_state: ThroughputState = {}
         self.services: tuple[ServiceRates, ...] = ()
         self.metrics = MonitorMetrics(
-            lambda: self.latest if self.kafka_up else None, lambda: self.services
+            lambda: self.latest if self.kafka_up else None,
+            lambda: self.services,
+            cluster=settings.cluster,
+            last_good=lambda: self.latest,
+            clock=clock,
         )
         self._listeners: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._http: aiohttp.ClientSession | None = None

@@ -4,7 +4,8 @@ Per sample, with every request of a step in flight at once:
 ``list_consumer_groups`` -> ``describe_consumer_groups`` (state, members and
 their assignments) and ``list_consumer_group_offsets`` (one request per group,
 the API takes one group at a time) -> ``list_offsets`` with
-``OffsetSpec.latest()`` for every partition any watched group touches. Committed
+``OffsetSpec.latest()`` for every partition any watched group touches (then the
+last stable and the earliest offsets, for the page's drill-down). Committed
 offsets are read before end offsets, as Kafka's own tool does, so a lag is never
 negative because of the order of the reads.
 """
@@ -26,7 +27,13 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
-from services.lagmonitor.core import ClusterSample, GroupObservation, PartitionKey, select_groups
+from services.lagmonitor.core import (
+    ClusterSample,
+    GroupObservation,
+    Owner,
+    PartitionKey,
+    select_groups,
+)
 from services.lagmonitor.settings import LagMonitorSettings
 from services.runtime import kafka
 
@@ -54,6 +61,11 @@ def _reason(exc: BaseException | KafkaError) -> str:
 
 class KafkaUnreachableError(Exception):
     """No broker answered the group listing: the sample has nothing to say about lag."""
+
+
+def _host(host: object) -> str:
+    """The broker reports a member's host as it saw the connection, e.g. ``/127.0.0.1``."""
+    return str(host or "").lstrip("/")
 
 
 def _state_name(state: object) -> str:
@@ -111,11 +123,17 @@ class Sampler:
         stable: Mapping[PartitionKey, int] = {}
         if self.settings.sample_stable_offsets:
             stable, _ = self._offsets(partitions, IsolationLevel.READ_COMMITTED)
+        earliest, _ = self._offsets(
+            partitions,
+            IsolationLevel.READ_UNCOMMITTED,
+            OffsetSpec.earliest(),  # type: ignore[no-untyped-call]
+        )
         return ClusterSample(
             time=sampled_at,
             groups=tuple(groups),
             end_offsets=end_offsets,
             stable_offsets=stable,
+            earliest_offsets=earliest,
             partition_errors=partition_errors,
             errors=tuple(errors),
             duration_s=time.monotonic() - started,
@@ -138,11 +156,15 @@ class Sampler:
                 description = described[group_id].result(self.timeout + 5)
                 fields["state"] = _state_name(description.state)
                 fields["members"] = len(description.members)
-                fields["assigned"] = frozenset(
-                    (tp.topic, tp.partition)
+                owners = {
+                    (tp.topic, tp.partition): Owner(
+                        member.member_id, member.client_id, _host(member.host)
+                    )
                     for member in description.members
                     for tp in (member.assignment.topic_partitions or [])
-                )
+                }
+                fields["assigned"] = frozenset(owners)
+                fields["owners"] = owners
                 committed = offsets[group_id].result(self.timeout + 5)
                 fields["committed"] = {
                     (tp.topic, tp.partition): tp.offset
@@ -156,12 +178,16 @@ class Sampler:
         return result
 
     def _offsets(
-        self, partitions: set[PartitionKey], isolation: IsolationLevel
+        self,
+        partitions: set[PartitionKey],
+        isolation: IsolationLevel,
+        spec: OffsetSpec | None = None,
     ) -> tuple[dict[PartitionKey, int], dict[PartitionKey, str]]:
+        """``spec`` (default: latest) offsets of every partition, and why any could not be read."""
         if not partitions:
             return {}, {}
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        request = {TopicPartition(t, p): latest for t, p in sorted(partitions)}
+        wanted = spec or OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        request = {TopicPartition(t, p): wanted for t, p in sorted(partitions)}
         futures = self.admin.list_offsets(
             request, isolation_level=isolation, request_timeout=self.timeout
         )

@@ -23,6 +23,11 @@ class LagMonitorSettings(BaseSettings):
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    cluster: str = Field(
+        default="local",
+        min_length=1,
+        description="The cluster_name label on every Kafka series (one monitor per cluster).",
+    )
     sample_interval_s: float = Field(
         default=5.0, gt=0, description="Seconds between two samples of the cluster."
     )

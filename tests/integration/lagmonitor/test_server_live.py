@@ -72,19 +72,46 @@ def test_metrics_and_json_agree_with_the_commits(
     def value(name: str, **labels: str) -> float:
         return series[(name, tuple(sorted(labels.items())))]
 
+    c = "local"
     for partition, lag in {0: 5, 1: 4, 2: 0}.items():
-        labels = {"group": group, "topic": topic, "partition": str(partition), "replay": "false"}
+        labels = {
+            "cluster_name": c,
+            "consumergroup": group,
+            "topic": topic,
+            "partition": str(partition),
+            "replay": "false",
+        }
         assert value("kafka_consumergroup_lag", **labels) == lag
-        assert value("kafka_consumergroup_status", **labels, status="OK") == 1
-    labels = {"group": group, "topic": topic, "partition": "0", "replay": "false"}
+        assert value("kafka_consumergroup_status_code", **labels) == 0
+    labels = {
+        "cluster_name": c,
+        "consumergroup": group,
+        "topic": topic,
+        "partition": "0",
+        "replay": "false",
+    }
     assert value("kafka_consumergroup_current_offset", **labels) == 5
-    assert value("kafka_consumergroup_lag_seconds", **labels) > 0
-    assert value("kafka_topic_partition_current_offset", topic=topic, partition="0") == 10
-    assert value("kafka_consumergroup_members", group=group, replay="false") == 0
+    time_labels = {k: v for k, v in labels.items() if k != "consumergroup"} | {"group": group}
+    assert value("kafka_consumergroup_group_lag_seconds", **time_labels) > 0
+    at = {"cluster_name": c, "topic": topic, "partition": "0"}
+    assert value("kafka_topic_partition_current_offset", **at) == 10
+    assert value("kafka_topic_partition_oldest_offset", **at) == 0
     assert (
-        value("kafka_consumergroup_lag", group=replay, topic=topic, partition="0", replay="true")
+        value("kafka_consumergroup_members", cluster_name=c, consumergroup=group, replay="false")
+        == 0
+    )
+    assert (
+        value(
+            "kafka_consumergroup_lag",
+            cluster_name=c,
+            consumergroup=replay,
+            topic=topic,
+            partition="0",
+            replay="true",
+        )
         == 9
     )
+    assert 0 <= value("lagmonitor_sample_age_seconds", cluster_name=c) < 10
     assert value("lagmonitor_poll_duration_seconds_count") >= 2
     assert value("lagmonitor_poll_errors_total") == 0
     assert value("lagmonitor_kafka_up") == 1
@@ -97,7 +124,8 @@ def test_metrics_and_json_agree_with_the_commits(
     assert groups[replay]["replay"] is True
     for p in groups[group]["partitions"]:
         labels = {
-            "group": group,
+            "cluster_name": c,
+            "consumergroup": group,
             "topic": topic,
             "partition": str(p["partition"]),
             "replay": "false",
@@ -105,8 +133,12 @@ def test_metrics_and_json_agree_with_the_commits(
         assert p["lag"] == value("kafka_consumergroup_lag", **labels)
         assert p["committed_offset"] == value("kafka_consumergroup_current_offset", **labels)
         assert p["end_offset"] == value(
-            "kafka_topic_partition_current_offset", topic=topic, partition=str(p["partition"])
+            "kafka_topic_partition_current_offset",
+            cluster_name=c,
+            topic=topic,
+            partition=str(p["partition"]),
         )
+        assert p["earliest_offset"] == 0
         if p["time_lag_s"] is not None:
             assert p["time_lag_s"] >= 0
     assert groups[group]["total_lag"] == 9

@@ -12,6 +12,7 @@ from services.lagmonitor.core import (
     EvalConfig,
     GroupObservation,
     MonitorState,
+    Owner,
     Snapshot,
     evaluate,
     is_replay,
@@ -206,12 +207,23 @@ def test_select_groups_by_prefix_or_all() -> None:
 
 
 def test_json_has_the_same_figures_and_nulls_for_unknowns() -> None:
+    owner = Owner("consumer-1-abc", "rules-worker-1", "10.0.0.7")
+    observed = group(committed={(T, 0): 2}, assigned={(T, 0), (T, 1)})
     (snapshot,) = run(
         ClusterSample(
             time=7.0,
-            groups=(group(committed={(T, 0): 2}, assigned={(T, 0), (T, 1)}),),
+            groups=(
+                GroupObservation(
+                    **{
+                        f: getattr(observed, f)
+                        for f in ("group_id", "state", "members", "assigned", "committed")
+                    },
+                    owners={(T, 0): owner},
+                ),
+            ),
             end_offsets={(T, 0): 9, (T, 1): 4},
             stable_offsets={(T, 0): 8, (T, 1): 4},
+            earliest_offsets={(T, 0): 1},
         )
     )
     doc = snapshot_to_json(snapshot)
@@ -223,17 +235,21 @@ def test_json_has_the_same_figures_and_nulls_for_unknowns() -> None:
         "committed_offset": 2,
         "end_offset": 9,
         "stable_offset": 8,
+        "earliest_offset": 1,
         "lag": 7,
         "time_lag_s": None,
         "time_lag_kind": "unknown",
         "status": "OK",
         "owned": True,
+        "owner": {"member_id": "consumer-1-abc", "client_id": "rules-worker-1", "host": "10.0.0.7"},
         "error": None,
     }
     assert g["partitions"][1]["lag"] is None
+    assert g["partitions"][1]["owner"] is None
+    assert g["partitions"][1]["earliest_offset"] is None
     assert doc["topics"] == [
-        {"topic": T, "partition": 0, "end_offset": 9, "stable_offset": 8},
-        {"topic": T, "partition": 1, "end_offset": 4, "stable_offset": 4},
+        {"topic": T, "partition": 0, "end_offset": 9, "stable_offset": 8, "earliest_offset": 1},
+        {"topic": T, "partition": 1, "end_offset": 4, "stable_offset": 4, "earliest_offset": None},
     ]
 
 

@@ -48,7 +48,7 @@ def test_grafana_dashboard_queries_exported_series_and_filters_by_group() -> Non
     assert exprs
     used = {m for e in exprs for m in METRIC.findall(e)}
     assert used - exported_names() == set()
-    assert sum('group=~"$group"' in e for e in exprs) >= 8
+    assert sum('group=~"$group"' in e for e in exprs) >= 8  # consumergroup= or group=
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
 

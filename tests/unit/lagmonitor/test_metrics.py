@@ -48,26 +48,58 @@ def test_series_carry_the_snapshot_values() -> None:
     )
     monitor.apply(sample(100.0, rules, replay))
     got = scrape(monitor)
-    p0 = labels(group="social-loyalty.rules", topic=T, partition="0", replay="false")
+    c = {"cluster_name": "local"}
+    p0 = labels(**c, consumergroup="social-loyalty.rules", topic=T, partition="0", replay="false")
     assert got[("kafka_consumergroup_lag", p0)] == 6
     assert got[("kafka_consumergroup_current_offset", p0)] == 4
-    assert got[("kafka_consumergroup_status", p0 | {("status", "OK")})] == 1
-    assert got[("kafka_consumergroup_status", p0 | {("status", "STALL")})] == 0
     assert got[("kafka_consumergroup_status_code", p0)] == 0
-    assert (
-        got[("kafka_consumergroup_members", labels(group="social-loyalty.rules", replay="false"))]
-        == 2
+    group = labels(**c, consumergroup="social-loyalty.rules", replay="false")
+    assert got[("kafka_consumergroup_members", group)] == 2
+    assert got[("kafka_consumergroup_group_status", group | {("status", "OK")})] == 1
+    assert got[("kafka_consumergroup_group_status", group | {("status", "STALL")})] == 0
+    assert got[("kafka_consumergroup_group_status_code", group)] == 0
+    assert got[("kafka_topic_partition_current_offset", labels(**c, topic=T, partition="0"))] == 10
+    assert got[("kafka_topic_partition_stable_offset", labels(**c, topic=T, partition="0"))] == 9
+    r0 = labels(
+        **c, consumergroup="social-loyalty.rules.replay.o1", topic=T, partition="0", replay="true"
     )
-    assert got[("kafka_topic_partition_current_offset", labels(topic=T, partition="0"))] == 10
-    assert got[("kafka_topic_partition_stable_offset", labels(topic=T, partition="0"))] == 9
-    r0 = labels(group="social-loyalty.rules.replay.o1", topic=T, partition="0", replay="true")
     assert got[("kafka_consumergroup_lag", r0)] == 9
-    state = labels(group="social-loyalty.rules", replay="false", state="Stable")
-    assert got[("kafka_consumergroup_state", state)] == 1
+    assert got[("kafka_consumergroup_state", group | {("state", "Stable")})] == 1
+    # kafka-lag-exporter's time lag: its name, its label "group".
+    t0 = labels(**c, group="social-loyalty.rules", topic=T, partition="0", replay="false")
+    t1 = labels(**c, group="social-loyalty.rules", topic=T, partition="1", replay="false")
     # A time lag is not known from one sample, so there is no series rather than a wrong 0.
-    assert ("kafka_consumergroup_lag_seconds", p0) not in got
-    p1 = labels(group="social-loyalty.rules", topic=T, partition="1", replay="false")
-    assert got[("kafka_consumergroup_lag_seconds", p1)] == 0
+    assert ("kafka_consumergroup_group_lag_seconds", t0) not in got
+    assert got[("kafka_consumergroup_group_lag_seconds", t1)] == 0
+    # No per-partition one-hot status: one series per partition, not six.
+    assert not any(name == "kafka_consumergroup_status" for name, _ in got)
+    per_partition = [k for k in got if k[0] == "kafka_consumergroup_status_code"]
+    assert len(per_partition) == 3
+
+
+def test_every_kafka_series_carries_the_configured_cluster() -> None:
+    monitor = LagMonitor(LagMonitorSettings(cluster="eu-1"))
+    monitor.apply(sample(1.0, GroupObservation("social-loyalty.x", committed={(T, 0): 1})))
+    kafka = [dict(k[1]) for k in scrape(monitor) if k[0].startswith("kafka_")]
+    assert kafka
+    assert all(series["cluster_name"] == "eu-1" for series in kafka)
+    for series in kafka:
+        assert "group" not in series or "consumergroup" not in series
+
+
+def test_sample_age_is_computed_at_scrape_time_and_grows_while_kafka_is_down() -> None:
+    now = [100.0]
+    monitor = LagMonitor(LagMonitorSettings(), clock=lambda: now[0])
+    assert not any(name == "lagmonitor_sample_age_seconds" for name, _ in scrape(monitor))
+    monitor.apply(sample(97.5, GroupObservation("social-loyalty.x", committed={(T, 0): 1})))
+    age = ("lagmonitor_sample_age_seconds", labels(cluster_name="local"))
+    assert scrape(monitor)[age] == 2.5
+    now[0] = 110.0
+    assert scrape(monitor)[age] == 12.5
+    monitor.fail("Kafka unreachable: test")
+    got = scrape(monitor)
+    assert got[age] == 12.5
+    assert not any(name.startswith("kafka_") for name, _ in got)
 
 
 def test_series_of_a_vanished_group_disappear() -> None:
@@ -76,7 +108,7 @@ def test_series_of_a_vanished_group_disappear() -> None:
     stays = GroupObservation("social-loyalty.stays", committed={(T, 0): 2})
     monitor.apply(sample(1.0, gone, stays))
     monitor.apply(sample(2.0, stays))
-    names = {dict(k[1]).get("group") for k in scrape(monitor)}
+    names = {dict(k[1]).get("consumergroup") for k in scrape(monitor)}
     assert "social-loyalty.stays" in names
     assert "social-loyalty.gone" not in names
 

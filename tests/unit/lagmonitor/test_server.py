@@ -56,8 +56,8 @@ def test_metrics_endpoint_speaks_prometheus_text() -> None:
         assert response.headers["Content-Type"].startswith("text/plain")
         body = await response.text()
         assert (
-            'kafka_consumergroup_lag{group="social-loyalty.rules",partition="0",'
-            'replay="false",topic="social.events"} 5.0' in body
+            'kafka_consumergroup_lag{cluster_name="local",consumergroup="social-loyalty.rules",'
+            'partition="0",replay="false",topic="social.events"} 5.0' in body
         )
 
     with_client(check)
