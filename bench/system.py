@@ -28,7 +28,7 @@ from services.contracts.topics import OUTCOMES, TopicSettings
 from services.demo import namespace
 from services.ops import kafka_access
 from services.ops.supervisor import Supervisor
-from services.ops.system import DEMO_VK_ID_CLIENT, Ports, service_specs
+from services.ops.system import DEMO_VK_ID_CLIENT, Ports, groups_at, service_specs
 from services.runtime import kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 from services.simulator import identity_client as idc
@@ -89,11 +89,11 @@ def run() -> list[dict[str, object]]:
     welcome = ROOT / "deploy" / "demo" / "offers" / "welcome.yaml"
     (offers_dir / "welcome.yaml").write_text(welcome.read_text())
     namespace.load_offers(env, offers_dir)
-    ports = Ports()
+    ports = Ports.from_env()
     specs = service_specs(
         prefix=PREFIX,
         state_dir=state_dir,
-        groups_file=ROOT / "deploy" / "demo" / "groups.yaml",
+        groups_file=groups_at(ROOT / "deploy" / "demo" / "groups.yaml", ports, state_dir),
         ports=ports,
         # Each service as its own Kafka principal, as the demo runs them.
         kafka_logins=kafka_access.system_logins(kafka_settings, PREFIX),

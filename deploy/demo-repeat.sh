@@ -28,7 +28,11 @@ run_one() {
         status=FAIL
     fi
     mkdir -p "$OUT/$label"
-    cp -r deploy/.local/demo/logs "$OUT/$label/" 2>/dev/null || true
+    local stack=deploy/.local arg
+    for arg in "$@"; do  # the demo keeps its logs next to the stack it ran on
+        case $arg in SL_STACK_DIR=*) stack=${arg#SL_STACK_DIR=} ;; esac
+    done
+    cp -r "$stack/demo/logs" "$OUT/$label/" 2>/dev/null || true
     printf '%-8s %-4s %4ss\n' "$label" "$status" "$(($(date +%s) - started))" | tee -a "$OUT/summary.txt"
 }
 

@@ -35,16 +35,19 @@ from services.ops.system import (
     DEMO_OK_CLIENT,
     DEMO_VK_ID_CLIENT,
     Ports,
+    groups_at,
     service_specs,
 )
 from services.runtime import kafka
+from services.runtime.access import AccessSettings, CredentialError, SignedAuth, ensure_credential
 from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 from services.simulator import identity_client as idc
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = ROOT / "deploy" / "demo"
-STATE_DIR = ROOT / "deploy" / ".local" / "demo"
+# Next to the stack it runs on (SL_STACK_DIR, as ./run and deploy/localstack.py use it).
+STATE_DIR = Path(os.environ.get("SL_STACK_DIR") or ROOT / "deploy" / ".local") / "demo"
 
 console = Console(highlight=False)
 
@@ -54,11 +57,18 @@ class StoryFailedError(RuntimeError):
 
 
 class Demo:
-    def __init__(self, ports: Ports, step_timeout_s: float) -> None:
+    def __init__(
+        self, ports: Ports, step_timeout_s: float, credentials: dict[str, str] | None = None
+    ) -> None:
         self.ports = ports
         self.step_timeout_s = step_timeout_s
         self.posts: dict[str, list[int]] = {"vk": [], "ok": []}
         self.http = httpx.Client(timeout=30)
+        # The callers the APIs know: the Personal Account (links, sign-in) and an
+        # operator's tool reading the ledger, each with its own credential and scopes.
+        creds = credentials or {}
+        self.pa = SignedAuth(creds["pa"]) if "pa" in creds else None
+        self.operator = SignedAuth(creds["operator"]) if "operator" in creds else None
 
     # ---------------------------------------------------------------- actions
 
@@ -82,10 +92,13 @@ class Demo:
             response = self.http.post(
                 f"{base}/v1/sign-in",
                 json={"proof": proof, "register": True, "member_id": member.member_id},
+                auth=self.pa or httpx.USE_CLIENT_DEFAULT,
             )
         else:
             response = self.http.post(
-                f"{base}/v1/links", json={"member_id": member.member_id, "proof": proof}
+                f"{base}/v1/links",
+                json={"member_id": member.member_id, "proof": proof},
+                auth=self.pa or httpx.USE_CLIENT_DEFAULT,
             )
         if response.status_code not in (200, 201):
             raise StoryFailedError(f"link API refused {member.member_id}: {response.text}")
@@ -172,7 +185,8 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
     balances: dict[str, int] = {}
     for member in LINKED:
         answer = demo.http.get(
-            f"http://127.0.0.1:{demo.ports.actions}/v1/members/{member.member_id}/balance"
+            f"http://127.0.0.1:{demo.ports.actions}/v1/members/{member.member_id}/balance",
+            auth=demo.operator or httpx.USE_CLIENT_DEFAULT,
         )
         balance = int(answer.json()["balance"]) if answer.status_code == 200 else 0
         balances[member.member_id] = balance
@@ -250,6 +264,22 @@ def _prepare(
     return env
 
 
+def _credentials(database_url: str) -> dict[str, str]:
+    """Fresh API credentials for the demo's callers, in the demo database's access
+    schema (the services read the same ``ACCESS_DB_SCHEMA``)."""
+    schema = AccessSettings().db_schema
+    try:
+        return {
+            "pa": ensure_credential(
+                database_url, schema, "demo-personal-account", ["links:write", "signin"]
+            ),
+            "operator": ensure_credential(database_url, schema, "demo-operator", ["ledger:read"]),
+        }
+    except (DatabaseUnavailableError, CredentialError) as exc:
+        console.print(f"[red]demo: could not create its API credentials: {exc}[/]")
+        raise typer.Exit(1) from exc
+
+
 def _check_stack(kafka_settings: KafkaSettings, database_settings: DatabaseSettings) -> None:
     try:
         kafka.check_reachable(kafka_settings)
@@ -302,7 +332,7 @@ def run(
     """Run the demo: a simulated VK and OK group, activity through every service, points."""
     kafka_settings, database_settings = KafkaSettings(), DatabaseSettings()
     _check_stack(kafka_settings, database_settings)
-    ports = Ports()
+    ports = Ports.from_env()
     console.rule("[bold]social-loyalty demo")
     console.print(f"Kafka {kafka_settings.bootstrap_servers}; topics prefixed '{namespace.PREFIX}'")
     state_dir = namespace.reset_state_dir(STATE_DIR)
@@ -314,7 +344,7 @@ def run(
     specs = service_specs(
         prefix=namespace.PREFIX,
         state_dir=state_dir,
-        groups_file=DEMO_DIR / "groups.yaml",
+        groups_file=groups_at(DEMO_DIR / "groups.yaml", ports, state_dir),
         ports=ports,
         kafka_logins=logins,
     )
@@ -322,7 +352,7 @@ def run(
     supervisor = Supervisor(specs, logs, env=env)
     watcher = Watcher(kafka_settings, topics, f"{namespace.PREFIX}watcher", on_line=console.print)
     signal.signal(signal.SIGTERM, _interrupt)
-    demo = Demo(ports, step_timeout)
+    demo = Demo(ports, step_timeout, _credentials(env["DATABASE_URL"]))
     monkey: ChaosMonkey | None = None
     failed = False
     try:
@@ -330,8 +360,8 @@ def run(
         supervisor.watch()  # a service that dies (a broker restart, a crash) comes back
         watcher.start()
         console.print(
-            f"dashboard: http://127.0.0.1:{ports.lagmonitor}/   "
-            f"ledger: http://127.0.0.1:{ports.actions}/v1/members/alice/balance"
+            f"dashboard: http://127.0.0.1:{ports.lagmonitor}/   ledger API: "
+            f"http://127.0.0.1:{ports.actions}/docs (signed requests: docs/security.md)"
         )
         if chaos_seed is not None:
             monkey = ChaosMonkey(

@@ -22,7 +22,7 @@ from services.contracts.topics import TopicSettings, catalog, ensure
 from services.ops import kafka_access
 from services.ops.kafka_access import KafkaAccessSettings
 from services.ops.supervisor import ServiceFailedError, ServiceSpec, Supervisor
-from services.ops.system import Ports, app_stem, service_specs
+from services.ops.system import Ports, app_stem, groups_at, service_specs
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
 
@@ -44,12 +44,14 @@ def _specs(
     kafka_logins: dict[str, tuple[str, str]] | None = None,
 ) -> list[ServiceSpec]:
     topics = TopicSettings()
+    ports = Ports.from_env()
     return service_specs(
         prefix=topics.prefix,
         state_dir=state_dir,
-        groups_file=groups,
+        groups_file=groups_at(groups, ports, state_dir),
         simulator=simulator,
         kafka_logins=kafka_logins,
+        ports=ports,
     )
 
 
@@ -89,7 +91,7 @@ def up(
             sup.start_all()
             console.print(
                 f"[bold]all services ready[/]; logs in {logs}; dashboard "
-                f"http://127.0.0.1:{Ports().lagmonitor}/ ; Ctrl-C stops them"
+                f"http://127.0.0.1:{Ports.from_env().lagmonitor}/ ; Ctrl-C stops them"
             )
             sup.watch()  # revives any service that dies, until stop_all on the way out
             while not stop.wait(1.0):  # a timed wait, so Ctrl-C gets through

@@ -7,8 +7,9 @@ chaos tests all run the same system.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from services.ops.supervisor import ServiceSpec
@@ -26,6 +27,31 @@ class Ports:
     lagmonitor: int = 9308
     detector: int = 6066
     rules: int = 6067
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        """The default ports moved by ``SL_PORT_OFFSET`` (e.g. 20000), so a second
+        system (a demo while the tests run) does not collide with the first."""
+        raw = os.environ.get("SL_PORT_OFFSET", "0")
+        try:
+            offset = int(raw)
+        except ValueError:
+            raise ValueError(f"SL_PORT_OFFSET must be a number, not {raw!r}") from None
+        if not 0 <= offset <= 50_000:
+            raise ValueError(f"SL_PORT_OFFSET must be between 0 and 50000, not {offset}")
+        return cls(**{f.name: getattr(cls(), f.name) + offset for f in fields(cls)})
+
+
+def groups_at(groups_file: Path, ports: Ports, state_dir: Path) -> Path:
+    """``groups_file`` as is, or (with ``SL_PORT_OFFSET``) a copy in ``state_dir`` whose
+    simulator URLs name the moved simulator port."""
+    default = f"127.0.0.1:{Ports().simulator}/"
+    text = groups_file.read_text()
+    if ports.simulator == Ports().simulator or default not in text:
+        return groups_file
+    moved = state_dir / groups_file.name
+    moved.write_text(text.replace(default, f"127.0.0.1:{ports.simulator}/"))
+    return moved
 
 
 def _url(port: int, path: str = "/readyz") -> str:

@@ -25,7 +25,9 @@ def test_the_headers_name_the_record_its_id_time_and_schema(record: m.Record) ->
     ident = getattr(record, "event_id", None) or getattr(record, "command_id", None)
     assert headers["ce_id"] == str(ident).encode()
     assert headers["ce_source"] == b"social-loyalty/detector"
-    moment = datetime.fromisoformat(str(headers["ce_time"], "ascii"))
+    ce_time = headers["ce_time"]
+    assert isinstance(ce_time, bytes)
+    moment = datetime.fromisoformat(ce_time.decode())
     when = next(
         getattr(record, f)
         for f in ("observed_at", "issued_at", "occurred_at")

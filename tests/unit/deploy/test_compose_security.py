@@ -13,8 +13,9 @@ REFERENCE = re.compile(r"\$\{[A-Z_]+:\?[^}]+\}")
 
 
 def services() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
-    return loaded["services"]
+    loaded = yaml.safe_load(COMPOSE.read_text())
+    services: dict[str, Any] = loaded["services"]
+    return services
 
 
 def test_published_ports_are_on_loopback_only_and_never_kafka_or_postgres() -> None:

@@ -11,6 +11,7 @@ from services.actions.settings import ActionsSettings
 from services.collector.settings import CollectorSettings
 from services.detector.settings import DetectorSettings
 from services.lagmonitor.settings import LagMonitorSettings
+from services.ops.system import Ports
 from services.rules.settings import RulesSettings
 from services.simulator.settings import SimulatorSettings
 
@@ -39,3 +40,14 @@ def test_every_bind_address_defaults_to_loopback(
     }
     assert hosts, f"{settings.__name__} has no bind address field"
     assert set(hosts.values()) == {"127.0.0.1"}, hosts
+
+
+def test_the_system_ports_move_together_by_an_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SL_PORT_OFFSET", "20000")
+    moved = Ports.from_env()
+    assert (moved.simulator, moved.lagmonitor, moved.rules) == (28081, 29308, 26067)
+    monkeypatch.setenv("SL_PORT_OFFSET", "lots")
+    with pytest.raises(ValueError, match="SL_PORT_OFFSET must be a number"):
+        Ports.from_env()
+    monkeypatch.delenv("SL_PORT_OFFSET")
+    assert Ports.from_env() == Ports()
