@@ -30,6 +30,7 @@ from services.ops import kafka_access
 from services.ops.supervisor import Supervisor
 from services.ops.system import DEMO_VK_ID_CLIENT, Ports, groups_at, service_specs
 from services.runtime import kafka
+from services.runtime.access import AccessSettings, SignedAuth, ensure_credential
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 from services.simulator import identity_client as idc
 
@@ -98,9 +99,14 @@ def run() -> list[dict[str, object]]:
         # Each service as its own Kafka principal, as the demo runs them.
         kafka_logins=kafka_access.system_logins(kafka_settings, PREFIX),
     )
+    # The Personal Account's signed API credential (the link API refuses anonymous calls).
+    secret = ensure_credential(
+        database_url, AccessSettings().db_schema, "bench-personal-account", ["links:write"]
+    )
     credits = _Credits(kafka_settings, topics)
     sent: dict[str, float] = {}
-    with Supervisor(specs, state_dir / "logs", env=env) as supervisor, httpx.Client() as http:
+    client = httpx.Client(auth=SignedAuth(secret))
+    with Supervisor(specs, state_dir / "logs", env=env) as supervisor, client as http:
         supervisor.start_all()
         credits.start()
         try:
