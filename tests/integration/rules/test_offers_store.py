@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 from fastapi import FastAPI
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from services.cli import app as cli
 from services.rules.api import create_app
@@ -32,17 +32,20 @@ def schema(database_settings: DatabaseSettings) -> Iterator[str]:
         c.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
-def test_offer_cli_round_trip(
-    database_settings: DatabaseSettings, schema: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def offers_cli(database_settings: DatabaseSettings, schema: str) -> Callable[..., Result]:
+    """``social-loyalty offers ...`` against this test's schema."""
     env = {
         "DATABASE_URL": database_settings.database_url.get_secret_value(),
         "RULES_DB_SCHEMA": schema,
     }
     runner = CliRunner()
+    return lambda *args: runner.invoke(cli, ["offers", *args], env=env)
 
+
+def test_offer_cli_round_trip(offers_cli: Callable[..., Result], tmp_path: Path) -> None:
     def run(*args: str) -> str:
-        result = runner.invoke(cli, ["offers", *args], env=env)
+        result = offers_cli(*args)
         assert result.exit_code == 0, result.output
         return result.output
 
@@ -70,10 +73,10 @@ def test_offer_cli_round_trip(
     source["reward"] = {"points": 0}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(source))
-    result = runner.invoke(cli, ["offers", "update", "likes", str(bad)], env=env)
+    result = offers_cli("update", "likes", str(bad))
     assert result.exit_code == 1
     assert "reward.points" in result.output
-    missing = runner.invoke(cli, ["offers", "show", "nope"], env=env)
+    missing = offers_cli("show", "nope")
     assert missing.exit_code == 1
     assert "no offer 'nope'" in missing.output
 
@@ -139,16 +142,10 @@ def test_offer_api_round_trip(
 
 
 def test_activate_and_load_examples_warn_about_offers_that_cannot_pay_or_pay_twice(
-    database_settings: DatabaseSettings, schema: str, tmp_path: Path
+    offers_cli: Callable[..., Result], tmp_path: Path
 ) -> None:
-    env = {
-        "DATABASE_URL": database_settings.database_url.get_secret_value(),
-        "RULES_DB_SCHEMA": schema,
-    }
-    runner = CliRunner()
-
     def run(*args: str) -> tuple[str, str]:
-        result = runner.invoke(cli, ["offers", *args], env=env)
+        result = offers_cli(*args)
         assert result.exit_code == 0, result.output
         return result.stdout, result.stderr
 
