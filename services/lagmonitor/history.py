@@ -1,7 +1,9 @@
-"""The last few minutes of per-group figures, kept in memory for the dashboard's charts.
+"""The last few minutes of per-group figures for the dashboard's charts.
 
 One point per sample and group (total offset lag, worst time lag, status) is
 enough to draw the charts; per-partition history is what Prometheus is for.
+Kept in memory here, and in PostgreSQL by ``history_store`` so a restarted
+monitor shows the same charts.
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ def history_point(snapshot: Snapshot, services: Sequence[ServiceRates] = ()) -> 
     )
 
 
+def point_from_json(document: dict[str, Any]) -> HistoryPoint:
+    """The inverse of ``point_to_json`` (a point read back from the database)."""
+    return HistoryPoint(
+        time=float(document["t"]),
+        groups={
+            name: GroupPoint(int(g["lag"]), g["time_lag_s"], str(g["status"]))
+            for name, g in document.get("groups", {}).items()
+        },
+        services=dict(document.get("services", {})),
+    )
+
+
 def point_to_json(point: HistoryPoint) -> dict[str, Any]:
     return {
         "t": point.time,
@@ -59,10 +73,23 @@ class History:
         self.keep_s = keep_s
         self._points: deque[HistoryPoint] = deque()
 
+    def extend(self, points: Sequence[HistoryPoint]) -> None:
+        """Points older than any already here, e.g. read back after a restart, in time order."""
+        known = self._points[0].time if self._points else float("inf")
+        older = sorted((p for p in points if p.time < known), key=lambda p: p.time)
+        self._points.extendleft(reversed(older))
+        if self._points:
+            newest = self._points[-1].time
+            while self._points and self._points[0].time < newest - self.keep_s:
+                self._points.popleft()
+
     def append(self, point: HistoryPoint) -> None:
         self._points.append(point)
         while self._points and self._points[0].time < point.time - self.keep_s:
             self._points.popleft()
+
+    def latest(self) -> HistoryPoint | None:
+        return self._points[-1] if self._points else None
 
     def points(self) -> list[HistoryPoint]:
         return list(self._points)

@@ -24,6 +24,7 @@ from services.lagmonitor.core import (
     snapshot_to_json,
 )
 from services.lagmonitor.history import History, history_point, point_to_json
+from services.lagmonitor.history_store import HistoryStore
 from services.lagmonitor.metrics import MonitorMetrics
 from services.lagmonitor.sampler import KafkaUnreachableError, Sampler
 from services.lagmonitor.scrape import scrape_all
@@ -80,6 +81,7 @@ class LagMonitor:
         self.unreachable_since: float | None = None
         self.last_error: str | None = None
         self.history = History(settings.history_s)
+        self.history_store: HistoryStore | None = None
         self.throughput_state: ThroughputState = {}
         self.services: tuple[ServiceRates, ...] = ()
         self.metrics = MonitorMetrics(
@@ -180,11 +182,39 @@ class LagMonitor:
         timeout = self.settings.service_timeout_s
         return await scrape_all(self._http, self.settings.services, timeout)
 
+    async def restore_history(self) -> None:
+        """Open the PostgreSQL history (``history_db``) and put its recent points on the charts."""
+        if not self.settings.history_db or self.history_store is not None:
+            return
+        database = self.settings.database
+        self.history_store = HistoryStore(
+            database.database_url.get_secret_value(),
+            self.settings.db_schema,
+            self.settings.cluster,
+            self.settings.history_s,
+            connect_timeout_s=database.connect_timeout_s,
+        )
+        points = await self.history_store.load(self.clock())
+        self.history.extend(points)
+        if points:
+            log.info("history: %d points restored from PostgreSQL", len(points))
+
+    def history_json(self) -> dict[str, Any]:
+        """The ``/api/history`` document: the points, and where they are kept."""
+        store = self.history_store
+        return {
+            "points": self.history.to_json(),
+            "kept_in": "memory" if store is None or store.error else "postgresql",
+            "error": None if store is None else store.error,
+        }
+
     async def close(self) -> None:
-        """Release the HTTP client used for the services' /metrics."""
+        """Release the HTTP client used for the services' /metrics and the database."""
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self.history_store is not None:
+            await self.history_store.close()
 
     async def poll_once(self) -> Snapshot | None:
         """One sample; a failed sample counts as an error and leaves the last snapshot.
@@ -213,10 +243,17 @@ class LagMonitor:
         # request never sees one sample's lag with another sample's throughput.
         if self.settings.services:
             self.apply_services(readings)
-        return None if sample is None else self.apply(sample)
+        if sample is None:
+            return None
+        snapshot = self.apply(sample)
+        point = self.history.latest()
+        if self.history_store is not None and point is not None:
+            await self.history_store.save(point)
+        return snapshot
 
     async def run(self) -> None:
         """Sample every ``sample_interval_s`` until cancelled; intervals do not drift."""
+        await self.restore_history()
         interval = self.settings.sample_interval_s
         next_at = time.monotonic()
         while True:

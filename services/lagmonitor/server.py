@@ -60,7 +60,7 @@ async def _services(request: web.Request) -> web.Response:
 
 
 async def _history(request: web.Request) -> web.Response:
-    return web.json_response({"points": request.app[MONITOR].history.to_json()})
+    return web.json_response(request.app[MONITOR].history_json())
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.lagmonitor.throughput import ServiceTarget
-from services.runtime.settings import KafkaSettings
+from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 
 class LagMonitorSettings(BaseSettings):
@@ -51,7 +51,22 @@ class LagMonitorSettings(BaseSettings):
         description="Also read the last stable offset (read_committed end) of each partition.",
     )
     history_s: float = Field(
-        default=1800.0, gt=0, description="Seconds of history the dashboard's charts show."
+        default=1800.0,
+        gt=0,
+        description="Seconds of history the dashboard's charts show (and PostgreSQL keeps).",
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    history_db: bool = Field(
+        default=True,
+        description=(
+            "Keep the chart history in PostgreSQL (DATABASE_URL) so it survives a restart; "
+            "without a reachable database it is kept in memory only."
+        ),
+    )
+    db_schema: str = Field(
+        default="lagmonitor",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of the chart history.",
     )
     request_timeout_s: float = Field(
         default=5.0,

@@ -39,6 +39,7 @@ COMPONENTS = {
     "readmodel": "services.detector",
     "collector": "services.collector",
     "access": "services.runtime.access",
+    "lagmonitor": "services.lagmonitor",
 }
 """Component name -> the package whose ``migrations`` folder holds its files."""
 

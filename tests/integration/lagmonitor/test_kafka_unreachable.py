@@ -42,6 +42,7 @@ def unreachable_monitor() -> Iterator[tuple[str, str, float]]:
         request_timeout_s=INTERVAL_S,
         host="127.0.0.1",
         port=free_port(),
+        history_db=False,
     )
     started = time.monotonic()
     server = serve_in_thread(create_app(LagMonitor(settings)), settings.host, settings.port)

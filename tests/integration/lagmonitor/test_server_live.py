@@ -35,7 +35,11 @@ def test_metrics_and_json_agree_with_the_commits(
     commit(kafka_settings, group, topic, {0: 5, 1: 0, 2: 6})
     commit(kafka_settings, replay, topic, {0: 1})
     settings = LagMonitorSettings(
-        kafka=kafka_settings, group_prefixes=(group,), sample_interval_s=0.3, port=free_port()
+        kafka=kafka_settings,
+        group_prefixes=(group,),
+        sample_interval_s=0.3,
+        port=free_port(),
+        history_db=False,  # test_history_store.py covers it
     )
 
     async def main() -> tuple[str, dict[str, object], int, int]:

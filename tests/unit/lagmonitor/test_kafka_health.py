@@ -33,7 +33,7 @@ SAMPLE = ClusterSample(
     end_offsets={(T, 0): 8},
 )
 SETTINGS = LagMonitorSettings(
-    kafka=KafkaSettings(bootstrap_servers="broker:9092"), sample_interval_s=0.05
+    kafka=KafkaSettings(bootstrap_servers="broker:9092"), sample_interval_s=0.05, history_db=False
 )
 
 
