@@ -17,6 +17,7 @@ another binary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -111,6 +112,29 @@ class MonitorProcess:
             time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def launch(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m services.lagmonitor`` with ``env``; stopped (and must exit 0) afterwards."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.lagmonitor"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    assert process.returncode == 0, log_path.read_text()[-3000:]
+
+
 @pytest.fixture
 def monitor_process(
     kafka_settings: KafkaSettings, unique: Callable[[str], str], tmp_path: Path, busy_service: str
@@ -126,26 +150,11 @@ def monitor_process(
         "LAGMONITOR_SAMPLE_INTERVAL_S": str(INTERVAL_S),
         "LAGMONITOR_GROUP_PREFIXES": prefix,
         "LAGMONITOR_SERVICES": f"detector={busy_service},gone=http://127.0.0.1:{free_port()}",
+        "LAGMONITOR_HISTORY_DB": "false",  # test_history_store.py covers it
     }
     log_path = tmp_path / "lagmonitor.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.lagmonitor"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with launch(env, log_path) as process:
         yield MonitorProcess(f"http://127.0.0.1:{port}", prefix, process, log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-    assert process.returncode == 0, log_path.read_text()[-3000:]
 
 
 NO_VALUE = "\N{EN DASH}"
@@ -177,7 +186,7 @@ def fmt_rate(v: float | None) -> str:
 READ_PAGE = """() => {
   const text = (row, sel) => row.querySelector(sel).textContent;
   const groups = {};
-  for (const row of document.querySelectorAll("#groups-body tr")) {
+  for (const row of document.querySelectorAll("#groups-body > tr.group")) {
     const cells = row.querySelectorAll("td");
     const badge = row.querySelector(".badge");
     groups[row.dataset.group] = {
@@ -283,6 +292,8 @@ def test_dashboard_shows_live_lag_status_and_throughput_in_chromium(  # noqa: PL
             )
             shown, document = read_same_sample(page, base)
             page.screenshot(path=str(shot), full_page=True)
+            drill = open_drill_down(page, live, tmp_path / "drill-down.png")
+            drill_document: dict[str, Any] = httpx.get(f"{base}/api/lag", timeout=5).json()
         finally:
             browser.close()
 
@@ -330,5 +341,132 @@ def test_dashboard_shows_live_lag_status_and_throughput_in_chromium(  # noqa: PL
     throughput = services["detector"]["throughput"]
     assert throughput > 0
     assert shown["services"]["detector"]["throughput"] == fmt_rate(throughput)
+    check_drill_down(drill, drill_document, live)
     with capsys.disabled():
         print(f"browser test: live page checked in {time.monotonic() - started:.1f} s")
+
+
+READ_DRILL = """group => {
+  const drill = document.querySelector(`tr.drill[data-partitions-of="${group}"]`);
+  if (!drill) return null;
+  const rows = [];
+  for (const row of drill.querySelectorAll(":scope table.partitions > tbody > tr")) {
+    const cell = sel => row.querySelector(sel).textContent;
+    rows.push({topic: row.dataset.topic, partition: Number(row.dataset.partition),
+               owner: cell(".owner"), host: cell(".host"), earliest: cell(".earliest"),
+               committed: cell(".committed"), end: cell(".end"), lag: cell(".lag"),
+               status: row.querySelector(".badge").textContent});
+  }
+  const expanded = document.querySelector(`#groups-body tr.group[data-group="${group}"]`)
+    .getAttribute("aria-expanded");
+  return {updated: document.body.dataset.updated, expanded, rows};
+}"""
+
+
+def open_drill_down(page: Page, group: str, shot: Path) -> dict[str, Any]:
+    """Click the group's row; its partitions open under it and stay open as samples arrive."""
+    page.click(f'#groups-body tr.group[data-group="{group}"]')
+    page.wait_for_selector(f'tr.drill[data-partitions-of="{group}"]', timeout=DEADLINE_S * 1000)
+    opened_at = page.evaluate("document.body.dataset.updated")
+    page.wait_for_function(
+        "u => document.body.dataset.updated !== u",
+        arg=opened_at,
+        timeout=DEADLINE_S * 1000,
+        polling=100,
+    )
+    page.screenshot(path=str(shot), full_page=True)
+    drill: dict[str, Any] = page.evaluate(READ_DRILL, group)
+    assert drill is not None, "the drill-down closed when the next sample arrived"
+    # Only the clicked group is open; a second click closes it.
+    assert page.locator("tr.drill").count() == 1
+    page.click(f'#groups-body tr.group[data-group="{group}"]')
+    page.wait_for_function(
+        'g => !document.querySelector(`tr.drill[data-partitions-of="${g}"]`)',
+        arg=group,
+        timeout=DEADLINE_S * 1000,
+    )
+    return drill
+
+
+def check_drill_down(drill: dict[str, Any], document: dict[str, Any], group: str) -> None:
+    """Each partition of the group as /api/lag has it: owner client id and host, earliest,
+    committed and end offsets (offsets do not move in this test, so any sample will do)."""
+    assert drill["expanded"] == "true"
+    (described,) = [g for g in document["groups"] if g["group"] == group]
+    rows = {(r["topic"], r["partition"]): r for r in drill["rows"]}
+    assert len(rows) == len(described["partitions"]) == 3
+    for p in described["partitions"]:
+        row = rows[(p["topic"], p["partition"])]
+        owner = p["owner"]
+        assert owner is not None, p
+        assert owner["client_id"].endswith(group)  # the member's client.id
+        assert owner["host"] == "127.0.0.1"
+        assert (row["owner"], row["host"]) == (owner["client_id"], owner["host"])
+        assert p["earliest_offset"] == 0
+        assert (row["earliest"], row["committed"], row["end"], row["lag"]) == (
+            "0",
+            str(p["committed_offset"]),
+            str(p["end_offset"]),
+            str(p["lag"]),
+        )
+        assert row["status"] == p["status"]
+
+
+UNREACHABLE = """() => {
+  const banner = document.getElementById("kafka-down");
+  return !banner.hidden && document.body.dataset.kafka === "down" && banner.textContent.length > 0;
+}"""
+
+
+def test_page_says_kafka_is_unreachable_in_chromium(tmp_path: Path) -> None:
+    """A monitor whose only broker is a closed port: the page says so, and never "caught up"."""
+    closed = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": closed,
+        "LAGMONITOR_HOST": "127.0.0.1",
+        "LAGMONITOR_PORT": str(port),
+        "LAGMONITOR_SAMPLE_INTERVAL_S": str(INTERVAL_S),
+        "LAGMONITOR_REQUEST_TIMEOUT_S": str(INTERVAL_S),
+        "LAGMONITOR_HISTORY_DB": "false",
+    }
+    base = f"http://127.0.0.1:{port}"
+    shot = tmp_path / "kafka-unreachable.png"
+    with launch(env, tmp_path / "lagmonitor.log") as process:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # the first sample has failed
+            assert process.poll() is None, (tmp_path / "lagmonitor.log").read_text()
+            try:
+                lag = httpx.get(f"{base}/api/lag", timeout=2)
+                if lag.status_code == 503 and lag.json()["kafka"]["last_attempt_at"]:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the monitor never tried Kafka"
+            time.sleep(0.1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_executable(),
+                args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(f"{base}/", wait_until="domcontentloaded")
+                try:
+                    page.wait_for_function(UNREACHABLE, timeout=DEADLINE_S * 1000, polling=100)
+                finally:
+                    page.screenshot(path=str(shot), full_page=True)
+                banner = page.inner_text("#kafka-down")
+                title = page.title()
+                groups_empty = page.inner_text("#groups-empty")
+                worst_empty = page.inner_text("#worst-empty")
+                visible = page.is_visible("#kafka-down")
+            finally:
+                browser.close()
+    assert visible
+    assert banner.startswith(f"Kafka is unreachable ({closed}) since ")
+    assert "Last successful sample: never." in banner
+    assert title.startswith("Kafka unreachable")
+    assert groups_empty == "Kafka is unreachable: no consumer group figures."
+    assert worst_empty == "No current figures: Kafka is unreachable."
