@@ -11,8 +11,12 @@ counted from zero, so its whole current value is the increase.
 Only ``social_loyalty_*_total`` series count: the default registry also
 exports ``process_cpu_seconds_total`` and ``python_gc_*_total``, which are not
 work done. A counter with labels (``result="ok"``/``"dead_letter"``) is summed
-over its labels; "throughput" is the sum of every counter's rate, a generic
-"is it moving" figure, with the per-counter rates beside it for the detail.
+over its labels; "throughput" is the sum of the rates of the counters that
+count things (events, records, requests, runs), a generic "is it moving"
+figure, with the per-counter rates beside it for the detail. A counter of a
+quantity with a unit (``..._seconds_total``: time spent waiting;
+``..._points_total``: points moved; ``..._bytes_total``) is listed with its own
+rate but never added in: seconds plus events is no figure at all.
 
 Pure: readings in, rates out; the HTTP edge is ``scrape.py``.
 """
@@ -27,6 +31,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 COUNTER_PREFIX = "social_loyalty_"
 COUNTER_SUFFIX = "_total"
+UNIT_SUFFIXES = ("_seconds_total", "_points_total", "_bytes_total")
+"""Counters of an amount, not of occurrences: left out of the throughput sum."""
+
+
+def counts_occurrences(name: str) -> bool:
+    """Whether a counter's rate is things per second (and may be added to the others')."""
+    return not name.endswith(UNIT_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +126,11 @@ def rates(target: ServiceTarget, previous: Reading | None, current: Reading) -> 
         )
         for name, total in sorted(current.counters.items())
     )
-    throughput = None if before is None else sum(c.rate or 0.0 for c in counters)
+    throughput = (
+        None
+        if before is None
+        else sum(c.rate or 0.0 for c in counters if counts_occurrences(c.name))
+    )
     return ServiceRates(
         service=target.name,
         url=target.url,

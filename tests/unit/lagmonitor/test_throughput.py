@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
+from services.actions import metrics as actions_metrics
+from services.collector import metrics as collector_metrics
 from services.lagmonitor.core import ClusterSample, GroupObservation
 from services.lagmonitor.monitor import LagMonitor
 from services.lagmonitor.scrape import scrape_all
@@ -59,6 +61,23 @@ def test_only_the_services_counters_count_summed_over_labels() -> None:
         "social_loyalty_detector_events_total": 42.0,
         "social_loyalty_detector_snapshots_total": 5.0,
     }
+
+
+def test_throughput_adds_things_per_second_never_seconds_or_points() -> None:
+    """The collector counts seconds spent waiting for its rate limiter and the ledger
+    counts points: each is listed with its rate, neither is added to events per second."""
+    requests = "social_loyalty_collector_api_requests_total"
+    waited = next(iter(collector_metrics.RATE_LIMIT_WAIT_SECONDS.describe())).name + "_total"
+    points = next(iter(actions_metrics.LEDGER_POINTS.describe())).name + "_total"
+    assert (waited, points) == (
+        "social_loyalty_collector_rate_limit_wait_seconds_total",
+        "social_loyalty_actions_ledger_points_total",
+    )
+    before = Reading(100.0, {requests: 10.0, waited: 0.0, points: 0.0})
+    after = Reading(110.0, {requests: 30.0, waited: 50.0, points: 500.0})
+    got = rates(ServiceTarget("collector", "http://c:1"), before, after)
+    assert got.throughput == 2.0  # 20 requests in 10 s; not 2 + 5 s/s + 50 points/s
+    assert {c.name: c.rate for c in got.counters} == {requests: 2.0, waited: 5.0, points: 50.0}
 
 
 def test_a_page_that_is_not_prometheus_text_is_an_error() -> None:
