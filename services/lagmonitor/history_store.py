@@ -65,15 +65,14 @@ class HistoryStore:
         if self._clock() < self._next_try:
             return None
         try:
-            conn = await psycopg.AsyncConnection.connect(
+            self._conn = await psycopg.AsyncConnection.connect(
                 self._url, autocommit=True, connect_timeout=self._connect_timeout_s
             )
-            await migrations.migrate_async(conn, self._schema, COMPONENT)
+            await migrations.migrate_async(self._conn, self._schema, COMPONENT)
         except (psycopg.Error, OSError) as exc:
-            await self._failed(exc)
+            await self._failed(exc)  # closes a connection that could not migrate
             return None
-        self._conn = conn
-        return conn
+        return self._conn
 
     async def _failed(self, exc: BaseException) -> None:
         first_line = (str(exc).strip().splitlines() or [""])[0]
