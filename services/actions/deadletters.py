@@ -15,14 +15,12 @@ failing consumer group only.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 from confluent_kafka import TopicPartition
-from rich.console import Console
 from rich.table import Table
 
 from services.contracts.codec import DecodeError, make_codec
@@ -30,6 +28,15 @@ from services.contracts.models import DeadLetter
 from services.contracts.topics import DEADLETTER, TopicSettings, catalog
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
+from services.runtime.terminal import (
+    JsonFlag,
+    OutputFormat,
+    OutputOption,
+    announce_target,
+    console,
+    emit_json,
+    wants_json,
+)
 
 deadletters_app = typer.Typer(
     name="deadletters",
@@ -143,21 +150,28 @@ def _settings() -> tuple[KafkaSettings, str]:
 @deadletters_app.command("list")
 def list_command(
     limit: Annotated[int, typer.Option(help="At most this many per partition (newest).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    output: OutputOption = OutputFormat.table,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Show the dead letters on the dead-letter topic (TOPIC_PREFIX applies)."""
+    """Show the dead letters on the dead-letter topic (TOPIC_PREFIX applies).
+
+    `--output json` prints one array: per letter its id, the decoding problem if any,
+    and every field of the letter but the original key and value bytes."""
     kafka_settings, topic = _settings()
     found = read_dead_letters(kafka_settings, topic, limit=limit)
-    if as_json:
+    if wants_json(output, as_json):
+        rows: list[dict[str, Any]] = []
         for stored in found:
             row: dict[str, Any] = {"id": stored.id, "problem": stored.problem}
             if stored.letter is not None:
                 row.update(stored.letter.model_dump(mode="json", exclude={"key", "value"}))
-            typer.echo(json.dumps(row))
+            rows.append(row)
+        emit_json(rows)
         return
     table = Table(title=f"{topic}: {len(found)} dead letters")
-    for column in ("id", "failed at", "from", "group", "error", "reason"):
-        table.add_column(column)
+    for column in ("id", "failed at", "from", "group", "error"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold")
     for stored in found:
         letter = stored.letter
         if letter is None:
@@ -169,9 +183,9 @@ def list_command(
             f"{letter.original_topic}[{letter.original_partition}]@{letter.original_offset}",
             letter.consumer_group or "-",
             letter.error_class.rsplit(".", 1)[-1],
-            letter.reason[:120],
+            letter.reason,
         )
-    Console().print(table)
+    console().print(table)
 
 
 @deadletters_app.command("redrive")
@@ -184,6 +198,7 @@ def redrive_command(
     """Re-publish dead letters' original bytes to their original topics."""
     if not ids and not redrive_all:
         raise typer.BadParameter("give --id <partition>:<offset> (repeatable) or --all")
+    announce_target(database=False)
     kafka_settings, topic = _settings()
     found = {s.id: s for s in read_dead_letters(kafka_settings, topic)}
     chosen = list(found) if redrive_all else list(ids or [])

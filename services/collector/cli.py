@@ -15,11 +15,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from services.collector.groups import GroupsFile, GroupsFileError, load_groups
 from services.collector.settings import CollectorSettings
+from services.runtime.terminal import (
+    JsonFlag,
+    OutputFormat,
+    OutputOption,
+    announce_target,
+    console,
+    emit_json,
+    operator_error,
+    wants_json,
+)
 
 collector_app = typer.Typer(
     name="collector",
@@ -43,7 +52,7 @@ def _settings() -> CollectorSettings:
     try:
         return CollectorSettings()
     except Exception as exc:
-        typer.echo(f"error: bad collector settings: {exc}", err=True)
+        typer.echo(f"error: {operator_error(exc) or f'bad collector settings: {exc}'}", err=True)
         raise typer.Exit(2) from exc
 
 
@@ -153,6 +162,7 @@ def collect(
         raise typer.Exit(2) from exc
     if allow_mass_leave:
         target = target.model_copy(update={"allow_mass_leave": True})
+    announce_target()
 
     async def main() -> Any:
         from services.collector.store import GroupBusyError
@@ -167,7 +177,6 @@ def collect(
             collector.publisher.close()
 
     summary = asyncio.run(main())
-    console = Console()
     table = Table(title=f"run {summary.run_id}", show_header=False)
     for name, value in (
         ("group", summary.group),
@@ -184,15 +193,73 @@ def collect(
         ("reason", summary.reason or "-"),
     ):
         table.add_row(name, str(value))
-    console.print(table)
+    console().print(table)
     if summary.status != "succeeded":
         raise typer.Exit(1)
+
+
+RUN_COLUMNS = (
+    "run",
+    "group",
+    "started",
+    "took",
+    "status",
+    "members",
+    "msgs",
+    "API req",
+    "errors",
+    "skipped",
+    "reason",
+)
+
+
+def run_cells(row: dict[str, Any]) -> list[str]:
+    """One run as the table shows it; every cell whole (a terminal folds long ones)."""
+    took = (
+        f"{(row['ended_at'] - row['started_at']).total_seconds():.1f}s" if row["ended_at"] else "-"
+    )
+    return [
+        row["run_id"],
+        f"{row['network']}:{row['group_id']}",
+        row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        took,
+        row["status"],
+        str(row["members"] if row["members"] is not None else "-"),
+        str(row["messages_published"]),
+        str(row["api_requests"]),
+        ",".join(f"{k}x{v}" for k, v in row["errors_by_code"].items()) or "-",
+        str(len(row["skipped"])),
+        row["reason"] or "",
+    ]
+
+
+def run_record(row: dict[str, Any]) -> dict[str, Any]:
+    """One run for ``--output json``: the table's fields, as data (times in ISO 8601)."""
+    took = (row["ended_at"] - row["started_at"]).total_seconds() if row["ended_at"] else None
+    return {
+        "run": row["run_id"],
+        "group": f"{row['network']}:{row['group_id']}",
+        "network": row["network"],
+        "group_id": row["group_id"],
+        "started_at": row["started_at"].isoformat(),
+        "ended_at": row["ended_at"].isoformat() if row["ended_at"] else None,
+        "took_s": took,
+        "status": row["status"],
+        "members": row["members"],
+        "messages_published": row["messages_published"],
+        "api_requests": row["api_requests"],
+        "errors_by_code": dict(row["errors_by_code"]),
+        "skipped": len(row["skipped"]),
+        "reason": row["reason"],
+    }
 
 
 @collector_app.command()
 def runs(
     limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
     group: Annotated[str | None, typer.Option(help="Only this NETWORK:GROUP_ID.")] = None,
+    output: OutputOption = OutputFormat.table,
+    as_json: JsonFlag = False,
 ) -> None:
     """Show the recent run history (from PostgreSQL)."""
     settings = _settings()
@@ -217,41 +284,15 @@ def runs(
             await conn.close()
 
     rows = asyncio.run(main())
+    if wants_json(output, as_json):
+        emit_json([run_record(row) for row in rows])
+        return
     table = Table(title=f"collector runs ({settings.db_schema})")
-    for column in (
-        "run",
-        "group",
-        "started",
-        "took",
-        "status",
-        "members",
-        "msgs",
-        "API req",
-        "errors",
-        "skipped",
-        "reason",
-    ):
-        table.add_column(column)
+    for column in RUN_COLUMNS:
+        table.add_column(column, overflow="fold")
     for row in rows:
-        took = (
-            f"{(row['ended_at'] - row['started_at']).total_seconds():.1f}s"
-            if row["ended_at"]
-            else "-"
-        )
-        table.add_row(
-            row["run_id"],
-            f"{row['network']}:{row['group_id']}",
-            row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            took,
-            row["status"],
-            str(row["members"] if row["members"] is not None else "-"),
-            str(row["messages_published"]),
-            str(row["api_requests"]),
-            ",".join(f"{k}x{v}" for k, v in row["errors_by_code"].items()) or "-",
-            str(len(row["skipped"])),
-            (row["reason"] or "")[:80],
-        )
-    Console().print(table)
+        table.add_row(*run_cells(row))
+    console().print(table)
 
 
 @collector_app.command("link-api")

@@ -10,6 +10,14 @@ import typer
 from confluent_kafka import KafkaException
 
 from services.contracts.topics import TopicPlan, TopicSpec
+from services.runtime.terminal import (
+    JsonFlag,
+    OutputFormat,
+    OutputOption,
+    announce_target,
+    emit_json,
+    wants_json,
+)
 
 topics_app = typer.Typer(
     help="The topic catalog: list it, create missing topics, report and fix drift.",
@@ -46,12 +54,42 @@ def _catalog() -> list[TopicSpec]:
     )
 
 
+def _spec_row(spec: TopicSpec) -> dict[str, Any]:
+    return {
+        "topic": spec.name,
+        "partitions": spec.partitions,
+        "replication_factor": spec.replication_factor,
+        "retention_ms": spec.retention_ms,
+        "cleanup_policy": spec.cleanup_policy,
+        "key": spec.key,
+        "records": [name.rsplit(".", 1)[-1] for name in spec.value_types],
+    }
+
+
+def _plan_row(topic_plan: TopicPlan) -> dict[str, Any]:
+    return {
+        "topic": topic_plan.spec.name,
+        "in_sync": topic_plan.in_sync,
+        "create": topic_plan.create,
+        "add_partitions": topic_plan.add_partitions,
+        "config_changes": {
+            key: {"current": old, "catalog": new}
+            for key, (old, new) in sorted(topic_plan.config_changes.items())
+        },
+        "notes": list(topic_plan.notes),
+        "lines": topic_plan.describe(),
+    }
+
+
 @topics_app.command("list")
-def list_topics() -> None:
+def list_topics(output: OutputOption = OutputFormat.table, as_json: JsonFlag = False) -> None:
     """Print the catalog (names include TOPIC_PREFIX; the rules worker's internal
     topics are named for RULES_APP_ID, the detector's for DETECTOR_APP_ID), one topic
     a line."""
     specs = _catalog()
+    if wants_json(output, as_json):
+        emit_json([_spec_row(spec) for spec in specs])
+        return
     width = max(len(spec.name) for spec in specs)
     typer.echo(f"{'topic':<{width}}  partitions  rf  retention.ms  cleanup  key / records")
     for spec in specs:
@@ -70,34 +108,51 @@ def ensure(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only report; change nothing, not even create.")
     ] = False,
+    output: OutputOption = OutputFormat.table,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create missing topics and report drift. Exit 0 when in sync, 1 when drift remains.
 
     Includes the rules worker's and the detector's internal topics (RULES_APP_ID and
     DETECTOR_APP_ID name them), so every topic exists with the right partitions before
-    any worker starts."""
+    any worker starts. `--output json` prints one document: the plan per topic, what
+    was done, what drift remains."""
     from services.contracts.topics import apply, observe, plan
     from services.runtime import kafka
     from services.runtime.settings import KafkaSettings
 
+    machine = wants_json(output, as_json)
+    if not dry_run:
+        announce_target(database=False)
     settings = KafkaSettings()
-    try:
-        kafka.check_reachable(settings)
-    except kafka.KafkaUnavailableError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    kafka.check_reachable(settings)
     admin = kafka.admin(settings, "topics")
     specs = _catalog()
     plans = plan(specs, observe(admin, [spec.name for spec in specs]))
-    for topic_plan in plans:
-        for line in topic_plan.describe():
-            typer.echo(line)
+    if not machine:
+        for topic_plan in plans:
+            for line in topic_plan.describe():
+                typer.echo(line)
+    done: list[str] = []
+    remaining = [p for p in plans if not p.in_sync]
+    if not dry_run:
+        done = apply(admin, plans, fix=fix)
+        if not machine:
+            for line in done:
+                typer.echo(line)
+        remaining = _settle(admin, specs, wait_s=15.0 if done else 0.0)
+    if machine:
+        emit_json(
+            {
+                "plan": [_plan_row(p) for p in plans],
+                "done": done,
+                "drift": [p.spec.name for p in remaining],
+                "in_sync": not remaining,
+            }
+        )
+        raise typer.Exit(1 if remaining else 0)
     if dry_run:
-        raise typer.Exit(0 if all(p.in_sync for p in plans) else 1)
-    done = apply(admin, plans, fix=fix)
-    for line in done:
-        typer.echo(line)
-    remaining = _settle(admin, specs, wait_s=15.0 if done else 0.0)
+        raise typer.Exit(0 if not remaining else 1)
     if remaining:
         typer.echo(f"drift remains in {len(remaining)} topic(s); run with --fix", err=True)
         raise typer.Exit(1)

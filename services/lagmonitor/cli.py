@@ -6,7 +6,6 @@ The lead mounts this with ``app.add_typer(lag_app, name="lag")``;
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Annotated, Any
@@ -15,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from services.runtime.terminal import OutputFormat, OutputOption, emit_json, wants_json
 
 lag_app = typer.Typer(
     name="lag",
@@ -84,11 +85,18 @@ def table_rows(document: dict[str, Any]) -> tuple[list[list[str]], list[list[str
                 "yes" if group["replay"] else "no",
                 group["state"],
                 str(group["members"]),
-                str(group["total_lag"]),
+                # No partition with a committed offset: no lag to speak of, not 0.
+                str(group["total_lag"])
+                if any(p["lag"] is not None for p in group["partitions"])
+                else "-",
                 _fmt_seconds(group["max_time_lag_s"]),
                 group["status"],
             ]
         )
+        if not group["partitions"]:
+            # No committed offset and nothing assigned (a group whose members left
+            # before committing): Kafka's tool prints "-" for what is not known.
+            partitions.append([group["group"], "-", "-", "-", "-", "-", "-", group["status"]])
         partitions.extend(
             [
                 group["group"],
@@ -106,7 +114,7 @@ def table_rows(document: dict[str, Any]) -> tuple[list[list[str]], list[list[str
 
 
 def _widths(columns: tuple[str, ...], rows: list[list[str]]) -> list[int]:
-    return [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    return [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
 
 
 def boxed_width(document: dict[str, Any]) -> int:
@@ -203,7 +211,8 @@ def show(
     all_groups: Annotated[
         bool, typer.Option("--all", help="Every group on the cluster, not only ours.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the /api/lag JSON.")] = False,
+    output: OutputOption = OutputFormat.table,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --output json.")] = False,
     url: Annotated[
         str | None,
         typer.Option(
@@ -222,29 +231,27 @@ def show(
 ) -> None:
     """Print committed offset, end offset, lag, time lag and status per partition.
 
-    Offset lag is what `kafka-consumer-groups --describe` prints as LAG. Time lag
-    needs samples over time: `~` is extrapolated, `>=` a lower bound; pass --url to
-    read a running monitor's longer view.
+    Offset lag is what `kafka-consumer-groups --describe` prints as LAG; a group without
+    committed offsets shows `-` there, as that tool does. Time lag needs samples over
+    time: `~` is extrapolated, `>=` a lower bound; pass --url to read a running
+    monitor's longer view. `--output json` prints the /api/lag document (every column
+    of the tables, plus owner and earliest offset per partition).
     """
-    from services.runtime.kafka import KafkaUnavailableError, check_reachable
+    from services.runtime.kafka import check_reachable
 
-    try:
-        if url:
-            document = _fetch_document(url)
-            if group:
-                document["groups"] = [
-                    g for g in document["groups"] if any(g["group"].startswith(p) for p in group)
-                ]
-        else:
-            from services.lagmonitor.settings import LagMonitorSettings
+    if url:
+        document = _fetch_document(url)
+        if group:
+            document["groups"] = [
+                g for g in document["groups"] if any(g["group"].startswith(p) for p in group)
+            ]
+    else:
+        from services.lagmonitor.settings import LagMonitorSettings
 
-            check_reachable(LagMonitorSettings().kafka)
-            document = _sample_document(group, all_groups, samples, pause)
-    except KafkaUnavailableError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    if as_json:
-        typer.echo(json.dumps(document, indent=2))
+        check_reachable(LagMonitorSettings().kafka)
+        document = _sample_document(group, all_groups, samples, pause)
+    if wants_json(output, as_json):
+        emit_json(document)
         return
     if not document["groups"]:
         typer.echo("no consumer groups match")

@@ -6,7 +6,6 @@ Settings come from the environment: ``DATABASE_URL``, ``RULES_DB_SCHEMA``,
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from services.runtime.terminal import (
+    JsonFlag,
+    OutputFormat,
+    OutputOption,
+    announce_target,
+    console,
+    emit_json,
+    wants_json,
+)
 
 PROGRESS_EVERY_S = 5.0
 """How often replay prints a progress line when stderr is not a terminal."""
@@ -50,19 +59,20 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _run(action: Any) -> Any:
-    """Run a store call, turning the store's errors into a message and exit code 1."""
+    """Run a store call, turning the store's errors into a message and exit code 1
+    (a database that does not answer is the root command's: one line, exit 2)."""
     from services.rules.offers import OfferError
     from services.rules.store import OfferExistsError, OfferNotFoundError
-    from services.runtime.db import DatabaseUnavailableError
 
     try:
         return action()
-    except OfferError as exc:
+    except (OfferError, OfferNotFoundError, OfferExistsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    except (OfferNotFoundError, OfferExistsError, DatabaseUnavailableError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+
+
+def _changing() -> None:
+    announce_target(kafka=False, prefix=False)
 
 
 FileArg = Annotated[Path, typer.Argument(help="Offer file (.yaml or .json).", exists=True)]
@@ -73,6 +83,7 @@ Comment = Annotated[str | None, typer.Option(help="Why (kept with the version)."
 @offers_app.command()
 def create(file: FileArg, author: Author = None, comment: Comment = None) -> None:
     """Store a new offer as version 1 (inactive until `activate`)."""
+    _changing()
     stored = _run(lambda: _store().create(_read(file), author=author, comment=comment))
     typer.echo(f"created {stored.offer.id} v{stored.offer.version} (inactive)")
 
@@ -85,6 +96,7 @@ def update(
     comment: Comment = None,
 ) -> None:
     """Store a new version of an offer; the live worker picks it up within seconds."""
+    _changing()
     stored = _run(lambda: _store().update(offer_id, _read(file), author=author, comment=comment))
     typer.echo(f"updated {stored.offer.id} to v{stored.offer.version}")
 
@@ -98,6 +110,7 @@ def _warn(lines: list[str]) -> None:
 @offers_app.command()
 def activate(offer_id: Annotated[str, typer.Argument(help="Offer id.")]) -> None:
     """Make an offer live (no restart needed)."""
+    _changing()
     _run(lambda: _store().set_active(offer_id, True))
     typer.echo(f"activated {offer_id}")
     _warn(_run(lambda: _store().advice([offer_id])))
@@ -106,23 +119,24 @@ def activate(offer_id: Annotated[str, typer.Argument(help="Offer id.")]) -> None
 @offers_app.command()
 def deactivate(offer_id: Annotated[str, typer.Argument(help="Offer id.")]) -> None:
     """Stop an offer (no restart needed); its history stays."""
+    _changing()
     _run(lambda: _store().set_active(offer_id, False))
     typer.echo(f"deactivated {offer_id}")
 
 
 @offers_app.command("list")
-def list_offers(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Every offer with its status and current version."""
+def list_offers(output: OutputOption = OutputFormat.table, as_json: JsonFlag = False) -> None:
+    """Every offer with its status and current version (`--output json`: one array of
+    the same fields, with the full trigger list and timestamps)."""
     offers = _run(lambda: _store().all())
-    if as_json:
-        typer.echo(json.dumps([o.summary() for o in offers], indent=2))
+    if wants_json(output, as_json):
+        emit_json([o.summary() for o in offers])
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "active", "version", "trigger", "name", "updated")
+    for column in table.columns:
+        column.overflow = "fold"
     for o in offers:
         s = o.summary()
         table.add_row(
@@ -133,7 +147,7 @@ def list_offers(
             s["name"],
             s["updated_at"][:19],
         )
-    Console().print(table)
+    console().print(table)
 
 
 @offers_app.command()
@@ -154,6 +168,7 @@ def load_examples(
     inactive: Annotated[bool, typer.Option(help="Store them without activating.")] = False,
 ) -> None:
     """Store the acceptance-set offers of services/rules/examples (skips ids already stored)."""
+    _changing()
     created = _run(lambda: _store().load_examples(activate=not inactive))
     typer.echo(f"created {len(created)}: {', '.join(created) or '-'}")
     if not inactive:
@@ -233,6 +248,8 @@ def replay(  # noqa: PLR0917  (typer options)
         raise typer.BadParameter("--force only goes with --apply")
     store = _store()
     stored = _run(lambda: store.show(offer, version))
+    if apply:
+        announce_target()
     if apply and not force:
         _refuse_live_overlap(offer, _run(lambda: store.live_periods(offer)), start, end)
     console = Console()

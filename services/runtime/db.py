@@ -21,5 +21,6 @@ def connect(settings: DatabaseSettings, *, autocommit: bool = False) -> psycopg.
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(
             f"PostgreSQL did not accept a connection ({str(exc).strip()}). "
-            "Check DATABASE_URL, or start the local stack with `./run stack start`."
+            "Check DATABASE_URL (or --database-url), or start the local stack with "
+            "`./run stack start`."
         ) from exc

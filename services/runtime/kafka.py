@@ -21,6 +21,29 @@ class KafkaUnavailableError(RuntimeError):
     """The cluster did not answer in time: a wrong address, or it is down."""
 
 
+_command_line = False
+_answered: set[tuple[str, str, str | None]] = set()
+
+
+def for_command_line(enabled: bool = True) -> None:
+    """Short-lived commands (the operator's CLI): librdkafka logs nothing, and the
+    cluster is probed once (``connect_timeout_s``) before the first client is built,
+    so a cluster that is down is one ``KafkaUnavailableError`` within seconds instead
+    of a client's own 30 s timeout with hundreds of lines of connection errors."""
+    global _command_line  # noqa: PLW0603  (one switch per process, set by services.cli)
+    _command_line = enabled
+    _answered.clear()
+
+
+def _probe_once(settings: KafkaSettings) -> None:
+    if not _command_line:
+        return
+    key = (settings.bootstrap_servers, settings.security_protocol, settings.sasl_username)
+    if key not in _answered:
+        check_reachable(settings)
+        _answered.add(key)
+
+
 def base_config(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
     """librdkafka settings every client shares: address, identity, security."""
     config: dict[str, Any] = {
@@ -43,10 +66,13 @@ def base_config(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
             config[key] = value
     if settings.ssl_key_password:
         config["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
+    if _command_line:
+        config["log_level"] = 0
     return config
 
 
 def admin(settings: KafkaSettings, client_id: str = "admin") -> AdminClient:
+    _probe_once(settings)
     return AdminClient(base_config(settings, client_id))
 
 
@@ -58,6 +84,7 @@ def producer(
     extra: Mapping[str, Any] | None = None,
 ) -> Producer:
     """An idempotent producer (acks=all); transactional when given an id."""
+    _probe_once(settings)
     config = base_config(settings, client_id)
     config.update(
         {
@@ -87,6 +114,7 @@ def consumer(
 ) -> Consumer:
     """A consumer that never commits on its own: services with side effects
     commit with the effect (or after it), never before."""
+    _probe_once(settings)
     config = base_config(settings, client_id or group_id)
     config.update(
         {
@@ -102,17 +130,30 @@ def consumer(
 
 
 def check_reachable(settings: KafkaSettings) -> None:
-    """Fail fast with a readable message instead of librdkafka retrying forever."""
-    client = AdminClient({**base_config(settings, "probe"), "log_level": 0})
+    """Fail fast with a readable message instead of librdkafka retrying forever; says
+    whether the cluster refused our credentials or did not answer at all."""
+    seen: list[KafkaError] = []
+    config: dict[str, Any] = {**base_config(settings, "probe"), "log_level": 0}
+    config["error_cb"] = seen.append
+    client = AdminClient(config)
     try:
         client.list_topics(timeout=settings.connect_timeout_s)
     except KafkaException as exc:
         err = exc.args[0] if exc.args else None
+        client.poll(0)  # serves error_cb: an authentication failure is reported there
+        refused = [e for e in seen if e.code() == KafkaError._AUTHENTICATION]
+        if refused:
+            raise KafkaUnavailableError(
+                f"Kafka at {settings.bootstrap_servers!r} refused the login "
+                f"{settings.sasl_username!r} ({refused[0].str()}). Check KAFKA_SASL_USERNAME, "
+                "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM (the local stack's are in "
+                "deploy/.local/stack.env)."
+            ) from exc
         reason = err.str() if isinstance(err, KafkaError) else str(exc)
         raise KafkaUnavailableError(
             f"Kafka at {settings.bootstrap_servers!r} did not answer within "
-            f"{settings.connect_timeout_s:.0f}s ({reason}). Check KAFKA_BOOTSTRAP_SERVERS, "
-            "or start the local stack with `./run stack start`."
+            f"{settings.connect_timeout_s:.0f}s ({reason}). Check KAFKA_BOOTSTRAP_SERVERS "
+            "(or --bootstrap-server), or start the local stack with `./run stack start`."
         ) from exc
 
 

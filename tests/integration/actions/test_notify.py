@@ -155,7 +155,7 @@ def test_deadletters_cli_lists_them(env: ActionsEnv, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("TOPIC_PREFIX", env.topics.prefix)
     result = CliRunner().invoke(deadletters_app, ["list", "--json"])
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.output.splitlines()]
+    rows = json.loads(result.output)
     assert len(rows) == 1
     assert rows[0]["original_topic"] == env.topic(COMMANDS_NOTIFY)
     assert "truncated single-object header" in rows[0]["reason"]

@@ -145,9 +145,12 @@ def test_activate_and_load_examples_warn_about_offers_that_cannot_pay_or_pay_twi
     offers_cli: Callable[..., Result], tmp_path: Path
 ) -> None:
     def run(*args: str) -> tuple[str, str]:
+        """stdout, and stderr after the target line every changing command prints first."""
         result = offers_cli(*args)
         assert result.exit_code == 0, result.output
-        return result.stdout, result.stderr
+        target, _, warnings = result.stderr.partition("\n")
+        assert target.startswith("target: database postgresql://"), result.stderr
+        return result.stdout, warnings
 
     out, err = run("load-examples")
     assert "created 9:" in out
