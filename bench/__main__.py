@@ -38,6 +38,10 @@ def print_table(title: str, rows: list[dict[str, object]]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(f"usage: python -m bench [NAME ...]\n\n{__doc__}")
+        print(f"\nbenchmarks: {', '.join(available())}")
+        return 0
     names = argv or available()
     unknown = [name for name in names if name not in available()]
     if unknown:

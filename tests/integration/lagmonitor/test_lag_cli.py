@@ -34,7 +34,7 @@ def lag_show(bootstrap: str, *args: str, **env: str) -> subprocess.CompletedProc
 
 def parse(
     text: str,
-) -> tuple[dict[str, dict[str, str]], dict[tuple[str, str, int], dict[str, str]]]:
+) -> tuple[dict[str, dict[str, str]], dict[tuple[str, str, int | str], dict[str, str]]]:
     groups_block, partitions_block = text.strip().split("\n\n")
     group_lines = groups_block.splitlines()
     assert group_lines[0].split() == list(GROUP_COLUMNS)
@@ -47,7 +47,8 @@ def parse(
     partitions = {}
     for line in partition_lines[1:]:
         row = dict(zip(PARTITION_COLUMNS, line.split(), strict=True))
-        partitions[(row["GROUP"], row["TOPIC"], int(row["PARTITION"]))] = row
+        number = row["PARTITION"]  # "-" for a group with no partition, as Kafka's tool
+        partitions[(row["GROUP"], row["TOPIC"], int(number) if number.isdigit() else number)] = row
     return groups, partitions
 
 
@@ -113,3 +114,45 @@ def test_lag_show_says_when_kafka_does_not_answer() -> None:
     assert len(done.stderr.strip().splitlines()) == 1
     assert "127.0.0.1:1" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_lag_show_prints_dashes_for_groups_without_committed_offsets(
+    kafka_settings: KafkaSettings,
+    make_topic: Callable[..., str],
+    unique: Callable[[str], str],
+    join_group: Callable[[str, str, int], Member],
+) -> None:
+    """As kafka-consumer-groups: a member that never committed has "-" for the offset
+    and the lag; a group whose members left before committing has no partition at all
+    (this crashed with TypeError: 'int' object is not iterable)."""
+    from services.runtime import kafka
+
+    topic = make_topic("cli-nocommit", partitions=2)
+    produce(kafka_settings, topic, {0: 5, 1: 7})
+    prefix = unique("social-loyalty.cli-nocommit")
+    live, gone = f"{prefix}.live", f"{prefix}.gone"
+    join_group(live, topic, 2)
+    leaver = kafka.consumer(kafka_settings, gone)
+    leaver.subscribe([topic])
+    deadline = time.monotonic() + 20
+    while not leaver.assignment():
+        assert time.monotonic() < deadline, "the leaver never got its partitions"
+        leaver.poll(0.2)
+    leaver.close()
+
+    done = lag_show(kafka_settings.bootstrap_servers, "--group", prefix, "--samples", "1")
+    assert done.returncode == 0, done.stderr
+    groups, partitions = parse(done.stdout)
+    assert groups[gone]["STATE"] == "Empty"
+    assert groups[gone]["LAG"] == "-"
+    row = partitions[(gone, "-", "-")]
+    assert (row["CURRENT-OFFSET"], row["LOG-END-OFFSET"], row["LAG"]) == ("-", "-", "-")
+    for partition, end in ((0, "5"), (1, "7")):
+        row = partitions[(live, topic, partition)]
+        assert (row["CURRENT-OFFSET"], row["LOG-END-OFFSET"], row["LAG"]) == ("-", end, "-")
+
+    as_json = lag_show(kafka_settings.bootstrap_servers, "--group", prefix, "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    by_group = {g["group"]: g for g in json.loads(as_json.stdout)["groups"]}
+    assert by_group[gone]["partitions"] == []
+    assert {p["committed_offset"] for p in by_group[live]["partitions"]} == {None}
