@@ -234,8 +234,6 @@ def replay(  # noqa: PLR0917  (typer options)
         raise typer.BadParameter("give exactly one of --dry-run or --apply")
     if notify and not apply:
         raise typer.BadParameter("--notify only goes with --apply")
-    from rich.console import Console
-
     from services.rules.replay import ledger_outcome, plan_replay, run_replay
     from services.rules.settings import RulesSettings
 
@@ -252,11 +250,11 @@ def replay(  # noqa: PLR0917  (typer options)
         announce_target()
     if apply and not force:
         _refuse_live_overlap(offer, _run(lambda: store.live_periods(offer)), start, end)
-    console = Console()
+    out = console()  # the report's table stays whole when piped
     plan = plan_replay(settings, stored.offer, start=start, end=end)
     for line in plan.lines():
         typer.echo(line, err=True)
-    with _progress(console, f"replay {offer}", plan.records) as advance:
+    with _progress(out, f"replay {offer}", plan.records) as advance:
         report = run_replay(
             settings,
             stored.offer,
@@ -268,20 +266,20 @@ def replay(  # noqa: PLR0917  (typer options)
             keep_group=keep_group,
             on_progress=advance,
         )
-    print_report(console, report, applied=apply)
+    print_report(out, report, applied=apply)
     kept = "kept" if keep_group else "deleted"
-    console.print(f"consumer group {report.group}: {kept}")
+    out.print(f"consumer group {report.group}: {kept}")
     if not apply:
-        console.print("dry run: nothing was sent")
+        out.print("dry run: nothing was sent")
     elif ledger_timeout > 0:
         outcome = ledger_outcome(settings, report, timeout_s=ledger_timeout)
         if not outcome.caught_up:
-            console.print(
+            out.print(
                 f"{outcome.problem}: cannot say which credits were new; a rerun later "
                 "credits nothing twice and says so"
             )
         else:
-            console.print(
+            out.print(
                 f"ledger: {outcome.new_entries} new entries (credited {outcome.credited}, "
                 f"deducted {outcome.deducted}), {outcome.already_applied} already applied "
                 "by an earlier replay"
