@@ -69,6 +69,8 @@ def test_target_hides_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
         == "postgresql://loyalty:***@db.example:5432/sl"
     )
     assert hide_password("postgresql://postgres@127.0.0.1/x") == "postgresql://postgres@127.0.0.1/x"
+    for name in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:topsecret@127.0.0.1:55432/social_loyalty")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker:9092")
     monkeypatch.setenv("TOPIC_PREFIX", "demo.")
