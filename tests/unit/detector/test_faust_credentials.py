@@ -37,4 +37,5 @@ def test_tls_alone_gives_ssl_credentials() -> None:
 
 def test_sasl_without_a_mechanism_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="KAFKA_SASL_MECHANISM"):
-        broker_credentials(KafkaSettings(security_protocol="SASL_PLAINTEXT"))
+        # explicit None: the environment (stack.env) may name a mechanism
+        broker_credentials(KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_mechanism=None))
