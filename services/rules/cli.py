@@ -244,10 +244,10 @@ def replay(  # noqa: PLR0917  (typer options)
         raise typer.BadParameter("--to must be after --from")
     if force and not apply:
         raise typer.BadParameter("--force only goes with --apply")
-    store = _store()
-    stored = _run(lambda: store.show(offer, version))
     if apply:
         announce_target()
+    store = _store()
+    stored = _run(lambda: store.show(offer, version))
     if apply and not force:
         _refuse_live_overlap(offer, _run(lambda: store.live_periods(offer)), start, end)
     out = console()  # the report's table stays whole when piped

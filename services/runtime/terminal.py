@@ -140,6 +140,11 @@ def _describe(exc: BaseException) -> str | None:  # noqa: PLR0911  (one case per
         )
     if isinstance(exc, ValidationError):
         return _bad_setting(exc)
+    if type(exc).__module__.startswith("psycopg") and "connection info" in str(exc):
+        return (
+            f"bad setting DATABASE_URL: {str(exc).strip()}. Give a libpq URI "
+            "(postgresql://user@host:port/database) in DATABASE_URL or --database-url."
+        )
     try:
         import httpx
     except ImportError:  # pragma: no cover

@@ -57,6 +57,7 @@ DOWN_COMMANDS = [
     "offers activate likes",
     "offers load-examples",
     "replay --offer likes --from 2026-01-01 --dry-run",
+    "replay --offer likes --from 2026-01-01 --apply",
     "detector readmodel",
     "credentials list",
 ]

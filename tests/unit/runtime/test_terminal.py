@@ -119,3 +119,11 @@ def test_a_bad_setting_ends_the_command_in_one_line() -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: bad setting")
     assert "KAFKA_SECURITY_PROTOCOL" in lines[0]
+
+
+def test_a_database_url_that_is_no_url_ends_the_command_in_one_line() -> None:
+    env = {**CLEAN_ENV, "DATABASE_URL": "notaurl"}
+    result = CliRunner().invoke(app, ["offers", "list"], env=env)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: bad setting DATABASE_URL: ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
