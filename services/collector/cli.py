@@ -107,6 +107,9 @@ async def _prepare(settings: CollectorSettings) -> Any:
 @collector_app.command()
 def run(groups: GroupsOption = None) -> None:
     """Run every group at its interval and serve the link API until SIGTERM/SIGINT."""
+    from services.runtime import kafka
+
+    kafka.for_command_line(False)  # a service: its clients log and wait as services do
     _logging()
     settings = _settings()
     config = _groups(settings, groups)
@@ -298,6 +301,9 @@ def runs(
 @collector_app.command("link-api")
 def link_api() -> None:
     """Serve only the link API (and /healthz /readyz /metrics) until SIGTERM/SIGINT."""
+    from services.runtime import kafka
+
+    kafka.for_command_line(False)  # a service: its clients log and wait as services do
     _logging()
     settings = _settings()
 

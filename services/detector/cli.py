@@ -32,6 +32,9 @@ def worker(
     import faust
 
     from services.detector.app import TopicLayoutError, create_app
+    from services.runtime import kafka
+
+    kafka.for_command_line(False)  # a service: its clients log and wait as services do
 
     try:
         detector = create_app()
@@ -52,7 +55,9 @@ def readmodel() -> None:
     DETECTOR_READMODEL_GROUP and DETECTOR_READMODEL_PORT.
     """
     from services.detector.readmodel import run
+    from services.runtime import kafka
 
+    kafka.for_command_line(False)  # a service: its clients log and wait as services do
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run()
 

@@ -297,6 +297,9 @@ def serve(
     from services.lagmonitor.monitor import LagMonitor
     from services.lagmonitor.server import create_app
     from services.lagmonitor.settings import LagMonitorSettings
+    from services.runtime import kafka
+
+    kafka.for_command_line(False)  # a service: its clients log and wait as services do
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     given = {"port": port, "sample_interval_s": interval, "host": host}

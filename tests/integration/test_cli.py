@@ -206,3 +206,37 @@ def _deadletters(env: dict[str, str], prefix: str) -> None:
         assert redrive.stderr.splitlines()[0].endswith(f"prefix '{prefix}'")
     finally:
         admin.delete_topics([topic])[topic].result(30)
+
+
+def test_a_service_started_through_the_cli_still_waits_for_kafka() -> None:
+    """Long-running commands (lag serve, collector run, detector worker|readmodel) are
+    services: Kafka being down is something they report while running, not a reason
+    for the CLI's one-line exit."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *DOWN, "lag", "serve", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "LAGMONITOR_HISTORY_DB": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "lag serve ended instead of serving"
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "lag serve never answered"
+                time.sleep(0.3)
+        assert ready.status_code == 503
+    finally:
+        server.terminate()
+        server.wait(30)
