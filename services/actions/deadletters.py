@@ -65,7 +65,12 @@ def read_dead_letters(
         metadata = consumer.list_topics(topic, timeout=timeout)
         info = metadata.topics.get(topic)
         if info is None or info.error is not None:
-            raise typer.BadParameter(f"dead-letter topic {topic!r} does not exist")
+            typer.echo(
+                f"error: dead-letter topic {topic!r} does not exist. Check TOPIC_PREFIX (or "
+                "--prefix), or create the topics with `social-loyalty topics ensure`.",
+                err=True,
+            )
+            raise typer.Exit(2)
         wanted: list[TopicPartition] = []
         ends: dict[int, int] = {}
         for partition in info.partitions:
