@@ -179,9 +179,9 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
     for message in messages:
         to = str(message.get("to") or "?")
         delivered[to] = delivered.get(to, 0) + 1
-    table = Table(title="Members after the story")
-    for column in ("member", "profile", "balance (ledger API)", "expected", "messages"):
-        table.add_column(column)
+    table = Table(title="Members after the story (balances from the ledger API)")
+    for column in ("member", "profile", "balance", "expected", "messages"):
+        table.add_column(column, overflow="fold")  # wrapped, never cut with "…"
     balances: dict[str, int] = {}
     for member in LINKED:
         answer = demo.http.get(
