@@ -307,7 +307,7 @@ def _play(demo: Demo, watcher: Watcher) -> None:
         demo.play(watcher, number, step)
 
 
-def run(
+def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
     exit_when_done: Annotated[
         bool, typer.Option(help="Stop the services and exit after the story (tests use this).")
     ] = False,
@@ -316,6 +316,14 @@ def run(
     ] = 120.0,
     summary: Annotated[
         Path | None, typer.Option(help="Write balances, events and messages as JSON here.")
+    ] = None,
+    record_metrics: Annotated[
+        Path | None,
+        typer.Option(
+            help="After the story, scrape every service's /metrics a few times into this "
+            "file (JSON lines: service, at, text); the e2e test evaluates the Grafana "
+            "panels on it."
+        ),
     ] = None,
     chaos_seed: Annotated[
         int | None,
@@ -377,6 +385,8 @@ def run(
             _finish_chaos(demo, watcher, monkey)
         watcher.mute()  # after the story, only the summary and the dashboard hint
         _report(demo, watcher, summary, monkey)
+        if record_metrics is not None:
+            _record_metrics(ports, record_metrics)
         if not exit_when_done:
             _keep_running(ports)
     except KeyboardInterrupt:
@@ -393,6 +403,33 @@ def run(
         console.print("all services stopped")
     if failed:
         raise typer.Exit(1)
+
+
+METRICS_ROUNDS = 4
+METRICS_PAUSE_S = 5.0
+
+
+def _record_metrics(ports: Ports, out: Path) -> None:
+    """Every scraped service's ``/metrics`` (names as in deploy/prometheus/prometheus.yml),
+    ``METRICS_ROUNDS`` times ``METRICS_PAUSE_S`` apart, as JSON lines."""
+    targets = {
+        "lagmonitor": ports.lagmonitor,
+        "collector": ports.collector,
+        "readmodel": ports.readmodel,
+        "rules-api": ports.rules_api,
+        "actions": ports.actions,
+        "detector": ports.detector,
+        "rules": ports.rules,
+    }
+    with out.open("w") as lines:
+        for n in range(METRICS_ROUNDS):
+            if n:
+                time.sleep(METRICS_PAUSE_S)
+            for service, port in targets.items():
+                page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+                page.raise_for_status()
+                record = {"service": service, "at": time.time(), "text": page.text}
+                lines.write(json.dumps(record) + "\n")
 
 
 def _post_mortem(
