@@ -309,7 +309,7 @@ class PgSinkWorker(Generic[R]):
         self._unsettled_since = 0.0
         self._next_tick = 0.0
         self._staged: list[OutboxRow] = []
-        self._headers: dict[int, Headers] = {}  # outbox id -> the record's headers
+        self._headers: dict[int, Headers | None] = {}  # outbox id -> its headers (None: none)
         self.source = config.source
         self._conn: psycopg.Connection | None = None
         self._consumer: Consumer | None = None
@@ -714,8 +714,7 @@ class PgSinkWorker(Generic[R]):
             (self.group, topics, keys, values),
         ).fetchall()
         for row, h in zip(ids, headers, strict=True):
-            if h is not None:
-                self._headers[int(row[0])] = h
+            self._headers[int(row[0])] = h
         return [
             (int(row[0]), t, k, v) for row, t, k, v in zip(ids, topics, keys, values, strict=True)
         ]
@@ -744,7 +743,13 @@ class PgSinkWorker(Generic[R]):
         if not self._unsettled:
             self._unsettled_since = time.monotonic()
         for row_id, topic, key, value in rows:
-            headers = self._headers.pop(row_id, None) or self._headers_of(topic, value)
+            # known when written; read back from the value only for a row of an earlier run
+            # or one sent before (its entry is popped at the first send)
+            headers = (
+                self._headers.pop(row_id)
+                if row_id in self._headers
+                else self._headers_of(topic, value)
+            )
             sender.send(topic, value, key, headers=headers)
             self._unsettled.append(row_id)
         sender.producer.poll(0)

@@ -221,6 +221,21 @@ def openmetrics(samples: Sequence[Sample]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backfill(recorded: Sequence[Sample], workdir: Path) -> Path:
+    """A Prometheus TSDB holding ``recorded`` (``promtool tsdb create-blocks-from``)."""
+    source = workdir / "recorded.om.txt"
+    source.write_text(openmetrics(recorded))
+    tsdb = workdir / "tsdb"
+    created = subprocess.run(
+        [tool("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(source), str(tsdb)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    return tsdb
+
+
 def dashboard_queries() -> list[tuple[str, str]]:
     """(panel title, expression) for every target, the variables as Grafana's "All"."""
     dashboard = json.loads(DASHBOARD.read_text())
@@ -330,18 +345,7 @@ def test_every_dashboard_panel_returns_data_from_recorded_metrics(  # noqa: PLR0
         s[0] == "kafka_consumergroup_status_code" and s[2] == 3 and s[3] == last for s in recorded
     ), "the live group never stalled: no not-OK partition to show"
 
-    source = tmp_path / "recorded.om.txt"
-    source.write_text(openmetrics(recorded))
-    tsdb = tmp_path / "tsdb"
-    created = subprocess.run(
-        [tool("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(source), str(tsdb)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
-
-    prometheus = start_prometheus(tsdb, tmp_path)
+    prometheus = start_prometheus(backfill(recorded, tmp_path), tmp_path)
     try:
         results: dict[str, dict[str, Any]] = {}
         for title, expr in dashboard_queries():
