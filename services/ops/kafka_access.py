@@ -31,7 +31,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contracts.topics import TopicSettings, TopicSpec, catalog
-from services.ops.system import app_stem
+from services.ops.system import ServiceNames, app_stem
 
 SERVICES = (
     "collector",
@@ -89,49 +89,25 @@ class KafkaAccessSettings(BaseSettings):
 
 
 @dataclass(frozen=True)
-class SystemNames:
-    """The names the services run with, as ``services/ops/system.py`` configures them."""
+class SystemNames(ServiceNames):
+    """The names the services run with (``ServiceNames``, as ``service_specs``
+    configures them), their topics and the principals' prefix."""
 
     topics: TopicSettings
-    stem: str
     principal_prefix: str
 
     @classmethod
     def for_prefix(cls, prefix: str, principal_prefix: str | None = None) -> SystemNames:
         stem = app_stem(prefix)
         return cls(
-            TopicSettings(prefix=prefix),
-            stem,
-            principal_prefix if principal_prefix is not None else f"{stem}.",
+            stem=stem,
+            topics=TopicSettings(prefix=prefix),
+            principal_prefix=principal_prefix if principal_prefix is not None else f"{stem}.",
         )
-
-    @property
-    def rules_app_id(self) -> str:
-        return f"{self.stem}.rules"
-
-    @property
-    def detector_app_id(self) -> str:
-        return f"{self.stem}.detector"
-
-    @property
-    def readmodel_group(self) -> str:
-        return f"{self.stem}.detector.readmodel"
-
-    @property
-    def actions_group_prefix(self) -> str:
-        return f"{self.stem}.actions"
-
-    @property
-    def collector_transactional_prefix(self) -> str:
-        return f"{self.stem}.collector"
 
     @property
     def replay_group_prefix(self) -> str:
         return self.topics.name(REPLAY_GROUP_STEM)
-
-    @property
-    def lag_group_prefix(self) -> str:
-        return f"{self.stem}."
 
     def user(self, service: str) -> str:
         """The SCRAM user (and ``User:`` principal) of a service."""

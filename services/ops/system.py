@@ -98,6 +98,39 @@ def kafka_login_env(name: str, logins: Mapping[str, tuple[str, str]] | None) -> 
     return {"KAFKA_SASL_USERNAME": user, "KAFKA_SASL_PASSWORD": password}
 
 
+@dataclass(frozen=True)
+class ServiceNames:
+    """The consumer groups, app ids and transactional ids the services run with under
+    one app stem: what ``service_specs`` configures and the Kafka ACLs allow
+    (``services/ops/kafka_access.py``)."""
+
+    stem: str
+
+    @property
+    def rules_app_id(self) -> str:
+        return f"{self.stem}.rules"
+
+    @property
+    def detector_app_id(self) -> str:
+        return f"{self.stem}.detector"
+
+    @property
+    def readmodel_group(self) -> str:
+        return f"{self.stem}.detector.readmodel"
+
+    @property
+    def actions_group_prefix(self) -> str:
+        return f"{self.stem}.actions"
+
+    @property
+    def collector_transactional_prefix(self) -> str:
+        return f"{self.stem}.collector"
+
+    @property
+    def lag_group_prefix(self) -> str:
+        return f"{self.stem}."
+
+
 def service_specs(
     *,
     prefix: str,
@@ -113,7 +146,7 @@ def service_specs(
     ids, so a run is isolated from any other on the same cluster. ``kafka_logins``
     (service name -> SCRAM user and password) gives each service its own principal.
     """
-    app = app_stem(prefix)
+    names = ServiceNames(app_stem(prefix))
     specs: list[ServiceSpec] = []
     if simulator:
         specs.append(
@@ -141,7 +174,7 @@ def service_specs(
             ("services.actions", "run"),
             ready_url=_url(ports.actions),
             env={
-                "ACTIONS_GROUP_PREFIX": f"{app}.actions",
+                "ACTIONS_GROUP_PREFIX": names.actions_group_prefix,
                 "ACTIONS_INSTANCE_ID": "local-1",
                 "ACTIONS_PORT": str(ports.actions),
                 "ACTIONS_SMTP_PORT": str(ports.smtp),
@@ -162,7 +195,7 @@ def service_specs(
             ("services.rules", "worker"),
             ready_url=_url(ports.rules),
             env={
-                "RULES_APP_ID": f"{app}.rules",
+                "RULES_APP_ID": names.rules_app_id,
                 "RULES_INSTANCE_ID": "local-1",
                 "RULES_WORKER_HTTP_PORT": str(ports.rules),
                 "RULES_SESSION_TIMEOUT_S": "10",
@@ -173,7 +206,7 @@ def service_specs(
             ("services.detector", "worker"),
             ready_url=_url(ports.detector),
             env={
-                "DETECTOR_APP_ID": f"{app}.detector",
+                "DETECTOR_APP_ID": names.detector_app_id,
                 "DETECTOR_DATA_DIR": str(state_dir / "detector"),
                 "DETECTOR_WORKER_PORT": str(ports.detector),
                 "DETECTOR_SESSION_TIMEOUT_S": "10",
@@ -184,7 +217,7 @@ def service_specs(
             ("services.detector", "readmodel"),
             ready_url=_url(ports.readmodel),
             env={
-                "DETECTOR_READMODEL_GROUP": f"{app}.detector.readmodel",
+                "DETECTOR_READMODEL_GROUP": names.readmodel_group,
                 "DETECTOR_READMODEL_PORT": str(ports.readmodel),
             },
         ),
@@ -194,7 +227,7 @@ def service_specs(
             ready_url=_url(ports.collector),
             env={
                 "COLLECTOR_HTTP_PORT": str(ports.collector),
-                "COLLECTOR_TRANSACTIONAL_ID_PREFIX": f"{app}.collector",
+                "COLLECTOR_TRANSACTIONAL_ID_PREFIX": names.collector_transactional_prefix,
                 # The simulator's demo credentials (they unlock nothing else).
                 "COLLECTOR_VK_TOKEN": "sim-vk-group-token",
                 "COLLECTOR_OK_APP_SECRET": "sim-ok-application-secret",
@@ -209,7 +242,7 @@ def service_specs(
             ready_url=_url(ports.lagmonitor, "/healthz"),
             env={
                 "LAGMONITOR_PORT": str(ports.lagmonitor),
-                "LAGMONITOR_GROUP_PREFIXES": f"{app}.",
+                "LAGMONITOR_GROUP_PREFIXES": names.lag_group_prefix,
                 "LAGMONITOR_SERVICES": ",".join(
                     f"{name}=http://127.0.0.1:{port}"
                     for name, port in (
