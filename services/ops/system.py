@@ -37,8 +37,10 @@ class Ports:
             offset = int(raw)
         except ValueError:
             raise ValueError(f"SL_PORT_OFFSET must be a number, not {raw!r}") from None
-        if not 0 <= offset <= 50_000:
-            raise ValueError(f"SL_PORT_OFFSET must be between 0 and 50000, not {offset}")
+        # Below Linux's ephemeral range (32768+): a client socket there can hold the port
+        # a restarted service needs.
+        if not 0 <= offset <= 23_000:
+            raise ValueError(f"SL_PORT_OFFSET must be between 0 and 23000, not {offset}")
         return cls(**{f.name: getattr(cls(), f.name) + offset for f in fields(cls)})
 
 

@@ -49,5 +49,8 @@ def test_the_system_ports_move_together_by_an_offset(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SL_PORT_OFFSET", "lots")
     with pytest.raises(ValueError, match="SL_PORT_OFFSET must be a number"):
         Ports.from_env()
+    monkeypatch.setenv("SL_PORT_OFFSET", "30000")  # service ports in the ephemeral range
+    with pytest.raises(ValueError, match="between 0 and 23000"):
+        Ports.from_env()
     monkeypatch.delenv("SL_PORT_OFFSET")
     assert Ports.from_env() == Ports()
