@@ -1,9 +1,10 @@
 """The local stack: a real Apache Kafka broker and a real PostgreSQL, no Docker.
 
-Kafka is assembled from Maven Central jars (``deploy/kafka/pom.xml``) and run as
-a single KRaft node with Java 17. PostgreSQL is the one in ``DATABASE_URL`` if
-that is set, otherwise a private cluster made from the OS packages (installed
-with apt-get when missing) with its data under ``deploy/.local/``.
+Kafka is assembled from Maven Central jars (``deploy/kafka/pom.xml``) and run with
+Java 17 as one KRaft node, or (``start --brokers 3``) as a cluster of three combined
+nodes, each broker and controller, with three replicas of every topic. PostgreSQL is
+the one in ``DATABASE_URL`` if that is set, otherwise a private cluster made from the
+OS packages (installed with apt-get when missing) with its data under ``deploy/.local/``.
 
 Every command is safe to run twice. ``start`` returns only when the broker has
 accepted a transactional produce and PostgreSQL has accepted a connection, and
@@ -15,7 +16,8 @@ super user ``admin`` has a random password made for this stack directory, kept i
 ``kafka/credentials.json`` (mode 600) and written into ``stack.env``. The services
 get principals of their own from ``social-loyalty kafka-access apply``.
 
-    python deploy/localstack.py start|stop|status|env|kafka-tool ...
+    python deploy/localstack.py start [--brokers N]|stop|status|env|kafka-tool ...
+    python deploy/localstack.py kill-broker N|start-broker N   (failover tests)
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from pathlib import Path
 
 DEPLOY = Path(__file__).resolve().parent
 LOCAL = Path(os.environ.get("SL_STACK_DIR", DEPLOY / ".local"))
-KAFKA_LIBS = LOCAL / "kafka-libs"
+# The Maven-built distribution; SL_KAFKA_LIBS lets a second stack (the tests' three-broker
+# cluster) share the first one's jars instead of copying them again.
+KAFKA_LIBS = Path(os.environ.get("SL_KAFKA_LIBS") or LOCAL / "kafka-libs")
 KAFKA_DIR = LOCAL / "kafka"
 PG_DIR = LOCAL / "postgres"
 LOG_DIR = LOCAL / "logs"
@@ -46,6 +50,7 @@ ADMIN_CLIENT_PROPERTIES = KAFKA_DIR / "admin-client.properties"
 ADMIN_USER = "admin"
 SASL_PROTOCOL = "SASL_PLAINTEXT"
 SASL_MECHANISM = "SCRAM-SHA-512"
+LAYOUT_FILE = KAFKA_DIR / "layout.json"  # brokers and ports the cluster was started with
 PG_OS_USER = "sl-postgres"
 PG_DATABASE = "social_loyalty"
 
@@ -58,11 +63,110 @@ class Ports:
 
     @classmethod
     def from_env(cls) -> Ports:
+        """The ports the environment names; for Kafka, unset, those this stack directory's
+        cluster was started with (so ``kill-broker`` and ``status`` find its nodes), else
+        the defaults."""
+        layout = json.loads(LAYOUT_FILE.read_text()) if LAYOUT_FILE.exists() else {}
         return cls(
-            kafka=int(os.environ.get("SL_KAFKA_PORT", "19092")),
-            controller=int(os.environ.get("SL_KAFKA_CONTROLLER_PORT", "19093")),
+            kafka=int(os.environ.get("SL_KAFKA_PORT") or layout.get("kafka_port", 19092)),
+            controller=int(
+                os.environ.get("SL_KAFKA_CONTROLLER_PORT") or layout.get("controller_port", 19093)
+            ),
             postgres=int(os.environ.get("SL_POSTGRES_PORT", "55432")),
         )
+
+
+MAX_BROKERS = 5
+
+
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node (broker and controller in one process). Node 1 keeps the paths a
+    one-broker stack has always had; node n of a larger cluster lives in ``kafka/node-n``,
+    listens on the stack's ports plus ``2 * (n - 1)`` and logs to ``logs/kafka-n``."""
+
+    id: int
+    port: int
+    controller_port: int
+
+    @property
+    def name(self) -> str:
+        return "kafka" if self.id == 1 else f"kafka-{self.id}"
+
+    @property
+    def dir(self) -> Path:
+        return KAFKA_DIR if self.id == 1 else KAFKA_DIR / f"node-{self.id}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "kafka.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return LOG_DIR if self.id == 1 else LOG_DIR / self.name
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The local Kafka cluster: ``brokers`` combined nodes on loopback."""
+
+    ports: Ports
+    brokers: int
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [
+            Node(n, self.ports.kafka + 2 * (n - 1), self.ports.controller + 2 * (n - 1))
+            for n in range(1, self.brokers + 1)
+        ]
+
+    def node(self, node_id: int) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise StackError(f"no Kafka node {node_id}: this stack has nodes 1..{self.brokers}")
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node: a client that starts while one node is down still finds the others."""
+        return ",".join(node.address for node in self.nodes)
+
+    @property
+    def replication(self) -> int:
+        return min(3, self.brokers)
+
+    @property
+    def min_insync(self) -> int:
+        return 2 if self.brokers >= 3 else 1
+
+    @property
+    def quorum_voters(self) -> str:
+        return ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+
+
+def cluster_size(requested: int | None) -> int:
+    """How many nodes this stack directory runs: what its storage was formatted with, or
+    (on a fresh directory) ``--brokers`` / ``SL_KAFKA_BROKERS`` / 1. Asking a formatted
+    stack for another size is an error: KRaft's voter set is fixed at format time here."""
+    env = os.environ.get("SL_KAFKA_BROKERS")
+    wanted = requested if requested is not None else int(env) if env else None
+    if wanted is not None and not 1 <= wanted <= MAX_BROKERS:
+        raise StackError(f"--brokers must be between 1 and {MAX_BROKERS}, not {wanted}")
+    layout = json.loads(LAYOUT_FILE.read_text()) if LAYOUT_FILE.exists() else {}
+    formatted: int | None = layout.get("brokers")
+    if formatted is None and (KAFKA_DIR / "data" / "meta.properties").exists():
+        formatted = 1  # formatted before the stack knew more than one broker
+    if formatted is not None and wanted is not None and wanted != formatted:
+        raise StackError(
+            f"the Kafka storage in {KAFKA_DIR} was formatted for {formatted} broker(s), not "
+            f"{wanted}: stop the stack and remove {KAFKA_DIR} (its topics and groups go), "
+            "or use another SL_STACK_DIR"
+        )
+    return formatted or wanted or 1
 
 
 def say(message: str) -> None:
@@ -140,13 +244,15 @@ def ensure_kafka_jars() -> None:
     marker.touch()
 
 
-def java_command(main_class: str, *args: str, heap: str = "256m") -> list[str]:
+def java_command(
+    main_class: str, *args: str, heap: str = "256m", log_dir: Path = LOG_DIR
+) -> list[str]:
     return [
         "java",
         f"-Xmx{heap}",
         "-XX:+UseG1GC",
         f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}",
-        f"-Dkafka.logs.dir={LOG_DIR}",
+        f"-Dkafka.logs.dir={log_dir}",
         "-cp",
         f"{KAFKA_LIBS}/*",
         main_class,
@@ -212,21 +318,26 @@ def upgrade_pre_sasl_storage() -> None:
         "consumer groups are dropped (the demo, `./run up` and `social-loyalty topics ensure` "
         "make the topics again)"
     )
-    if read_pid(KAFKA_DIR / "kafka.pid") is not None:
-        stop_pid(KAFKA_DIR / "kafka.pid", "kafka (pre-SASL)")
+    pid_file = KAFKA_DIR / "kafka.pid"  # node 1: the only node a pre-SASL stack had
+    if read_pid(pid_file) is not None:
+        stop_pid(pid_file, "kafka (pre-SASL)")
     shutil.rmtree(KAFKA_DIR / "data")
 
 
-def kafka_properties(ports: Ports, creds: Credentials) -> Path:
+def kafka_properties(cluster: Cluster, node: Node, creds: Credentials) -> Path:
     template = (DEPLOY / "kafka" / "server.properties.template").read_text()
     text = template.format(
-        port=ports.kafka,
-        controller_port=ports.controller,
-        data_dir=KAFKA_DIR / "data",
+        node_id=node.id,
+        quorum_voters=cluster.quorum_voters,
+        port=node.port,
+        controller_port=node.controller_port,
+        data_dir=node.dir / "data",
+        replication=cluster.replication,
+        min_insync=cluster.min_insync,
         admin_password=creds.admin,
         controller_password=creds.controller,
     )
-    props = KAFKA_DIR / "server.properties"
+    props = node.dir / "server.properties"
     write_private(props, text)
     # For Kafka's own tools (kafka-tool): the admin login, passed as --command-config.
     write_private(
@@ -238,15 +349,16 @@ def kafka_properties(ports: Ports, creds: Credentials) -> Path:
     return props
 
 
-def format_kafka_storage(props: Path, creds: Credentials) -> None:
-    if (KAFKA_DIR / "data" / "meta.properties").exists():
+def format_kafka_storage(node: Node, props: Path, creds: Credentials) -> None:
+    if (node.dir / "data" / "meta.properties").exists():
         return
+    # One cluster id for every node: they format the same cluster.
     cluster_id_file = KAFKA_DIR / "cluster.id"
     if not cluster_id_file.exists():
         # A KRaft cluster id is a base64url UUID without padding, 22 characters.
         raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cluster_id_file.write_text(raw)
-    say("formatting Kafka storage (KRaft)")
+    say(f"{node.name}: formatting storage (KRaft)")
     subprocess.run(
         java_command(
             "kafka.tools.StorageTool",
@@ -266,30 +378,51 @@ def format_kafka_storage(props: Path, creds: Credentials) -> None:
     )
 
 
-def start_kafka(ports: Ports) -> Credentials:
-    pid_file = KAFKA_DIR / "kafka.pid"
+def start_node(cluster: Cluster, node: Node, creds: Credentials) -> None:
+    """Start one node unless it runs; returns at once (``wait_for_kafka`` waits)."""
+    if read_pid(node.pid_file) is not None:
+        say(f"{node.name}: already running (pid {read_pid(node.pid_file)})")
+        return
+    node.dir.mkdir(parents=True, exist_ok=True)
+    node.log_dir.mkdir(parents=True, exist_ok=True)
+    props = kafka_properties(cluster, node, creds)
+    format_kafka_storage(node, props, creds)
+    default_heap = "768m" if cluster.brokers == 1 else "512m"
+    heap = os.environ.get("SL_KAFKA_HEAP", default_heap)
+    with (node.log_dir / "kafka.stdout").open("ab") as out:
+        proc = subprocess.Popen(
+            java_command("kafka.Kafka", str(props), heap=heap, log_dir=node.log_dir),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    node.pid_file.write_text(str(proc.pid))
+    say(f"{node.name}: started pid {proc.pid} on {node.address}, log {node.log_dir / 'kafka.log'}")
+
+
+def start_kafka(cluster: Cluster) -> Credentials:
+    """Start every node that is not running and wait until the cluster takes transactions."""
     upgrade_pre_sasl_storage()
     creds = kafka_credentials()
-    if read_pid(pid_file) is not None:
-        say(f"kafka: already running (pid {read_pid(pid_file)})")
-    else:
-        ensure_kafka_jars()
-        KAFKA_DIR.mkdir(parents=True, exist_ok=True)
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        props = kafka_properties(ports, creds)
-        format_kafka_storage(props, creds)
-        heap = os.environ.get("SL_KAFKA_HEAP", "768m")
-        with (LOG_DIR / "kafka.stdout").open("ab") as out:
-            proc = subprocess.Popen(
-                java_command("kafka.Kafka", str(props), heap=heap),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        pid_file.write_text(str(proc.pid))
-        say(f"kafka: started pid {proc.pid}, log {LOG_DIR / 'kafka.log'}")
-    wait_for_kafka(creds.client_config(f"127.0.0.1:{ports.kafka}"), pid_file)
+    ensure_kafka_jars()
+    KAFKA_DIR.mkdir(parents=True, exist_ok=True)
+    LAYOUT_FILE.write_text(
+        json.dumps(
+            {
+                "brokers": cluster.brokers,
+                "kafka_port": cluster.ports.kafka,
+                "controller_port": cluster.ports.controller,
+            }
+        )
+    )
+    for node in cluster.nodes:
+        start_node(cluster, node, creds)
+    wait_for_kafka(
+        creds.client_config(cluster.bootstrap),
+        [node.pid_file for node in cluster.nodes],
+        brokers=cluster.brokers,
+    )
     return creds
 
 
@@ -313,11 +446,15 @@ def external_client_config(bootstrap: str) -> dict[str, str | int]:
 
 
 def wait_for_kafka(
-    client: dict[str, str | int], pid_file: Path | None, timeout: float = 120.0
+    client: dict[str, str | int],
+    pid_files: list[Path],
+    timeout: float = 120.0,
+    brokers: int = 1,
 ) -> None:
-    """Return when the broker commits a transactional produce; that proves the
-    transaction coordinator and its internal topic are up, not just the port (and,
-    on the SASL stack, that the admin login and the authorizer work)."""
+    """Return when every one of ``brokers`` brokers is registered and the cluster commits
+    a transactional produce; that proves the transaction coordinator and its internal
+    topic are up, not just the port (and, on the SASL stack, that the admin login and the
+    authorizer work). ``pid_files``: the local nodes, which must stay alive meanwhile."""
     from confluent_kafka import KafkaException, Producer
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
@@ -325,16 +462,24 @@ def wait_for_kafka(
     deadline = time.monotonic() + timeout
     last_error = "no answer"
     while time.monotonic() < deadline:
-        if pid_file is not None and read_pid(pid_file) is None:
-            raise StackError(f"kafka exited during start; see {LOG_DIR / 'kafka.log'}")
+        dead = [pid_file for pid_file in pid_files if read_pid(pid_file) is None]
+        if dead:
+            logs = ", ".join(str(pid_file.parent) for pid_file in dead)
+            raise StackError(f"kafka exited during start; see kafka.log of {logs} in {LOG_DIR}")
         try:
             # log_level 0: a broker that is still starting refuses connections,
             # which is expected here and not worth a screen of librdkafka errors.
             quiet: dict[str, str | int] = {**client, "log_level": 0}
             admin = AdminClient({**quiet, "socket.timeout.ms": 3000})
+            metadata = admin.list_topics(timeout=3)
+            if len(metadata.brokers) < brokers:
+                last_error = f"{len(metadata.brokers)} of {brokers} brokers registered"
+                time.sleep(1.0)
+                continue
             topic = "_stack.healthcheck"
-            if topic not in admin.list_topics(timeout=3).topics:
-                for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+            if topic not in metadata.topics:
+                replicas = min(3, brokers)
+                for future in admin.create_topics([NewTopic(topic, 1, replicas)]).values():
                     try:
                         future.result(10)
                     except KafkaException as exc:
@@ -547,54 +692,92 @@ def write_env(bootstrap: str, database_url: str, creds: Credentials | None) -> N
     write_private(ENV_FILE, "\n".join(lines) + "\n")
 
 
-def cmd_start(ports: Ports) -> None:
+def cmd_start(cluster: Cluster) -> None:
     LOCAL.mkdir(parents=True, exist_ok=True)
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     creds: Credentials | None = None
     if bootstrap:
-        wait_for_kafka(external_client_config(bootstrap), None, timeout=30)
+        wait_for_kafka(external_client_config(bootstrap), [], timeout=30)
     else:
-        bootstrap = f"127.0.0.1:{ports.kafka}"
-        creds = start_kafka(ports)
-    database_url = start_postgres(ports)
+        bootstrap = cluster.bootstrap
+        creds = start_kafka(cluster)
+    database_url = start_postgres(cluster.ports)
     write_env(bootstrap, database_url, creds)
     say(f"stack is up. KAFKA_BOOTSTRAP_SERVERS={bootstrap} DATABASE_URL={database_url}")
     say(f"logs: {LOG_DIR}")
 
 
-def cmd_stop() -> None:
-    stop_pid(KAFKA_DIR / "kafka.pid", "kafka")
+def cmd_stop(cluster: Cluster) -> None:
+    for node in reversed(cluster.nodes):
+        stop_pid(node.pid_file, node.name)
     stop_postgres()
 
 
-def cmd_restart_kafka(ports: Ports) -> None:
-    """Stop the local broker (SIGTERM) and start it again: the chaos suite's broker restart."""
-    if read_pid(KAFKA_DIR / "kafka.pid") is None:
+def _local_nodes_running(cluster: Cluster) -> None:
+    if all(read_pid(node.pid_file) is None for node in cluster.nodes):
         raise StackError(
-            "the local Kafka broker is not running (is KAFKA_BOOTSTRAP_SERVERS external?)"
+            "the local Kafka cluster is not running (is KAFKA_BOOTSTRAP_SERVERS external?)"
         )
-    stop_pid(KAFKA_DIR / "kafka.pid", "kafka")
-    start_kafka(ports)
 
 
-def cmd_status(ports: Ports) -> int:
-    healthy = True
-    pid = read_pid(KAFKA_DIR / "kafka.pid")
+def cmd_restart_kafka(cluster: Cluster) -> None:
+    """Stop every local node (SIGTERM) and start them again: the chaos suite's broker
+    restart (an outage on one node, a rolling-free full restart on a cluster)."""
+    _local_nodes_running(cluster)
+    for node in reversed(cluster.nodes):
+        stop_pid(node.pid_file, node.name)
+    start_kafka(cluster)
+
+
+def cmd_kill_broker(cluster: Cluster, node_id: int) -> None:
+    """SIGKILL one node, as a crashed machine: no controlled shutdown, no leader handover."""
+    _local_nodes_running(cluster)
+    node = cluster.node(node_id)
+    pid = read_pid(node.pid_file)
     if pid is None:
-        say("kafka: not running")
-        healthy = False
-    else:
+        say(f"{node.name}: not running")
+        return
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while read_pid(node.pid_file) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    say(f"{node.name}: killed (SIGKILL, pid {pid})")
+
+
+def cmd_start_broker(cluster: Cluster, node_id: int) -> None:
+    """Start one node again and wait until the whole cluster takes transactions."""
+    node = cluster.node(node_id)
+    creds = kafka_credentials()
+    start_node(cluster, node, creds)
+    wait_for_kafka(
+        creds.client_config(cluster.bootstrap),
+        [n.pid_file for n in cluster.nodes],
+        brokers=cluster.brokers,
+    )
+
+
+def cmd_status(cluster: Cluster) -> int:
+    healthy = True
+    for node in cluster.nodes:
+        pid = read_pid(node.pid_file)
+        if pid is None:
+            say(f"{node.name}: not running ({node.address})")
+            healthy = False
+        else:
+            say(f"{node.name}: pid {pid} on {node.address}, log {node.log_dir / 'kafka.log'}")
+    if healthy:
         try:
             if formatted_without_scram():
                 raise StackError("its storage predates SASL; `start` or `restart` recreates it")
-            client = kafka_credentials().client_config(f"127.0.0.1:{ports.kafka}")
-            wait_for_kafka(client, KAFKA_DIR / "kafka.pid", timeout=15)
-            say(f"kafka: pid {pid}, log {LOG_DIR / 'kafka.log'}")
+            client = kafka_credentials().client_config(cluster.bootstrap)
+            wait_for_kafka(
+                client, [n.pid_file for n in cluster.nodes], timeout=15, brokers=cluster.brokers
+            )
         except StackError as exc:
-            say(f"kafka: pid {pid} but unhealthy: {exc}")
+            say(f"kafka: running but unhealthy: {exc}")
             healthy = False
     url = os.environ.get("DATABASE_URL") or (
-        f"postgresql://postgres@127.0.0.1:{ports.postgres}/{PG_DATABASE}"
+        f"postgresql://postgres@127.0.0.1:{cluster.ports.postgres}/{PG_DATABASE}"
     )
     try:
         wait_for_postgres(url, timeout=3)
@@ -625,29 +808,59 @@ def cmd_kafka_tool(args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="localstack",
-        description="Start, stop and check the local Kafka broker and PostgreSQL. "
-        "Ports: SL_KAFKA_PORT (19092), SL_KAFKA_CONTROLLER_PORT (19093), SL_POSTGRES_PORT (55432). "
+        description="Start, stop and check the local Kafka cluster and PostgreSQL. "
+        "Ports: SL_KAFKA_PORT (19092), SL_KAFKA_CONTROLLER_PORT (19093), SL_POSTGRES_PORT "
+        "(55432); node n of a larger cluster listens on those plus 2*(n-1). "
         "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, when set, are used instead of local servers.",
     )
     parser.add_argument(
         "command",
-        choices=["start", "stop", "restart", "restart-kafka", "status", "env", "kafka-tool"],
+        choices=[
+            "start",
+            "stop",
+            "restart",
+            "restart-kafka",
+            "kill-broker",
+            "start-broker",
+            "status",
+            "env",
+            "kafka-tool",
+        ],
+        help="kill-broker N / start-broker N: SIGKILL one node of the cluster, start it again",
     )
-    parser.add_argument("args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv)
-    ports = Ports.from_env()
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        help="start: how many KRaft nodes (broker and controller each) on a fresh stack "
+        f"directory, 1 to {MAX_BROKERS} (SL_KAFKA_BROKERS; default 1). With 3 or more, "
+        "Kafka's internal topics get 3 replicas and min.insync.replicas=2.",
+    )
+    parser.add_argument("args", nargs="*", help="kafka-tool: the tool and its arguments")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kafka-tool"]:  # the tool's own options are not ours to parse
+        ns = parser.parse_args(["kafka-tool"])
+        ns.args = argv[1:]
+    else:
+        ns = parser.parse_args(argv)
     try:
+        cluster = Cluster(Ports.from_env(), cluster_size(ns.brokers))
         if ns.command == "start":
-            cmd_start(ports)
+            cmd_start(cluster)
         elif ns.command == "stop":
-            cmd_stop()
+            cmd_stop(cluster)
         elif ns.command == "restart":
-            cmd_stop()
-            cmd_start(ports)
+            cmd_stop(cluster)
+            cmd_start(cluster)
         elif ns.command == "restart-kafka":
-            cmd_restart_kafka(ports)
+            cmd_restart_kafka(cluster)
+        elif ns.command in ("kill-broker", "start-broker"):
+            if len(ns.args) != 1 or not ns.args[0].isdigit():
+                raise StackError(f"{ns.command} takes one node id (1..{cluster.brokers})")
+            run = cmd_kill_broker if ns.command == "kill-broker" else cmd_start_broker
+            run(cluster, int(ns.args[0]))
         elif ns.command == "status":
-            return cmd_status(ports)
+            return cmd_status(cluster)
         elif ns.command == "env":
             print(ENV_FILE.read_text() if ENV_FILE.exists() else "", end="")
         elif ns.command == "kafka-tool":

@@ -16,9 +16,10 @@ import localstack as ls
 ls.ensure_kafka_jars()
 ls.KAFKA_DIR.mkdir(parents=True, exist_ok=True)
 (ls.KAFKA_DIR / "cluster.id").write_text("-n0BfeXzQMeFYyXO3F-Oqw")
-ports = ls.Ports(kafka=39092, controller=39093, postgres=39432)
+cluster = ls.Cluster(ls.Ports(kafka=39092, controller=39093, postgres=39432), brokers=1)
+node = cluster.nodes[0]
 creds = ls.kafka_credentials()
-ls.format_kafka_storage(ls.kafka_properties(ports, creds), creds)
+ls.format_kafka_storage(node, ls.kafka_properties(cluster, node, creds), creds)
 print((ls.KAFKA_DIR / "data" / "meta.properties").read_text())
 """
 
