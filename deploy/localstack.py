@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -205,7 +206,8 @@ def stop_pid(pid_file: Path, name: str, timeout: float = 30.0) -> None:
         say(f"{name}: not running")
         pid_file.unlink(missing_ok=True)
         return
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):  # it may be on its way out already
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and read_pid(pid_file) is not None:
         time.sleep(0.2)
@@ -707,9 +709,19 @@ def cmd_start(cluster: Cluster) -> None:
     say(f"logs: {LOG_DIR}")
 
 
-def cmd_stop(cluster: Cluster) -> None:
+def stop_nodes(cluster: Cluster) -> None:
+    """SIGTERM every node at once, then wait for each: stopped one by one, the last node
+    would wait out its controlled shutdown for a quorum that is already gone."""
+    for node in cluster.nodes:
+        pid = read_pid(node.pid_file)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
     for node in reversed(cluster.nodes):
         stop_pid(node.pid_file, node.name)
+
+
+def cmd_stop(cluster: Cluster) -> None:
+    stop_nodes(cluster)
     stop_postgres()
 
 
@@ -724,8 +736,7 @@ def cmd_restart_kafka(cluster: Cluster) -> None:
     """Stop every local node (SIGTERM) and start them again: the chaos suite's broker
     restart (an outage on one node, a rolling-free full restart on a cluster)."""
     _local_nodes_running(cluster)
-    for node in reversed(cluster.nodes):
-        stop_pid(node.pid_file, node.name)
+    stop_nodes(cluster)
     start_kafka(cluster)
 
 

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from services.runtime import kafka
 from services.runtime.access import SCOPES, AccessSettings, SignedAuth, ensure_credential
 from services.runtime.settings import DatabaseSettings, KafkaSettings
+from tests.localcluster import LocalCluster, start_cluster
 
 HOW_TO_START = (
     "No Kafka/PostgreSQL for integration tests: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, "
@@ -68,6 +69,18 @@ def database_url() -> Iterator[str]:
             yield container.get_connection_url()
         return
     pytest.fail(HOW_TO_START, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def three_broker_cluster(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    """Three KRaft brokers of this session's own (``./run stack start --brokers 3`` in a
+    temporary stack directory, free ports), sharing the session's PostgreSQL: started
+    once, for the replication and failover tests, stopped at the end."""
+    cluster = start_cluster(tmp_path_factory.mktemp("three-brokers"), database_url)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")
