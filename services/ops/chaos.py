@@ -1,4 +1,6 @@
-"""Chaos for the demo story: ``kill -9`` services at random moments, restart the broker once.
+"""Chaos for the demo story: ``kill -9`` services at random moments, restart the broker once;
+and, on a cluster of three brokers, the failover drill (a coordinating broker and one
+worker of each service lost mid-story).
 
 The monkey runs beside the story; each kill is followed by a restart of the same
 service (as an orchestrator would), so the story can only pass if every service
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from services.ops.supervisor import ServiceFailedError, Supervisor
 
@@ -103,3 +106,161 @@ class ChaosMonkey:
             except (ServiceFailedError, subprocess.SubprocessError, OSError) as exc:
                 self.log.errors.append(f"{victim}: {exc}")
                 self._say(f"[red]chaos: {exc}[/]")
+
+
+# ------------------------------------------------------------------------ failover
+
+
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (31-polynomial over UTF-16 units, 32-bit wrap), as the
+    broker computes it to place a group or a transactional id on a coordinator."""
+    value = 0
+    encoded = text.encode("utf-16-be")
+    for i in range(0, len(encoded), 2):
+        value = (31 * value + int.from_bytes(encoded[i : i + 2], "big")) & 0xFFFFFFFF
+    return value
+
+
+def coordinator_partition(key: str, partitions: int) -> int:
+    """The partition of ``__consumer_offsets`` / ``__transaction_state`` that holds ``key``:
+    ``Utils.abs(key.hashCode()) % partitions`` (Kafka's group and transaction
+    coordinators); the partition's leader is the key's coordinator. ``Utils.abs`` is
+    ``Math.abs`` with ``Integer.MIN_VALUE`` mapped to 0, not a mask of the sign bit."""
+    signed = java_string_hash(key)
+    signed -= (signed >= 2**31) * 2**32
+    return (0 if signed == -(2**31) else abs(signed)) % partitions
+
+
+@dataclass(frozen=True)
+class Coordinators:
+    """Which broker coordinates a consumer group, and each of its transactional ids."""
+
+    group: int
+    transactions: dict[str, int]
+
+    def roles_of(self, broker: int) -> list[str]:
+        roles = ["group coordinator"] * (self.group == broker)
+        return roles + [
+            f"transaction coordinator of {tid}"
+            for tid, leader in sorted(self.transactions.items())
+            if leader == broker
+        ]
+
+
+def find_coordinators(
+    admin: Any, group: str, transactional_ids: Sequence[str], timeout: float = 30.0
+) -> Coordinators:
+    """The group's coordinator as the broker reports it (DescribeGroups), and each
+    transactional id's from the leader of its ``__transaction_state`` partition."""
+    described = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
+    group_coordinator = int(described.result(timeout).coordinator.id)
+    state = admin.list_topics("__transaction_state", timeout=timeout).topics["__transaction_state"]
+    count = len(state.partitions)
+    transactions = {
+        tid: int(state.partitions[coordinator_partition(tid, count)].leader)
+        for tid in transactional_ids
+    }
+    return Coordinators(group_coordinator, transactions)
+
+
+def local_stack(*args: str) -> None:
+    """``deploy/localstack.py <args>`` on the stack ``SL_STACK_DIR`` names."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "localstack.py"), *args], check=True, timeout=300
+    )
+
+
+ACTIONS = ("kill_broker", "kill_workers", "restart_workers", "restart_broker")
+
+
+@dataclass
+class FailoverLog:
+    broker: int | None = None
+    broker_roles: list[str] = field(default_factory=list)
+    broker_restarted: bool = False
+    workers_killed: list[str] = field(default_factory=list)
+    workers_restarted: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class FailoverDrill:
+    """A broker and a worker of each service lost mid-story, on a cluster of three.
+
+    Driven by the story: after the changes of step ``kill_broker_at`` the broker that
+    coordinates ``group`` (the rules workers' consumer group) gets SIGKILL; after step
+    ``kill_workers_at`` one worker of each service in ``workers`` is killed and held
+    down, so the others take its partitions over; at ``restart_workers_at`` they come
+    back, and at ``restart_broker_at`` the broker does. ``finish`` does whatever the
+    story's length left undone. The story must still end with the undisturbed run's
+    exact balances, events and messages.
+    """
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        admin: Any,
+        group: str,
+        transactional_ids: Sequence[str],
+        workers: Sequence[str],
+        *,
+        steps: tuple[int, int, int, int] = (2, 3, 5, 6),
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self._supervisor = supervisor
+        self._admin = admin
+        self._group = group
+        self._transactional_ids = list(transactional_ids)
+        self.workers = list(workers)
+        self._plan = dict(zip(steps, ACTIONS, strict=True))
+        self._done: set[str] = set()
+        self._say = on_event or (lambda _m: None)
+        self.log = FailoverLog()
+
+    def after_changes(self, step: int) -> None:
+        """Called by the story right after a step's changes, while they flow."""
+        action = self._plan.get(step)
+        if action is not None:
+            self._do(action)
+
+    def finish(self) -> None:
+        for action in ACTIONS:
+            self._do(action)
+
+    def _do(self, action: str) -> None:
+        if action in self._done:
+            return
+        self._done.add(action)
+        try:
+            getattr(self, f"_{action}")()
+        except (ServiceFailedError, subprocess.SubprocessError, OSError, RuntimeError) as exc:
+            self.log.errors.append(f"{action}: {exc}")
+            self._say(f"[red]failover: {action} failed: {exc}[/]")
+
+    def _kill_broker(self) -> None:
+        found = find_coordinators(self._admin, self._group, self._transactional_ids)
+        self.log.broker = found.group
+        self.log.broker_roles = found.roles_of(found.group)
+        self._say(
+            f"[magenta]failover: SIGKILL broker {found.group} "
+            f"({', '.join(self.log.broker_roles)} of {self._group})[/]"
+        )
+        local_stack("kill-broker", str(found.group))
+
+    def _kill_workers(self) -> None:
+        for name in self.workers:
+            self._supervisor.kill(name, hold=True)
+            self.log.workers_killed.append(name)
+            self._say(f"[magenta]failover: kill -9 {name} (held down)[/]")
+
+    def _restart_workers(self) -> None:
+        for name in self.workers:
+            self._supervisor.start(name)
+            self.log.workers_restarted.append(name)
+            self._say(f"[magenta]failover: {name} is back[/]")
+
+    def _restart_broker(self) -> None:
+        if self.log.broker is None:
+            raise RuntimeError("no broker was killed")
+        local_stack("start-broker", str(self.log.broker))
+        self.log.broker_restarted = True
+        self._say(f"[magenta]failover: broker {self.log.broker} is back[/]")

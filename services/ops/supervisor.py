@@ -83,6 +83,7 @@ class Supervisor:
         self.log_dir = log_dir
         self.env = dict(os.environ if env is None else env)
         self._running: dict[str, _Running] = {}
+        self._held: set[str] = set()  # killed on purpose: not revived until ``start``
         self._say = on_event or (lambda _msg: None)
         # The demo's reviver thread and the chaos monkey call in from other threads.
         self._lock = threading.RLock()
@@ -95,6 +96,7 @@ class Supervisor:
     def start(self, name: str, *, wait: bool = True) -> None:
         """Start ``name`` (appending to its log) and, by default, wait until it is ready."""
         with self._lock:
+            self._held.discard(name)
             self._spawn(name)
         if wait:
             self.wait_ready(name)
@@ -152,9 +154,13 @@ class Supervisor:
         for name in self.specs:
             self.start(name)
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the service's process group (kill -9 by default) and reap it."""
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, hold: bool = False) -> None:
+        """Send ``sig`` to the service's process group (kill -9 by default) and reap it.
+        With ``hold``, ``watch`` leaves it dead until ``start(name)``: a worker that stays
+        down while the others take over its partitions."""
         with self._lock:
+            if hold:
+                self._held.add(name)
             running = self._running.get(name)
             if running is None or running.process.poll() is not None:
                 return
@@ -201,7 +207,7 @@ class Supervisor:
         revived = []
         with self._lock:
             for name, running in list(self._running.items()):
-                if running.process.poll() is not None:
+                if running.process.poll() is not None and name not in self._held:
                     self._say(
                         f"{name} exited with code {running.process.returncode}; restarting "
                         f"(see {running.log_path})"
