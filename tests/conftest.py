@@ -19,10 +19,10 @@ import pytest
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from pydantic import SecretStr
 
+from services.ops.localcluster import LocalCluster, start_cluster
 from services.runtime import kafka
 from services.runtime.access import SCOPES, AccessSettings, SignedAuth, ensure_credential
 from services.runtime.settings import DatabaseSettings, KafkaSettings
-from tests.localcluster import LocalCluster, start_cluster
 
 HOW_TO_START = (
     "No Kafka/PostgreSQL for integration tests: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, "

@@ -1,8 +1,9 @@
-"""A three-broker Kafka cluster of the tests' own, started with deploy/localstack.py.
+"""A Kafka cluster of its own for a test or a benchmark, started with deploy/localstack.py.
 
-It lives in a temporary stack directory on free loopback ports and shares the main
-stack's PostgreSQL (``DATABASE_URL``) and, when built, its Kafka jars; the failover
-and replication tests use it, the rest of the suite keeps the one-broker stack.
+It lives in a stack directory of its own on free loopback ports and shares the main
+stack's PostgreSQL (``DATABASE_URL``) and, when built, its Kafka jars: the
+three-broker replication and failover tests and ``bench scaleout`` use it, while the
+rest keeps the one-broker stack.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOCALSTACK = REPO / "deploy" / "localstack.py"
 
 
