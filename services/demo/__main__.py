@@ -12,23 +12,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
+import psycopg
 import typer
+from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
 
+from services.actions.settings import ActionsSettings
 from services.contracts.topics import TopicSettings
 from services.demo import namespace
 from services.demo.story import LINKED, OK_GROUP, STORY, VK_GROUP, Change, Member, Step
 from services.demo.watch import Watcher
 from services.ops import kafka_access
-from services.ops.chaos import ChaosMonkey
+from services.ops.chaos import ChaosMonkey, FailoverDrill
 from services.ops.supervisor import ServiceFailedError, Supervisor
 from services.ops.system import (
     DEMO_APPLE_CLIENT,
@@ -58,9 +64,14 @@ class StoryFailedError(RuntimeError):
 
 class Demo:
     def __init__(
-        self, ports: Ports, step_timeout_s: float, credentials: dict[str, str] | None = None
+        self,
+        ports: Ports,
+        step_timeout_s: float,
+        credentials: dict[str, str] | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.ports = ports
+        self.database_url = database_url
         self.step_timeout_s = step_timeout_s
         self.posts: dict[str, list[int]] = {"vk": [], "ok": []}
         self.http = httpx.Client(timeout=30)
@@ -69,6 +80,9 @@ class Demo:
         creds = credentials or {}
         self.pa = SignedAuth(creds["pa"]) if "pa" in creds else None
         self.operator = SignedAuth(creds["operator"]) if "operator" in creds else None
+        # Called with the step number right after a step's changes, while they flow
+        # through the services (the failover drill kills and revives there).
+        self.after_changes: Callable[[int], None] = lambda _step: None
 
     # ---------------------------------------------------------------- actions
 
@@ -125,6 +139,18 @@ class Demo:
 
     # --------------------------------------------------------------- checking
 
+    def ledger(self) -> list[dict[str, Any]]:
+        """Every ledger entry in the demo's database (the tests check each effect is once)."""
+        if self.database_url is None:
+            return []
+        schema = ActionsSettings.model_fields["db_schema"].default
+        with psycopg.connect(self.database_url) as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT command_id, member_id, points, offer_id, source_event_id "
+                f"FROM {schema}.entries ORDER BY seq"
+            )
+            return list(cur.fetchall())
+
     def balances(self, watcher: Watcher) -> dict[str, int]:
         with watcher.lock:
             return dict(watcher.seen.balances)
@@ -139,6 +165,7 @@ class Demo:
         changed_at = datetime.now(UTC)
         for change in step.changes:
             self.change(change)
+        self.after_changes(number)
         for network, group_id in step.collect:
             if not watcher.wait_for_run_started_after(
                 network, group_id, changed_at, self.step_timeout_s
@@ -212,6 +239,7 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
             "messages": messages,
             "outcome_messages": [m.model_dump(mode="json") for m in watcher.seen.messages],
         }
+    summary["ledger"] = demo.ledger()
     return table, summary
 
 
@@ -224,7 +252,51 @@ def _finish_chaos(demo: Demo, watcher: Watcher, monkey: ChaosMonkey) -> None:
     demo.play(watcher, len(STORY) + 1, final)
 
 
-def _report(demo: Demo, watcher: Watcher, summary: Path | None, monkey: ChaosMonkey | None) -> None:
+def _failover_drill(
+    supervisor: Supervisor, kafka_settings: KafkaSettings, demo: Demo
+) -> FailoverDrill:
+    """The drill for ``--failover``: the last worker of every service that runs several,
+    the rules workers' group and transactional ids; refused on fewer than three brokers."""
+    admin = kafka.admin(kafka_settings, "demo-failover")
+    brokers = len(admin.list_topics(timeout=30).brokers)
+    workers: dict[str, list[str]] = {}
+    for name in supervisor.specs:
+        workers.setdefault(re.sub(r"-\d+$", "", name), []).append(name)
+    victims = [names[-1] for names in workers.values() if len(names) > 1]
+    if brokers < 3 or not victims:
+        raise StoryFailedError(
+            f"--failover needs a cluster of three brokers (this one has {brokers}: ./run stack "
+            "start --brokers 3 on a fresh SL_STACK_DIR) and two workers of a service "
+            "(--workers rules=2,detector=2,actions=2)"
+        )
+    rules = [spec.env for spec in supervisor.specs.values() if "RULES_INSTANCE_ID" in spec.env]
+    drill = FailoverDrill(
+        supervisor,
+        admin,
+        rules[0]["RULES_APP_ID"],
+        [f"{env['RULES_APP_ID']}.{env['RULES_INSTANCE_ID']}" for env in rules],
+        victims,
+        on_event=console.print,
+    )
+    demo.after_changes = drill.after_changes
+    return drill
+
+
+def _finish_failover(demo: Demo, watcher: Watcher, drill: FailoverDrill) -> None:
+    """Whatever of the drill the story's length left undone, then the balances again."""
+    console.rule("[bold]Failover[/]: every node and worker back; the balances must hold")
+    drill.finish()
+    final = Step("after the failover drill", balances=dict(STORY[-1].balances))
+    demo.play(watcher, len(STORY) + 1, final)
+
+
+def _report(
+    demo: Demo,
+    watcher: Watcher,
+    summary: Path | None,
+    monkey: ChaosMonkey | None,
+    drill: FailoverDrill | None,
+) -> None:
     table, result = _summary_table(demo, watcher)
     console.print(table)
     console.print(
@@ -239,6 +311,9 @@ def _report(demo: Demo, watcher: Watcher, summary: Path | None, monkey: ChaosMon
             "errors": monkey.log.errors,
         }
         console.print(f"chaos: {result['chaos']}")
+    if drill is not None:
+        result["failover"] = asdict(drill.log)
+        console.print(f"failover: {result['failover']}")
     if summary is not None:
         summary.write_text(json.dumps(result, indent=2, default=str))
 
@@ -336,6 +411,16 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
         bool,
         typer.Option(help="In chaos mode, also restart the local broker once (local stack only)."),
     ] = True,
+    failover: Annotated[
+        bool,
+        typer.Option(
+            help="Failover drill, on a local cluster of three brokers (./run stack start "
+            "--brokers 3) with --workers: mid-story SIGKILL the broker coordinating the rules "
+            "workers' group, then one worker of each service that runs several (held down "
+            "while the others take over), and bring them all back; the balances, events and "
+            "messages must come out exactly as undisturbed."
+        ),
+    ] = False,
 ) -> None:
     """Run the demo: a simulated VK and OK group, activity through every service, points."""
     kafka_settings, database_settings = KafkaSettings(), DatabaseSettings()
@@ -360,8 +445,9 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
     supervisor = Supervisor(specs, logs, env=env)
     watcher = Watcher(kafka_settings, topics, f"{namespace.PREFIX}watcher", on_line=console.print)
     signal.signal(signal.SIGTERM, _interrupt)
-    demo = Demo(ports, step_timeout, _credentials(env["DATABASE_URL"]))
+    demo = Demo(ports, step_timeout, _credentials(env["DATABASE_URL"]), env["DATABASE_URL"])
     monkey: ChaosMonkey | None = None
+    drill: FailoverDrill | None = None
     failed = False
     try:
         _start(supervisor, logs)
@@ -380,11 +466,15 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
                 on_event=console.print,
             )
             monkey.start()
+        if failover:
+            drill = _failover_drill(supervisor, kafka_settings, demo)
         _play(demo, watcher)
         if monkey is not None:
             _finish_chaos(demo, watcher, monkey)
+        if drill is not None:
+            _finish_failover(demo, watcher, drill)
         watcher.mute()  # after the story, only the summary and the dashboard hint
-        _report(demo, watcher, summary, monkey)
+        _report(demo, watcher, summary, monkey, drill)
         if record_metrics is not None:
             _record_metrics(ports, record_metrics)
         if not exit_when_done:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,11 @@ from services.demo.story import ALICE, BOB, CAROL, DAVE, EVE, FINAL_BALANCES, NE
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_demo(tmp_path: Path, *extra: str, timeout_s: float = 900) -> dict[str, Any]:
+def run_demo(
+    tmp_path: Path, *extra: str, timeout_s: float = 900, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """``python -m services.demo --exit-when-done``; fails with the demo's output if it fails.
+    ``env`` is laid over the test's environment (another cluster's stack directory).
 
     On a timeout the demo gets SIGTERM (it stops its services, like Ctrl-C) before
     the test fails, so no service outlives the test and holds the demo's ports.
@@ -36,7 +40,7 @@ def run_demo(tmp_path: Path, *extra: str, timeout_s: float = 900) -> dict[str, A
                 *extra,
             ],
             cwd=ROOT,
-            env={**os.environ, "COLUMNS": "160"},
+            env={**os.environ, **(env or {}), "COLUMNS": "160"},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -90,3 +94,19 @@ def check_story(result: dict[str, Any]) -> None:
     # One welcome push per linked member, delivered once each, whatever was retried.
     delivered = Counter(str(m.get("to")) for m in result["messages"])
     assert delivered == Counter({"alice": 1, "bob": 1, "carol": 1, "dave": 1})
+
+
+def check_ledger(result: dict[str, Any]) -> None:
+    """The ledger as the demo's database holds it: every entry sums to the balances, and
+    no offer rewarded one event twice under two command ids (the primary key already
+    refuses one command id twice)."""
+    entries = result["ledger"]
+    assert len({e["command_id"] for e in entries}) == len(entries)
+    effects = Counter(
+        (e["member_id"], e["offer_id"], e["source_event_id"], e["points"] > 0) for e in entries
+    )
+    assert [effect for effect, n in effects.items() if n > 1] == []
+    sums: Counter[str] = Counter()
+    for entry in entries:
+        sums[entry["member_id"]] += entry["points"]
+    assert {m: b for m, b in result["balances"].items() if b} == dict(sums)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.story_check import check_story, run_demo
+from tests.e2e.story_check import check_ledger, check_story, run_demo
 from tests.integration.lagmonitor.test_dashboard_queries import (
     Sample,
     backfill,
@@ -30,6 +30,7 @@ def test_the_story_credits_exactly_what_the_offers_say(tmp_path: Path) -> None:
         tmp_path, "--step-timeout", "240", "--record-metrics", str(metrics), timeout_s=900
     )
     check_story(result)
+    check_ledger(result)
     assert result["event_deliveries"] >= len(result["events"])
     _every_panel_evaluates_on_the_demo_metrics(metrics, tmp_path)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.story_check import check_story, run_demo
+from tests.e2e.story_check import check_ledger, check_story, run_demo
 
 
 @pytest.mark.chaos
@@ -19,6 +19,7 @@ from tests.e2e.story_check import check_story, run_demo
 def test_the_story_survives_kill_minus_nine_and_a_broker_restart(tmp_path: Path) -> None:
     result = run_demo(tmp_path, "--chaos-seed", "20261125", "--step-timeout", "240", timeout_s=1200)
     check_story(result)
+    check_ledger(result)
     chaos = result["chaos"]
     assert set(chaos["kills"]) == set(chaos["victims"]), chaos  # every service died
     assert len(chaos["victims"]) >= 7, chaos
