@@ -17,6 +17,9 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -40,7 +43,7 @@ LINKS = int(os.environ.get("BENCH_LINKS", "200"))
 GAP_S = float(os.environ.get("BENCH_LINK_GAP_S", "0.05"))
 
 
-class _Credits:
+class Credits:
     """Records the Kafka timestamp of the first PointsCredited per member."""
 
     def __init__(self, settings: KafkaSettings, topics: TopicSettings) -> None:
@@ -73,18 +76,37 @@ class _Credits:
                     self.at.setdefault(record.member_id, message.timestamp()[1] / 1000)
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run() -> list[dict[str, object]]:
+@dataclass
+class System:
+    """The whole system under a supervisor in a fresh namespace, ready to be linked to."""
+
+    supervisor: Supervisor
+    ports: Ports
+    env: dict[str, str]
+    link_secret: str
+
+
+@contextmanager
+def running_system(
+    prefix: str,
+    state_dir: Path,
+    workers: Mapping[str, int] | None = None,
+    database: str = "social_loyalty_bench",
+) -> Iterator[System]:
+    """Reset ``prefix``'s topics and groups and the ``database``, load the welcome offer,
+    start every service (``workers`` of each consuming service) as the demo does, with
+    each service its own Kafka principal; stop them all on the way out."""
     kafka_settings, database_settings = KafkaSettings(), DatabaseSettings()
-    topics = TopicSettings(prefix=PREFIX)
-    state_dir = namespace.reset_state_dir(ROOT / "deploy" / ".local" / "bench")
-    database_url = namespace.reset_database(database_settings, "social_loyalty_bench")
+    topics = TopicSettings(prefix=prefix)
+    state_dir = namespace.reset_state_dir(state_dir)
+    database_url = namespace.reset_database(database_settings, database)
     namespace.reset_kafka(kafka_settings, topics)
-    env = {**os.environ, "DATABASE_URL": database_url, "TOPIC_PREFIX": PREFIX}
+    env = {**os.environ, "DATABASE_URL": database_url, "TOPIC_PREFIX": prefix}
     offers_dir = state_dir / "offers"
     offers_dir.mkdir()
     welcome = ROOT / "deploy" / "demo" / "offers" / "welcome.yaml"
@@ -92,47 +114,58 @@ def run() -> list[dict[str, object]]:
     namespace.load_offers(env, offers_dir)
     ports = Ports.from_env()
     specs = service_specs(
-        prefix=PREFIX,
+        prefix=prefix,
         state_dir=state_dir,
         groups_file=groups_at(ROOT / "deploy" / "demo" / "groups.yaml", ports, state_dir),
         ports=ports,
-        # Each service as its own Kafka principal, as the demo runs them.
-        kafka_logins=kafka_access.system_logins(kafka_settings, PREFIX),
+        kafka_logins=kafka_access.system_logins(kafka_settings, prefix),
+        workers=workers,
     )
     # The Personal Account's signed API credential (the link API refuses anonymous calls).
     secret = ensure_credential(
         database_url, AccessSettings().db_schema, "bench-personal-account", ["links:write"]
     )
-    credits = _Credits(kafka_settings, topics)
-    sent: dict[str, float] = {}
-    client = httpx.Client(auth=SignedAuth(secret))
-    with Supervisor(specs, state_dir / "logs", env=env) as supervisor, client as http:
+    with Supervisor(specs, state_dir / "logs", env=env) as supervisor:
         supervisor.start_all()
+        yield System(supervisor, ports, env, secret)
+
+
+def link_latencies(system: System, credits: Credits, count: int, tag: str) -> list[float]:
+    """Link ``count`` members (plus one warm-up) through the link API, one every
+    ``GAP_S``; the seconds from each call to its ``PointsCredited``."""
+    sent: dict[str, float] = {}
+    simulator = f"http://127.0.0.1:{system.ports.simulator}"
+    with httpx.Client(auth=SignedAuth(system.link_secret)) as http:
+        # One warm-up link so first-use costs (connections, JIT of the offer) are not counted.
+        for n in range(count + 1):
+            member = f"{tag}-{n}"
+            # The VK ID code + PKCE verifier, as the member's browser gets them; the
+            # clock starts when the Personal Account calls the link API with them.
+            proof = idc.vk_id_proof_sync(simulator, 900_000 + n, DEMO_VK_ID_CLIENT)
+            sent[member] = time.time()
+            answer = http.post(
+                f"http://127.0.0.1:{system.ports.collector}/v1/links",
+                json={"member_id": member, "proof": proof},
+                timeout=30,
+            )
+            answer.raise_for_status()
+            if n == 0:
+                wait_credited(credits, {member}, 120)
+            time.sleep(GAP_S)
+    wait_credited(credits, set(sent), 120)
+    return [credits.at[m] - sent[m] for m in sent if m != f"{tag}-0"]
+
+
+def run() -> list[dict[str, object]]:
+    topics = TopicSettings(prefix=PREFIX)
+    with running_system(PREFIX, ROOT / "deploy" / ".local" / "bench") as system:
+        credits = Credits(KafkaSettings(), topics)
         credits.start()
         try:
-            # One warm-up link so first-use costs (connections, JIT of the offer) are not counted.
-            for n in range(LINKS + 1):
-                member = f"bench-{n}"
-                # The VK ID code + PKCE verifier, as the member's browser gets them; the
-                # clock starts when the Personal Account calls the link API with them.
-                proof = idc.vk_id_proof_sync(
-                    f"http://127.0.0.1:{ports.simulator}", 900_000 + n, DEMO_VK_ID_CLIENT
-                )
-                sent[member] = time.time()
-                answer = http.post(
-                    f"http://127.0.0.1:{ports.collector}/v1/links",
-                    json={"member_id": member, "proof": proof},
-                    timeout=30,
-                )
-                answer.raise_for_status()
-                if n == 0:
-                    _wait(credits, {member}, 120)
-                time.sleep(GAP_S)
-            _wait(credits, set(sent), 120)
+            latencies = link_latencies(system, credits, LINKS, "bench")
         finally:
             credits.stop()
-        peaks = {name: peak_rss_mib(pid) for name, pid in supervisor.pids().items()}
-    latencies = [credits.at[m] - sent[m] for m in sent if m != "bench-0" and m in credits.at]
+        peaks = {name: peak_rss_mib(pid) for name, pid in system.supervisor.pids().items()}
     rows: list[dict[str, object]] = [
         {
             "figure": "link -> points credited, p50",
@@ -140,7 +173,7 @@ def run() -> list[dict[str, object]]:
         },
         {
             "figure": "link -> points credited, p99",
-            "value": f"{_percentile(latencies, 0.99) * 1000:.0f} ms",
+            "value": f"{percentile(latencies, 0.99) * 1000:.0f} ms",
         },
         {"figure": "link -> points credited, max", "value": f"{max(latencies) * 1000:.0f} ms"},
         {"figure": "links measured", "value": f"{len(latencies)} of {LINKS}"},
@@ -152,7 +185,7 @@ def run() -> list[dict[str, object]]:
     return rows
 
 
-def _wait(credits: _Credits, members: set[str], timeout_s: float) -> None:
+def wait_credited(credits: Credits, members: set[str], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if members <= credits.at.keys():

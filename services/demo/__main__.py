@@ -40,9 +40,11 @@ from services.ops.system import (
     DEMO_APPLE_CLIENT,
     DEMO_OK_CLIENT,
     DEMO_VK_ID_CLIENT,
+    WORKERS_HELP,
     Ports,
     groups_at,
     service_specs,
+    workers_option,
 )
 from services.runtime import kafka
 from services.runtime.access import AccessSettings, CredentialError, SignedAuth, ensure_credential
@@ -411,6 +413,7 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
         bool,
         typer.Option(help="In chaos mode, also restart the local broker once (local stack only)."),
     ] = True,
+    workers: Annotated[str | None, typer.Option(help=WORKERS_HELP, metavar="SERVICE=N,...")] = None,
     failover: Annotated[
         bool,
         typer.Option(
@@ -440,6 +443,7 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
         groups_file=groups_at(DEMO_DIR / "groups.yaml", ports, state_dir),
         ports=ports,
         kafka_logins=logins,
+        workers=workers_option(workers),
     )
     logs = state_dir / "logs"
     supervisor = Supervisor(specs, logs, env=env)

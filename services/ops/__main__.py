@@ -22,7 +22,14 @@ from services.contracts.topics import TopicSettings, catalog, ensure
 from services.ops import kafka_access
 from services.ops.kafka_access import KafkaAccessSettings
 from services.ops.supervisor import ServiceFailedError, ServiceSpec, Supervisor
-from services.ops.system import Ports, app_stem, groups_at, service_specs
+from services.ops.system import (
+    WORKERS_HELP,
+    Ports,
+    app_stem,
+    groups_at,
+    service_specs,
+    workers_option,
+)
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
 
@@ -42,6 +49,7 @@ def _specs(
     simulator: bool,
     state_dir: Path,
     kafka_logins: dict[str, tuple[str, str]] | None = None,
+    workers: dict[str, int] | None = None,
 ) -> list[ServiceSpec]:
     topics = TopicSettings()
     ports = Ports.from_env()
@@ -52,6 +60,7 @@ def _specs(
         simulator=simulator,
         kafka_logins=kafka_logins,
         ports=ports,
+        workers=workers,
     )
 
 
@@ -64,8 +73,10 @@ def up(
     state_dir: Annotated[
         Path, typer.Option(help="Logs and the Faust workers' local stores.")
     ] = ROOT / "deploy" / ".local" / "services",
+    workers: Annotated[str | None, typer.Option(help=WORKERS_HELP, metavar="SERVICE=N,...")] = None,
 ) -> None:
     """Start every service, keep them running, stop them all on Ctrl-C."""
+    counts = workers_option(workers)
     settings = KafkaSettings()
     try:
         kafka.check_reachable(settings)
@@ -85,7 +96,7 @@ def up(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logs = state_dir / "logs"
-    services = _specs(groups, simulator, state_dir, logins)
+    services = _specs(groups, simulator, state_dir, logins, counts)
     with Supervisor(services, logs, on_event=console.print) as sup:
         try:
             sup.start_all()

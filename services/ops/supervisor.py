@@ -37,6 +37,9 @@ class ServiceSpec:
     ready_url: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 90.0
+    login: str | None = None
+    """The service whose Kafka principal it logs in as, when not its own name (the
+    second worker ``rules-2`` logs in as ``rules``)."""
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", *self.args]

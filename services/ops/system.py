@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from services.ops.supervisor import ServiceSpec
 
@@ -133,6 +134,92 @@ class ServiceNames:
         return f"{self.stem}."
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """What makes one worker of a consuming service different from its siblings: its
+    HTTP port (``port_env``, the first worker's plus ``WORKER_PORT_STEP`` per worker)
+    and what must be unique per worker (``per_worker``, ``{k}`` the worker's number):
+    a static-membership instance id, which is also the rules worker's transactional id,
+    or a local state directory."""
+
+    port_env: str
+    per_worker: Mapping[str, str] = field(default_factory=dict)
+
+
+WORKER_PORT_STEP = 100
+MAX_WORKERS = 9
+SCALABLE: Mapping[str, Scaling] = {
+    "rules": Scaling("RULES_WORKER_HTTP_PORT", {"RULES_INSTANCE_ID": "local-{k}"}),
+    "detector": Scaling("DETECTOR_WORKER_PORT", {"DETECTOR_DATA_DIR": "{state_dir}/detector-{k}"}),
+    "actions": Scaling("ACTIONS_PORT", {"ACTIONS_INSTANCE_ID": "local-{k}"}),
+    "readmodel": Scaling("DETECTOR_READMODEL_PORT"),
+}
+"""The consuming services that run as several workers of one consumer group."""
+
+
+def parse_workers(text: str) -> dict[str, int]:
+    """``rules=2,detector=2,actions=2`` as ``{"rules": 2, ...}``; a ValueError says what
+    is wrong (an unknown or single-instance service, a count outside 1..MAX_WORKERS)."""
+    workers: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, equals, count = part.partition("=")
+        if not equals or not count.strip().isdigit():
+            raise ValueError(f"{part!r}: write SERVICE=COUNT, e.g. rules=2")
+        name = name.strip()
+        if name not in SCALABLE:
+            raise ValueError(
+                f"{name!r} cannot run several workers; these can: {', '.join(SCALABLE)}"
+            )
+        if not 1 <= int(count) <= MAX_WORKERS:
+            raise ValueError(f"{name}={count}: between 1 and {MAX_WORKERS} workers")
+        workers[name] = int(count)
+    return workers
+
+
+def workers_option(text: str | None) -> dict[str, int]:
+    """``--workers`` for typer: :func:`parse_workers`, its error a usage error."""
+    import typer
+
+    try:
+        return parse_workers(text or "")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+WORKERS_HELP = (
+    "Run several workers of a consuming service in one consumer group, e.g. "
+    "rules=2,detector=2,actions=2,readmodel=2; worker k>1 is named <service>-k, answers on "
+    f"the first one's port plus {WORKER_PORT_STEP}*(k-1) and has its own instance id and "
+    "state directory."
+)
+
+
+def _scaled(spec: ServiceSpec, workers: int, state_dir: Path) -> list[ServiceSpec]:
+    """``spec`` as worker 1 and its siblings ``<name>-2`` .. ``<name>-<workers>``."""
+    scaling = SCALABLE.get(spec.name)
+    if scaling is None or workers <= 1:
+        return [spec]
+    first_port = int(spec.env[scaling.port_env])
+    out = []
+    for k in range(1, workers + 1):
+        port = first_port + WORKER_PORT_STEP * (k - 1)
+        own = {  # worker 1 keeps the names a single worker has always had
+            key: value.format(k=k, state_dir=state_dir)
+            for key, value in scaling.per_worker.items()
+            if k > 1
+        }
+        out.append(
+            ServiceSpec(
+                spec.name if k == 1 else f"{spec.name}-{k}",
+                spec.args,
+                _url(port),
+                {**spec.env, scaling.port_env: str(port), **own},
+                login=spec.name,
+            )
+        )
+    return out
+
+
 def service_specs(
     *,
     prefix: str,
@@ -141,14 +228,22 @@ def service_specs(
     ports: Ports = Ports(),
     simulator: bool = True,
     kafka_logins: Mapping[str, tuple[str, str]] | None = None,
+    workers: Mapping[str, int] | None = None,
 ) -> list[ServiceSpec]:
     """Every service of the system, in start order (dependencies first).
 
     ``prefix`` names the topics (``TOPIC_PREFIX``), consumer groups and Faust app
     ids, so a run is isolated from any other on the same cluster. ``kafka_logins``
     (service name -> SCRAM user and password) gives each service its own principal.
+    ``workers`` (see :func:`parse_workers`) runs several workers of a consuming
+    service: ``rules``, ``rules-2``, ... in one consumer group, each with its own port,
+    instance id and state directory, all logged in as that service.
     """
     names = ServiceNames(app_stem(prefix))
+    counts = dict(workers or {})
+    unknown = sorted(set(counts) - set(SCALABLE))
+    if unknown:
+        raise ValueError(f"cannot run several workers of {unknown}; these can: {list(SCALABLE)}")
     specs: list[ServiceSpec] = []
     if simulator:
         specs.append(
@@ -238,6 +333,15 @@ def service_specs(
                 **identity_env(f"http://127.0.0.1:{ports.simulator}"),
             },
         ),
+    ]
+    specs = [w for spec in specs for w in _scaled(spec, counts.get(spec.name, 1), state_dir)]
+    # Every service the lag monitor asks for readiness and metrics, each worker apart.
+    http = {
+        spec.name: urlsplit(spec.ready_url).port
+        for spec in specs
+        if spec.ready_url and spec.name not in ("simulator", "sinks")
+    }
+    specs.append(
         ServiceSpec(
             "lagmonitor",
             ("services.lagmonitor",),
@@ -246,25 +350,18 @@ def service_specs(
                 "LAGMONITOR_PORT": str(ports.lagmonitor),
                 "LAGMONITOR_GROUP_PREFIXES": names.lag_group_prefix,
                 "LAGMONITOR_SERVICES": ",".join(
-                    f"{name}=http://127.0.0.1:{port}"
-                    for name, port in (
-                        ("collector", ports.collector),
-                        ("detector", ports.detector),
-                        ("readmodel", ports.readmodel),
-                        ("rules", ports.rules),
-                        ("rules-api", ports.rules_api),
-                        ("actions", ports.actions),
-                    )
+                    f"{name}=http://127.0.0.1:{port}" for name, port in http.items()
                 ),
             },
-        ),
-    ]
+        )
+    )
     return [
         ServiceSpec(
             s.name,
             s.args,
             s.ready_url,
-            {"TOPIC_PREFIX": prefix, **s.env, **kafka_login_env(s.name, kafka_logins)},
+            {"TOPIC_PREFIX": prefix, **s.env, **kafka_login_env(s.login or s.name, kafka_logins)},
+            login=s.login,
         )
         for s in specs
     ]
