@@ -154,7 +154,9 @@ def _message(full_name: str, spec: TopicSpec, records: list[Record]) -> dict[str
 def render(specs: list[TopicSpec] | None = None) -> dict[str, Any]:
     """The AsyncAPI 3.0 document for the catalog with default settings (environment
     ignored: the document describes the product, not one deployment)."""
-    specs = specs if specs is not None else catalog(TopicSettings.model_construct())
+    # Replication as on a production cluster of three or more brokers.
+    production = TopicSettings.model_construct(replication_factor=3)
+    specs = specs if specs is not None else catalog(production)
     specs = [spec for spec in specs if spec.value_types]  # internal topics are no contract
     channels = {_ident(spec.name): _channel(spec) for spec in specs}
     operations: dict[str, Any] = {}

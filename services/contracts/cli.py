@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from confluent_kafka import KafkaException
 
-from services.contracts.topics import TopicPlan, TopicSpec
+from services.contracts.topics import ObservedTopic, TopicPlan, TopicSpec
 from services.runtime.terminal import (
     JsonFlag,
     OutputFormat,
@@ -58,7 +60,7 @@ def _spec_row(spec: TopicSpec) -> dict[str, Any]:
     return {
         "topic": spec.name,
         "partitions": spec.partitions,
-        "replication_factor": spec.replication_factor,
+        "replication_factor": spec.replication_factor or None,  # None: from the cluster
         "retention_ms": spec.retention_ms,
         "cleanup_policy": spec.cleanup_policy,
         "key": spec.key,
@@ -85,7 +87,8 @@ def _plan_row(topic_plan: TopicPlan) -> dict[str, Any]:
 def list_topics(output: OutputOption = OutputFormat.table, as_json: JsonFlag = False) -> None:
     """Print the catalog (names include TOPIC_PREFIX; the rules worker's internal
     topics are named for RULES_APP_ID, the detector's for DETECTOR_APP_ID), one topic
-    a line."""
+    a line. rf "-": TOPIC_REPLICATION_FACTOR is unset and the cluster decides (three
+    replicas and min.insync.replicas=2 from three brokers, else one per broker)."""
     specs = _catalog()
     if wants_json(output, as_json):
         emit_json([_spec_row(spec) for spec in specs])
@@ -95,9 +98,33 @@ def list_topics(output: OutputOption = OutputFormat.table, as_json: JsonFlag = F
     for spec in specs:
         records = ", ".join(name.rsplit(".", 1)[-1] for name in spec.value_types)
         typer.echo(
-            f"{spec.name:<{width}}  {spec.partitions:>10}  {spec.replication_factor:>2}  "
+            f"{spec.name:<{width}}  {spec.partitions:>10}  {spec.replication_factor or '-':>2}  "
             f"{spec.retention_ms:>12}  {spec.cleanup_policy:<7}  {spec.key} / {records}"
         )
+
+
+def _write_reassignment(
+    path: Path,
+    plans: list[TopicPlan],
+    observed: dict[str, ObservedTopic],
+    brokers: list[int],
+    *,
+    quiet: bool,
+) -> None:
+    """The reassignment plan of every topic with fewer replicas than the catalog says."""
+    from services.contracts.topics import reassignment
+
+    moves = [
+        move
+        for p in plans
+        if p.replicas
+        for move in reassignment(observed[p.spec.name], p.spec.replication_factor, brokers)[
+            "partitions"
+        ]
+    ]
+    path.write_text(json.dumps({"version": 1, "partitions": moves}, indent=1))
+    if not quiet:
+        typer.echo(f"reassignment plan ({len(moves)} partitions) written to {path}")
 
 
 @topics_app.command()
@@ -108,16 +135,37 @@ def ensure(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only report; change nothing, not even create.")
     ] = False,
+    reassignment_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--reassignment-json",
+            help="Write the plan that raises under-replicated topics to the catalog's "
+            "factor here, for Kafka's reassignment tool (ReassignPartitionsCommand).",
+            dir_okay=False,
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.table,
     as_json: JsonFlag = False,
 ) -> None:
     """Create missing topics and report drift. Exit 0 when in sync, 1 when drift remains.
 
+    Replication follows the cluster unless TOPIC_REPLICATION_FACTOR is set: three
+    replicas and min.insync.replicas=2 from three brokers. A topic with fewer replicas
+    than that is drift that only Kafka's reassignment tool can mend: the report says
+    how, and --reassignment-json writes the plan.
+
     Includes the rules worker's and the detector's internal topics (RULES_APP_ID and
     DETECTOR_APP_ID name them), so every topic exists with the right partitions before
     any worker starts. `--output json` prints one document: the plan per topic, what
     was done, what drift remains."""
-    from services.contracts.topics import apply, observe, plan
+    from services.contracts.topics import (
+        ReplicationError,
+        apply,
+        broker_count,
+        observe,
+        plan,
+        replicated,
+    )
     from services.runtime import kafka
     from services.runtime.settings import KafkaSettings
 
@@ -127,8 +175,16 @@ def ensure(
     settings = KafkaSettings()
     kafka.check_reachable(settings)
     admin = kafka.admin(settings, "topics")
-    specs = _catalog()
-    plans = plan(specs, observe(admin, [spec.name for spec in specs]))
+    brokers = sorted(admin.list_topics(timeout=30).brokers)
+    try:
+        specs = replicated(_catalog(), broker_count(admin))
+    except ReplicationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    observed = observe(admin, [spec.name for spec in specs])
+    plans = plan(specs, observed)
+    if reassignment_json is not None:
+        _write_reassignment(reassignment_json, plans, observed, brokers, quiet=machine)
     if not machine:
         for topic_plan in plans:
             for line in topic_plan.describe():

@@ -13,7 +13,7 @@ user's later activity, so "link first, then activity" is ordered by Kafka itself
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import Field
@@ -52,7 +52,12 @@ class TopicSettings(BaseSettings):
 
     prefix: str = Field(default="", description="Prepended to every topic name.")
     partitions: int = Field(default=6, ge=1, description="Partitions of every topic.")
-    replication_factor: int = Field(default=1, ge=1, description="1 locally, 3 in production.")
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Unset: from the cluster, 3 replicas (and min.insync.replicas=2) on three "
+        "or more brokers, one per broker below that (see replicated()).",
+    )
 
     def name(self, base: str) -> str:
         """The real topic name of a catalog topic, e.g. ``name(EVENTS)``."""
@@ -68,6 +73,7 @@ class TopicSpec:
     value_types: tuple[str, ...]
     partitions: int
     replication_factor: int
+    """0: not decided yet, the cluster's size decides (:func:`replicated`)."""
     configs: Mapping[str, str]
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
@@ -88,10 +94,15 @@ class TopicSpec:
         return self.configs["cleanup.policy"]
 
 
+def _insync(replication_factor: int) -> dict[str, str]:
+    """Three copies: a write is acknowledged once two have it, so one broker can be lost
+    without losing an acknowledged write or refusing new ones."""
+    return {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
+
+
 def _configs(retention_ms: int, settings: TopicSettings, **extra: str) -> dict[str, str]:
     configs = {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
-    if settings.replication_factor >= 3:
-        configs["min.insync.replicas"] = "2"
+    configs.update(_insync(settings.replication_factor or 0))
     configs.update({key.replace("_", "."): value for key, value in extra.items()})
     return configs
 
@@ -106,7 +117,7 @@ def _internal(
         "see description",
         (),
         settings.partitions,
-        settings.replication_factor,
+        settings.replication_factor or 0,
         configs,
         (service,),
         (service,),
@@ -116,10 +127,7 @@ def _internal(
 
 
 def _compacted(settings: TopicSettings) -> dict[str, str]:
-    configs = {"cleanup.policy": "compact"}
-    if settings.replication_factor >= 3:
-        configs["min.insync.replicas"] = "2"
-    return configs
+    return {"cleanup.policy": "compact", **_insync(settings.replication_factor or 0)}
 
 
 RULES_APP_ID = "social-loyalty.rules"
@@ -213,7 +221,7 @@ def catalog(
     ``detector_app_id``, by default ``DETECTOR_APP_ID`` behind the prefix)."""
     settings = settings or TopicSettings()
     detector = detector_app_id if detector_app_id is not None else settings.name(DETECTOR_APP_ID)
-    parts, rf = settings.partitions, settings.replication_factor
+    parts, rf = settings.partitions, settings.replication_factor or 0
 
     def command_topic(base: str, types: tuple[str, ...], consumer: str) -> TopicSpec:
         return TopicSpec(
@@ -287,6 +295,44 @@ def catalog(
     ]
 
 
+def replication_for(brokers: int) -> int:
+    """The replication factor a cluster of ``brokers`` gets when none is set: three
+    (Kafka's usual production choice, with ``min.insync.replicas=2``), or one copy per
+    broker on a smaller cluster (a one-broker development stack)."""
+    return min(3, brokers)
+
+
+class ReplicationError(ValueError):
+    """The catalog asks more replicas than the cluster has brokers."""
+
+
+def replicated(specs: list[TopicSpec], brokers: int) -> list[TopicSpec]:
+    """``specs`` with the replication decided for a cluster of ``brokers``: an undecided
+    factor (``TOPIC_REPLICATION_FACTOR`` unset) becomes :func:`replication_for`, and
+    ``min.insync.replicas=2`` comes with three replicas; an explicit factor larger than
+    the cluster is refused before anything is created."""
+    out = []
+    for spec in specs:
+        factor = spec.replication_factor or replication_for(brokers)
+        if factor > brokers:
+            raise ReplicationError(
+                f"{spec.name}: replication factor {factor} but the cluster has {brokers} "
+                f"broker(s); set TOPIC_REPLICATION_FACTOR to at most {brokers} or leave it "
+                "unset (it then follows the cluster)"
+            )
+        if spec.replication_factor:
+            out.append(spec)
+            continue
+        configs = {**spec.configs, **_insync(factor)}
+        out.append(replace(spec, replication_factor=factor, configs=configs))
+    return out
+
+
+def broker_count(admin: Any, timeout: float = 30.0) -> int:
+    """How many brokers the cluster has registered."""
+    return len(admin.list_topics(timeout=timeout).brokers)
+
+
 # ----------------------------------------------------------------- planning (pure)
 
 
@@ -297,6 +343,35 @@ class ObservedTopic:
     name: str
     partitions: int
     configs: Mapping[str, str]
+    assignment: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    """Partition -> its replicas (broker ids), as the metadata has them."""
+    behind: tuple[int, ...] = ()
+    """Partitions whose in-sync replicas are fewer than their replicas right now."""
+
+    @property
+    def replicas(self) -> int:
+        """The fewest replicas any partition has (0 when not known)."""
+        return min((len(r) for r in self.assignment.values()), default=0)
+
+
+REASSIGN_TOOL = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+
+
+def reassignment(observed: ObservedTopic, factor: int, brokers: list[int]) -> dict[str, Any]:
+    """The partitions of ``observed`` with fewer than ``factor`` replicas, each keeping
+    its replicas (its leader first) and gaining brokers round-robin: the plan Kafka's
+    reassignment tool (``--reassignment-json-file``) executes."""
+    partitions = []
+    for partition, replicas in sorted(observed.assignment.items()):
+        if len(replicas) >= factor:
+            continue
+        wanted = list(replicas)
+        for offset in range(len(brokers)):
+            candidate = brokers[(partition + offset) % len(brokers)]
+            if len(wanted) < factor and candidate not in wanted:
+                wanted.append(candidate)
+        partitions.append({"topic": observed.name, "partition": partition, "replicas": wanted})
+    return {"version": 1, "partitions": partitions}
 
 
 @dataclass(frozen=True)
@@ -308,10 +383,11 @@ class TopicPlan:
     add_partitions: int = 0  # target partition count, 0 when fine
     config_changes: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    replicas: int = 0  # the fewest any partition has, when below the catalog's factor
 
     @property
     def in_sync(self) -> bool:
-        return not (self.create or self.add_partitions or self.config_changes)
+        return not (self.create or self.add_partitions or self.config_changes or self.replicas)
 
     def describe(self) -> list[str]:
         if self.create:
@@ -323,6 +399,14 @@ class TopicPlan:
             f"{self.spec.name}: {key}={old if old is not None else '(unset)'}, catalog says {new}"
             for key, (old, new) in sorted(self.config_changes.items())
         ]
+        if self.replicas:
+            lines.append(
+                f"{self.spec.name}: {self.replicas} replica(s) on some partitions, the catalog "
+                f"says {self.spec.replication_factor}; Kafka adds replicas only by reassignment: "
+                "`social-loyalty topics ensure --reassignment-json FILE` writes the plan, then "
+                f"`./run stack kafka-tool {REASSIGN_TOOL} --bootstrap-server BROKERS "
+                "--reassignment-json-file FILE --execute` (and `--verify` until it is done)"
+            )
         lines += [f"{self.spec.name}: {note}" for note in self.notes]
         return lines or [f"{self.spec.name}: in sync"]
 
@@ -343,6 +427,11 @@ def plan(specs: list[TopicSpec], observed: Mapping[str, ObservedTopic]) -> list[
             notes = (
                 f"has {current.partitions} partitions, more than the catalog's {spec.partitions}",
             )
+        if current.behind:
+            notes += (
+                f"under-replicated now: partitions {list(current.behind)} have fewer in-sync "
+                "replicas than replicas (a broker is down or catching up)",
+            )
         changes = {
             key: (current.configs.get(key), want)
             for key, want in spec.configs.items()
@@ -354,6 +443,7 @@ def plan(specs: list[TopicSpec], observed: Mapping[str, ObservedTopic]) -> list[
                 add_partitions=spec.partitions if current.partitions < spec.partitions else 0,
                 config_changes=changes,
                 notes=notes,
+                replicas=current.replicas if current.replicas < spec.replication_factor else 0,
             )
         )
     return plans
@@ -375,10 +465,13 @@ def observe(admin: Any, names: list[str], timeout: float = 30.0) -> dict[str, Ob
     observed = {}
     for resource, future in described.items():
         entries = future.result(timeout)
+        partitions = metadata.topics[resource.name].partitions
         observed[resource.name] = ObservedTopic(
             resource.name,
-            len(metadata.topics[resource.name].partitions),
+            len(partitions),
             {key: entry.value for key, entry in entries.items() if entry.value is not None},
+            {n: tuple(p.replicas) for n, p in partitions.items()},
+            tuple(sorted(n for n, p in partitions.items() if len(p.isrs) < len(p.replicas))),
         )
     return observed
 
@@ -398,7 +491,11 @@ def apply(admin: Any, plans: list[TopicPlan], *, fix: bool, timeout: float = 30.
     done: list[str] = []
     creates = [
         NewTopic(
-            p.spec.name, p.spec.partitions, p.spec.replication_factor, config=dict(p.spec.configs)
+            p.spec.name,
+            p.spec.partitions,
+            # Undecided (plan() without replicated()): the broker's default.replication.factor.
+            p.spec.replication_factor or -1,
+            config=dict(p.spec.configs),
         )
         for p in plans
         if p.create
@@ -434,6 +531,8 @@ def apply(admin: Any, plans: list[TopicPlan], *, fix: bool, timeout: float = 30.
 
 
 def ensure(admin: Any, specs: list[TopicSpec], *, fix: bool, timeout: float = 30.0) -> list[str]:
-    """Create the missing topics of ``specs`` (and with ``fix`` repair drift): idempotent."""
+    """Create the missing topics of ``specs`` (and with ``fix`` repair drift): idempotent.
+    An undecided replication factor follows the cluster (:func:`replicated`)."""
+    specs = replicated(specs, broker_count(admin, timeout))
     observed = observe(admin, [spec.name for spec in specs], timeout=timeout)
     return apply(admin, plan(specs, observed), fix=fix, timeout=timeout)

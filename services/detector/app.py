@@ -145,7 +145,9 @@ class Detector:
             store=settings.store,
             datadir=str(settings.data_dir),
             topic_partitions=topics.partitions,
-            topic_replication_factor=settings.topics.replication_factor,
+            # Faust creates no topic here (the catalog makes them first); unset, 1 is a
+            # placeholder it never uses.
+            topic_replication_factor=settings.topics.replication_factor or 1,
             processing_guarantee="at_least_once",
             consumer_auto_offset_reset="earliest",
             web_enabled=False,

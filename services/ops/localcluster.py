@@ -51,7 +51,7 @@ class LocalCluster:
         return self.env["KAFKA_BOOTSTRAP_SERVERS"]
 
     @property
-    def admin_config(self) -> dict[str, str | int]:
+    def admin_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka settings of an admin client of this cluster."""
         return {
             "bootstrap.servers": self.bootstrap,

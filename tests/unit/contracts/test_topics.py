@@ -13,9 +13,12 @@ from services.contracts.models import COMMAND_TYPES, RECORD_TYPES
 from services.contracts.topics import (
     EVENTS,
     ObservedTopic,
+    ReplicationError,
     TopicSettings,
     catalog,
     plan,
+    reassignment,
+    replicated,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,7 +39,9 @@ def test_catalog_has_the_decided_topics_and_retention() -> None:
     assert specs["social.events"].cleanup_policy == "delete"
     assert specs["social.snapshots"].retention_ms == 7 * 86_400_000
     assert specs["loyalty.deadletter"].retention_ms == 30 * 86_400_000
-    assert all(spec.partitions == 6 and spec.replication_factor == 1 for spec in specs.values())
+    # Replication is undecided (0) until the cluster's size decides it: replicated().
+    assert all(spec.partitions == 6 and spec.replication_factor == 0 for spec in specs.values())
+    assert not any("min.insync.replicas" in spec.configs for spec in specs.values())
 
 
 def test_the_rules_workers_internal_topics_are_in_the_catalog_with_their_partitioner() -> None:
@@ -172,3 +177,47 @@ def test_asyncapi_has_no_yaml_anchors_and_shows_headers_and_an_example_per_messa
         if message["title"].startswith(families):
             assert set(message["headers"]["required"]) <= set(example["headers"]), name
             assert example["headers"]["ce_type"] == message["title"]
+
+
+def test_replication_follows_the_cluster_when_unset() -> None:
+    specs = catalog(SETTINGS)
+    three = replicated(specs, brokers=3)
+    assert all(spec.replication_factor == 3 for spec in three)
+    assert all(spec.configs["min.insync.replicas"] == "2" for spec in three)
+    five = replicated(specs, brokers=5)
+    assert all(spec.replication_factor == 3 for spec in five)
+    one = replicated(specs, brokers=1)
+    assert all(spec.replication_factor == 1 for spec in one)
+    assert not any("min.insync.replicas" in spec.configs for spec in one)
+    two = replicated(specs, brokers=2)
+    assert all(spec.replication_factor == 2 for spec in two)
+    assert not any("min.insync.replicas" in spec.configs for spec in two)
+
+
+def test_an_explicit_factor_wins_but_not_beyond_the_cluster() -> None:
+    explicit = catalog(TopicSettings(replication_factor=2))
+    assert all(spec.replication_factor == 2 for spec in replicated(explicit, brokers=3))
+    with pytest.raises(ReplicationError, match="at most 1"):
+        replicated(explicit, brokers=1)
+
+
+def test_fewer_replicas_than_the_catalog_is_drift_with_the_reassignment_command() -> None:
+    events = next(s for s in replicated(catalog(SETTINGS), 3) if s.name == "social.events")
+    observed = ObservedTopic(
+        events.name,
+        2,
+        dict(events.configs),
+        assignment={0: (2,), 1: (3, 1, 2)},
+        behind=(1,),
+    )
+    found = plan([events], {events.name: observed})[0]
+    assert found.replicas == 1 and not found.in_sync
+    lines = "\n".join(found.describe())
+    assert "1 replica(s) on some partitions, the catalog says 3" in lines
+    assert "ReassignPartitionsCommand" in lines and "--reassignment-json-file" in lines
+    assert "under-replicated now: partitions [1]" in lines
+    moves = reassignment(observed, 3, [1, 2, 3])
+    assert moves == {
+        "version": 1,
+        "partitions": [{"topic": "social.events", "partition": 0, "replicas": [2, 1, 3]}],
+    }
