@@ -278,6 +278,7 @@ def _failover_drill(
         rules[0]["RULES_APP_ID"],
         [f"{env['RULES_APP_ID']}.{env['RULES_INSTANCE_ID']}" for env in rules],
         victims,
+        bootstrap=kafka_settings.bootstrap_servers,
         on_event=console.print,
     )
     demo.after_changes = drill.after_changes
@@ -419,9 +420,9 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
         typer.Option(
             help="Failover drill, on a local cluster of three brokers (./run stack start "
             "--brokers 3) with --workers: mid-story SIGKILL the broker coordinating the rules "
-            "workers' group, then one worker of each service that runs several (held down "
-            "while the others take over), and bring them all back; the balances, events and "
-            "messages must come out exactly as undisturbed."
+            "workers' group and transactions, then one worker of each service that runs "
+            "several (held down while the others take over), and bring them all back; the "
+            "balances, events and messages must come out exactly as undisturbed."
         ),
     ] = False,
 ) -> None:

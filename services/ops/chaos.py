@@ -9,9 +9,11 @@ recovers its place exactly: no credit lost, none doubled, no message sent twice.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+
+from services.contracts.topics import REASSIGN_TOOL
 from services.ops.supervisor import ServiceFailedError, Supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +168,58 @@ def find_coordinators(
     return Coordinators(group_coordinator, transactions)
 
 
+def lead_transactions_from(
+    admin: Any, broker: int, transactional_ids: Sequence[str], bootstrap: str
+) -> None:
+    """Make ``broker`` the transaction coordinator of every id in ``transactional_ids``:
+    each id's ``__transaction_state`` partition gets ``broker`` as its first (preferred)
+    replica, through Kafka's reassignment tool (the same replicas, reordered: no data
+    moves), and a preferred leader election moves its leadership there."""
+    from confluent_kafka import ElectionType, TopicPartition
+
+    state = admin.list_topics("__transaction_state", timeout=30).topics["__transaction_state"]
+    count = len(state.partitions)
+    moves = {}
+    for tid in transactional_ids:
+        partition = coordinator_partition(tid, count)
+        replicas = list(state.partitions[partition].replicas)
+        if state.partitions[partition].leader != broker and broker in replicas:
+            moves[partition] = [broker, *(r for r in replicas if r != broker)]
+    if not moves:
+        return
+    plan = {
+        "version": 1,
+        "partitions": [
+            {"topic": "__transaction_state", "partition": p, "replicas": r}
+            for p, r in sorted(moves.items())
+        ],
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+        json.dump(plan, out)
+    try:
+        local_stack(
+            "kafka-tool",
+            REASSIGN_TOOL,
+            "--bootstrap-server",
+            bootstrap,
+            "--reassignment-json-file",
+            out.name,
+            "--execute",
+        )
+    finally:
+        Path(out.name).unlink()
+    partitions = [TopicPartition("__transaction_state", p) for p in sorted(moves)]
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            admin.elect_leaders(ElectionType.PREFERRED, partitions).result(30)
+            return
+        except KafkaException as exc:  # the reassignment may still be settling
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"preferred leader election failed: {exc}") from exc
+            time.sleep(1.0)
+
+
 def local_stack(*args: str) -> None:
     """``deploy/localstack.py <args>`` on the stack ``SL_STACK_DIR`` names."""
     subprocess.run(
@@ -187,7 +244,8 @@ class FailoverDrill:
     """A broker and a worker of each service lost mid-story, on a cluster of three.
 
     Driven by the story: after the changes of step ``kill_broker_at`` the broker that
-    coordinates ``group`` (the rules workers' consumer group) gets SIGKILL; after step
+    coordinates ``group`` (the rules workers' consumer group), made the coordinator of
+    their transactional ids too (:func:`lead_transactions_from`), gets SIGKILL; after step
     ``kill_workers_at`` one worker of each service in ``workers`` is killed and held
     down, so the others take its partitions over; at ``restart_workers_at`` they come
     back, and at ``restart_broker_at`` the broker does. ``finish`` does whatever the
@@ -203,12 +261,14 @@ class FailoverDrill:
         transactional_ids: Sequence[str],
         workers: Sequence[str],
         *,
+        bootstrap: str,
         steps: tuple[int, int, int, int] = (2, 3, 5, 6),
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         self._supervisor = supervisor
         self._admin = admin
         self._group = group
+        self._bootstrap = bootstrap
         self._transactional_ids = list(transactional_ids)
         self.workers = list(workers)
         self._plan = dict(zip(steps, ACTIONS, strict=True))
@@ -237,6 +297,10 @@ class FailoverDrill:
             self._say(f"[red]failover: {action} failed: {exc}[/]")
 
     def _kill_broker(self) -> None:
+        found = find_coordinators(self._admin, self._group, self._transactional_ids)
+        # One broker to lose that holds both roles: the group's coordinator also takes
+        # over the rules workers' transactions before it dies.
+        lead_transactions_from(self._admin, found.group, self._transactional_ids, self._bootstrap)
         found = find_coordinators(self._admin, self._group, self._transactional_ids)
         self.log.broker = found.group
         self.log.broker_roles = found.roles_of(found.group)

@@ -20,7 +20,14 @@ One loop owns what exactly-once needs, so no service writes it again:
   transaction, and the loop goes on with the next record;
 * **honest health**: :meth:`StreamWorker.not_ready` is ``None`` only while the
   loop is polling and no partition is restoring; an unrecoverable error ends
-  :meth:`StreamWorker.run` with the exception (the entry point exits non-zero).
+  :meth:`StreamWorker.run` with the exception (the entry point exits non-zero);
+* **a watchdog on the transactional calls**: ``send_offsets_to_transaction`` can
+  block past its timeout when the group coordinator's broker dies (librdkafka
+  issues #5456 and #5511, open in 2.16: a decommissioned broker stays cached as
+  the coordinator). A call still blocked ``STUCK_GRACE_S`` after its own timeout
+  ends the process with :data:`STUCK_EXIT_CODE`; the supervisor starts it again,
+  its ``init_transactions`` fences the stuck one and aborts its transaction, and
+  the fresh client finds the new coordinator.
 
 A service brings handlers: ``handler(record, stores) -> outputs``, where ``stores``
 holds the partition's stores by name. A handler must not leave a store half-written
@@ -36,9 +43,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +69,10 @@ from services.runtime.sender import NATIVE, Sender
 from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+STUCK_EXIT_CODE = 75
+"""The process's exit code when a transactional call outlives its timeout (EX_TEMPFAIL)."""
+STUCK_GRACE_S = 15.0
 
 RECORDS = Counter(
     "social_loyalty_stream_records_total", "Records handled by a stream worker.", ["group"]
@@ -235,6 +248,42 @@ class StreamWorker:
         self._consumer: Consumer | None = None
         self._sender: Sender | None = None
         self._labels = {"group": self.group}
+        self._blocked: tuple[str, float] | None = None  # call, deadline (monotonic)
+        self._watchdog: threading.Thread | None = None
+
+    # --------------------------------------------------------------- watchdog
+
+    @contextmanager
+    def _bounded(self, call: str, timeout_s: float) -> Iterator[None]:
+        """Mark a blocking client call for the watchdog while it runs."""
+        self._blocked = (call, time.monotonic() + timeout_s + STUCK_GRACE_S)
+        try:
+            yield
+        finally:
+            self._blocked = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            blocked = self._blocked
+            if blocked is not None and time.monotonic() > blocked[1]:
+                log.critical(
+                    "%s: %s is still blocked %.0fs past its timeout (librdkafka #5456/#5511: a "
+                    "dead coordinator stays cached); exiting with %d so the worker restarts, "
+                    "fences this one and finds the new coordinator",
+                    self.group,
+                    blocked[0],
+                    STUCK_GRACE_S,
+                    STUCK_EXIT_CODE,
+                )
+                logging.shutdown()
+                os._exit(STUCK_EXIT_CODE)
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is None and self.transactional:
+            self._watchdog = threading.Thread(
+                target=self._watch, name=f"{self.group}-watchdog", daemon=True
+            )
+            self._watchdog.start()
 
     # ------------------------------------------------------------------ health
 
@@ -260,6 +309,7 @@ class StreamWorker:
         reached its end); raises when the worker cannot go on."""
         try:
             gc.set_threshold(self.config.gc_threshold, 20, 100)
+            self._start_watchdog()
             self._start()
             assert self._consumer is not None
             while not self._stop.is_set():
@@ -473,10 +523,12 @@ class StreamWorker:
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
         try:
             if offsets:
-                sender.producer.send_offsets_to_transaction(
-                    offsets, consumer.consumer_group_metadata(), 30
-                )
-            sender.producer.commit_transaction(60)
+                with self._bounded("send_offsets_to_transaction", 30):
+                    sender.producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), 30
+                    )
+            with self._bounded("commit_transaction", 60):
+                sender.producer.commit_transaction(60)
         except KafkaException as exc:
             self._recover(exc)
             return
@@ -515,7 +567,8 @@ class StreamWorker:
         if not self._in_txn:
             return
         try:
-            sender.producer.abort_transaction(30)
+            with self._bounded("abort_transaction", 30):
+                sender.producer.abort_transaction(30)
         except KafkaException as exc:
             raise StreamError(f"{self.group}: cannot abort the transaction: {exc}") from exc
         ABORTS.labels(**self._labels).inc()
