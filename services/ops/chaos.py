@@ -305,8 +305,8 @@ class FailoverDrill:
         self.log.broker = found.group
         self.log.broker_roles = found.roles_of(found.group)
         self._say(
-            f"[magenta]failover: SIGKILL broker {found.group} "
-            f"({', '.join(self.log.broker_roles)} of {self._group})[/]"
+            f"[magenta]failover: SIGKILL broker {found.group}, for {self._group}: "
+            f"{', '.join(self.log.broker_roles)}[/]"
         )
         local_stack("kill-broker", str(found.group))
 
