@@ -71,13 +71,14 @@ def database_url() -> Iterator[str]:
     pytest.fail(HOW_TO_START, pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def three_broker_cluster(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalCluster]:
-    """Three KRaft brokers of this session's own (``./run stack start --brokers 3`` in a
-    temporary stack directory, free ports), sharing the session's PostgreSQL: started
-    once, for the replication and failover tests, stopped at the end."""
+    """Three KRaft brokers of the test module's own (``./run stack start --brokers 3``
+    in a temporary stack directory, free ports), sharing the session's PostgreSQL:
+    started for the module (replication, failover) and stopped after it, so three idle
+    JVMs do not slow the rest of the suite."""
     cluster = start_cluster(tmp_path_factory.mktemp("three-brokers"), database_url)
     yield cluster
     cluster.stop()
