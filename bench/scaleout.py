@@ -29,7 +29,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench._stream import timed_read
+from bench._stream import cpu_seconds, timed_read
 from bench.system import Credits, link_latencies, percentile, running_system, wait_credited
 from services.contracts import ProfileLinked, make_codec
 from services.contracts.topics import EVENTS, OUTCOMES, TopicSettings
@@ -73,6 +73,15 @@ def _burst(settings: KafkaSettings, topics: TopicSettings, tag: str) -> float:
     return started
 
 
+def _broker_pids() -> dict[str, int]:
+    """The cluster's brokers, from the pid files of its stack directory."""
+    kafka_dir = Path(os.environ["SL_STACK_DIR"]) / "kafka"
+    return {
+        f"broker {path.parent.name}": int(path.read_text())
+        for path in sorted(kafka_dir.glob("**/kafka.pid"))
+    }
+
+
 def _one(workers: int) -> dict[str, object]:
     prefix = f"bench.scaleout.w{workers}."
     topics = TopicSettings(prefix=prefix)
@@ -86,10 +95,13 @@ def _one(workers: int) -> dict[str, object]:
             latencies = link_latencies(system, credits, LINKS, f"w{workers}")
             print(f"[scaleout] {workers}: {len(latencies)} links measured; burst", flush=True)
             tag = f"w{workers}"
+            pids = {**system.supervisor.pids(), **_broker_pids()}
+            before = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
             started = _burst(settings, topics, tag)
             burst = {f"{tag}-burst-{n}" for n in range(EVENTS_COUNT)}
             wait_credited(credits, burst, 900)
             last = max(credits.at[m] for m in burst)
+            used = {name: (cpu_seconds(pid) or 0.0) - before[name] for name, pid in pids.items()}
         finally:
             credits.stop()
         raw_events = timed_read(settings, topics.name(EVENTS), EVENTS_COUNT)
@@ -103,6 +115,11 @@ def _one(workers: int) -> dict[str, object]:
         "raw read events/s": EVENTS_COUNT / raw_events,
         "raw read outcomes/s": EVENTS_COUNT / raw_outcomes,
         "vs raw": f"{through / (EVENTS_COUNT / raw_events):.3f}",
+        "CPU s during the burst (top 4)": ", ".join(
+            f"{name} {seconds:.0f}"
+            for name, seconds in sorted(used.items(), key=lambda item: -item[1])[:4]
+        ),
+        "burst s": f"{last - started:.0f}",
     }
 
 
