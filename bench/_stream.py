@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from confluent_kafka import KafkaError, Message
@@ -76,3 +76,20 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+
+
+def produce_all(
+    settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes, bytes]], name: str
+) -> None:
+    """Produce every ``(key, value)`` as fast as the client takes them, then flush."""
+    producer = kafka.producer(settings, name, extra={"linger.ms": 20})
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(60):
+        raise RuntimeError(f"records for {topic} not delivered")

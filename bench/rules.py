@@ -59,7 +59,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from fastavro import schemaless_reader, schemaless_writer
 from psycopg import sql
 
-from bench._stream import peak_rss_mib, timed_read
+from bench._stream import peak_rss_mib, produce_all, timed_read
 from services.contracts import models as m
 from services.contracts.codec import SINGLE_OBJECT_MAGIC, Codec, make_codec
 from services.contracts.schemas import default_schema_set
@@ -158,17 +158,7 @@ def _encode(codec: Codec, topic: str, events: Sequence[m.DomainEvent]) -> list[t
 
 
 def _produce(settings: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = kafka.producer(settings, "bench-rules-fill", extra={"linger.ms": 20})
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    if producer.flush(60):
-        raise RuntimeError("events not delivered")
+    produce_all(settings, topic, records, "bench-rules-fill")
 
 
 # -------------------------------------------------------------------------- roofline

@@ -29,12 +29,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench._stream import cpu_seconds, timed_read
+from bench._stream import cpu_seconds, produce_all, timed_read
 from bench.system import Credits, link_latencies, percentile, running_system, wait_credited
 from services.contracts import ProfileLinked, make_codec
 from services.contracts.topics import EVENTS, OUTCOMES, TopicSettings
 from services.ops.localcluster import start_cluster
-from services.runtime import kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,10 +49,8 @@ def _burst(settings: KafkaSettings, topics: TopicSettings, tag: str) -> float:
     codec = make_codec(settings)
     topic = topics.name(EVENTS)
     now = datetime.now(UTC)
-    producer = kafka.producer(settings, f"bench-scaleout-{tag}", extra={"linger.ms": 20})
-    started = time.time()
-    for n in range(EVENTS_COUNT):
-        event = ProfileLinked.build(
+    events = (
+        ProfileLinked.build(
             network="vk",
             social_user_id=str(2_000_000 + n),
             member_id=f"{tag}-burst-{n}",
@@ -61,15 +58,11 @@ def _burst(settings: KafkaSettings, topics: TopicSettings, tag: str) -> float:
             observed_at=now,
             snapshot_at=now,
         )
-        while True:
-            try:
-                producer.produce(topic, codec.encode(event, topic), key=event.key().to_bytes())
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    if producer.flush(60):
-        raise RuntimeError("burst events not delivered")
+        for n in range(EVENTS_COUNT)
+    )
+    started = time.time()
+    records = ((e.key().to_bytes(), codec.encode(e, topic)) for e in events)
+    produce_all(settings, topic, records, f"bench-scaleout-{tag}")
     return started
 
 
