@@ -256,9 +256,9 @@ def run() -> list[dict[str, object]]:
     tag = uuid.uuid4().hex[:8]
     topics = TopicSettings(prefix=f"bench.det.{tag}.", partitions=PARTITIONS)
     admin = kafka.admin(settings, "bench-detector")
-    specs = catalog(topics)
-    apply(admin, plan(specs, {}), fix=False)
     app_id = f"bench.social-loyalty.detector.{tag}"
+    specs = catalog(topics, detector_app_id=app_id)
+    apply(admin, plan(specs, {}), fix=False)
     rng = np.random.default_rng(2026)
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-detector-") as tmp:
