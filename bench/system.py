@@ -144,7 +144,7 @@ def link_latencies(system: System, credits: Credits, count: int, tag: str) -> li
             proof = idc.vk_id_proof_sync(simulator, 900_000 + n, DEMO_VK_ID_CLIENT)
             sent[member] = time.time()
             answer = http.post(
-                f"http://127.0.0.1:{system.ports.collector}/v1/links",
+                f"http://127.0.0.1:{system.ports.link}/v1/links",
                 json={"member_id": member, "proof": proof},
                 timeout=30,
             )

@@ -21,7 +21,9 @@ from services.collector.cli import collector_app
 from services.contracts.cli import topics_app
 from services.detector.cli import detector_app
 from services.lagmonitor.cli import lag_app
+from services.link.cli import link_app
 from services.ops.kafka_access_cli import kafka_access_app
+from services.readmodel.cli import readmodel_app
 from services.rules.cli import offers_app, replay
 from services.runtime.access.cli import credentials_app
 from services.runtime.terminal import operator_error
@@ -62,8 +64,10 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(lag_app, name="lag")
 app.add_typer(deadletters_app, name="deadletters")
 app.add_typer(collector_app, name="collector")
+app.add_typer(link_app, name="link")
 app.add_typer(offers_app, name="offers")
 app.add_typer(detector_app, name="detector")
+app.add_typer(readmodel_app, name="readmodel")
 app.add_typer(kafka_access_app, name="kafka-access")
 app.add_typer(credentials_app, name="credentials")
 app.command("replay")(replay)

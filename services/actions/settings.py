@@ -11,8 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contracts.topics import TopicSettings
-from services.runtime.access.settings import AccessSettings
-from services.runtime.settings import DatabaseSettings, KafkaSettings
+from services.runtime.settings import AccessSettings, DatabaseSettings, KafkaSettings
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 

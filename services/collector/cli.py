@@ -1,4 +1,4 @@
-"""``python -m services.collector``: the scheduler, one-off runs, run history, the link API.
+"""``python -m services.collector``: the scheduler, one-off runs, run history.
 
 Also mounted as ``social-loyalty collector ...``. Settings come from the
 environment (``COLLECTOR_*``, ``KAFKA_*``, ``DATABASE_URL``, ``TOPIC_PREFIX``);
@@ -8,9 +8,7 @@ groups from a YAML file (``--groups`` or ``COLLECTOR_GROUPS_FILE``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +17,14 @@ from rich.table import Table
 
 from services.collector.groups import GroupsFile, GroupsFileError, load_groups
 from services.collector.settings import CollectorSettings
+from services.runtime.service import (
+    LogLevel,
+    configure_logging,
+    load_settings,
+    service_cli,
+    start,
+    stop_event,
+)
 from services.runtime.terminal import (
     JsonFlag,
     OutputFormat,
@@ -26,16 +32,12 @@ from services.runtime.terminal import (
     announce_target,
     console,
     emit_json,
-    operator_error,
     wants_json,
 )
 
-collector_app = typer.Typer(
-    name="collector",
-    help="Collect VK/OK groups into social.snapshots (one Kafka transaction per run) "
-    "and serve the link API.",
-    no_args_is_help=True,
-    add_completion=False,
+collector_app = service_cli(
+    "collector",
+    "Collect VK/OK groups into social.snapshots (one Kafka transaction per run).",
 )
 
 GroupsOption = Annotated[
@@ -49,11 +51,7 @@ GroupsOption = Annotated[
 
 
 def _settings() -> CollectorSettings:
-    try:
-        return CollectorSettings()
-    except Exception as exc:
-        typer.echo(f"error: {operator_error(exc) or f'bad collector settings: {exc}'}", err=True)
-        raise typer.Exit(2) from exc
+    return load_settings(CollectorSettings)
 
 
 def _groups(settings: CollectorSettings, path: Path | None) -> GroupsFile:
@@ -66,19 +64,6 @@ def _groups(settings: CollectorSettings, path: Path | None) -> GroupsFile:
     except GroupsFileError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-
-
-def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
 
 async def _prepare(settings: CollectorSettings) -> Any:
@@ -105,26 +90,24 @@ async def _prepare(settings: CollectorSettings) -> Any:
 
 
 @collector_app.command()
-def run(groups: GroupsOption = None) -> None:
-    """Run every group at its interval and serve the link API until SIGTERM/SIGINT."""
-    from services.runtime import kafka
-
-    kafka.for_command_line(False)  # a service: its clients log and wait as services do
-    _logging()
+def run(groups: GroupsOption = None, loglevel: LogLevel = "info") -> None:
+    """Run every group at its interval until SIGTERM/SIGINT; /healthz /readyz /metrics
+    on COLLECTOR_HTTP_PORT (8082)."""
+    start(loglevel)
     settings = _settings()
     config = _groups(settings, groups)
 
     async def main() -> None:
-        from services.collector.app import create_link_app
         from services.collector.scheduler import Scheduler
-        from services.runtime.httpapi import start_api
+        from services.runtime import http
 
         collector = await _prepare(settings)
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
-        server = await start_api(create_link_app(settings), settings.http_host, settings.http_port)
+        stop = stop_event()
+        server = await http.start(
+            http.create_app("collector"), settings.http_host, settings.http_port
+        )
         logging.getLogger(__name__).info(
-            "collecting %d groups; link API on %s:%d",
+            "collecting %d groups; health and metrics on %s:%d",
             len(config.groups),
             settings.http_host,
             settings.http_port,
@@ -135,7 +118,7 @@ def run(groups: GroupsOption = None) -> None:
             )
             await scheduler.run(stop, grace_s=settings.shutdown_grace_s)
         finally:
-            await server.stop()
+            await server.cleanup()
             collector.publisher.close()
 
     asyncio.run(main())
@@ -155,7 +138,7 @@ def collect(
     ] = False,
 ) -> None:
     """Collect one group now, publish the run, and print a summary (exit 1 unless it succeeded)."""
-    _logging()
+    configure_logging()
     settings = _settings()
     config = _groups(settings, groups)
     try:
@@ -296,32 +279,6 @@ def runs(
     for row in rows:
         table.add_row(*run_cells(row))
     console().print(table)
-
-
-@collector_app.command("link-api")
-def link_api() -> None:
-    """Serve only the link API (and /healthz /readyz /metrics) until SIGTERM/SIGINT."""
-    from services.runtime import kafka
-
-    kafka.for_command_line(False)  # a service: its clients log and wait as services do
-    _logging()
-    settings = _settings()
-
-    async def main() -> None:
-        from services.collector.app import create_link_app
-        from services.runtime.httpapi import start_api
-
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
-        server = await start_api(create_link_app(settings), settings.http_host, settings.http_port)
-        logging.getLogger(__name__).info(
-            "link API on %s:%d", settings.http_host, settings.http_port
-        )
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop.wait()
-        await server.stop()
-
-    asyncio.run(main())
 
 
 def main() -> None:

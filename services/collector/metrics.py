@@ -56,11 +56,6 @@ MESSAGES_PUBLISHED = Counter(
     "Snapshot messages committed to social.snapshots.",
     ["network"],
 )
-LINK_EVENTS = Counter(
-    "social_loyalty_collector_link_events_total",
-    "ProfileLinked / ProfileUnlinked events acknowledged by the broker.",
-    ["network", "event"],
-)
 
 
 def record_api(network: str, counters: CountersSnapshot) -> None:

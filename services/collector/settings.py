@@ -13,10 +13,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.collector.identity import IdentitySettings
-from services.contracts.topics import TopicSettings
-from services.runtime.access.settings import AccessSettings
-from services.runtime.settings import DatabaseSettings, KafkaSettings
+from services.runtime.settings import ServiceSettings
 
 SNAPSHOT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """``max.message.bytes`` of ``social.snapshots`` in the topic catalog (topics.py)."""
@@ -24,8 +21,8 @@ SNAPSHOT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class CollectorSettings(BaseSettings):
-    """Where the collector keeps its run history and links, and how it publishes.
+class CollectorSettings(ServiceSettings, BaseSettings):
+    """Where the collector keeps its run history, and how it publishes.
 
     ``COLLECTOR_KAFKA__BOOTSTRAP_SERVERS`` points the collector alone at another
     cluster; plain ``KAFKA_*``, ``DATABASE_URL`` and ``TOPIC_PREFIX`` configure it
@@ -36,29 +33,12 @@ class CollectorSettings(BaseSettings):
         env_prefix="COLLECTOR_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    access: AccessSettings = Field(
-        default_factory=AccessSettings,
-        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
-    )
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    db_schema: str = Field(
-        default="collector", description="PostgreSQL schema for run history and links."
-    )
+    db_schema: str = Field(default="collector", description="PostgreSQL schema of the run history.")
     groups_file: Path | None = Field(
         default=None, description="YAML file of the groups to collect (see groups.example.yaml)."
     )
-    http_host: str = Field(default="127.0.0.1", description="Link API and health endpoints.")
+    http_host: str = Field(default="127.0.0.1", description="Health and metrics endpoints.")
     http_port: int = Field(default=8082, ge=0, le=65535)
-    identity: IdentitySettings = Field(
-        default_factory=IdentitySettings,
-        description="The identity providers that vouch for linked profiles "
-        "(COLLECTOR_IDENTITY__VK__CLIENT_ID, ...; see docs/collector.md).",
-    )
-    link_ack_timeout_s: float = Field(
-        default=15.0, gt=0, description="How long the link API waits for the broker's ack."
-    )
     max_message_bytes: int = Field(
         default=SNAPSHOT_MAX_MESSAGE_BYTES,
         ge=1024,

@@ -1,4 +1,4 @@
-"""PostgreSQL: run history, the per-group run lock, and profile links.
+"""PostgreSQL: run history and the per-group run lock.
 
 Everything lives in the collector's own schema (``COLLECTOR_DB_SCHEMA``), brought up to
 date at start by the versioned migrations in ``migrations/``. The run lock is a

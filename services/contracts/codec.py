@@ -25,7 +25,7 @@ import io
 import json
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
@@ -33,7 +33,9 @@ from pydantic import ValidationError
 from services.contracts.models import RECORD_TYPES, Record
 from services.contracts.plain import InvalidValueError, PlainRecord, compile_records
 from services.contracts.schemas import SchemaSet, default_schema_set, fingerprint
-from services.runtime.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    from services.runtime.settings import KafkaSettings
 
 SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
 CONFLUENT_MAGIC: Final = 0

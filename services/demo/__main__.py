@@ -102,7 +102,7 @@ class Demo:
     def link(self, member: Member, registration: bool) -> None:
         """Registration signs in with the proof and ``register``; a link adds the
         proven profile to an existing member."""
-        base = f"http://127.0.0.1:{self.ports.collector}"
+        base = f"http://127.0.0.1:{self.ports.link}"
         proof = self.proof(member)
         if registration:
             response = self.http.post(
@@ -510,6 +510,7 @@ def _record_metrics(ports: Ports, out: Path) -> None:
     targets = {
         "lagmonitor": ports.lagmonitor,
         "collector": ports.collector,
+        "link": ports.link,
         "readmodel": ports.readmodel,
         "rules-api": ports.rules_api,
         "actions": ports.actions,

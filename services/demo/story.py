@@ -51,7 +51,7 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Link:
+class StoryLink:
     member: Member
     registration: bool = False
 
@@ -59,7 +59,7 @@ class Link:
 @dataclass(frozen=True)
 class Step:
     title: str
-    links: tuple[Link, ...] = ()
+    links: tuple[StoryLink, ...] = ()
     changes: tuple[Change, ...] = ()
     collect: tuple[tuple[str, int], ...] = ()
     balances: dict[str, int] = field(default_factory=dict)
@@ -78,7 +78,12 @@ NEW_VK_POSTS = 12
 STORY: tuple[Step, ...] = (
     Step(
         "Four members link a social profile in the Personal Account (welcome bonus, push message)",
-        links=(Link(ALICE, registration=True), Link(BOB), Link(CAROL), Link(DAVE)),
+        links=(
+            StoryLink(ALICE, registration=True),
+            StoryLink(BOB),
+            StoryLink(CAROL),
+            StoryLink(DAVE),
+        ),
         balances={"alice": 50, "bob": 50, "carol": 50, "dave": 50},
     ),
     Step(

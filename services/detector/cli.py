@@ -1,4 +1,4 @@
-"""``python -m services.detector worker|readmodel`` (also ``social-loyalty detector ...``).
+"""``python -m services.detector worker`` (also ``social-loyalty detector ...``).
 
 Settings come from the environment: ``KAFKA_*``, ``DATABASE_URL``, ``TOPIC_PREFIX`` and
 ``DETECTOR_*`` (see ``services/detector/settings.py`` and docs/detector.md).
@@ -6,13 +6,11 @@ Settings come from the environment: ``KAFKA_*``, ``DATABASE_URL``, ``TOPIC_PREFI
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
 detector_app = typer.Typer(
     name="detector",
-    help="Turn snapshots into domain events (worker) and serve who-is-where (readmodel).",
+    help="Turn snapshots into domain events: social.snapshots -> social.events.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -45,21 +43,6 @@ def worker(
         faust.Worker(detector.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
         detector.close()
-
-
-@detector_app.command()
-def readmodel() -> None:
-    """Run the read model: social.events -> PostgreSQL, and the HTTP query API (port 8083).
-
-    Reads DATABASE_URL, DETECTOR_READMODEL_SCHEMA (default detector),
-    DETECTOR_READMODEL_GROUP and DETECTOR_READMODEL_PORT.
-    """
-    from services.detector.readmodel import run
-    from services.runtime import kafka
-
-    kafka.for_command_line(False)  # a service: its clients log and wait as services do
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run()
 
 
 def main() -> None:

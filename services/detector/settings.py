@@ -9,12 +9,11 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contracts.topics import DETECTOR_APP_ID, TopicSettings
-from services.runtime.access.settings import AccessSettings
-from services.runtime.settings import DatabaseSettings, KafkaSettings
+from services.runtime.settings import ServiceSettings
 
 
-class DetectorSettings(BaseSettings):
-    """The worker (Faust) and the read model (PostgreSQL + HTTP) share this block.
+class DetectorSettings(ServiceSettings, BaseSettings):
+    """The Faust worker's settings.
 
     Plain ``KAFKA_*``, ``DATABASE_URL`` and ``TOPIC_PREFIX`` configure it like every
     other service; ``DETECTOR_KAFKA__BOOTSTRAP_SERVERS`` points the detector alone
@@ -24,14 +23,6 @@ class DetectorSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DETECTOR_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    access: AccessSettings = Field(
-        default_factory=AccessSettings,
-        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
-    )
-    topics: TopicSettings = Field(default_factory=TopicSettings)
 
     app_id: str = Field(
         default=DETECTOR_APP_ID,
@@ -71,16 +62,3 @@ class DetectorSettings(BaseSettings):
     flush_timeout_s: float = Field(
         default=60.0, gt=0, description="How long to wait for the broker to ack a chunk's events."
     )
-
-    readmodel_group: str = Field(
-        default="social-loyalty.detector.readmodel",
-        description="Consumer group of the read model (offsets live in PostgreSQL).",
-    )
-    readmodel_schema: str = Field(
-        default="detector", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL schema."
-    )
-    readmodel_host: str = Field(
-        default="127.0.0.1", description="Read model API bind address (0.0.0.0 for other hosts)."
-    )
-    readmodel_port: int = Field(default=8083, ge=0, le=65535)
-    readmodel_batch: int = Field(default=500, ge=1, description="Events per PG transaction.")

@@ -35,6 +35,7 @@ from services.ops.system import ServiceNames, app_stem
 
 SERVICES = (
     "collector",
+    "link",
     "detector",
     "rules",
     "replay",
@@ -43,10 +44,10 @@ SERVICES = (
     "lagmonitor",
     "ops",
 )
-"""One principal each. ``collector`` is also the link API (one process); ``ops`` is the
+"""One principal each; ``ops`` is the
 operator's dead-letter tooling (reads dead letters and outcomes, redrives)."""
 
-ROLE_ALIASES = {"link-api": "collector", "read model": "readmodel"}
+ROLE_ALIASES = {"link-api": "link", "read model": "readmodel"}
 """Catalog roles named for what they do rather than for the process that does it."""
 
 EXTERNAL_ROLES = frozenset({"other company services"})

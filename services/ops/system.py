@@ -22,6 +22,7 @@ class Ports:
     collector: int = 8082
     readmodel: int = 8083
     rules_api: int = 8084
+    link: int = 8085
     actions: int = 8086
     smtp: int = 8025
     providers: int = 8087
@@ -73,9 +74,9 @@ DEMO_APPLE_CLIENT = "com.example.loyalty"
 
 
 def identity_env(sim_base_url: str) -> dict[str, str]:
-    """The collector's ``COLLECTOR_IDENTITY__*`` for the simulator's identity providers:
+    """The link service's ``LINK_IDENTITY__*`` for the simulator's identity providers:
     the same code paths as VK ID, OK and Apple, with the simulator's demo client ids."""
-    base = "COLLECTOR_IDENTITY__"
+    base = "LINK_IDENTITY__"
     return {
         f"{base}VK__CLIENT_ID": DEMO_VK_ID_CLIENT,
         f"{base}VK__TOKEN_URL": f"{sim_base_url}/vkid/oauth2/auth",
@@ -119,7 +120,7 @@ class ServiceNames:
 
     @property
     def readmodel_group(self) -> str:
-        return f"{self.stem}.detector.readmodel"
+        return f"{self.stem}.readmodel"
 
     @property
     def actions_group_prefix(self) -> str:
@@ -152,7 +153,7 @@ SCALABLE: Mapping[str, Scaling] = {
     "rules": Scaling("RULES_WORKER_HTTP_PORT", {"RULES_INSTANCE_ID": "local-{k}"}),
     "detector": Scaling("DETECTOR_WORKER_PORT", {"DETECTOR_DATA_DIR": "{state_dir}/detector-{k}"}),
     "actions": Scaling("ACTIONS_PORT", {"ACTIONS_INSTANCE_ID": "local-{k}"}),
-    "readmodel": Scaling("DETECTOR_READMODEL_PORT"),
+    "readmodel": Scaling("READMODEL_HTTP_PORT"),
 }
 """The consuming services that run as several workers of one consumer group."""
 
@@ -311,11 +312,11 @@ def service_specs(
         ),
         ServiceSpec(
             "readmodel",
-            ("services.detector", "readmodel"),
+            ("services.readmodel", "serve"),
             ready_url=_url(ports.readmodel),
             env={
-                "DETECTOR_READMODEL_GROUP": names.readmodel_group,
-                "DETECTOR_READMODEL_PORT": str(ports.readmodel),
+                "READMODEL_GROUP": names.readmodel_group,
+                "READMODEL_HTTP_PORT": str(ports.readmodel),
             },
         ),
         ServiceSpec(
@@ -329,6 +330,14 @@ def service_specs(
                 "COLLECTOR_VK_TOKEN": "sim-vk-group-token",
                 "COLLECTOR_OK_APP_SECRET": "sim-ok-application-secret",
                 "COLLECTOR_OK_TOKEN": "sim-ok-access-token",
+            },
+        ),
+        ServiceSpec(
+            "link",
+            ("services.link", "serve"),
+            ready_url=_url(ports.link),
+            env={
+                "LINK_HTTP_PORT": str(ports.link),
                 # The identity providers the simulator plays (VK ID, OK OAuth, Apple).
                 **identity_env(f"http://127.0.0.1:{ports.simulator}"),
             },

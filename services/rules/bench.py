@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from services.contracts import models as m
 from services.rules.engine import CommandSpec, RuleEvent
 from services.rules.offers import Offer, load_offer, load_offer_dir
-from services.rules.processing import Link, MemberRecord, link_key, process, resolve
+from services.rules.processing import MemberLink, MemberRecord, link_key, process, resolve
 from services.rules.store import EXAMPLES_DIR
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -179,7 +179,7 @@ def event_mix(count: int, *, members: int | None = None, seed: int = 14) -> list
 
 def resolve_all(events: Iterable[m.DomainEvent]) -> list[RuleEvent]:
     """The events of linked users as the engine sees them (``processing.resolve``)."""
-    links: dict[str, Link] = {}
+    links: dict[str, MemberLink] = {}
     out: list[RuleEvent] = []
     for event in events:
         key = link_key(event)

@@ -50,8 +50,8 @@ __all__ = [
     "EventType",
     "MemberState",
     "ObjectRecord",
+    "OfferOutcome",
     "OfferState",
-    "Outcome",
     "PeriodUse",
     "RuleEvent",
     "StateFormatError",
@@ -179,7 +179,7 @@ def undo_action_index(offer: Offer) -> int:
     return next(i for i, a in enumerate(offer.actions) if isinstance(a, AccrueAction))
 
 
-class Outcome(StrEnum):
+class OfferOutcome(StrEnum):
     """Why an evaluation produced what it did (for dry-runs, logs and tests)."""
 
     IGNORED = "ignored"  # not this offer's trigger, or filtered out
@@ -334,7 +334,7 @@ class Evaluation:
     state: MemberState
     commands: tuple[CommandSpec, ...] = ()
     budget_used: int = 0
-    outcome: Outcome = Outcome.IGNORED
+    outcome: OfferOutcome = OfferOutcome.IGNORED
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +344,7 @@ class BatchEvaluation:
     state: MemberState
     commands: tuple[CommandSpec, ...]
     budget_used: Mapping[str, int]
-    outcomes: Mapping[str, Outcome]
+    outcomes: Mapping[str, OfferOutcome]
 
 
 # ------------------------------------------------------------------------- helpers
@@ -714,7 +714,7 @@ class _Plan:
     ids: tuple[str, ...]
     by_type: Mapping[EventType, tuple[_Step, ...]]
     used: dict[str, int]  # copied for each result
-    outcomes: dict[str, Outcome]
+    outcomes: dict[str, OfferOutcome]
 
 
 _PLANS: dict[tuple[int, ...], _Plan] = {}
@@ -739,7 +739,7 @@ def _plan(offers: Iterable[Offer]) -> _Plan:
         tuple(ids),
         by_type,
         dict.fromkeys(ids, 0),
-        dict.fromkeys(ids, Outcome.IGNORED),
+        dict.fromkeys(ids, OfferOutcome.IGNORED),
     )
     if len(_PLANS) >= _CACHE_LIMIT:
         _PLANS.clear()
@@ -856,18 +856,18 @@ def evaluate(
 
 
 _NO_USE = PeriodUse()
-_NOTHING = (Outcome.IGNORED, 0)
-_NOT_LINKED = (Outcome.NOT_LINKED, 0)
-_OUTSIDE_WINDOW = (Outcome.OUTSIDE_WINDOW, 0)
-_CONDITION_UNMET = (Outcome.CONDITION_UNMET, 0)
-_ALREADY_SEEN = (Outcome.ALREADY_SEEN, 0)
-_NOTHING_TO_UNDO = (Outcome.NOTHING_TO_UNDO, 0)
-_UNDONE = (Outcome.UNDONE, 0)
+_NOTHING = (OfferOutcome.IGNORED, 0)
+_NOT_LINKED = (OfferOutcome.NOT_LINKED, 0)
+_OUTSIDE_WINDOW = (OfferOutcome.OUTSIDE_WINDOW, 0)
+_CONDITION_UNMET = (OfferOutcome.CONDITION_UNMET, 0)
+_ALREADY_SEEN = (OfferOutcome.ALREADY_SEEN, 0)
+_NOTHING_TO_UNDO = (OfferOutcome.NOTHING_TO_UNDO, 0)
+_UNDONE = (OfferOutcome.UNDONE, 0)
 
 
 def _step(
     c: _Compiled, original: EventType | None, run: _Run, remaining_budget: int | None
-) -> tuple[Outcome, int]:
+) -> tuple[OfferOutcome, int]:
     """One offer that concerns the event (an undo of ``original``, or a grant):
     its outcome and the budget it used."""
     if original is None:
@@ -924,7 +924,7 @@ def _payment(
 
 def _grant(  # noqa: PLR0911  (one return per outcome)
     c: _Compiled, run: _Run, remaining_budget: int | None
-) -> tuple[Outcome, int]:
+) -> tuple[OfferOutcome, int]:
     event = run.event
     if c.filtered and (
         (c.networks is not None and event.network not in c.networks)
@@ -972,8 +972,8 @@ def _grant(  # noqa: PLR0911  (one return per outcome)
             periods, closed = _open_bucket(periods, closed, c.period, bucket, new_use)
     run.set_offer(offer_id, _offer_state_of(periods, closed, new_objects))
     if paid:
-        return Outcome.GRANTED, points if c.accrues else 0
-    return Outcome.LIMITED, 0
+        return OfferOutcome.GRANTED, points if c.accrues else 0
+    return OfferOutcome.LIMITED, 0
 
 
 def _grant_commands(c: _Compiled, run: _Run, paid: bool, points: int) -> str | None:
@@ -1039,7 +1039,7 @@ def _open_bucket(
     return new, closed
 
 
-def _undo(c: _Compiled, run: _Run, original: EventType) -> tuple[Outcome, int]:
+def _undo(c: _Compiled, run: _Run, original: EventType) -> tuple[OfferOutcome, int]:
     event = run.event
     key = run.key(original)
     offer_id = c.offer_id
@@ -1119,7 +1119,7 @@ def _batch(
     state: MemberState,
     commands: tuple[CommandSpec, ...],
     used: dict[str, int],
-    outcomes: dict[str, Outcome],
+    outcomes: dict[str, OfferOutcome],
 ) -> BatchEvaluation:
     result: BatchEvaluation = _new(BatchEvaluation)
     _s_batch_state(result, state)

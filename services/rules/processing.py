@@ -90,7 +90,7 @@ KIND_NAME: Mapping[CommandKind, tuple[str, str]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Link:
+class MemberLink:
     """Who a social user is (or was) in the loyalty program, and since when.
 
     ``unlinked_at`` set makes it a tombstone: the link ended, but undo events
@@ -126,7 +126,7 @@ class Link:
         return json.dumps(doc).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | None) -> Link | None:
+    def from_json(cls, data: bytes | None) -> MemberLink | None:
         if not data:
             return None
         try:
@@ -162,8 +162,8 @@ def link_key(event: m.DomainEvent) -> str:
 
 
 def resolve_plain(
-    link: Link | None, name: str, event: Mapping[str, Any]
-) -> tuple[Link | None, RuleEvent | None]:
+    link: MemberLink | None, name: str, event: Mapping[str, Any]
+) -> tuple[MemberLink | None, RuleEvent | None]:
     """The user's link after ``event`` and the event as the engine sees it.
 
     ``None`` for the event means it earns nothing: the social user is not
@@ -180,15 +180,15 @@ def resolve_plain(
 
 
 def link_after(
-    link: Link | None, kind: EventType, event: Mapping[str, Any]
-) -> tuple[Link | None, Link | None]:
+    link: MemberLink | None, kind: EventType, event: Mapping[str, Any]
+) -> tuple[MemberLink | None, MemberLink | None]:
     """``(the user's link after the event, the link the event resolves to or None)``:
     the decision of ``resolve_plain`` without building the engine's event (the worker
     writes the resolved event straight to the wire with ``encode_resolved``)."""
     if kind is EventType.PROFILE_LINKED:
         member = event["member_id"]
         first = None if link is None else (link.first_member_id or link.member_id)
-        new = Link(
+        new = MemberLink(
             member,
             event["snapshot_at"],
             bool(event["registration"]),
@@ -206,7 +206,9 @@ def link_after(
     return link, None
 
 
-def resolve(link: Link | None, event: m.DomainEvent) -> tuple[Link | None, RuleEvent | None]:
+def resolve(
+    link: MemberLink | None, event: m.DomainEvent
+) -> tuple[MemberLink | None, RuleEvent | None]:
     """``resolve_plain`` for a model (replay, tests)."""
     return resolve_plain(link, *plain_event(event))
 
@@ -228,7 +230,7 @@ _RESOLVED_FIELDS = (
 """A resolved event's fields in the order of its wire form (``encode_rule_event``)."""
 
 
-def _resolved(kind: EventType, event: Mapping[str, Any], link: Link) -> tuple[Any, ...]:
+def _resolved(kind: EventType, event: Mapping[str, Any], link: MemberLink) -> tuple[Any, ...]:
     """The values of ``_RESOLVED_FIELDS`` for a plain contract event of a linked user
     (``occurred_at``: snapshot time): the one place a plain event becomes a resolved one."""
     group_id = event.get("group_id")
@@ -249,7 +251,7 @@ def _resolved(kind: EventType, event: Mapping[str, Any], link: Link) -> tuple[An
     )
 
 
-def to_rule_event(kind: EventType, event: Mapping[str, Any], link: Link) -> RuleEvent:
+def to_rule_event(kind: EventType, event: Mapping[str, Any], link: MemberLink) -> RuleEvent:
     """The engine's view of a contract event of a linked user."""
     return RuleEvent(**dict(zip(_RESOLVED_FIELDS, _resolved(kind, event, link), strict=True)))
 
@@ -281,7 +283,7 @@ def encode_rule_event(event: RuleEvent) -> bytes:
     return _encode_resolved_values(tuple(getattr(event, name) for name in _RESOLVED_FIELDS))
 
 
-def encode_resolved(kind: EventType, event: Mapping[str, Any], link: Link) -> bytes:
+def encode_resolved(kind: EventType, event: Mapping[str, Any], link: MemberLink) -> bytes:
     """``encode_rule_event(to_rule_event(kind, event, link))`` without building the
     engine's event (the worker's hot path)."""
     return _encode_resolved_values(_resolved(kind, event, link))

@@ -37,9 +37,9 @@ from services.contracts.codec import Codec, make_codec
 from services.contracts.headers import contract_headers
 from services.contracts.ids import epoch_millis
 from services.contracts.topics import COMMANDS_BONUS, DEADLETTER, EVENTS, catalog
-from services.rules.engine import MemberState, Outcome, evaluate
+from services.rules.engine import MemberState, OfferOutcome, evaluate
 from services.rules.offers import Offer
-from services.rules.processing import Link, command_topic, link_key, resolve, to_command
+from services.rules.processing import MemberLink, command_topic, link_key, resolve, to_command
 from services.rules.settings import RulesSettings
 from services.rules.store import LivePeriod
 from services.runtime import kafka
@@ -102,11 +102,11 @@ class ReplayReport:
 
 _MATCHED = frozenset(
     {
-        Outcome.GRANTED,
-        Outcome.UNDONE,
-        Outcome.LIMITED,
-        Outcome.ALREADY_SEEN,
-        Outcome.CONDITION_UNMET,
+        OfferOutcome.GRANTED,
+        OfferOutcome.UNDONE,
+        OfferOutcome.LIMITED,
+        OfferOutcome.ALREADY_SEEN,
+        OfferOutcome.CONDITION_UNMET,
     }
 )
 
@@ -119,7 +119,7 @@ class Replayer:
         self.tz = tz
         self.notify = notify
         self.issued_at = issued_at
-        self.links: dict[str, Link] = {}
+        self.links: dict[str, MemberLink] = {}
         self.states: dict[str, MemberState] = {}
         self.report = ReplayReport(offer.id, offer.version)
 

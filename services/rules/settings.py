@@ -7,8 +7,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.contracts.topics import TopicSettings
-from services.runtime.access.settings import AccessSettings
 from services.runtime.settings import ServiceSettings
 
 
@@ -19,11 +17,6 @@ class RulesSettings(ServiceSettings, BaseSettings):
         env_prefix="RULES_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    access: AccessSettings = Field(
-        default_factory=AccessSettings,
-        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
-    )
     app_id: str = Field(
         default="social-loyalty.rules",
         description="The worker's consumer group and the stem of its internal topics.",

@@ -36,8 +36,9 @@ COMPONENTS = {
     "pgsink": "services.runtime",
     "actions": "services.actions",
     "rules": "services.rules",
-    "readmodel": "services.detector",
+    "readmodel": "services.readmodel",
     "collector": "services.collector",
+    "link": "services.link",
     "access": "services.runtime.access",
     "lagmonitor": "services.lagmonitor",
 }

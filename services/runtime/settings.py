@@ -1,9 +1,9 @@
-"""Settings shared by every service: the Kafka block and the database block.
+"""Settings shared by every service: Kafka, the database, topic names, API credentials.
 
-Each service has its own ``BaseSettings`` subclass with its own env prefix and
-nests these blocks, so ``COLLECTOR_KAFKA__BOOTSTRAP_SERVERS`` configures the
-collector alone while plain ``KAFKA_BOOTSTRAP_SERVERS`` configures everyone.
-Settings are built in ``main``/``create_app``, never at import time.
+Each service has one settings class, ``class XSettings(ServiceSettings, BaseSettings)``
+with its own env prefix, so ``COLLECTOR_KAFKA__BOOTSTRAP_SERVERS`` configures the
+collector alone while plain ``KAFKA_BOOTSTRAP_SERVERS`` configures everyone. Settings
+are built in ``main``/``create_app``, never at import time.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.contracts.topics import TopicSettings
 
 
 class KafkaSettings(BaseSettings):
@@ -53,8 +55,32 @@ class DatabaseSettings(BaseSettings):
     connect_timeout_s: int = Field(default=5, gt=0)
 
 
+class AccessSettings(BaseSettings):
+    """Shared by every API and the ``credentials`` CLI: they must agree on the schema."""
+
+    model_config = SettingsConfigDict(env_prefix="ACCESS_", extra="ignore", frozen=True)
+
+    db_schema: str = Field(
+        default="access",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of the credentials and the nonces seen.",
+    )
+    clock_skew_s: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="How far a request's ts may be from the server's clock; nonces are "
+        "kept this long.",
+    )
+
+
 class ServiceSettings(BaseModel):
     """Fields every service has; services subclass ``BaseSettings`` with this mixin."""
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    access: AccessSettings = Field(
+        default_factory=AccessSettings,
+        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
+    )

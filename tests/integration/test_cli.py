@@ -58,7 +58,7 @@ DOWN_COMMANDS = [
     "offers load-examples",
     "replay --offer likes --from 2026-01-01 --dry-run",
     "replay --offer likes --from 2026-01-01 --apply",
-    "detector readmodel",
+    "readmodel serve",
     "credentials list",
 ]
 
@@ -215,7 +215,7 @@ def _deadletters(env: dict[str, str], prefix: str) -> None:
 
 
 def test_a_service_started_through_the_cli_still_waits_for_kafka() -> None:
-    """Long-running commands (lag serve, collector run, detector worker|readmodel) are
+    """Long-running commands (lag serve, collector run, detector worker, readmodel serve) are
     services: Kafka being down is something they report while running, not a reason
     for the CLI's one-line exit."""
     import socket

@@ -10,8 +10,8 @@ credentials").
 
 from services.runtime.access.client import SignedAuth, ensure_credential
 from services.runtime.access.gate import AccessGate, Caller, require
-from services.runtime.access.settings import AccessSettings
 from services.runtime.access.signing import SCHEME, SCOPES, CredentialError
+from services.runtime.settings import AccessSettings
 
 __all__ = [
     "SCHEME",

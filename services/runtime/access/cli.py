@@ -15,10 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from services.runtime.access import store
-from services.runtime.access.settings import AccessSettings
 from services.runtime.access.signing import SCOPES, CredentialError, check_scopes
 from services.runtime.db import DatabaseUnavailableError, connect
-from services.runtime.settings import DatabaseSettings
+from services.runtime.settings import AccessSettings, DatabaseSettings
 
 credentials_app = typer.Typer(
     help="Service credentials for the HTTP APIs (Ed25519 keys with scopes).",

@@ -28,9 +28,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.types import Scope
 
 from services.runtime.access import store
-from services.runtime.access.settings import AccessSettings
 from services.runtime.access.signing import SCHEME, SCOPES, CredentialError, Signed
-from services.runtime.settings import DatabaseSettings
+from services.runtime.settings import AccessSettings, DatabaseSettings
 
 log = logging.getLogger(__name__)
 

@@ -153,6 +153,7 @@ def test_every_principal_can_do_what_the_catalog_allows_and_nothing_else(
         "readmodel": names.readmodel_group,
         "ops": f"{kafka_access.DEADLETTER_CLI_GROUP}{uuid.uuid4().hex[:8]}",
         "collector": f"{names.stem}.collector",
+        "link": f"{names.stem}.link",
         "lagmonitor": f"{names.stem}.lagmonitor",
     }
     transactional_ids = {

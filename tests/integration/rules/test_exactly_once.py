@@ -26,7 +26,7 @@ from services.contracts.topics import DEADLETTER
 from services.rules.engine import EventType, RuleEvent
 from services.rules.offers import Offer, load_offer
 from services.rules.processing import (
-    Link,
+    MemberLink,
     MemberRecord,
     encode_rule_event,
     link_key,
@@ -152,7 +152,7 @@ def _offers() -> list[Offer]:
 
 def pure_ids(events: Iterable[m.DomainEvent], offers: Sequence[Offer]) -> list[str]:
     """The command ids of the pure path, in the order it emits them."""
-    links: dict[str, Link] = {}
+    links: dict[str, MemberLink] = {}
     records: dict[str, MemberRecord] = {}
     ids: list[str] = []
     for event in events:

@@ -19,7 +19,7 @@ from services.contracts import models as m
 from services.contracts.ids import command_id
 from services.contracts.topics import COMMANDS_BONUS, EVENTS
 from services.rules.offers import load_offer
-from services.rules.processing import Link, MemberRecord, process, resolve
+from services.rules.processing import MemberLink, MemberRecord, process, resolve
 from services.rules.replay import run_replay
 from services.rules.settings import RulesSettings
 from services.rules.store import EXAMPLES_DIR
@@ -82,7 +82,7 @@ def test_replay_dry_run_reports_and_apply_twice_sends_the_same_ids(
     assert {k: v.accrued for k, v in dry.members.items()} == {"M1": 7, "M2": 5}
 
     # What the live engine would have sent for the same window (links resolved first).
-    link_of = {"1": Link("M1", T0), "2": Link("M2", T0)}
+    link_of = {"1": MemberLink("M1", T0), "2": MemberLink("M2", T0)}
     expected = set()
     records: dict[str, MemberRecord] = {}
     for event in recent:

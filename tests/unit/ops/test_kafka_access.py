@@ -74,7 +74,7 @@ def test_every_service_of_the_system_runs_with_the_names_the_plan_grants(tmp_pat
     }
     assert specs["rules"]["RULES_APP_ID"] == names.rules_app_id
     assert specs["detector"]["DETECTOR_APP_ID"] == names.detector_app_id
-    assert specs["readmodel"]["DETECTOR_READMODEL_GROUP"] == names.readmodel_group
+    assert specs["readmodel"]["READMODEL_GROUP"] == names.readmodel_group
     assert specs["actions"]["ACTIONS_GROUP_PREFIX"] == names.actions_group_prefix
     assert (
         specs["collector"]["COLLECTOR_TRANSACTIONAL_ID_PREFIX"]

@@ -57,7 +57,7 @@ def test_each_worker_has_its_own_port_instance_and_state(tmp_path: Path) -> None
     assert specs["actions-2"]["ACTIONS_PORT"] == str(base.actions + 100)
     assert specs["detector"]["DETECTOR_DATA_DIR"] == str(tmp_path / "detector")
     assert specs["detector-2"]["DETECTOR_DATA_DIR"] == str(tmp_path / "detector-2")
-    assert specs["readmodel-2"]["DETECTOR_READMODEL_PORT"] == str(base.readmodel + 100)
+    assert specs["readmodel-2"]["READMODEL_HTTP_PORT"] == str(base.readmodel + 100)
     # The siblings log in as their service; rules-api stays a service of its own.
     assert specs["rules-2"]["KAFKA_SASL_USERNAME"] == "user-rules"
     assert specs["detector-2"]["KAFKA_SASL_USERNAME"] == "user-detector"

@@ -181,7 +181,7 @@ def undo_action_index(offer: Offer) -> int:
     return next(i for i, a in enumerate(offer.actions) if isinstance(a, AccrueAction))
 
 
-class Outcome(StrEnum):
+class OfferOutcome(StrEnum):
     """Why an evaluation produced what it did (for dry-runs, logs and tests)."""
 
     IGNORED = "ignored"  # not this offer's trigger, or filtered out
@@ -336,7 +336,7 @@ class Evaluation:
     state: MemberState
     commands: tuple[CommandSpec, ...] = ()
     budget_used: int = 0
-    outcome: Outcome = Outcome.IGNORED
+    outcome: OfferOutcome = OfferOutcome.IGNORED
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +346,7 @@ class BatchEvaluation:
     state: MemberState
     commands: tuple[CommandSpec, ...]
     budget_used: Mapping[str, int]
-    outcomes: Mapping[str, Outcome]
+    outcomes: Mapping[str, OfferOutcome]
 
 
 # ------------------------------------------------------------------------- helpers
@@ -586,12 +586,12 @@ def _evaluate(
         if not _matches(c, event):
             return Evaluation(state)
         if not _linked(event):
-            return Evaluation(state, outcome=Outcome.NOT_LINKED)
+            return Evaluation(state, outcome=OfferOutcome.NOT_LINKED)
         return _grant(c, state, event, tz, remaining_budget)
     original = UNDO_OF.get(event.type)
     if offer.undo.policy != "none" and original is not None and original in offer.trigger:
         if not _linked(event):
-            return Evaluation(state, outcome=Outcome.NOT_LINKED)
+            return Evaluation(state, outcome=OfferOutcome.NOT_LINKED)
         return _undo(c, state, event, original)
     return Evaluation(state)
 
@@ -634,13 +634,13 @@ def _grant(
 ) -> Evaluation:
     offer = c.offer
     if not _in_window(offer, event.occurred_at):
-        return Evaluation(state, outcome=Outcome.OUTSIDE_WINDOW)
+        return Evaluation(state, outcome=OfferOutcome.OUTSIDE_WINDOW)
     if offer.when and not all(_condition_holds(w, state, event) for w in offer.when):
-        return Evaluation(state, outcome=Outcome.CONDITION_UNMET)
+        return Evaluation(state, outcome=OfferOutcome.CONDITION_UNMET)
     key = object_key(event.type, event)
     offer_state = state.offers.get(offer.id, _EMPTY_OFFER)
     if key in offer_state.objects:
-        return Evaluation(state, outcome=Outcome.ALREADY_SEEN)
+        return Evaluation(state, outcome=OfferOutcome.ALREADY_SEEN)
 
     bucket = period_key(offer.period, event.occurred_at, tz)
     payment = _payment(c, offer_state, bucket, remaining_budget)
@@ -678,7 +678,10 @@ def _grant(
     new_state = MemberState(counters, changes, offers)
     budget_used = points if c.accrues else 0
     return Evaluation(
-        new_state, tuple(commands), budget_used, Outcome.GRANTED if paid else Outcome.LIMITED
+        new_state,
+        tuple(commands),
+        budget_used,
+        OfferOutcome.GRANTED if paid else OfferOutcome.LIMITED,
     )
 
 
@@ -746,9 +749,9 @@ def _undo(c: _Compiled, state: MemberState, event: RuleEvent, original: EventTyp
     if record is None or event.occurred_at < record.occurred_at:
         # Nothing earned, or what earned came after this undo: a batch redelivered
         # as [unlike, like] must not take back the like that followed it.
-        return Evaluation(state, outcome=Outcome.NOTHING_TO_UNDO)
+        return Evaluation(state, outcome=OfferOutcome.NOTHING_TO_UNDO)
     if record.undone_by is not None:
-        return Evaluation(state, outcome=Outcome.ALREADY_SEEN)
+        return Evaluation(state, outcome=OfferOutcome.ALREADY_SEEN)
     undo = offer.undo
     amount = (
         record.points if undo.policy == "deduct_earned" else min(undo.points or 0, record.points)
@@ -773,7 +776,7 @@ def _undo(c: _Compiled, state: MemberState, event: RuleEvent, original: EventTyp
             ),
         )
     offer_state = _with_object(offer_state, key, replace(record, undone_by=event.event_id))
-    return Evaluation(_with_offer(state, offer.id, offer_state), commands, 0, Outcome.UNDONE)
+    return Evaluation(_with_offer(state, offer.id, offer_state), commands, 0, OfferOutcome.UNDONE)
 
 
 def evaluate_all(
@@ -801,7 +804,7 @@ def evaluate_all(
     budgets = budgets or {}
     commands: list[CommandSpec] = []
     used = dict.fromkeys(plan.ids, 0)
-    outcomes = dict.fromkeys(plan.ids, Outcome.IGNORED)
+    outcomes = dict.fromkeys(plan.ids, OfferOutcome.IGNORED)
     for c in plan.by_type[event.type]:
         offer_id = c.offer.id
         result = _evaluate(c, state, event, tz, budgets.get(offer_id))

@@ -9,7 +9,7 @@ from services.rules.engine import (
     CommandSpec,
     EventType,
     MemberState,
-    Outcome,
+    OfferOutcome,
     RuleEvent,
     evaluate,
     evaluate_all,
@@ -59,7 +59,7 @@ def test_a_message_goes_only_when_points_were_credited() -> None:
     linked = event(EventType.PROFILE_LINKED, T0, linked_at=T0)
     result = evaluate(offer, MemberState(), linked, tz=MOSCOW, remaining_budget=0)
     assert result.commands == ()
-    assert result.outcome is Outcome.LIMITED
+    assert result.outcome is OfferOutcome.LIMITED
 
 
 def test_joining_the_group_earns_and_leaving_takes_exactly_that_back_once() -> None:
@@ -186,7 +186,11 @@ def test_reposts_outside_the_campaign_earn_nothing() -> None:
         result = evaluate(offer, state, e, tz=MOSCOW)
         state = result.state
         outcomes.append(result.outcome)
-    assert outcomes == [Outcome.OUTSIDE_WINDOW, Outcome.GRANTED, Outcome.OUTSIDE_WINDOW]
+    assert outcomes == [
+        OfferOutcome.OUTSIDE_WINDOW,
+        OfferOutcome.GRANTED,
+        OfferOutcome.OUTSIDE_WINDOW,
+    ]
 
 
 def test_the_repost_budget_caps_the_grant_and_reports_what_it_used() -> None:
@@ -266,7 +270,7 @@ def test_a_like_capped_at_zero_is_undone_for_zero() -> None:
     unlike_capped = event(EventType.POST_UNLIKED, T0 + timedelta(hours=1), post_id="p11")
     result = evaluate(offer, state, unlike_capped, tz=MOSCOW)
     assert result.commands == ()
-    assert result.outcome is Outcome.UNDONE
+    assert result.outcome is OfferOutcome.UNDONE
 
 
 def test_the_tenth_like_earns_a_bonus_once_across_the_whole_program() -> None:

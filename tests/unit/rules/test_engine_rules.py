@@ -10,7 +10,7 @@ from services.rules.engine import (
     CommandKind,
     EventType,
     MemberState,
-    Outcome,
+    OfferOutcome,
     RuleEvent,
     StateFormatError,
     command_id,
@@ -34,7 +34,7 @@ def test_activity_before_the_link_earns_nothing_and_the_link_moment_counts() -> 
     before = event(EventType.POST_LIKED, T0 - timedelta(seconds=1), linked_at=T0, post_id="a")
     at_link = event(EventType.POST_LIKED, T0, linked_at=T0, post_id="b")
     results = [evaluate(the_offer, MemberState(), e, tz=MOSCOW) for e in (before, at_link)]
-    assert [r.outcome for r in results] == [Outcome.NOT_LINKED, Outcome.GRANTED]
+    assert [r.outcome for r in results] == [OfferOutcome.NOT_LINKED, OfferOutcome.GRANTED]
     assert results[0].state == MemberState()
 
 
@@ -46,7 +46,7 @@ def test_an_unlinked_social_user_earns_nothing_and_loses_nothing() -> None:
     like = event(EventType.POST_LIKED, T0 + timedelta(hours=1), linked_at=None, post_id="p2")
     for e in (unlike, like):
         result = evaluate(the_offer, state, e, tz=MOSCOW)
-        assert (result.commands, result.outcome) == ((), Outcome.NOT_LINKED)
+        assert (result.commands, result.outcome) == ((), OfferOutcome.NOT_LINKED)
 
 
 def test_a_pre_link_like_does_not_block_the_first_post_link_like() -> None:
@@ -77,7 +77,7 @@ def test_an_unlike_without_an_earning_like_deducts_nothing() -> None:
     result = evaluate(
         offer(**UNDOABLE), MemberState(), event(EventType.POST_UNLIKED, T0), tz=MOSCOW
     )
-    assert (result.commands, result.outcome) == ((), Outcome.NOTHING_TO_UNDO)
+    assert (result.commands, result.outcome) == ((), OfferOutcome.NOTHING_TO_UNDO)
 
 
 def test_two_accounts_of_one_member_earn_once_per_post() -> None:
@@ -147,7 +147,7 @@ def test_a_fixed_undo_never_deducts_more_than_was_earned() -> None:
 def test_without_an_undo_policy_an_unlike_changes_nothing() -> None:
     state, _ = run(offer(), [event(EventType.POST_LIKED, T0)])
     result = evaluate(offer(), state, event(EventType.POST_UNLIKED, T0), tz=MOSCOW)
-    assert (result.state, result.commands, result.outcome) == (state, (), Outcome.IGNORED)
+    assert (result.state, result.commands, result.outcome) == (state, (), OfferOutcome.IGNORED)
 
 
 def test_an_undo_still_applies_after_the_offer_window_closed() -> None:
@@ -231,7 +231,7 @@ def test_a_late_event_from_a_forgotten_period_earns_nothing() -> None:
     assert len(state.offers["test-offer"].periods) == 3
     late = event(EventType.POST_LIKED, T0 + timedelta(hours=1), post_id="late")
     result = evaluate(daily, state, late, tz=MOSCOW)
-    assert (result.commands, result.outcome) == ((), Outcome.LIMITED)
+    assert (result.commands, result.outcome) == ((), OfferOutcome.LIMITED)
 
 
 # ------------------------------------------------------------ conditions
@@ -269,7 +269,7 @@ def test_at_least_holds_for_every_event_once_reached() -> None:
     )
     assert points_of(commands, ACCRUE) == [3, 3]
     unmet = evaluate(gated, MemberState(), event(EventType.POST_LIKED, T0), tz=MOSCOW)
-    assert unmet.outcome is Outcome.CONDITION_UNMET
+    assert unmet.outcome is OfferOutcome.CONDITION_UNMET
 
 
 def test_evaluate_all_refuses_two_offers_with_one_id() -> None:
@@ -307,7 +307,7 @@ def test_a_new_offer_version_keeps_what_the_old_one_granted() -> None:
     result = evaluate(
         offer(version=2, reward={"points": 7}), state, event(EventType.POST_LIKED, T0), tz=MOSCOW
     )
-    assert result.outcome is Outcome.ALREADY_SEEN
+    assert result.outcome is OfferOutcome.ALREADY_SEEN
 
 
 def test_evaluate_never_mutates_its_input_state() -> None:

@@ -13,7 +13,7 @@ from services.contracts.topics import COMMANDS_BONUS, COMMANDS_MAILING, COMMANDS
 from services.rules.engine import EventType, StateFormatError
 from services.rules.offers import Filters, Offer, load_offer_dir
 from services.rules.processing import (
-    Link,
+    MemberLink,
     MemberRecord,
     command_topic,
     decode_rule_event,
@@ -74,7 +74,7 @@ def like(post: int, at: datetime, user: str = "42", *, undo: bool = False) -> m.
 
 def live(events: list[m.DomainEvent], offers: Any = ALL) -> list[m.Command]:
     """What the worker's two handlers do, without Kafka: links, then member processing."""
-    links: dict[str, Link] = {}
+    links: dict[str, MemberLink] = {}
     records: dict[str, MemberRecord] = {}
     sent: list[m.Command] = []
     for e in events:
@@ -99,7 +99,7 @@ def live(events: list[m.DomainEvent], offers: Any = ALL) -> list[m.Command]:
 
 def test_a_link_resolves_later_activity_to_the_member_and_an_unlink_ends_it() -> None:
     link, event = resolve(None, linked())
-    assert link == Link("M1", T0, False)
+    assert link == MemberLink("M1", T0, False)
     assert event is not None
     assert (event.type, event.member_id, event.linked_at) == (EventType.PROFILE_LINKED, "M1", T0)
 
@@ -109,7 +109,7 @@ def test_a_link_resolves_later_activity_to_the_member_and_an_unlink_ends_it() ->
     assert (activity.member_id, activity.post_id, activity.group_id) == ("M1", "7", "1")
 
     gone, unlink = resolve(link, unlinked(at=T0 + timedelta(days=1)))
-    assert gone == Link("M1", T0, False, T0 + timedelta(days=1))  # a tombstone, not nothing
+    assert gone == MemberLink("M1", T0, False, T0 + timedelta(days=1))  # a tombstone, not nothing
     assert gone is not None and not gone.active
     assert unlink is not None
     assert unlink.linked_at == T0  # the unlink carries the link it ends
@@ -118,28 +118,28 @@ def test_a_link_resolves_later_activity_to_the_member_and_an_unlink_ends_it() ->
 
 
 def test_undo_events_of_a_former_link_resolve_to_the_former_member() -> None:
-    tombstone = Link("M1", T0, False, T0 + timedelta(days=1))
+    tombstone = MemberLink("M1", T0, False, T0 + timedelta(days=1))
     kept, undo = resolve(tombstone, like(7, T0 + timedelta(days=2), undo=True))
     assert kept == tombstone
     assert undo is not None
     assert (undo.type, undo.member_id, undo.linked_at) == (EventType.POST_UNLIKED, "M1", T0)
     relinked, event = resolve(tombstone, linked(member="M2", at=T0 + timedelta(days=3)))
     # A new link replaces the tombstone and remembers whose the profile was first.
-    assert relinked == Link("M2", T0 + timedelta(days=3), first_member_id="M1")
+    assert relinked == MemberLink("M2", T0 + timedelta(days=3), first_member_id="M1")
     assert event is not None and event.relinked
 
 
 def test_a_profile_remembers_its_first_member_across_relinks() -> None:
     """A -> B -> A -> C: only the links to B and C are relinks; the first member stays A,
     through unlinks and through the state's wire form."""
-    link: Link | None = None
+    link: MemberLink | None = None
     seen = []
     for day, member in enumerate(["A", "B", "A", "C"]):
         link, event = resolve(link, linked(member=member, at=T0 + timedelta(days=2 * day)))
         assert event is not None
         seen.append(event.relinked)
         link, _ = resolve(link, unlinked(at=T0 + timedelta(days=2 * day + 1)))
-        assert Link.from_json(link.to_json() if link else None) == link
+        assert MemberLink.from_json(link.to_json() if link else None) == link
     assert seen == [False, True, False, True]
     assert link is not None and link.first_member_id == "A"
 
@@ -210,19 +210,19 @@ def test_an_unlinked_users_likes_earn_nothing_end_to_end() -> None:
 
 
 def test_the_repartition_wire_form_round_trips() -> None:
-    _, event = resolve(Link("M1", T0), like(7, T0 + timedelta(hours=1)))
+    _, event = resolve(MemberLink("M1", T0), like(7, T0 + timedelta(hours=1)))
     assert event is not None
     assert decode_rule_event(encode_rule_event(event)) == event
 
 
 def test_link_json_round_trips() -> None:
-    link = Link("M1", T0, True)
-    assert Link.from_json(link.to_json()) == link
-    tombstone = Link("M1", T0, True, T0 + timedelta(days=1))
-    assert Link.from_json(tombstone.to_json()) == tombstone
-    assert Link.from_json(None) is None
+    link = MemberLink("M1", T0, True)
+    assert MemberLink.from_json(link.to_json()) == link
+    tombstone = MemberLink("M1", T0, True, T0 + timedelta(days=1))
+    assert MemberLink.from_json(tombstone.to_json()) == tombstone
+    assert MemberLink.from_json(None) is None
     with pytest.raises(StateFormatError):
-        Link.from_json(b"[]")
+        MemberLink.from_json(b"[]")
 
 
 # --------------------------------------------------------------------- commands
@@ -268,7 +268,7 @@ def test_unlike_deducts_with_a_reference_to_the_credit() -> None:
 
 def test_an_event_seen_again_produces_nothing_new() -> None:
     """The detector is at-least-once: a redelivered snapshot re-emits the same event ids."""
-    link = Link("M1", T0)
+    link = MemberLink("M1", T0)
     _, first_like = resolve(link, like(7, T0 + timedelta(hours=1)))
     assert first_like is not None
     record, specs = process(ALL, MemberRecord(), first_like, tz=MOSCOW)
@@ -279,7 +279,7 @@ def test_an_event_seen_again_produces_nothing_new() -> None:
 
 def test_the_record_survives_json_and_its_seen_ids_stay_bounded() -> None:
     record = MemberRecord()
-    link = Link("M1", T0)
+    link = MemberLink("M1", T0)
     events = []
     for p in range(1, 11):
         _, e = resolve(link, like(p, T0 + timedelta(minutes=p)))
@@ -399,11 +399,11 @@ def test_the_worker_writes_the_same_resolved_event_without_building_it() -> None
     """``encode_resolved`` (the worker's hot path) is ``encode_rule_event`` of the event."""
     from services.rules.processing import EVENT_TYPE_OF_NAME, encode_resolved, plain_event
 
-    link = Link("M1", T0, True)
+    link = MemberLink("M1", T0, True)
     for event in (linked(), like(7, T0 + timedelta(hours=1)), unlinked(at=T0 + timedelta(days=1))):
         name, value = plain_event(event)
         kind = EVENT_TYPE_OF_NAME[name]
         _, rule_event = resolve(link, event)
         assert rule_event is not None
-        resolved = Link(rule_event.member_id, rule_event.linked_at or T0, link.registration)
+        resolved = MemberLink(rule_event.member_id, rule_event.linked_at or T0, link.registration)
         assert encode_resolved(kind, value, resolved) == encode_rule_event(rule_event)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from services.contracts import models as m
 from services.rules.engine import CommandKind, CommandSpec
 from services.rules.offers import load_offer_dir
-from services.rules.processing import Link, MemberRecord, link_key, process, resolve
+from services.rules.processing import MemberLink, MemberRecord, link_key, process, resolve
 from tests.unit.rules.events import EXAMPLES, MOSCOW, net_points
 
 OFFERS = load_offer_dir(EXAMPLES)
@@ -94,7 +94,7 @@ class Pipeline:
     """The worker's two handlers without Kafka: links by user key, records by member."""
 
     def __init__(self) -> None:
-        self.links: dict[str, Link] = {}
+        self.links: dict[str, MemberLink] = {}
         self.records: dict[str, MemberRecord] = {}
         self.sent: list[CommandSpec] = []
 

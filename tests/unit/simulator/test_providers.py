@@ -110,7 +110,7 @@ def test_ok_code_grant_checks_the_secret_and_the_code() -> None:
 
 
 def test_collector_signs_ok_requests_as_the_simulator_checks() -> None:
-    from services.collector.identity import ok_signature
+    from services.link.identity import ok_signature
 
     params = {"application_key": "K", "format": "json", "method": "users.getCurrentUser"}
     assert ok_signature(params, "tok", "sec") == expected_signature(params, "tok", "sec")

@@ -20,12 +20,12 @@ from prometheus_client import CollectorRegistry
 from services.actions.api import create_api_app
 from services.actions.schema import migrate as migrate_ledger
 from services.actions.settings import ActionsSettings
-from services.collector.app import create_link_app
-from services.collector.settings import CollectorSettings
 from services.contracts.topics import TopicSettings
-from services.detector.readmodel import create_http_app
-from services.detector.readmodel import migrate as migrate_readmodel
-from services.detector.settings import DetectorSettings
+from services.link.link_api import create_link_app
+from services.link.settings import LinkSettings
+from services.readmodel.read_model import create_http_app
+from services.readmodel.read_model import migrate as migrate_readmodel
+from services.readmodel.settings import ReadModelSettings
 from services.rules.api import create_app as create_offers_app
 from services.rules.settings import RulesSettings
 from services.rules.store import OfferStore
@@ -103,7 +103,7 @@ def build(
 ) -> FastAPI:
     if name == "link":
         return create_link_app(
-            CollectorSettings(
+            LinkSettings(
                 kafka=kafka_settings,
                 database=database,
                 topics=TopicSettings(prefix=f"t.acc.{uuid.uuid4().hex[:8]}."),
@@ -119,10 +119,8 @@ def build(
     if name == "ledger":
         ledger = ActionsSettings(database=database, db_schema=schemas["ledger"], access=access)
         return create_api_app(ledger, lambda: None)
-    detector = DetectorSettings(
-        database=database, readmodel_schema=schemas["readmodel"], access=access
-    )
-    return create_http_app(detector, CollectorRegistry(), lambda: None)
+    readmodel = ReadModelSettings(database=database, db_schema=schemas["readmodel"], access=access)
+    return create_http_app(readmodel, CollectorRegistry(), lambda: None)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from services.collector.identity import OkSettings, VkIdSettings
-from services.collector.settings import CollectorSettings
+from services.link.identity import OkSettings, VkIdSettings
+from services.link.settings import LinkSettings
 from services.simulator import identity_client as idc
 from services.simulator.testing import OK_APP_KEY, OK_APP_SECRET
-from tests.integration.collector.test_collector_link_api import (
+from tests.integration.link.test_link_api import (
     APPLE_CLIENT,
     OK_CLIENT,
     events,
@@ -37,7 +37,7 @@ async def refused(http: httpx.AsyncClient, path: str, body: dict[str, Any], matc
 
 
 def test_forged_expired_replayed_and_reused_proofs_are_refused_and_publish_nothing(
-    settings: CollectorSettings,  # noqa: F811
+    settings: LinkSettings,  # noqa: F811
 ) -> None:
     async def body(http: httpx.AsyncClient, sim: str) -> None:
         # VK ID: a code is single use; a wrong PKCE verifier is refused.
@@ -91,7 +91,7 @@ async def sign_up(http: httpx.AsyncClient, sim: str, user: int) -> None:
 
 
 def test_an_unknown_kid_refreshes_the_jwks_once(
-    settings: CollectorSettings,  # noqa: F811
+    settings: LinkSettings,  # noqa: F811
 ) -> None:
     async def body(http: httpx.AsyncClient, sim: str) -> None:
         for user in (1, 2, 3):
@@ -106,7 +106,7 @@ def test_an_unknown_kid_refreshes_the_jwks_once(
 
 
 def test_an_unconfigured_or_unreachable_provider(
-    settings: CollectorSettings,  # noqa: F811
+    settings: LinkSettings,  # noqa: F811
 ) -> None:
     async def body(http: httpx.AsyncClient, sim: str) -> None:
         vk = await proof(sim, "vk", 100)

@@ -16,12 +16,12 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from pydantic import SecretStr
 
-from services.collector.app import create_link_app
-from services.collector.identity import AppleSettings, IdentitySettings, OkSettings, VkIdSettings
-from services.collector.settings import CollectorSettings
 from services.contracts.codec import SingleObjectCodec
 from services.contracts.models import ProfileLinked, ProfileUnlinked
 from services.contracts.topics import EVENTS, TopicSettings, apply, catalog, plan
+from services.link.identity import AppleSettings, IdentitySettings, OkSettings, VkIdSettings
+from services.link.link_api import create_link_app
+from services.link.settings import LinkSettings
 from services.runtime import kafka
 from services.runtime.access import SCOPES, AccessSettings, SignedAuth, ensure_credential
 from services.runtime.httpapi import running_api
@@ -39,13 +39,13 @@ def settings(
     database_url: str,
     access_settings: AccessSettings,
     unique: Callable[[str], str],
-) -> Iterator[CollectorSettings]:
+) -> Iterator[LinkSettings]:
     topics = TopicSettings(prefix=unique("link") + ".", partitions=2)
     specs = [s for s in catalog(topics) if s.name == topics.name(EVENTS)]
     admin = kafka.admin(kafka_settings)
     apply(admin, plan(specs, {}), fix=False)
     schema = f"t_link_{uuid.uuid4().hex[:10]}"
-    yield CollectorSettings(
+    yield LinkSettings(
         kafka=kafka_settings,
         database=database_settings,
         topics=topics,
@@ -92,7 +92,7 @@ def identity_for(sim_base_url: str, **changes: Any) -> IdentitySettings:
 Body = Callable[[httpx.AsyncClient, str], Awaitable[None]]
 
 
-def serve(settings: CollectorSettings, body: Body, **identity: Any) -> None:
+def serve(settings: LinkSettings, body: Body, **identity: Any) -> None:
     """Run the simulator and the link API (its providers at the simulator), then
     ``body(http, sim_base_url)``; ``http`` signs with an all-scopes credential."""
     secret = ensure_credential(
@@ -126,7 +126,7 @@ async def proof(sim: str, network: str, user: int | str) -> dict[str, Any]:
     return await idc.apple_proof(sim, str(user), APPLE_CLIENT)
 
 
-def events(settings: CollectorSettings) -> list[tuple[bytes, ProfileLinked | ProfileUnlinked]]:
+def events(settings: LinkSettings) -> list[tuple[bytes, ProfileLinked | ProfileUnlinked]]:
     """Everything on the events topic now, to the end of every partition."""
     topic = settings.topics.name(EVENTS)
     consumer = kafka.consumer(
@@ -170,7 +170,7 @@ APPLE_SUB = idc.apple_sub(4242)
 
 @pytest.mark.parametrize(("network", "user"), [("vk", 100), ("ok", 77), ("apple", APPLE_SUB)])
 def test_each_provider_registers_signs_in_links_and_unlinks(
-    settings: CollectorSettings, network: str, user: int | str
+    settings: LinkSettings, network: str, user: int | str
 ) -> None:
     async def body(http: httpx.AsyncClient, sim: str) -> None:
         nobody = await http.post("/v1/sign-in", json={"proof": await proof(sim, network, user)})

@@ -9,17 +9,17 @@ import json
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from services.collector.app import create_link_app
-from services.collector.links import LinkRequest, SignInRequest
-from services.collector.settings import CollectorSettings
+from services.link.link_api import create_link_app
+from services.link.links import LinkRequest, SignInRequest
+from services.link.settings import LinkSettings
 
 
 def _doc() -> dict[str, object]:
-    return create_link_app(CollectorSettings()).openapi()
+    return create_link_app(LinkSettings()).openapi()
 
 
 def test_every_route_of_the_app_is_in_the_document() -> None:
-    app = create_link_app(CollectorSettings())
+    app = create_link_app(LinkSettings())
     doc = app.openapi()
     assert str(doc["openapi"]).startswith("3.1")
     routes = {
@@ -93,7 +93,7 @@ def test_every_refusal_has_the_one_error_shape() -> None:
 
 
 def test_docs_page_and_document_are_served() -> None:
-    client = TestClient(create_link_app(CollectorSettings()))  # no lifespan: no PG or Kafka
+    client = TestClient(create_link_app(LinkSettings()))  # no lifespan: no PG or Kafka
     assert client.get("/openapi.json").json()["paths"]["/v1/sign-in"]
     page = client.get("/docs")
     assert page.status_code == 200

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.collector.app import MAX_BODY, create_link_app
-from services.collector.settings import CollectorSettings
+from services.link.link_api import MAX_BODY, create_link_app
+from services.link.settings import LinkSettings
 from services.runtime.access import SignedAuth
 from services.runtime.httpapi import BackgroundApi, serve_api_in_thread
 from services.simulator import identity_client as idc
 from services.simulator.testing import make_simulator, running
 from tests.integration.api_fuzz import FuzzReport, call, fuzz_served_api
-from tests.integration.collector.test_collector_link_api import (
+from tests.integration.link.test_link_api import (
     OK_CLIENT,
     VK_CLIENT,
     identity_for,
@@ -56,7 +56,7 @@ def simulator() -> Iterator[str]:
 
 @pytest.fixture
 def served(
-    settings: CollectorSettings,  # noqa: F811
+    settings: LinkSettings,  # noqa: F811
     simulator: str,
 ) -> Iterator[tuple[BackgroundApi, str]]:
     configured = settings.model_copy(update={"identity": identity_for(simulator)})
@@ -70,7 +70,7 @@ def served(
 def test_fuzz_link_api(
     served: tuple[BackgroundApi, str],
     simulator: str,
-    settings: CollectorSettings,  # noqa: F811
+    settings: LinkSettings,  # noqa: F811
     api_secret: str,
 ) -> None:
     _, base = served

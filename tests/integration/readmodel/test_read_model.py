@@ -18,8 +18,8 @@ from pydantic import SecretStr
 from services.contracts import GroupJoined, GroupLeft, PostLiked, make_codec
 from services.contracts.models import DeadLetter, DomainEvent, Network
 from services.contracts.topics import DEADLETTER, EVENTS, TopicSettings, apply, catalog, plan
-from services.detector.readmodel import ReadModel, create_http_app
-from services.detector.settings import DetectorSettings
+from services.readmodel.read_model import ReadModel, create_http_app
+from services.readmodel.settings import ReadModelSettings
 from services.runtime import httpapi, kafka
 from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -35,27 +35,27 @@ def _free_port() -> int:
 @pytest.fixture
 def settings(
     kafka_bootstrap: str, database_url: str, access_settings: AccessSettings
-) -> Iterator[DetectorSettings]:
+) -> Iterator[ReadModelSettings]:
     tag = uuid.uuid4().hex[:8]
     topics = TopicSettings(prefix=f"t.detrm.{tag}.", partitions=2)
     kafka_settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     apply(kafka.admin(kafka_settings), plan(catalog(topics), {}), fix=False)
     schema = f"t_detrm_{tag}"
-    yield DetectorSettings(
+    yield ReadModelSettings(
         kafka=kafka_settings,
         database=DatabaseSettings(database_url=SecretStr(database_url)),
         topics=topics,
-        readmodel_group=f"t.social-loyalty.detector.readmodel.{tag}",
-        readmodel_schema=schema,
-        readmodel_host="127.0.0.1",
-        readmodel_port=_free_port(),
+        group=f"t.social-loyalty.detector.readmodel.{tag}",
+        db_schema=schema,
+        http_host="127.0.0.1",
+        http_port=_free_port(),
         access=access_settings,
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def _publish(settings: DetectorSettings, events: list[DomainEvent]) -> None:
+def _publish(settings: ReadModelSettings, events: list[DomainEvent]) -> None:
     from services.contracts import make_codec
 
     codec, topic = make_codec(settings.kafka), settings.topics.name(EVENTS)
@@ -77,7 +77,7 @@ def _group(cls: type[GroupJoined | GroupLeft], user: int, minute: int) -> Domain
 
 
 def test_read_model_answers_who_is_where_and_survives_a_restart(
-    settings: DetectorSettings, api_auth: SignedAuth
+    settings: ReadModelSettings, api_auth: SignedAuth
 ) -> None:
     like = PostLiked.build(
         network=Network.VK,
@@ -92,9 +92,9 @@ def test_read_model_answers_who_is_where_and_survives_a_restart(
     _publish(settings, first)
     registry = CollectorRegistry()
     server = httpapi.serve_api_in_thread(
-        create_http_app(settings, registry), settings.readmodel_host, settings.readmodel_port
+        create_http_app(settings, registry), settings.http_host, settings.http_port
     )
-    base = f"http://127.0.0.1:{settings.readmodel_port}"
+    base = f"http://127.0.0.1:{settings.http_port}"
     http = httpx.Client(auth=api_auth)
     try:
         model = ReadModel(settings, registry)
@@ -122,7 +122,7 @@ def test_read_model_answers_who_is_where_and_survives_a_restart(
         assert http.get(f"{base}/v1/profiles/vk/999").status_code == 404
         assert http.get(f"{base}/v1/profiles/xx/1").status_code == 400
         assert http.get(f"{base}/v1/groups/vk/5/members", params={"limit": 0}).status_code == 400
-        assert "social_loyalty_detector_readmodel_events_total" in http.get(f"{base}/metrics").text
+        assert "social_loyalty_readmodel_events_total" in http.get(f"{base}/metrics").text
         model.close()
     finally:
         http.close()
@@ -142,7 +142,7 @@ def _consume_until(model: ReadModel, http: httpx.Client, base: str, ready: objec
 
 
 def test_a_bad_event_is_dead_lettered_and_the_next_one_on_the_partition_applied(
-    settings: DetectorSettings,
+    settings: ReadModelSettings,
 ) -> None:
     codec, topic = make_codec(settings.kafka), settings.topics.name(EVENTS)
     # PostgreSQL text cannot hold a NUL byte; the contract's bounds refuse it when the
@@ -177,21 +177,21 @@ def test_a_bad_event_is_dead_lettered_and_the_next_one_on_the_partition_applied(
         assert refused.error_class == "services.contracts.codec.DecodeError"
         assert "social_user_id" in refused.reason, refused.reason
         assert refused.key == b"vk:8"
-        assert refused.consumer_group == settings.readmodel_group
+        assert refused.consumer_group == settings.group
     finally:
         model.close()
 
 
-def _members(settings: DetectorSettings) -> list[str]:
+def _members(settings: ReadModelSettings) -> list[str]:
     url = settings.database.database_url.get_secret_value()
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            f"SELECT social_user_id FROM {settings.readmodel_schema}.memberships WHERE member"
+            f"SELECT social_user_id FROM {settings.db_schema}.memberships WHERE member"
         ).fetchall()
     return [r[0] for r in rows]
 
 
-def _dead_letters(settings: DetectorSettings) -> list[DeadLetter]:
+def _dead_letters(settings: ReadModelSettings) -> list[DeadLetter]:
     """Everything now on the test's dead-letter topic."""
     codec, topic = make_codec(settings.kafka), settings.topics.name(DEADLETTER)
     consumer = kafka.consumer(settings.kafka, f"t.read.{uuid.uuid4().hex[:8]}")

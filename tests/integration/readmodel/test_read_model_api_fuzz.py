@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.detector.readmodel import create_http_app, migrate
-from services.detector.settings import DetectorSettings
+from services.readmodel.read_model import create_http_app, migrate
+from services.readmodel.settings import ReadModelSettings
 from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.httpapi import serve_api_in_thread
 from services.runtime.settings import DatabaseSettings
@@ -32,8 +32,8 @@ def base(
         conn.execute(f"INSERT INTO {schema}.profiles VALUES ('vk', '1', now())")
         conn.execute(f"INSERT INTO {schema}.activity VALUES ('vk', '1', 'GroupJoined', 1)")
         conn.execute(f"INSERT INTO {schema}.memberships VALUES ('vk', 5, '1', true, now())")
-    settings = DetectorSettings(
-        database=database_settings, readmodel_schema=schema, access=access_settings
+    settings = ReadModelSettings(
+        database=database_settings, db_schema=schema, access=access_settings
     )
     app = create_http_app(settings, CollectorRegistry(), lambda: None)
     server = serve_api_in_thread(app, "127.0.0.1", 0)

@@ -5,18 +5,16 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.collector.identity import AppleProof, OkProof, Proof, VkIdProof
-from services.collector.links import SignInRequest
-from services.collector.settings import CollectorSettings
+from services.link.identity import AppleProof, OkProof, Proof, VkIdProof
+from services.link.links import SignInRequest
+from services.link.settings import LinkSettings
 
 
 def test_identity_settings_from_nested_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLLECTOR_IDENTITY__VK__CLIENT_ID", "54000001")
-    monkeypatch.setenv("COLLECTOR_IDENTITY__OK__CLIENT_SECRET", "ok-s3cret")
-    monkeypatch.setenv(
-        "COLLECTOR_IDENTITY__APPLE__JWKS_URL", "http://127.0.0.1:8081/apple/auth/keys"
-    )
-    identity = CollectorSettings().identity
+    monkeypatch.setenv("LINK_IDENTITY__VK__CLIENT_ID", "54000001")
+    monkeypatch.setenv("LINK_IDENTITY__OK__CLIENT_SECRET", "ok-s3cret")
+    monkeypatch.setenv("LINK_IDENTITY__APPLE__JWKS_URL", "http://127.0.0.1:8081/apple/auth/keys")
+    identity = LinkSettings().identity
     assert identity.vk.client_id == "54000001"
     assert identity.vk.token_url == "https://id.vk.com/oauth2/auth"  # real endpoints by default
     assert identity.ok.token_url == "https://api.ok.ru/oauth/token.do"

@@ -27,11 +27,15 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import Depends, FastAPI, Path
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.collector import metrics
-from services.collector.identity import (
+from services.contracts.bounds import MEMBER_ID_PATTERN, SOCIAL_USER_ID_PATTERN
+from services.contracts.codec import make_codec
+from services.contracts.models import Network
+from services.contracts.topics import EVENTS
+from services.link.identity import (
     AppleProof,
     Identity,
     IdentityError,
@@ -39,11 +43,11 @@ from services.collector.identity import (
     OkProof,
     VkIdProof,
 )
-from services.collector.links import (
+from services.link.links import (
     DeliveryError,
     EventSender,
-    Link,
     LinkRequest,
+    LinkRow,
     LinkStore,
     ProfileLink,
     SignInRequest,
@@ -51,14 +55,10 @@ from services.collector.links import (
     new_member_id,
     utc_now_millis,
 )
-from services.collector.settings import CollectorSettings
-from services.collector.store import migrate
-from services.contracts.bounds import MEMBER_ID_PATTERN, SOCIAL_USER_ID_PATTERN
-from services.contracts.codec import make_codec
-from services.contracts.models import Network
-from services.contracts.topics import EVENTS
+from services.link.settings import LinkSettings
 from services.runtime.access import AccessGate, require
 from services.runtime.httpapi import ApiError, ErrorResponse, FieldProblem, create_api
+from services.runtime.migrations import migrate_async
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class MemberLinks(_Out):
     links: list[LinkView]
 
 
-def _view(link: Link) -> LinkView:
+def _view(link: LinkRow) -> LinkView:
     return LinkView.model_validate(link.public())
 
 
@@ -133,11 +133,17 @@ _PROVIDER_DOWN = _error(
 class LinkApi:
     """The /v1 handlers and the resources they share (a PG pool, the event sender)."""
 
-    def __init__(self, settings: CollectorSettings) -> None:
+    def __init__(self, settings: LinkSettings, registry: CollectorRegistry) -> None:
         self.settings = settings
+        self.link_events = Counter(
+            "social_loyalty_link_events_total",
+            "ProfileLinked / ProfileUnlinked events acknowledged by the broker.",
+            ["network", "event"],
+            registry=registry,
+        )
         self.store = LinkStore(settings.db_schema)
         self.verifier: IdentityVerifier | None = None
-        self.timeout_s = settings.link_ack_timeout_s
+        self.timeout_s = settings.ack_timeout_s
         self.not_ready: str | None = "starting"
         self._pool: AsyncConnectionPool | None = None
         self._sender: EventSender | None = None
@@ -167,21 +173,21 @@ class LinkApi:
             raise ApiError(exc.status, exc.message) from None
         return identity
 
-    async def publish_linked(self, link: Link) -> None:
+    async def publish_linked(self, link: LinkRow) -> None:
         await self.sender.send(link.linked_event(), self.timeout_s)
         async with self.pool.connection() as conn:
             await self.store.mark_published(conn, link.id, "link")
-        metrics.LINK_EVENTS.labels(link.network.value, "ProfileLinked").inc()
+        self.link_events.labels(link.network.value, "ProfileLinked").inc()
 
-    async def publish_unlinked(self, link: Link) -> None:
+    async def publish_unlinked(self, link: LinkRow) -> None:
         if not link.link_published:  # keep link before unlink on the user's partition
             await self.publish_linked(link)
         await self.sender.send(link.unlinked_event(), self.timeout_s)
         async with self.pool.connection() as conn:
             await self.store.mark_published(conn, link.id, "unlink")
-        metrics.LINK_EVENTS.labels(link.network.value, "ProfileUnlinked").inc()
+        self.link_events.labels(link.network.value, "ProfileUnlinked").inc()
 
-    async def link(self, body: ProfileLink) -> tuple[int, Link]:
+    async def link(self, body: ProfileLink) -> tuple[int, LinkRow]:
         """Store the link and publish its event: 201 new, 200 the same link again, 409 the
         profile is another member's (that member's link). ``DeliveryError`` if no ack."""
         async with self.pool.connection() as conn:
@@ -193,7 +199,7 @@ class LinkApi:
         await self.publish_linked(link)
         return 201, link
 
-    async def _link_or_503(self, body: ProfileLink) -> tuple[int, Link]:
+    async def _link_or_503(self, body: ProfileLink) -> tuple[int, LinkRow]:
         try:
             return await self.link(body)
         except DeliveryError as exc:
@@ -297,7 +303,7 @@ class LinkApi:
         )
         await pool.open(wait=True, timeout=settings.database.connect_timeout_s * 2)
         async with pool.connection() as conn:
-            await migrate(conn, settings.db_schema)
+            await migrate_async(conn, settings.db_schema, "link")
         self._pool = pool
         self._sender = EventSender(
             settings.kafka, make_codec(settings.kafka), settings.topics.name(EVENTS)
@@ -338,18 +344,22 @@ SocialUserIdPath = Annotated[
 MemberIdPath = Annotated[str, Path(pattern=MEMBER_ID_PATTERN)]
 
 
-def create_link_app(settings: CollectorSettings) -> FastAPI:
-    """The link API with the standard endpoints; opens PG and Kafka on startup."""
-    api = LinkApi(settings)
+def create_link_app(settings: LinkSettings, registry: CollectorRegistry | None = None) -> FastAPI:
+    """The link API with the standard endpoints; opens PG and Kafka on startup. Its
+    metrics go to ``registry`` (the process's default one when served; a fresh one
+    when not given, so tests can build several apps)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    api = LinkApi(settings, registry)
     app = create_api(
-        "collector",
+        "link",
         ready=lambda: api.not_ready,
-        title="social-loyalty collector link API",
+        registry=registry,
+        title="social-loyalty link API",
         description=(
             "Called by the Personal Account. A social profile is named only by a proof the "
-            "collector verifies with the identity provider: VK ID (authorization code + "
+            "service verifies with the identity provider: VK ID (authorization code + "
             "PKCE), OK (authorization code) or Sign in with Apple (identity token + nonce). "
-            "See docs/collector.md for the browser and device side of each flow."
+            "See docs/link.md for the browser and device side of each flow."
         ),
         lifespan=api.lifespan,
         max_body=MAX_BODY,

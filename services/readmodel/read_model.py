@@ -1,5 +1,5 @@
-"""The detector's read model: who is a member of which group now, activity counts per
-profile, last seen; fed from ``social.events``, queried over HTTP (port 8083).
+"""The read model: who is a member of which group now, activity counts per profile,
+last seen; fed from ``social.events``, queried over HTTP (port 8083).
 
 It runs on the shared PostgreSQL-sink runtime (``services/runtime/pgsink.py``), in its
 own consumer group: every batch of events, the ``event_id`` dedup rows and the group's
@@ -12,11 +12,9 @@ and reason, through the sink's outbox) and the next event is applied.
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from types import FrameType
 from typing import Annotated, Any, ClassVar
 
 import psycopg
@@ -36,7 +34,7 @@ from services.contracts import (
 from services.contracts.bounds import INT64_MAX, SOCIAL_USER_ID_PATTERN, check_social_user_id
 from services.contracts.models import Network
 from services.contracts.topics import EVENTS
-from services.detector.settings import DetectorSettings
+from services.readmodel.settings import ReadModelSettings
 from services.runtime import db, httpapi, migrations
 from services.runtime.access import AccessGate, require
 from services.runtime.http import ReadyCheck
@@ -48,6 +46,7 @@ from services.runtime.pgsink import (
     PgSinkConfig,
     PgSinkWorker,
 )
+from services.runtime.service import on_signals
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def effect(event: DomainEvent) -> Effect:
 
 def migrate(conn: psycopg.Connection, schema: str, group: str) -> None:
     """Bring the schema up to date (the sink runtime's tables, then
-    ``services/detector/migrations/``; run at start). Offsets kept by the read model's
+    ``services/readmodel/migrations/``; run at start). Offsets kept by the read model's
     own loop before it ran on the shared runtime (a table ``offsets`` without a group)
     become ``group``'s rows in ``consumer_offsets``: a data step that needs the group,
     which only the running service knows."""
@@ -236,13 +235,13 @@ SocialUserIdPath = Annotated[str, Path(pattern=SOCIAL_USER_ID_PATTERN)]
 
 
 def create_http_app(
-    settings: DetectorSettings, registry: CollectorRegistry, ready: ReadyCheck | None = None
+    settings: ReadModelSettings, registry: CollectorRegistry, ready: ReadyCheck | None = None
 ) -> FastAPI:
     """The query API on the shared API edge; each request uses its own connection (on
     FastAPI's thread pool). A bad network, id or limit answers 400; every /v1 route
     needs a signed credential with the ``readmodel:read`` scope."""
     app = create_api(
-        "detector-readmodel",
+        "readmodel",
         ready,
         registry,
         title="social-loyalty read model API",
@@ -258,7 +257,7 @@ def create_http_app(
 
     def query(fn: str, *args: Any) -> Any:
         with db.connect(settings.database, autocommit=False) as conn:
-            return getattr(Store(conn, settings.readmodel_schema), fn)(*args)
+            return getattr(Store(conn, settings.db_schema), fn)(*args)
 
     @app.get(
         "/v1/profiles/{network}/{social_user_id}",
@@ -326,22 +325,22 @@ class EventsHandler(Handler[DomainEvent]):
 class ReadModel:
     """The consumer side: the read model's handler on a PostgreSQL-sink worker."""
 
-    def __init__(self, settings: DetectorSettings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: ReadModelSettings, registry: CollectorRegistry) -> None:
         self.settings = settings
         with db.connect(settings.database, autocommit=True) as conn:
-            migrate(conn, settings.readmodel_schema, settings.readmodel_group)
+            migrate(conn, settings.db_schema, settings.group)
         self.applied = Counter(
-            "social_loyalty_detector_readmodel_events_total",
+            "social_loyalty_readmodel_events_total",
             "Events applied (new) or skipped as already applied (duplicate).",
             ["result"],
             registry=registry,
         )
         self.sink: PgSinkWorker[DomainEvent] = PgSinkWorker(
-            EventsHandler(settings.readmodel_schema, self.applied),
+            EventsHandler(settings.db_schema, self.applied),
             PgSinkConfig(
-                group=settings.readmodel_group,
-                schema=settings.readmodel_schema,
-                batch_size=settings.readmodel_batch,
+                group=settings.group,
+                schema=settings.db_schema,
+                batch_size=settings.batch,
                 poll_timeout_s=1.0,
             ),
             kafka_settings=settings.kafka,
@@ -367,23 +366,16 @@ class ReadModel:
         self.sink.close()
 
 
-def run(settings: DetectorSettings | None = None) -> None:
+def run(settings: ReadModelSettings) -> None:
     """Serve the query API and consume until SIGTERM/SIGINT."""
-    settings = settings or DetectorSettings()
     model = ReadModel(settings, REGISTRY)  # one registry: the sink's metrics are there
     server = httpapi.serve_api_in_thread(
         create_http_app(settings, REGISTRY, model.not_ready),
-        settings.readmodel_host,
-        settings.readmodel_port,
+        settings.http_host,
+        settings.http_port,
     )
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        model.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("read model on %s:%d", settings.readmodel_host, settings.readmodel_port)
+    on_signals(model.stop)
+    log.info("read model on %s:%d", settings.http_host, settings.http_port)
     try:
         model.run()
     finally:

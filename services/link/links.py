@@ -26,12 +26,12 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from services.collector.identity import Proof
 from services.contracts import bounds
 from services.contracts.bounds import MEMBER_ID_PATTERN
 from services.contracts.codec import Codec
 from services.contracts.headers import contract_headers
 from services.contracts.models import Network, ProfileLinked, ProfileUnlinked
+from services.link.identity import Proof
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
 
@@ -72,7 +72,7 @@ class LinkRequest(BaseModel):
 class SignInRequest(BaseModel):
     """Body of ``POST /v1/sign-in``: who is this verified profile's member? With
     ``register``, a profile linked to nobody registers a new member (``member_id`` if
-    given, else a new id the collector creates)."""
+    given, else a new id the link service creates)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -99,7 +99,7 @@ def check_social_user_id(network: Network, social_user_id: str) -> None:
 
 
 @dataclass(frozen=True)
-class Link:
+class LinkRow:
     id: int
     member_id: str
     network: Network
@@ -113,7 +113,7 @@ class Link:
     unlink_published: bool
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Link:
+    def from_row(cls, row: dict[str, Any]) -> LinkRow:
         return cls(**{**row, "network": Network(row["network"])})
 
     def linked_event(self) -> ProfileLinked:
@@ -159,7 +159,7 @@ class LinkStore:
 
     async def link(
         self, conn: psycopg.AsyncConnection[Any], request: ProfileLink, now: datetime
-    ) -> tuple[LinkOutcome, Link]:
+    ) -> tuple[LinkOutcome, LinkRow]:
         event_id = ProfileLinked.build(
             network=request.network,
             social_user_id=request.social_user_id,
@@ -187,7 +187,7 @@ class LinkStore:
             )
             row = await cur.fetchone()
             if row is not None:
-                return "created", Link.from_row(row)
+                return "created", LinkRow.from_row(row)
             await cur.execute(
                 sql.SQL(
                     "SELECT * FROM {} WHERE network = %s AND social_user_id = %s "
@@ -198,7 +198,7 @@ class LinkStore:
             existing = await cur.fetchone()
         if existing is None:  # unlinked between the two statements: try once more
             return await self.link(conn, request, now)
-        link = Link.from_row(existing)
+        link = LinkRow.from_row(existing)
         return ("existing" if link.member_id == request.member_id else "conflict"), link
 
     async def unlink(
@@ -208,7 +208,7 @@ class LinkStore:
         network: Network,
         social_user_id: str,
         now: datetime,
-    ) -> Link | None:
+    ) -> LinkRow | None:
         """The member's link just ended, or the member's last ended one whose event is still
         unsent; else None (also when the profile is linked to another member)."""
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -221,7 +221,7 @@ class LinkStore:
             )
             active = await cur.fetchone()
             if active is not None:
-                ended = Link.from_row({**active, "unlinked_at": now})
+                ended = LinkRow.from_row({**active, "unlinked_at": now})
                 await cur.execute(
                     sql.SQL(
                         "UPDATE {} SET unlinked_at = %s, unlink_event_id = %s WHERE id = %s "
@@ -230,7 +230,7 @@ class LinkStore:
                     (now, ended.unlinked_event().event_id, active["id"]),
                 )
                 row = await cur.fetchone()
-                return None if row is None else Link.from_row(row)
+                return None if row is None else LinkRow.from_row(row)
             await cur.execute(
                 sql.SQL(
                     "SELECT * FROM {} WHERE network = %s AND social_user_id = %s "
@@ -240,11 +240,11 @@ class LinkStore:
                 (network.value, social_user_id, member_id),
             )
             pending = await cur.fetchone()
-        return None if pending is None else Link.from_row(pending)
+        return None if pending is None else LinkRow.from_row(pending)
 
     async def active(
         self, conn: psycopg.AsyncConnection[Any], network: Network, social_user_id: str
-    ) -> Link | None:
+    ) -> LinkRow | None:
         """The profile's active link, if any."""
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
@@ -255,7 +255,7 @@ class LinkStore:
                 (network.value, social_user_id),
             )
             row = await cur.fetchone()
-        return None if row is None else Link.from_row(row)
+        return None if row is None else LinkRow.from_row(row)
 
     async def remember_nonce(
         self, conn: psycopg.AsyncConnection[Any], nonce: str, expires_at: datetime
@@ -284,7 +284,7 @@ class LinkStore:
             (link_id,),
         )
 
-    async def of_member(self, conn: psycopg.AsyncConnection[Any], member_id: str) -> list[Link]:
+    async def of_member(self, conn: psycopg.AsyncConnection[Any], member_id: str) -> list[LinkRow]:
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 sql.SQL(
@@ -293,9 +293,9 @@ class LinkStore:
                 ).format(self._links),
                 (member_id,),
             )
-            return [Link.from_row(row) for row in await cur.fetchall()]
+            return [LinkRow.from_row(row) for row in await cur.fetchall()]
 
-    async def pending(self, conn: psycopg.AsyncConnection[Any]) -> list[Link]:
+    async def pending(self, conn: psycopg.AsyncConnection[Any]) -> list[LinkRow]:
         """Links or unlinks whose event the broker never acknowledged, oldest first."""
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
@@ -304,7 +304,7 @@ class LinkStore:
                     "OR (unlinked_at IS NOT NULL AND NOT unlink_published) ORDER BY linked_at, id"
                 ).format(self._links)
             )
-            return [Link.from_row(row) for row in await cur.fetchall()]
+            return [LinkRow.from_row(row) for row in await cur.fetchall()]
 
 
 class DeliveryError(RuntimeError):
@@ -315,7 +315,7 @@ class EventSender:
     """An idempotent producer whose sends can be awaited until the broker's ack."""
 
     def __init__(self, settings: KafkaSettings, codec: Codec, topic: str) -> None:
-        self._producer = kafka.producer(settings, "collector.link-api")
+        self._producer = kafka.producer(settings, "link-api")
         self._codec = codec
         self.topic = topic
         self._stop = threading.Event()

@@ -1,18 +1,18 @@
 """Verified social identities: the proofs the link API takes and how each is checked.
 
-The caller never names the social user id. It sends a proof, and the collector asks
+The caller never names the social user id. It sends a proof, and the link service asks
 the identity provider who it belongs to, server-side:
 
 * VK ID (OAuth 2.1, authorization code + PKCE S256): the browser got ``code``,
   ``device_id`` (and ``state``) on its redirect and holds the ``code_verifier``; the
-  collector exchanges them at ``https://id.vk.com/oauth2/auth`` and reads the user
+  link service exchanges them at ``https://id.vk.com/oauth2/auth`` and reads the user
   from ``https://id.vk.com/oauth2/user_info``.
-* OK (OAuth 2.0 code grant): the collector exchanges ``code`` at
+* OK (OAuth 2.0 code grant): the link service exchanges ``code`` at
   ``https://api.ok.ru/oauth/token.do`` with the application's secret key, then calls
   ``users.getCurrentUser`` on ``https://api.ok.ru/fb.do``, signed as OK documents
   (``sig`` = md5 of the sorted ``k=v`` params + md5(access_token + secret key)).
 * Sign in with Apple: the device got an identity token (JWT, RS256) for the
-  ``nonce`` it chose; the collector verifies it against Apple's JWKS (signature,
+  ``nonce`` it chose; the link service verifies it against Apple's JWKS (signature,
   ``iss``, ``aud`` = our client id, ``exp``, ``nonce``) and refuses a nonce it
   has already seen (``nonce_store``).
 
@@ -80,7 +80,7 @@ class AppleSettings(_Settings):
 
 
 class IdentitySettings(_Settings):
-    """``COLLECTOR_IDENTITY__VK__CLIENT_ID``, ``COLLECTOR_IDENTITY__OK__CLIENT_SECRET``, ..."""
+    """``LINK_IDENTITY__VK__CLIENT_ID``, ``LINK_IDENTITY__OK__CLIENT_SECRET``, ..."""
 
     vk: VkIdSettings = Field(default_factory=VkIdSettings)
     ok: OkSettings = Field(default_factory=OkSettings)
@@ -242,7 +242,7 @@ class IdentityVerifier:
     async def verify_vk(self, proof: VkIdProof) -> Identity:
         conf = self.settings.vk
         if not conf.client_id:
-            raise ProviderNotConfiguredError("VK ID is not configured (COLLECTOR_IDENTITY__VK__*)")
+            raise ProviderNotConfiguredError("VK ID is not configured (LINK_IDENTITY__VK__*)")
         form = {
             "grant_type": "authorization_code",
             "code": proof.code,
@@ -273,7 +273,7 @@ class IdentityVerifier:
     async def verify_ok(self, proof: OkProof) -> Identity:
         conf = self.settings.ok
         if not conf.client_id or not conf.client_secret or not conf.application_key:
-            raise ProviderNotConfiguredError("OK is not configured (COLLECTOR_IDENTITY__OK__*)")
+            raise ProviderNotConfiguredError("OK is not configured (LINK_IDENTITY__OK__*)")
         secret = conf.client_secret.get_secret_value()
         tokens = await self._post(
             "OK",
@@ -328,9 +328,7 @@ class IdentityVerifier:
     async def verify_apple(self, proof: AppleProof, nonces: NonceStore) -> Identity:
         conf = self.settings.apple
         if not conf.client_id:
-            raise ProviderNotConfiguredError(
-                "Apple is not configured (COLLECTOR_IDENTITY__APPLE__*)"
-            )
+            raise ProviderNotConfiguredError("Apple is not configured (LINK_IDENTITY__APPLE__*)")
         try:
             header = jwt.get_unverified_header(proof.id_token)
         except jwt.PyJWTError as exc:

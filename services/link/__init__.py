@@ -1,0 +1,1 @@
+"""The link and sign-in service: members link verified social profiles (ProfileLinked)."""

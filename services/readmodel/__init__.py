@@ -1,0 +1,1 @@
+"""The read model: ``social.events`` into PostgreSQL, and who is where over HTTP."""
