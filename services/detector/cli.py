@@ -1,25 +1,22 @@
 """``python -m services.detector worker`` (also ``social-loyalty detector ...``).
 
-Settings come from the environment: ``KAFKA_*``, ``DATABASE_URL``, ``TOPIC_PREFIX`` and
-``DETECTOR_*`` (see ``services/detector/settings.py`` and docs/detector.md).
+Settings come from the environment: ``DETECTOR_*`` (see ``services/detector/settings.py``
+and docs/detector.md) and the shared ``KAFKA_*``, ``TOPIC_PREFIX``.
 """
 
 from __future__ import annotations
 
 import typer
 
-detector_app = typer.Typer(
-    name="detector",
-    help="Turn snapshots into domain events: social.snapshots -> social.events.",
-    no_args_is_help=True,
-    add_completion=False,
+from services.runtime.service import LogLevel, service_cli, start
+
+detector_app = service_cli(
+    "detector", "Turn snapshots into domain events: social.snapshots -> social.events."
 )
 
 
 @detector_app.command()
-def worker(
-    loglevel: str = typer.Option("info", help="Log level of the Faust worker."),
-) -> None:
+def worker(loglevel: LogLevel = "info") -> None:
     """Run the Faust worker: social.snapshots -> social.events (stops cleanly on SIGTERM).
 
     Reads DETECTOR_APP_ID (consumer group, default TOPIC_PREFIX +
@@ -30,12 +27,12 @@ def worker(
     import faust
 
     from services.detector.app import TopicLayoutError, create_app
-    from services.runtime import kafka
+    from services.detector.settings import DetectorSettings
+    from services.runtime.service import load_settings
 
-    kafka.for_command_line(False)  # a service: its clients log and wait as services do
-
+    start(loglevel)
     try:
-        detector = create_app()
+        detector = create_app(load_settings(DetectorSettings))
     except TopicLayoutError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
