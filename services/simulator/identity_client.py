@@ -3,7 +3,7 @@
 Each helper plays the user's side and the Personal Account's browser code: it
 makes the PKCE pair (VK ID) or the nonce (Apple) client-side, follows the
 provider's consent to the redirect and returns the ``proof`` object the
-collector's ``POST /v1/links`` and ``POST /v1/sign-in`` take. Async, over real
+link service's ``POST /v1/links`` and ``POST /v1/sign-in`` take. Async, over real
 HTTP; ``sim_base_url`` is the simulator's root (``RunningSimulator.base_url``).
 """
 
