@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from services.collector.api import SlidingWindowLimiter, VkClient, VkClientSettings
-from services.collector.api.models import Window
+from services.collector.api.records import Window
 from services.collector.api.vk import COMMENTS_PAGE, LIKES_PAGE, MEMBERS_PAGE, WALL_PAGE
 from services.simulator.testing import VK_GROUP_TOKEN, make_simulator, running
 from services.simulator.world import World

@@ -65,10 +65,10 @@ from services.contracts.codec import SINGLE_OBJECT_MAGIC, Codec, make_codec
 from services.contracts.schemas import default_schema_set
 from services.contracts.topics import EVENTS, TopicSettings, catalog, ensure, observe, plan
 from services.rules.bench import TZ, event_mix, example_offers, resolve_all, run_process
+from services.rules.offer_store import OfferStore
 from services.rules.offers import Offer
 from services.rules.processing import COMMAND_TOPIC, MemberRecord, decode_rule_event, process
 from services.rules.settings import RulesSettings
-from services.rules.store import OfferStore
 from services.runtime import db, kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 from services.runtime.stream import StreamConfig

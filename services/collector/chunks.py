@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from services.collector.api import GroupMembers, PostFacets, Skip
-from services.collector.api.models import IdArray
+from services.collector.api.records import IdArray
 from services.contracts.bounds import EARLIEST, LATEST
 from services.contracts.models import (
     Comment,

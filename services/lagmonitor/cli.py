@@ -295,8 +295,8 @@ def serve(
     from pydantic import ValidationError
 
     from services.lagmonitor.monitor import LagMonitor
-    from services.lagmonitor.server import create_app
     from services.lagmonitor.settings import LagMonitorSettings
+    from services.lagmonitor.web import create_app
     from services.runtime import kafka
 
     kafka.for_command_line(False)  # a service: its clients log and wait as services do

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from services.lagmonitor.history import HistoryPoint, point_from_json, point_to_json
+from services.lagmonitor.chart_history import HistoryPoint, point_from_json, point_to_json
 from services.runtime import migrations
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from services.lagmonitor.chart_history import History, history_point, point_to_json
 from services.lagmonitor.core import (
     ClusterSample,
     EvalConfig,
@@ -23,9 +24,8 @@ from services.lagmonitor.core import (
     evaluate,
     snapshot_to_json,
 )
-from services.lagmonitor.history import History, history_point, point_to_json
+from services.lagmonitor.exposition import MonitorMetrics
 from services.lagmonitor.history_store import HistoryStore
-from services.lagmonitor.metrics import MonitorMetrics
 from services.lagmonitor.sampler import KafkaUnreachableError, Sampler
 from services.lagmonitor.scrape import scrape_all
 from services.lagmonitor.settings import LagMonitorSettings

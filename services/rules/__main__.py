@@ -66,9 +66,9 @@ def api(
     port: int | None = typer.Option(None, help="Port (default RULES_API_PORT, 8084)."),
 ) -> None:
     """Serve the offers HTTP API with /healthz /readyz /metrics (default port 8084)."""
-    from services.rules.api import create_app
+    from services.rules.offer_store import OfferStore
+    from services.rules.offers_api import create_app
     from services.rules.settings import RulesSettings
-    from services.rules.store import OfferStore
     from services.runtime import httpapi
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

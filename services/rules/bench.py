@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 
 from services.contracts import models as m
 from services.rules.engine import CommandSpec, RuleEvent
+from services.rules.offer_store import EXAMPLES_DIR
 from services.rules.offers import Offer, load_offer, load_offer_dir
 from services.rules.processing import MemberLink, MemberRecord, link_key, process, resolve
-from services.rules.store import EXAMPLES_DIR
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
 TICK = timedelta(minutes=15)

@@ -35,8 +35,8 @@ offers_app = typer.Typer(
 
 
 def _store() -> Any:
+    from services.rules.offer_store import OfferStore
     from services.rules.settings import RulesSettings
-    from services.rules.store import OfferStore
 
     settings = RulesSettings()
     store = OfferStore(settings.database, settings.db_schema)
@@ -61,8 +61,8 @@ def _read(path: Path) -> dict[str, Any]:
 def _run(action: Any) -> Any:
     """Run a store call, turning the store's errors into a message and exit code 1
     (a database that does not answer is the root command's: one line, exit 2)."""
+    from services.rules.offer_store import OfferExistsError, OfferNotFoundError
     from services.rules.offers import OfferError
-    from services.rules.store import OfferExistsError, OfferNotFoundError
 
     try:
         return action()

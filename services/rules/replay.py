@@ -38,10 +38,10 @@ from services.contracts.headers import contract_headers
 from services.contracts.ids import epoch_millis
 from services.contracts.topics import COMMANDS_BONUS, DEADLETTER, EVENTS, catalog
 from services.rules.engine import MemberState, OfferOutcome, evaluate
+from services.rules.offer_store import LivePeriod
 from services.rules.offers import Offer
 from services.rules.processing import MemberLink, command_topic, link_key, resolve, to_command
 from services.rules.settings import RulesSettings
-from services.rules.store import LivePeriod
 from services.runtime import kafka
 from services.runtime.db import connect
 from services.runtime.sender import catalog_partitioners

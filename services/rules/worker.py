@@ -40,6 +40,7 @@ from services.contracts.codec import Codec, make_codec
 from services.contracts.headers import full_name, headers_for
 from services.contracts.topics import DEADLETTER, EVENTS, TopicSpec, catalog, ensure, rules_topics
 from services.rules.engine import CommandKind
+from services.rules.offer_store import OfferStore
 from services.rules.offers import Offer
 from services.rules.processing import (
     EVENT_NAMES,
@@ -55,7 +56,6 @@ from services.rules.processing import (
     process,
 )
 from services.rules.settings import RulesSettings
-from services.rules.store import OfferStore
 from services.runtime import kafka
 from services.runtime.sender import catalog_partitioners
 from services.runtime.stream import (

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from services.simulator.app import create_app
+from services.simulator.endpoints import create_app
+from services.simulator.enforcement import OkApp, Simulator, VkToken
 from services.simulator.seed import seed_demo
-from services.simulator.server import OkApp, Simulator, VkToken
 from services.simulator.settings import SimulatorSettings
 from services.simulator.world import World
 

@@ -1,6 +1,6 @@
 """Simulated identity providers: VK ID (OAuth 2.1 + PKCE), OK OAuth 2.0 and Sign in with Apple.
 
-Pure logic (no HTTP): ``app.py`` maps the provider endpoints onto these methods.
+Pure logic (no HTTP): ``endpoints.py`` maps the provider endpoints onto these methods.
 Each provider checks what the real one checks, so the collector's verification
 runs on the same code paths against the simulator as against the networks:
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.simulator.app import create_app
-from services.simulator.server import OkApp, Simulator, VkToken
+from services.simulator.endpoints import create_app
+from services.simulator.enforcement import OkApp, Simulator, VkToken
 from services.simulator.world import World
 
 VK_USER_TOKEN = "test-vk-user-token"  # noqa: S105 -- a fake credential for the simulator

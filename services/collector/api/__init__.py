@@ -13,7 +13,9 @@ from services.collector.api.errors import (
     RetriesExhaustedError,
     RunAbortedError,
 )
-from services.collector.api.models import (
+from services.collector.api.ok import OkClient
+from services.collector.api.ratelimit import SlidingWindowLimiter
+from services.collector.api.records import (
     CollectedItem,
     Comment,
     GroupMembers,
@@ -22,8 +24,6 @@ from services.collector.api.models import (
     Skip,
     Window,
 )
-from services.collector.api.ok import OkClient
-from services.collector.api.ratelimit import SlidingWindowLimiter
 from services.collector.api.vk import VkClient
 
 __all__ = [

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from typing import Literal
 
-from services.collector.api.models import Skip
+from services.collector.api.records import Skip
 
 Network = Literal["vk", "ok"]
 

@@ -46,7 +46,8 @@ from services.collector.api.errors import (
     ObjectSkippedError,
     RunAbortedError,
 )
-from services.collector.api.models import (
+from services.collector.api.ratelimit import SlidingWindowLimiter
+from services.collector.api.records import (
     CollectedItem,
     Comment,
     GroupMembers,
@@ -57,7 +58,6 @@ from services.collector.api.models import (
     Window,
     sorted_ids,
 )
-from services.collector.api.ratelimit import SlidingWindowLimiter
 from services.collector.api.transport import ApiClient, Sleep
 
 TOPIC_TYPE: Final = "GROUP_TOPIC"

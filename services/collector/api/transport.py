@@ -26,8 +26,8 @@ from services.collector.api.errors import (
     abort_message,
     classify,
 )
-from services.collector.api.models import Skip
 from services.collector.api.ratelimit import SlidingWindowLimiter, Slot
+from services.collector.api.records import Skip
 from services.runtime.retry import Backoff, RetryCallState
 
 log = logging.getLogger(__name__)

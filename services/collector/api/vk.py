@@ -32,7 +32,15 @@ from services.collector.api.errors import (
     abort_message,
     classify,
 )
-from services.collector.api.models import (
+from services.collector.api.paging import (
+    MAX_EXECUTE_CALLS,
+    Call,
+    chunked,
+    execute_code,
+    page_offsets,
+)
+from services.collector.api.ratelimit import SlidingWindowLimiter
+from services.collector.api.records import (
     CollectedItem,
     Comment,
     GroupMembers,
@@ -43,14 +51,6 @@ from services.collector.api.models import (
     Window,
     sorted_ids,
 )
-from services.collector.api.paging import (
-    MAX_EXECUTE_CALLS,
-    Call,
-    chunked,
-    execute_code,
-    page_offsets,
-)
-from services.collector.api.ratelimit import SlidingWindowLimiter
 from services.collector.api.transport import ApiClient, Sleep
 
 MEMBERS_PAGE: Final = 1000

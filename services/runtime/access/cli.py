@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.runtime.access import store
+from services.runtime.access import credential_store
 from services.runtime.access.signing import SCOPES, CredentialError, check_scopes
 from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.settings import AccessSettings, DatabaseSettings
@@ -42,7 +42,7 @@ def _connection(schema: str) -> Any:
         conn = connect(DatabaseSettings())
     except DatabaseUnavailableError as exc:
         raise _fail(str(exc)) from None
-    store.migrate(conn, schema)
+    credential_store.migrate(conn, schema)
     return conn
 
 
@@ -56,12 +56,12 @@ def create_command(
     _check_output(output)
     try:
         check_scopes(scope)
-        name = store.check_name(name)
+        name = credential_store.check_name(name)
     except CredentialError as exc:
         raise _fail(str(exc)) from None
     schema = AccessSettings().db_schema
     with _connection(schema) as conn:
-        made, secret = store.create(conn, schema, name, scope)
+        made, secret = credential_store.create(conn, schema, name, scope)
     if output == "json":
         typer.echo(json.dumps({**made.public(), "secret": secret}, indent=1))
         return
@@ -78,7 +78,7 @@ def list_command(output: Output = "table") -> None:
     _check_output(output)
     schema = AccessSettings().db_schema
     with _connection(schema) as conn:
-        found = store.list_all(conn, schema)
+        found = credential_store.list_all(conn, schema)
     if output == "json":
         typer.echo(json.dumps([c.public() for c in found], indent=1))
         return
@@ -104,7 +104,7 @@ def revoke_command(
     """Revoke a credential: from now on its requests answer 401."""
     schema = AccessSettings().db_schema
     with _connection(schema) as conn:
-        done = store.revoke(conn, schema, key_id)
+        done = credential_store.revoke(conn, schema, key_id)
     if done is None:
         raise _fail(f"no credential {key_id!r}")
     assert done.revoked_at is not None

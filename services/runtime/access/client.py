@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator, Sequence
 import httpx
 from pydantic import SecretStr
 
-from services.runtime.access import store
+from services.runtime.access import credential_store
 from services.runtime.access.signing import Secret, authorization
 from services.runtime.db import connect
 from services.runtime.settings import DatabaseSettings
@@ -55,6 +55,6 @@ def ensure_credential(database_url: str, schema: str, name: str, scopes: Sequenc
     one cannot be recovered (only its public half is stored). Raises
     ``DatabaseUnavailableError`` or ``CredentialError`` (an unknown scope)."""
     with connect(DatabaseSettings(database_url=SecretStr(database_url))) as conn:
-        store.migrate(conn, schema)
-        _, secret = store.create(conn, schema, name, list(scopes))
+        credential_store.migrate(conn, schema)
+        _, secret = credential_store.create(conn, schema, name, list(scopes))
     return secret

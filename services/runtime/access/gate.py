@@ -27,7 +27,7 @@ from fastapi.security.http import HTTPBase
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.types import Scope
 
-from services.runtime.access import store
+from services.runtime.access import credential_store
 from services.runtime.access.signing import SCHEME, SCOPES, CredentialError, Signed
 from services.runtime.settings import AccessSettings, DatabaseSettings
 
@@ -86,7 +86,7 @@ class AccessGate:
         await pool.open(wait=True, timeout=self.database.connect_timeout_s * 2)
         try:
             async with pool.connection() as conn:
-                await store.migrate_async(conn, self.settings.db_schema)
+                await credential_store.migrate_async(conn, self.settings.db_schema)
             self._pool = pool
             yield
         finally:
@@ -109,12 +109,12 @@ class AccessGate:
         schema = self.settings.db_schema
         try:
             async with self._pool.connection() as conn:
-                found = await store.lookup(conn, schema, signed.key_id)
+                found = await credential_store.lookup(conn, schema, signed.key_id)
                 if found is None or found.revoked_at is not None:
                     raise refused("unknown or revoked key")
                 if not signed.verifies(found.public_key, method, target, body):
                     raise refused("the signature does not match the request")
-                if not await store.use_nonce(
+                if not await credential_store.use_nonce(
                     conn, schema, signed.key_id, signed.nonce, signed.ts + skew
                 ):
                     raise refused("this nonce was used before (a replayed request)")
@@ -129,7 +129,9 @@ class AccessGate:
         if now - self._purged_at < PURGE_EVERY_S:
             return
         self._purged_at = now
-        gone = await store.purge_nonces(conn, self.settings.db_schema, self.settings.clock_skew_s)
+        gone = await credential_store.purge_nonces(
+            conn, self.settings.db_schema, self.settings.clock_skew_s
+        )
         log.debug("purged %d expired nonces", gone)
 
 

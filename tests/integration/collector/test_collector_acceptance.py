@@ -20,7 +20,7 @@ from services.contracts.models import (
     RunManifest,
     SnapshotChunk,
 )
-from services.simulator.server import Fault
+from services.simulator.enforcement import Fault
 from services.simulator.testing import make_simulator, running
 from services.simulator.world import World
 from tests.integration.collector import scale

@@ -10,7 +10,7 @@ from services.collector.api import RetrySettings
 from services.collector.groups import GroupConfig, OkCredentials, PostWindow, VkCredentials
 from services.collector.run import Collector, RunSummary
 from services.contracts.models import MembersChunk
-from services.simulator.server import Fault
+from services.simulator.enforcement import Fault
 from services.simulator.testing import (
     OK_APP_KEY,
     OK_APP_SECRET,

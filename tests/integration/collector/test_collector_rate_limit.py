@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from services.simulator.server import Reply, Simulator, VkToken
+from services.simulator.enforcement import Reply, Simulator, VkToken
 from services.simulator.testing import make_simulator, running
 from services.simulator.world import World
 

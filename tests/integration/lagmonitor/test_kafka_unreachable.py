@@ -21,8 +21,8 @@ from playwright.sync_api import sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.lagmonitor.monitor import LagMonitor
-from services.lagmonitor.server import create_app
 from services.lagmonitor.settings import LagMonitorSettings
+from services.lagmonitor.web import create_app
 from services.runtime.http import serve_in_thread
 from services.runtime.settings import KafkaSettings
 from tests.integration.lagmonitor.test_dashboard_browser import chromium_executable, free_port

@@ -12,8 +12,8 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.lagmonitor.monitor import LagMonitor
-from services.lagmonitor.server import create_app
 from services.lagmonitor.settings import LagMonitorSettings
+from services.lagmonitor.web import create_app
 from services.runtime.settings import KafkaSettings
 from tests.integration.lagmonitor.conftest import commit, produce
 

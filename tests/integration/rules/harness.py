@@ -37,8 +37,8 @@ from services.contracts.topics import (
     observe,
     plan,
 )
+from services.rules.offer_store import EXAMPLES_DIR, OfferStore
 from services.rules.offers import load_offer
-from services.rules.store import EXAMPLES_DIR, OfferStore
 from services.runtime import kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 

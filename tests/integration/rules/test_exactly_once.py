@@ -24,6 +24,7 @@ from services.contracts import models as m
 from services.contracts.ids import command_id
 from services.contracts.topics import DEADLETTER
 from services.rules.engine import EventType, RuleEvent
+from services.rules.offer_store import EXAMPLES_DIR
 from services.rules.offers import Offer, load_offer
 from services.rules.processing import (
     MemberLink,
@@ -33,7 +34,6 @@ from services.rules.processing import (
     process,
     resolve,
 )
-from services.rules.store import EXAMPLES_DIR
 from services.runtime import kafka
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 from tests.integration.rules.harness import (

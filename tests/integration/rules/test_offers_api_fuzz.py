@@ -12,10 +12,10 @@ import httpx
 import pytest
 import yaml
 
-from services.rules.api import MAX_BODY, create_app, parse_body
+from services.rules.offer_store import EXAMPLES_DIR, OfferStore
 from services.rules.offers import OfferError
+from services.rules.offers_api import MAX_BODY, create_app, parse_body
 from services.rules.settings import RulesSettings
-from services.rules.store import EXAMPLES_DIR, OfferStore
 from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.httpapi import serve_api_in_thread
 from services.runtime.settings import DatabaseSettings

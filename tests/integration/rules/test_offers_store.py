@@ -16,9 +16,9 @@ from fastapi import FastAPI
 from typer.testing import CliRunner, Result
 
 from services.cli import app as cli
-from services.rules.api import create_app
+from services.rules.offer_store import EXAMPLES_DIR, OfferStore
+from services.rules.offers_api import create_app
 from services.rules.settings import RulesSettings
-from services.rules.store import EXAMPLES_DIR, OfferStore
 from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.httpapi import serve_api_in_thread
 from services.runtime.settings import DatabaseSettings

@@ -18,11 +18,11 @@ from services.cli import app as cli
 from services.contracts import models as m
 from services.contracts.ids import command_id
 from services.contracts.topics import COMMANDS_BONUS, EVENTS
+from services.rules.offer_store import EXAMPLES_DIR
 from services.rules.offers import load_offer
 from services.rules.processing import MemberLink, MemberRecord, process, resolve
 from services.rules.replay import run_replay
 from services.rules.settings import RulesSettings
-from services.rules.store import EXAMPLES_DIR
 from services.runtime import kafka
 from tests.integration.rules.harness import (
     CommandReader,

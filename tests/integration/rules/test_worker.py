@@ -15,8 +15,8 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from services.contracts import models as m
 from services.contracts.ids import command_id
 from services.contracts.topics import COMMANDS_BONUS, COMMANDS_NOTIFY
+from services.rules.offer_store import EXAMPLES_DIR
 from services.rules.offers import load_offer
-from services.rules.store import EXAMPLES_DIR
 from services.runtime import kafka
 from tests.integration.rules.harness import (
     CommandReader,

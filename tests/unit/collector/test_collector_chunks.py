@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.collector.api import Comment, GroupMembers, Post, PostFacets, Skip
-from services.collector.api.models import sorted_ids
+from services.collector.api.records import sorted_ids
 from services.collector.chunks import (
     Collected,
     MessageTooLargeError,

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.lagmonitor.core import ClusterSample, GroupObservation
 from services.lagmonitor.monitor import LagMonitor
 from services.lagmonitor.sampler import KafkaUnreachableError, Sampler
-from services.lagmonitor.server import create_app
 from services.lagmonitor.settings import LagMonitorSettings
+from services.lagmonitor.web import create_app
 from services.runtime.settings import KafkaSettings
 
 Client = TestClient[web.Request, web.Application]

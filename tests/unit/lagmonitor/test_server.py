@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.lagmonitor.core import ClusterSample, GroupObservation
 from services.lagmonitor.monitor import LagMonitor
-from services.lagmonitor.server import create_app
 from services.lagmonitor.settings import LagMonitorSettings
+from services.lagmonitor.web import create_app
 
 Client = TestClient[web.Request, web.Application]
 T = "social.events"

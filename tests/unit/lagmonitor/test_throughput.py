@@ -20,7 +20,6 @@ from services.collector import metrics as collector_metrics
 from services.lagmonitor.core import ClusterSample, GroupObservation
 from services.lagmonitor.monitor import LagMonitor
 from services.lagmonitor.scrape import scrape_all
-from services.lagmonitor.server import create_app
 from services.lagmonitor.settings import LagMonitorSettings
 from services.lagmonitor.throughput import (
     Reading,
@@ -30,6 +29,7 @@ from services.lagmonitor.throughput import (
     parse_counters,
     rates,
 )
+from services.lagmonitor.web import create_app
 from services.runtime.http import create_app as service_app
 from tests.unit.lagmonitor.test_metrics import labels, scrape
 

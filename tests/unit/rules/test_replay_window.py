@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from services.rules.offer_store import LivePeriod
 from services.rules.replay import live_overlap
-from services.rules.store import LivePeriod
 
 T = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 NOW = T + timedelta(days=30)

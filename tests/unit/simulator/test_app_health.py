@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.simulator.app import create_app
+from services.simulator.endpoints import create_app
 from services.simulator.testing import VK_GROUP_TOKEN, make_simulator
 
 Client = TestClient[web.Request, web.Application]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.collector.api.ok import signed_form
-from services.simulator.server import Fault, OkApp, Simulator, VkToken
+from services.simulator.enforcement import Fault, OkApp, Simulator, VkToken
 from services.simulator.world import World
 
 

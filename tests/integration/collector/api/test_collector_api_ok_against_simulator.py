@@ -21,7 +21,7 @@ from services.collector.api import (
     Skip,
     Window,
 )
-from services.simulator.server import Fault
+from services.simulator.enforcement import Fault
 from services.simulator.testing import (
     OK_APP_KEY,
     OK_APP_SECRET,

@@ -31,7 +31,7 @@ from services.collector.api import (
     Window,
 )
 from services.collector.api.paging import min_requests, pages_needed
-from services.simulator.server import Fault
+from services.simulator.enforcement import Fault
 from services.simulator.testing import (
     VK_GROUP_TOKEN,
     VK_USER_TOKEN,

@@ -26,11 +26,11 @@ from services.link.settings import LinkSettings
 from services.readmodel.read_model import create_http_app
 from services.readmodel.read_model import migrate as migrate_readmodel
 from services.readmodel.settings import ReadModelSettings
-from services.rules.api import create_app as create_offers_app
+from services.rules.offer_store import OfferStore
+from services.rules.offers_api import create_app as create_offers_app
 from services.rules.settings import RulesSettings
-from services.rules.store import OfferStore
 from services.runtime.access import SCOPES, AccessSettings, SignedAuth, ensure_credential
-from services.runtime.access import store as credentials
+from services.runtime.access import credential_store as credentials
 from services.runtime.access.signing import Secret, authorization
 from services.runtime.db import connect
 from services.runtime.httpapi import BackgroundApi, serve_api_in_thread

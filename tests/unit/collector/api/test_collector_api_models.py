@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.collector.api.models import GroupMembers, Post, PostFacets, Window, sorted_ids
 from services.collector.api.ok import _comment_date, comment_id, ok_error
+from services.collector.api.records import GroupMembers, Post, PostFacets, Window, sorted_ids
 from services.collector.api.vk import vk_error
 
 

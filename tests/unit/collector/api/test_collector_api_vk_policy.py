@@ -25,7 +25,7 @@ from services.collector.api import (
     VkClientSettings,
 )
 from services.collector.api.paging import Call
-from services.simulator.server import Fault, Simulator
+from services.simulator.enforcement import Fault, Simulator
 from services.simulator.testing import VK_GROUP_TOKEN, make_simulator
 from services.simulator.world import World
 

@@ -46,8 +46,8 @@ from prometheus_client.registry import Collector
 from yarl import URL
 
 from services.runtime.http import create_app as create_edge
+from services.simulator.enforcement import Fault, Reply, Simulator
 from services.simulator.providers import OAuthError, OkOAuthProvider
-from services.simulator.server import Fault, Reply, Simulator
 from services.simulator.world import NetworkName, WorldError
 
 SIMULATOR = web.AppKey("simulator", Simulator)

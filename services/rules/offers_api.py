@@ -30,9 +30,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.contracts.bounds import MAX_TEXT, NO_NUL_PATTERN
+from services.rules.offer_store import OfferExistsError, OfferNotFoundError, OfferStore
 from services.rules.offers import _NAME, Offer, OfferError
 from services.rules.settings import RulesSettings
-from services.rules.store import OfferExistsError, OfferNotFoundError, OfferStore
 from services.runtime.access import AccessGate, require
 from services.runtime.httpapi import MAX_DEPTH, ErrorResponse, create_api
 
