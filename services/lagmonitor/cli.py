@@ -6,7 +6,6 @@ The lead mounts this with ``app.add_typer(lag_app, name="lag")``;
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Annotated, Any
 
@@ -15,13 +14,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from services.runtime.service import service_cli
 from services.runtime.terminal import OutputFormat, OutputOption, emit_json, wants_json
 
-lag_app = typer.Typer(
-    name="lag",
-    help="Consumer-group lag: offset lag, time lag and Burrow status per partition.",
-    no_args_is_help=True,
-    add_completion=False,
+lag_app = service_cli(
+    "lag", "Consumer-group lag: offset lag, time lag and Burrow status per partition."
 )
 
 STATUS_STYLE = {
@@ -292,25 +289,18 @@ def serve(
     supervisor or a container sets; LAGMONITOR_SERVICES adds service throughput.
     """
     from aiohttp import web
-    from pydantic import ValidationError
 
     from services.lagmonitor.monitor import LagMonitor
     from services.lagmonitor.settings import LagMonitorSettings
     from services.lagmonitor.web import create_app
-    from services.runtime import kafka
+    from services.runtime.service import load_settings, start
 
-    kafka.for_command_line(False)  # a service: its clients log and wait as services do
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    start()
     given = {"port": port, "sample_interval_s": interval, "host": host}
     update: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if all_groups:
         update["all_groups"] = True
-    try:
-        settings = LagMonitorSettings(**update)
-    except ValidationError as exc:
-        typer.echo(f"error: bad lag monitor settings:\n{exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = load_settings(LagMonitorSettings, **update)
     app = create_app(LagMonitor(settings))
     web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=5)
 

@@ -250,7 +250,7 @@ def service_specs(
         specs.append(
             ServiceSpec(
                 "simulator",
-                ("services.simulator", "--port", str(ports.simulator), "--seed-demo"),
+                ("services.simulator", "serve", "--port", str(ports.simulator), "--seed-demo"),
                 ready_url=_url(ports.simulator),
             )
         )

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import typer
 
-app = typer.Typer(
-    name="rules",
-    help="The rules service: evaluates offers on social.events (worker) and manages them (api).",
-    no_args_is_help=True,
-    add_completion=False,
+from services.runtime.service import LogLevel, load_settings, on_signals, service_cli, start
+
+app = service_cli(
+    "rules",
+    "The rules service: evaluates offers on social.events (worker) and manages them (api).",
 )
 
 
 @app.command()
-def worker(
-    loglevel: str = typer.Option("info", help="Python log level."),
-) -> None:
+def worker(loglevel: LogLevel = "info") -> None:
     """Run the rules worker: social.events -> loyalty.commands.*, exactly once.
 
     Settings: RULES_* (app id = consumer group, instance id, PG schema, time zone,
@@ -33,10 +30,8 @@ def worker(
     from services.rules.worker import RulesWorker, loaded_offers
     from services.runtime import http
 
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    settings = RulesSettings()
+    start(loglevel)
+    settings = load_settings(RulesSettings)
     rules = RulesWorker(settings)
 
     async def offers(_: web.Request) -> web.Response:
@@ -46,11 +41,7 @@ def worker(
     health.router.add_get("/offers", offers)  # what this worker evaluates right now
     server = http.serve_in_thread(health, settings.api_host, settings.worker_http_port)
 
-    def stop(_signum: int, _frame: object) -> None:
-        rules.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    on_signals(rules.stop)
     try:
         rules.run()
     except Exception:
@@ -70,9 +61,10 @@ def api(
     from services.rules.offers_api import create_app
     from services.rules.settings import RulesSettings
     from services.runtime import httpapi
+    from services.runtime.service import stop_event
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = RulesSettings()
+    start()
+    settings = load_settings(RulesSettings)
     store = OfferStore(settings.database, settings.db_schema)
     store.migrate()
 
@@ -80,10 +72,7 @@ def api(
         server = await httpapi.start_api(
             create_app(store, settings), host or settings.api_host, port or settings.api_port
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         logging.info("offers API on %s:%s", host or settings.api_host, port or settings.api_port)
         await stop.wait()
         await server.stop()

@@ -73,7 +73,9 @@ class RulesSettings(ServiceSettings, BaseSettings):
     api_port: int = Field(default=8084, description="Offers HTTP API + health.")
     worker_http_port: int = Field(
         default=6067,
-        description="Worker /healthz /readyz /metrics; the detector's worker has 6066.",
+        ge=0,
+        le=65535,
+        description="Worker /healthz /readyz /metrics (0: any); the detector's worker has 6066.",
     )
 
     @field_validator("timezone")

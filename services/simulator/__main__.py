@@ -1,13 +1,13 @@
-"""``python -m services.simulator --port 8081``: serve the simulated VK and OK APIs."""
+"""``python -m services.simulator serve --port 8081``: the simulated VK and OK APIs."""
 
 from __future__ import annotations
 
-import argparse
-import logging
-from collections.abc import Sequence
+from typing import Annotated
 
+import typer
 from aiohttp import web
 
+from services.runtime.service import configure_logging, load_settings, service_cli
 from services.simulator.endpoints import create_app
 from services.simulator.enforcement import OkApp, Simulator, VkToken
 from services.simulator.seed import seed_demo
@@ -35,44 +35,42 @@ def build(settings: SimulatorSettings) -> Simulator:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    defaults = SimulatorSettings()
-    parser = argparse.ArgumentParser(
-        prog="python -m services.simulator",
-        description=(
-            "A simulated social network speaking the VK API (/method/<name>, execute "
-            "included) and the OK API (/fb.do, signed), with a JSON control API under "
-            "/_control for tests and the demo. Credentials and limits come from "
-            "SIMULATOR_* environment variables (see docs/simulator.md)."
+simulator_app = service_cli(
+    "simulator",
+    "A simulated social network speaking the VK API (/method/<name>, execute included) "
+    "and the OK API (/fb.do, signed), the identity providers (VK ID, OK OAuth, Apple), "
+    "and a JSON control API under /_control for tests and the demo.",
+)
+
+
+@simulator_app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (SIMULATOR_HOST).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (SIMULATOR_PORT, 8081).")
+    ] = None,
+    seed_demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--seed-demo/--no-seed-demo",
+            help="Start with a demo VK group and a demo OK group full of activity.",
         ),
-    )
-    parser.add_argument("--host", default=defaults.host, help="address to listen on")
-    parser.add_argument("--port", type=int, default=defaults.port, help="port to listen on")
-    parser.add_argument(
-        "--seed-demo",
-        action="store_true",
-        default=defaults.seed_demo,
-        help="start with a demo VK group and a demo OK group full of activity",
-    )
-    parser.add_argument(
-        "--vk-user-rps", type=int, default=defaults.vk_user_rps, help="VK user-token limit"
-    )
-    parser.add_argument(
-        "--vk-group-rps", type=int, default=defaults.vk_group_rps, help="VK group-token limit"
-    )
-    args = parser.parse_args(argv)
-    settings = defaults.model_copy(
-        update={
-            "host": args.host,
-            "port": args.port,
-            "seed_demo": args.seed_demo,
-            "vk_user_rps": args.vk_user_rps,
-            "vk_group_rps": args.vk_group_rps,
-        }
-    )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    ] = None,
+    vk_user_rps: Annotated[int | None, typer.Option(help="VK user-token limit (0: none).")] = None,
+    vk_group_rps: Annotated[int | None, typer.Option(help="VK group-token limit.")] = None,
+) -> None:
+    """Serve until Ctrl-C. Credentials and limits come from SIMULATOR_* (docs/simulator.md);
+    an option given here wins over its variable."""
+    given = {
+        "host": host,
+        "port": port,
+        "seed_demo": seed_demo,
+        "vk_user_rps": vk_user_rps,
+        "vk_group_rps": vk_group_rps,
+    }
+    settings = load_settings(SimulatorSettings, **{k: v for k, v in given.items() if v is not None})
+    configure_logging()
     web.run_app(create_app(build(settings)), host=settings.host, port=settings.port)
 
 
-if __name__ == "__main__":
-    main()
+simulator_app(prog_name="python -m services.simulator")

@@ -74,7 +74,7 @@ def _free_port() -> int:
 def test_the_simulator_runs_as_a_process_with_the_demo_world() -> None:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.simulator", "--port", str(port), "--seed-demo"],
+        [sys.executable, "-m", "services.simulator", "serve", "--port", str(port), "--seed-demo"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "SIMULATOR_VK_USER_TOKEN": "demo-token"},
