@@ -17,7 +17,7 @@ from rich.table import Table
 
 from services.collector.groups import GroupsFile, GroupsFileError, load_groups
 from services.collector.settings import CollectorSettings
-from services.runtime.service import (
+from services.runtime.skeleton import (
     LogLevel,
     configure_logging,
     load_settings,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from services.runtime.service import LogLevel, service_cli, start
+from services.runtime.skeleton import LogLevel, service_cli, start
 
 detector_app = service_cli(
     "detector", "Turn snapshots into domain events: social.snapshots -> social.events."
@@ -28,7 +28,7 @@ def worker(loglevel: LogLevel = "info") -> None:
 
     from services.detector.app import TopicLayoutError, create_app
     from services.detector.settings import DetectorSettings
-    from services.runtime.service import load_settings
+    from services.runtime.skeleton import load_settings
 
     start(loglevel)
     try:

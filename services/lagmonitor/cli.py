@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from services.runtime.service import service_cli
+from services.runtime.skeleton import service_cli
 from services.runtime.terminal import OutputFormat, OutputOption, emit_json, wants_json
 
 lag_app = service_cli(
@@ -293,7 +293,7 @@ def serve(
     from services.lagmonitor.monitor import LagMonitor
     from services.lagmonitor.settings import LagMonitorSettings
     from services.lagmonitor.web import create_app
-    from services.runtime.service import load_settings, start
+    from services.runtime.skeleton import load_settings, start
 
     start()
     given = {"port": port, "sample_interval_s": interval, "host": host}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.runtime.service import LogLevel, service_cli, start
+from services.runtime.skeleton import LogLevel, service_cli, start
 
 link_app = service_cli(
     "link", "Link and sign in with verified social profiles (VK ID, OK, Sign in with Apple)."
@@ -29,7 +29,7 @@ def serve(loglevel: LogLevel = "info") -> None:
     from services.link.link_api import create_link_app
     from services.link.settings import LinkSettings
     from services.runtime.httpapi import start_api
-    from services.runtime.service import load_settings, stop_event
+    from services.runtime.skeleton import load_settings, stop_event
 
     start(loglevel)
     settings = load_settings(LinkSettings)

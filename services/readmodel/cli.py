@@ -6,7 +6,7 @@ Settings come from the environment: ``READMODEL_*`` (see ``settings.py``) and th
 
 from __future__ import annotations
 
-from services.runtime.service import LogLevel, service_cli, start
+from services.runtime.skeleton import LogLevel, service_cli, start
 
 readmodel_app = service_cli(
     "readmodel", "Who is a member of which group now: social.events -> PostgreSQL -> HTTP."
@@ -23,7 +23,7 @@ def serve(loglevel: LogLevel = "info") -> None:
     """
     from services.readmodel.read_model import run
     from services.readmodel.settings import ReadModelSettings
-    from services.runtime.service import load_settings
+    from services.runtime.skeleton import load_settings
 
     start(loglevel)
     run(load_settings(ReadModelSettings))

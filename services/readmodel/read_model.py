@@ -46,7 +46,7 @@ from services.runtime.pgsink import (
     PgSinkConfig,
     PgSinkWorker,
 )
-from services.runtime.service import on_signals
+from services.runtime.skeleton import on_signals
 
 log = logging.getLogger(__name__)
 

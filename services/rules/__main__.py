@@ -7,7 +7,7 @@ import logging
 
 import typer
 
-from services.runtime.service import LogLevel, load_settings, on_signals, service_cli, start
+from services.runtime.skeleton import LogLevel, load_settings, on_signals, service_cli, start
 
 app = service_cli(
     "rules",
@@ -61,7 +61,7 @@ def api(
     from services.rules.offers_api import create_app
     from services.rules.settings import RulesSettings
     from services.runtime import httpapi
-    from services.runtime.service import stop_event
+    from services.runtime.skeleton import stop_event
 
     start()
     settings = load_settings(RulesSettings)

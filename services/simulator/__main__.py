@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from aiohttp import web
 
-from services.runtime.service import configure_logging, load_settings, service_cli
+from services.runtime.skeleton import configure_logging, load_settings, service_cli
 from services.simulator.endpoints import create_app
 from services.simulator.enforcement import OkApp, Simulator, VkToken
 from services.simulator.seed import seed_demo
