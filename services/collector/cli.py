@@ -17,6 +17,7 @@ from rich.table import Table
 
 from services.collector.groups import GroupsFile, GroupsFileError, load_groups
 from services.collector.settings import CollectorSettings
+from services.runtime import terminal
 from services.runtime.skeleton import (
     LogLevel,
     configure_logging,
@@ -24,15 +25,6 @@ from services.runtime.skeleton import (
     service_cli,
     start,
     stop_event,
-)
-from services.runtime.terminal import (
-    JsonFlag,
-    OutputFormat,
-    OutputOption,
-    announce_target,
-    console,
-    emit_json,
-    wants_json,
 )
 
 collector_app = service_cli(
@@ -148,7 +140,7 @@ def collect(
         raise typer.Exit(2) from exc
     if allow_mass_leave:
         target = target.model_copy(update={"allow_mass_leave": True})
-    announce_target()
+    terminal.announce_target()
 
     async def main() -> Any:
         from services.collector.store import GroupBusyError
@@ -179,7 +171,7 @@ def collect(
         ("reason", summary.reason or "-"),
     ):
         table.add_row(name, str(value))
-    console().print(table)
+    terminal.console().print(table)
     if summary.status != "succeeded":
         raise typer.Exit(1)
 
@@ -244,8 +236,8 @@ def run_record(row: dict[str, Any]) -> dict[str, Any]:
 def runs(
     limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
     group: Annotated[str | None, typer.Option(help="Only this NETWORK:GROUP_ID.")] = None,
-    output: OutputOption = OutputFormat.table,
-    as_json: JsonFlag = False,
+    output: terminal.OutputOption = terminal.OutputFormat.table,
+    as_json: terminal.JsonFlag = False,
 ) -> None:
     """Show the recent run history (from PostgreSQL)."""
     settings = _settings()
@@ -270,15 +262,15 @@ def runs(
             await conn.close()
 
     rows = asyncio.run(main())
-    if wants_json(output, as_json):
-        emit_json([run_record(row) for row in rows])
+    if terminal.wants_json(output, as_json):
+        terminal.emit_json([run_record(row) for row in rows])
         return
     table = Table(title=f"collector runs ({settings.db_schema})")
     for column in RUN_COLUMNS:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*run_cells(row))
-    console().print(table)
+    terminal.console().print(table)
 
 
 def main() -> None:

@@ -7,18 +7,15 @@ are never in that file either; it names the environment variables that hold them
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import SchemaName, ServiceSettings
 
 SNAPSHOT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """``max.message.bytes`` of ``social.snapshots`` in the topic catalog (topics.py)."""
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class CollectorSettings(ServiceSettings, BaseSettings):
@@ -33,7 +30,9 @@ class CollectorSettings(ServiceSettings, BaseSettings):
         env_prefix="COLLECTOR_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    db_schema: str = Field(default="collector", description="PostgreSQL schema of the run history.")
+    db_schema: SchemaName = Field(
+        default="collector", description="PostgreSQL schema of the run history."
+    )
     groups_file: Path | None = Field(
         default=None, description="YAML file of the groups to collect (see groups.example.yaml)."
     )
@@ -64,10 +63,3 @@ class CollectorSettings(ServiceSettings, BaseSettings):
     shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="How long a SIGTERM waits for running runs to finish."
     )
-
-    @field_validator("db_schema")
-    @classmethod
-    def _schema_is_identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
-            raise ValueError("must be a lower-case SQL identifier (letters, digits, _)")
-        return value

@@ -8,10 +8,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.lagmonitor.throughput import ServiceTarget
-from services.runtime.settings import DatabaseSettings, KafkaSettings
+from services.runtime.settings import SchemaName, ServiceSettings
 
 
-class LagMonitorSettings(BaseSettings):
+class LagMonitorSettings(ServiceSettings, BaseSettings):
     """How often to sample, how long a window Burrow's rules look at, which groups to watch.
 
     ``LAGMONITOR_KAFKA__BOOTSTRAP_SERVERS`` points the monitor alone at another
@@ -22,7 +22,6 @@ class LagMonitorSettings(BaseSettings):
         env_prefix="LAGMONITOR_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     cluster: str = Field(
         default="local",
         min_length=1,
@@ -55,7 +54,6 @@ class LagMonitorSettings(BaseSettings):
         gt=0,
         description="Seconds of history the dashboard's charts show (and PostgreSQL keeps).",
     )
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     history_db: bool = Field(
         default=True,
         description=(
@@ -63,9 +61,8 @@ class LagMonitorSettings(BaseSettings):
             "without a reachable database it is kept in memory only."
         ),
     )
-    db_schema: str = Field(
+    db_schema: SchemaName = Field(
         default="lagmonitor",
-        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="PostgreSQL schema of the chart history.",
     )
     request_timeout_s: float = Field(

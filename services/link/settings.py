@@ -6,7 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.link.identity import IdentitySettings
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import SchemaName, ServiceSettings
 
 
 class LinkSettings(ServiceSettings, BaseSettings):
@@ -17,9 +17,8 @@ class LinkSettings(ServiceSettings, BaseSettings):
         env_prefix="LINK_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    db_schema: str = Field(
+    db_schema: SchemaName = Field(
         default="link",
-        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="PostgreSQL schema of the links and the Apple nonces used.",
     )
     http_host: str = Field(default="127.0.0.1", description="Link API bind address.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import SchemaName, ServiceSettings
 
 
 class ReadModelSettings(ServiceSettings, BaseSettings):
@@ -20,9 +20,7 @@ class ReadModelSettings(ServiceSettings, BaseSettings):
         default="social-loyalty.readmodel",
         description="Consumer group of the read model (its offsets live in PostgreSQL).",
     )
-    db_schema: str = Field(
-        default="readmodel", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL schema."
-    )
+    db_schema: SchemaName = Field(default="readmodel", description="PostgreSQL schema.")
     http_host: str = Field(
         default="127.0.0.1", description="Query API bind address (0.0.0.0 for other hosts)."
     )

@@ -15,15 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from services.runtime.terminal import (
-    JsonFlag,
-    OutputFormat,
-    OutputOption,
-    announce_target,
-    console,
-    emit_json,
-    wants_json,
-)
+from services.runtime import terminal
 
 PROGRESS_EVERY_S = 5.0
 """How often replay prints a progress line when stderr is not a terminal."""
@@ -72,7 +64,7 @@ def _run(action: Any) -> Any:
 
 
 def _changing() -> None:
-    announce_target(kafka=False, prefix=False)
+    terminal.announce_target(kafka=False, prefix=False)
 
 
 FileArg = Annotated[Path, typer.Argument(help="Offer file (.yaml or .json).", exists=True)]
@@ -125,12 +117,14 @@ def deactivate(offer_id: Annotated[str, typer.Argument(help="Offer id.")]) -> No
 
 
 @offers_app.command("list")
-def list_offers(output: OutputOption = OutputFormat.table, as_json: JsonFlag = False) -> None:
+def list_offers(
+    output: terminal.OutputOption = terminal.OutputFormat.table, as_json: terminal.JsonFlag = False
+) -> None:
     """Every offer with its status and current version (`--output json`: one array of
     the same fields, with the full trigger list and timestamps)."""
     offers = _run(lambda: _store().all())
-    if wants_json(output, as_json):
-        emit_json([o.summary() for o in offers])
+    if terminal.wants_json(output, as_json):
+        terminal.emit_json([o.summary() for o in offers])
         return
     from rich.table import Table
 
@@ -147,7 +141,7 @@ def list_offers(output: OutputOption = OutputFormat.table, as_json: JsonFlag = F
             s["name"],
             s["updated_at"][:19],
         )
-    console().print(table)
+    terminal.console().print(table)
 
 
 @offers_app.command()
@@ -245,12 +239,12 @@ def replay(  # noqa: PLR0917  (typer options)
     if force and not apply:
         raise typer.BadParameter("--force only goes with --apply")
     if apply:
-        announce_target()
+        terminal.announce_target()
     store = _store()
     stored = _run(lambda: store.show(offer, version))
     if apply and not force:
         _refuse_live_overlap(offer, _run(lambda: store.live_periods(offer)), start, end)
-    out = console()  # the report's table stays whole when piped
+    out = terminal.console()  # the report's table stays whole when piped
     plan = plan_replay(settings, stored.offer, start=start, end=end)
     for line in plan.lines():
         typer.echo(line, err=True)

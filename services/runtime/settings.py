@@ -8,12 +8,28 @@ are built in ``main``/``create_app``, never at import time.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.contracts.topics import TopicSettings
+
+SchemaName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+"""A PostgreSQL schema a setting names: a lower-case SQL identifier (letters, digits, _)."""
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+"""An IANA time zone name a setting names (``Europe/Moscow``), checked when read."""
 
 
 class KafkaSettings(BaseSettings):
@@ -60,9 +76,8 @@ class AccessSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ACCESS_", extra="ignore", frozen=True)
 
-    db_schema: str = Field(
+    db_schema: SchemaName = Field(
         default="access",
-        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="PostgreSQL schema of the credentials and the nonces seen.",
     )
     clock_skew_s: int = Field(
