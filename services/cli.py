@@ -18,11 +18,11 @@ from typer.exceptions import TyperException
 
 from services.actions.deadletters import deadletters_app
 from services.collector.cli import collector_app
-from services.contracts.cli import topics_app
 from services.detector.cli import detector_app
 from services.lagmonitor.cli import lag_app
 from services.link.cli import link_app
 from services.ops.kafka_access_cli import kafka_access_app
+from services.ops.topics_cli import topics_app
 from services.readmodel.cli import readmodel_app
 from services.rules.cli import offers_app, replay
 from services.runtime.access.cli import credentials_app

@@ -1,6 +1,6 @@
 """The one Avro codec: contract models to bytes and back, in either framing.
 
-* With a schema registry (``KafkaSettings.schema_registry_url``): the Confluent wire
+* With a schema registry (the settings' ``schema_registry_url``): the Confluent wire
   format (``00`` + 4-byte big-endian schema id + body) through confluent-kafka's
   ``AvroSerializer``/``AvroDeserializer``, subjects named ``<topic>-<record full name>``
   (TopicRecordNameStrategy) because one topic carries several record types.
@@ -25,7 +25,7 @@ import io
 import json
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
@@ -33,9 +33,6 @@ from pydantic import ValidationError
 from services.contracts.models import RECORD_TYPES, Record
 from services.contracts.plain import InvalidValueError, PlainRecord, compile_records
 from services.contracts.schemas import SchemaSet, default_schema_set, fingerprint
-
-if TYPE_CHECKING:
-    from services.runtime.settings import KafkaSettings
 
 SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
 CONFLUENT_MAGIC: Final = 0
@@ -447,7 +444,15 @@ def registry_client(url: str) -> Any:
     return SchemaRegistryClient.new_client({"url": url})
 
 
-def make_codec(settings: KafkaSettings, *, client: Any = None) -> Codec:
+class RegistrySetting(Protocol):
+    """What the codec needs of the settings: a schema registry URL, or None (the Kafka
+    settings of any service, ``services.runtime.settings.KafkaSettings``, have it)."""
+
+    @property
+    def schema_registry_url(self) -> str | None: ...
+
+
+def make_codec(settings: RegistrySetting, *, client: Any = None) -> Codec:
     """The codec the settings ask for: registry framing when a registry URL is set."""
     if client is not None:
         return RegistryCodec(client)
