@@ -13,11 +13,17 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from services.actions import metrics
+from services.actions import command_metrics
 from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
+from services.actions.decisions import (
+    budgeted_offers,
+    latest_budgets,
+    ledger_outcomes,
+    reversal_credits,
+)
 from services.actions.ledger import BonusCommand, Budgets, apply_batch
 from services.actions.settings import DeductPolicy
-from services.contracts.models import BonusAccrue, BonusDeduct, PointsCredited, PointsDeducted
+from services.contracts.models import BonusAccrue, BonusDeduct
 from services.contracts.topics import COMMANDS_BONUS
 from services.runtime.pgsink import Emit
 
@@ -60,7 +66,7 @@ class BonusHandler(CommandHandler):
         skipped = budgets.skipped if budgets else []
         duplicates = len(commands) - len(entries) - len(skipped)
         if duplicates:
-            metrics.DUPLICATES.labels(self.name).inc(duplicates)
+            command_metrics.DUPLICATES.labels(self.name).inc(duplicates)
         if budgets is not None:
             self._save_budgets(conn, commands, budgets, items)
         if not entries:
@@ -101,33 +107,18 @@ class BonusHandler(CommandHandler):
             "ON CONFLICT (member_id) DO UPDATE SET balance = EXCLUDED.balance, updated_at = now()",
             (list(new_balances), list(new_balances.values())),
         )
-        now = datetime.now(UTC)
-        emits: list[Emit] = []
         for entry in entries:
-            command = entry.command
-            kind = type(command).__name__
-            metrics.COMMANDS_APPLIED.labels(self.name, kind).inc()
-            if isinstance(command, BonusAccrue):
-                metrics.LEDGER_POINTS.labels("credited").inc(entry.points)
-                outcome: PointsCredited | PointsDeducted = PointsCredited(
-                    command_id=command.command_id,
-                    member_id=command.member_id,
-                    occurred_at=now,
-                    points=entry.points,
-                    balance=entry.balance,
-                )
+            kind = type(entry.command).__name__
+            command_metrics.COMMANDS_APPLIED.labels(self.name, kind).inc()
+            if isinstance(entry.command, BonusAccrue):
+                command_metrics.LEDGER_POINTS.labels("credited").inc(entry.points)
             else:
-                metrics.LEDGER_POINTS.labels("deducted").inc(-entry.points)
-                metrics.LEDGER_POINTS.labels("shortfall").inc(entry.shortfall)
-                outcome = PointsDeducted(
-                    command_id=command.command_id,
-                    member_id=command.member_id,
-                    occurred_at=now,
-                    points=-entry.points,
-                    balance=entry.balance,
-                )
-            emits.append(emit_outcome(outcome, command.member_id))
-        return emits
+                command_metrics.LEDGER_POINTS.labels("deducted").inc(-entry.points)
+                command_metrics.LEDGER_POINTS.labels("shortfall").inc(entry.shortfall)
+        return [
+            emit_outcome(outcome, outcome.member_id)
+            for outcome in ledger_outcomes(entries, datetime.now(UTC))
+        ]
 
     def _lock_budgets(
         self, conn: psycopg.Connection, commands: list[BonusCommand], existing: set[str]
@@ -137,13 +128,13 @@ class BonusHandler(CommandHandler):
         Also adds the ids of accruals skipped earlier for an exhausted budget to
         ``existing``: a redelivered skipped accrual stays skipped, even if refunds
         made room since (the answer for a command id never changes)."""
-        offers = {c.offer_id for c in commands if isinstance(c, BonusAccrue) and c.budget}
         reversed_ids = list(
             {c.reverses for c in commands if isinstance(c, BonusDeduct) and c.reverses}
         )
-        credits: dict[str, tuple[str, int]] = {}
+        credited: dict[str, tuple[str, int]] = {}
+        refused: set[str] = set()
         if reversed_ids:
-            credits = {
+            credited = {
                 str(cid): (str(offer), int(points))
                 for cid, offer, points in conn.execute(
                     "SELECT e.command_id, e.offer_id, e.points FROM entries e "
@@ -153,8 +144,6 @@ class BonusHandler(CommandHandler):
                     (reversed_ids,),
                 )
             }
-        if reversed_ids:
-            # An accrual the budget refused made no entry: undoing it takes nothing.
             refused = {
                 str(row[0])
                 for row in conn.execute(
@@ -163,11 +152,9 @@ class BonusHandler(CommandHandler):
                     (reversed_ids, self.name),
                 )
             }
-            for c in commands:
-                if isinstance(c, BonusDeduct) and c.reverses in refused:
-                    credits[c.reverses] = (c.offer_id, 0)
-        offers |= {offer for offer, _ in credits.values()}
-        if not offers:
+        credits = reversal_credits(commands, credited, refused)
+        ordered = budgeted_offers(commands, credits)
+        if not ordered:
             return None
         ids = list({c.command_id for c in commands if isinstance(c, BonusAccrue)})
         existing |= {
@@ -177,7 +164,6 @@ class BonusHandler(CommandHandler):
                 (ids, self.name),
             )
         }
-        ordered = sorted(offers)
         conn.execute(
             "INSERT INTO offer_budgets (offer_id) SELECT o FROM unnest(%s::text[]) AS u(o) "
             "ORDER BY o ON CONFLICT (offer_id) DO NOTHING",
@@ -201,7 +187,7 @@ class BonusHandler(CommandHandler):
         items: list[CommandItem],
     ) -> None:
         """Write the new ``spent`` (with the latest budget seen) and the skipped accruals."""
-        latest = {c.offer_id: c.budget for c in commands if isinstance(c, BonusAccrue) and c.budget}
+        latest = latest_budgets(commands)
         offers = sorted(budgets.spent)
         conn.execute(
             "UPDATE offer_budgets b SET spent = u.s, budget = coalesce(u.t, b.budget), "
@@ -214,4 +200,4 @@ class BonusHandler(CommandHandler):
         where = {item.record.command_id: item for item in reversed(items)}
         skipped = [where[c.command_id] for c in budgets.skipped]
         self.record_skipped(conn, skipped, "budget")
-        metrics.SKIPPED.labels(self.name, "budget").inc(len(skipped))
+        command_metrics.SKIPPED.labels(self.name, "budget").inc(len(skipped))

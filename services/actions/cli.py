@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Annotated
 
 import typer
 
 from services.actions.service import CONSUMERS
+from services.runtime.skeleton import LogLevel, load_settings, on_signals, service_cli, start
 
-app = typer.Typer(
-    name="actions",
-    help="The actions service: bonus ledger, notifications, mailing and counters, "
+app = service_cli(
+    "actions",
+    "The actions service: bonus ledger, notifications, mailing and counters, "
     "exactly once in effect. Settings: ACTIONS_* plus KAFKA_*, DATABASE_URL, TOPIC_PREFIX.",
-    no_args_is_help=True,
-    add_completion=False,
 )
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
-    )
 
 
 @app.command()
@@ -32,31 +24,22 @@ def run(
         typer.Option(help=f"Comma-separated subset of {','.join(CONSUMERS)} (default: all)."),
     ] = None,
     port: Annotated[int | None, typer.Option(help="Read API port (ACTIONS_PORT, 8086).")] = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    loglevel: LogLevel = "info",
 ) -> None:
     """Run the consumers (one thread each) and the read API until SIGTERM/SIGINT."""
-    from pydantic import ValidationError
-
-    from services.actions.service import install_signal_handlers
     from services.actions.service import run as run_service
     from services.actions.settings import ActionsSettings
     from services.runtime.db import DatabaseUnavailableError
     from services.runtime.kafka import KafkaUnavailableError, check_reachable
 
-    _logging(log_level)
+    start(loglevel)
     chosen = [part.strip() for part in (only or ",".join(CONSUMERS)).split(",") if part.strip()]
     unknown = [name for name in chosen if name not in CONSUMERS]
     if unknown or not chosen:
         raise typer.BadParameter(f"--only takes {', '.join(CONSUMERS)}; got {only!r}")
-    try:
-        settings = ActionsSettings()
-        if port is not None:
-            settings = settings.model_copy(update={"port": port})
-    except ValidationError as exc:
-        typer.echo(f"error: bad settings: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = load_settings(ActionsSettings, **({} if port is None else {"port": port}))
     stop = threading.Event()
-    install_signal_handlers(stop)
+    on_signals(stop.set)
     try:
         check_reachable(settings.kafka)
         code = run_service(settings, chosen, stop=stop)
@@ -73,12 +56,11 @@ def sinks(
     http_port: Annotated[int, typer.Option(help="HTTP provider port.")] = 8087,
 ) -> None:
     """Local SMTP and HTTP provider sinks that record every message (demo, tests)."""
-    from services.actions.service import install_signal_handlers
     from services.actions.sinks import Sinks, run_forever
 
-    _logging("INFO")
+    start()
     stop = threading.Event()
-    install_signal_handlers(stop)
+    on_signals(stop.set)
     typer.echo(
         f"sinks: smtp {host}:{smtp_port}, http http://{host}:{http_port} (GET /messages, /counts)"
     )

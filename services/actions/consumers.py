@@ -14,6 +14,7 @@ from typing import TypeAlias
 
 import psycopg
 
+from services.actions import command_metrics
 from services.actions.settings import ActionsSettings
 from services.contracts.codec import Codec
 from services.contracts.models import Command, Record
@@ -30,6 +31,29 @@ def emit_outcome(record: Record, member_id: str) -> Emit:
 
 class CommandHandler(Handler[Command]):
     """A command topic's logic (one of the four consumers)."""
+
+    def first_time(self, conn: psycopg.Connection, items: list[CommandItem]) -> list[CommandItem]:
+        """The items whose command id was never applied before (recorded now in
+        ``applied_commands``), in order, each id once; the others are counted as
+        duplicates."""
+        ids = list(dict.fromkeys(item.record.command_id for item in items))
+        fresh = {
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO applied_commands (command_id, kind) "
+                "SELECT id, %s FROM unnest(%s::text[]) AS u(id) "
+                "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+                (self.name, ids),
+            )
+        }
+        chosen: list[CommandItem] = []
+        for item in items:
+            if item.record.command_id in fresh:
+                fresh.discard(item.record.command_id)
+                chosen.append(item)
+        if len(chosen) < len(items):
+            command_metrics.DUPLICATES.labels(self.name).inc(len(items) - len(chosen))
+        return chosen
 
     def record_skipped(
         self, conn: psycopg.Connection, items: list[CommandItem], reason: str

@@ -26,17 +26,8 @@ from rich.table import Table
 from services.contracts.codec import DecodeError, make_codec
 from services.contracts.models import DeadLetter
 from services.contracts.topics import DEADLETTER, TopicSettings, catalog
-from services.runtime import kafka
+from services.runtime import kafka, terminal
 from services.runtime.settings import KafkaSettings
-from services.runtime.terminal import (
-    JsonFlag,
-    OutputFormat,
-    OutputOption,
-    announce_target,
-    console,
-    emit_json,
-    wants_json,
-)
 
 deadletters_app = typer.Typer(
     name="deadletters",
@@ -155,8 +146,8 @@ def _settings() -> tuple[KafkaSettings, str]:
 @deadletters_app.command("list")
 def list_command(
     limit: Annotated[int, typer.Option(help="At most this many per partition (newest).")] = 50,
-    output: OutputOption = OutputFormat.table,
-    as_json: JsonFlag = False,
+    output: terminal.OutputOption = terminal.OutputFormat.table,
+    as_json: terminal.JsonFlag = False,
 ) -> None:
     """Show the dead letters on the dead-letter topic (TOPIC_PREFIX applies).
 
@@ -164,14 +155,14 @@ def list_command(
     and every field of the letter but the original key and value bytes."""
     kafka_settings, topic = _settings()
     found = read_dead_letters(kafka_settings, topic, limit=limit)
-    if wants_json(output, as_json):
+    if terminal.wants_json(output, as_json):
         rows: list[dict[str, Any]] = []
         for stored in found:
             row: dict[str, Any] = {"id": stored.id, "problem": stored.problem}
             if stored.letter is not None:
                 row.update(stored.letter.model_dump(mode="json", exclude={"key", "value"}))
             rows.append(row)
-        emit_json(rows)
+        terminal.emit_json(rows)
         return
     table = Table(title=f"{topic}: {len(found)} dead letters")
     for column in ("id", "failed at", "from", "group", "error"):
@@ -190,7 +181,7 @@ def list_command(
             letter.error_class.rsplit(".", 1)[-1],
             letter.reason,
         )
-    console().print(table)
+    terminal.console().print(table)
 
 
 @deadletters_app.command("redrive")
@@ -203,7 +194,7 @@ def redrive_command(
     """Re-publish dead letters' original bytes to their original topics."""
     if not ids and not redrive_all:
         raise typer.BadParameter("give --id <partition>:<offset> (repeatable) or --all")
-    announce_target(database=False)
+    terminal.announce_target(database=False)
     kafka_settings, topic = _settings()
     found = {s.id: s for s in read_dead_letters(kafka_settings, topic)}
     chosen = list(found) if redrive_all else list(ids or [])

@@ -30,10 +30,10 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from services.actions import metrics
+from services.actions import command_metrics
 from services.actions.channels import Outgoing, Sender, SendError
 from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
-from services.actions.delivery import may_receive, quiet_until
+from services.actions.decisions import MessagePolicy, decide_message
 from services.actions.settings import ActionsSettings
 from services.actions.templates import Rendered, TemplateProblemError, TemplateStore
 from services.contracts.models import Channel, DeadLetter, MessageFailed, MessageSent, SendMessage
@@ -82,6 +82,12 @@ class NotifyHandler(CommandHandler):
             settings.send_attempts, settings.backoff_base_s, settings.backoff_max_s, jitter=False
         )
         self.pool = ThreadPoolExecutor(settings.send_concurrency, thread_name_prefix="send")
+        self.policy = MessagePolicy(
+            settings.mailing_default_enabled,
+            settings.quiet_start,
+            settings.quiet_end,
+            settings.zone,
+        )
 
     # ------------------------------------------------------------------ decide
 
@@ -107,27 +113,10 @@ class NotifyHandler(CommandHandler):
         again (template, subscription) but never held a second time."""
         command = item.record
         assert isinstance(command, SendMessage)
-        rendered = self._render(command)
-        if isinstance(rendered, str):
-            return Decision(item, "failed", reason=rendered)
-        outgoing = Outgoing(
-            command.command_id,
-            command.member_id,
-            command.channel.value,
-            command.template_id,
-            dict(command.params),
-            rendered,
+        decided = decide_message(
+            command, self._render(command), subscribed, self.policy, now, due=due
         )
-        sub = subscribed.get((command.member_id, command.channel.value))
-        if not may_receive(command.marketing, sub, self.settings.mailing_default_enabled):
-            why = "mailing disabled for this channel"
-            return Decision(item, "suppressed", reason=f"{why} while held" if due else why)
-        if command.marketing and not due:
-            s = self.settings
-            later = quiet_until(now, s.quiet_start, s.quiet_end, s.zone)
-            if later is not None:
-                return Decision(item, "scheduled", outgoing, "quiet hours", later)
-        return Decision(item, "sending", outgoing)
+        return Decision(item, decided.status, decided.outgoing, decided.reason, decided.send_after)
 
     @staticmethod
     def _subscriptions(conn: psycopg.Connection, members: list[str]) -> dict[tuple[str, str], bool]:
@@ -147,7 +136,7 @@ class NotifyHandler(CommandHandler):
         subscribed = self._subscriptions(conn, members)
         now = datetime.now(UTC)
         if len(unique) < len(items):
-            metrics.DUPLICATES.labels(self.name).inc(len(items) - len(unique))
+            command_metrics.DUPLICATES.labels(self.name).inc(len(items) - len(unique))
         return [self._decide(item, subscribed, now) for item in unique.values()]
 
     def _claim(self, conn: psycopg.Connection, decisions: list[Decision]) -> set[str]:
@@ -241,7 +230,7 @@ class NotifyHandler(CommandHandler):
             self.record(claimed)
             mine = [d for d in chunk if d.item.record.command_id in claimed.ids]
             if len(mine) < len(chunk):
-                metrics.DUPLICATES.labels(self.name).inc(len(chunk) - len(mine))
+                command_metrics.DUPLICATES.labels(self.name).inc(len(chunk) - len(mine))
             if mine:
                 self.record(_Finish(self, self._send_all(mine)))
 
@@ -282,8 +271,8 @@ class NotifyHandler(CommandHandler):
         for result in results:
             command = result.decision.item.record
             assert isinstance(command, SendMessage)
-            metrics.MESSAGES.labels(command.channel.value, result.status).inc()
-            metrics.COMMANDS_APPLIED.labels(self.name, "SendMessage").inc()
+            command_metrics.MESSAGES.labels(command.channel.value, result.status).inc()
+            command_metrics.COMMANDS_APPLIED.labels(self.name, "SendMessage").inc()
             if result.status == "sent":
                 emits.append(
                     emit_outcome(
@@ -316,7 +305,7 @@ class NotifyHandler(CommandHandler):
                 )
                 letter: DeadLetter = result.decision.item.dead_letter(SendError(reason), self.group)
                 emits.append(Emit.dead(letter))
-                metrics.DEAD_LETTERS.labels(self.name).inc()
+                command_metrics.DEAD_LETTERS.labels(self.name).inc()
         return emits
 
     # -------------------------------------------------------- delayed messages

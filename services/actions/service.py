@@ -10,18 +10,17 @@ spread the partitions, and the stored-offset compare-and-set fences a zombie.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from services.actions.bonus import BonusHandler
 from services.actions.channels import senders
 from services.actions.consumers import CommandHandler, worker
+from services.actions.counters import CounterHandler
+from services.actions.mailing import MailingHandler
 from services.actions.notify import NotifyHandler
 from services.actions.schema import migrate
 from services.actions.settings import ActionsSettings
-from services.actions.state import CounterHandler, MailingHandler
 from services.actions.templates import TemplateStore
 from services.contracts.codec import make_codec
 from services.runtime.db import connect
@@ -43,15 +42,6 @@ def build_handler(name: str, settings: ActionsSettings, templates: TemplateStore
     raise ValueError(f"unknown consumer {name!r}; choose from {', '.join(CONSUMERS)}")
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the current batches and stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-
-
 def run(
     settings: ActionsSettings,
     only: Sequence[str] = CONSUMERS,
@@ -60,7 +50,7 @@ def run(
     serve_http: bool = True,
 ) -> int:
     """Run the chosen consumers until ``stop``; returns a process exit code."""
-    from services.actions.api import create_api_app
+    from services.actions.ledger_api import create_api_app
     from services.runtime.httpapi import serve_api_in_thread
 
     stop = stop or threading.Event()

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import time
 from enum import StrEnum
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.contracts.topics import TopicSettings
-from services.runtime.settings import AccessSettings, DatabaseSettings, KafkaSettings
+from services.runtime.settings import SchemaName, ServiceSettings, TimeZoneName
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -23,7 +22,7 @@ class DeductPolicy(StrEnum):
     CLAMP = "clamp"
 
 
-class ActionsSettings(BaseSettings):
+class ActionsSettings(ServiceSettings, BaseSettings):
     """Everything the four consumers, the read API and the senders need.
 
     ``ACTIONS_KAFKA__BOOTSTRAP_SERVERS`` points the actions service alone at another
@@ -35,17 +34,8 @@ class ActionsSettings(BaseSettings):
         env_prefix="ACTIONS_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    access: AccessSettings = Field(
-        default_factory=AccessSettings,
-        description="API credentials (ACCESS_DB_SCHEMA, ACCESS_CLOCK_SKEW_S).",
-    )
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-
-    db_schema: str = Field(
+    db_schema: SchemaName = Field(
         default="actions",
-        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="PostgreSQL schema holding the ledger, deliveries, offsets and outbox.",
     )
     group_prefix: str = Field(
@@ -96,7 +86,7 @@ class ActionsSettings(BaseSettings):
     mailing_default_enabled: bool = Field(
         default=True, description="A member with no subscription row receives marketing."
     )
-    timezone: str = Field(default="Europe/Moscow", description="The program's time zone.")
+    timezone: TimeZoneName = Field(default="Europe/Moscow", description="The program's time zone.")
     quiet_start: time | None = Field(default=None, description="e.g. 22:00; unset = no quiet.")
     quiet_end: time | None = Field(default=None, description="e.g. 09:00.")
     scheduler_interval_s: float = Field(
@@ -110,15 +100,6 @@ class ActionsSettings(BaseSettings):
         description="An outbox record still unpublished this long after its commit is sent "
         "again while running.",
     )
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @property
     def zone(self) -> ZoneInfo:

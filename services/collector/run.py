@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 
-from services.collector import metrics
+from services.collector import run_metrics
 from services.collector.api import (
     CollectedItem,
     CountersSnapshot,
@@ -128,7 +128,7 @@ class Collector:
                     )
                 return await self._run(group, store, start.run_id, start, began)
         except GroupBusyError:
-            metrics.RUNS.labels(group.network, "busy").inc()
+            run_metrics.RUNS.labels(group.network, "busy").inc()
             raise
 
     async def _run(
@@ -265,8 +265,8 @@ class Collector:
         await asyncio.shield(store.finish(run_id, status, stats, reason))
         duration = time.monotonic() - began
         if counters is not None:
-            metrics.record_api(group.network, counters)
-        metrics.record_run(group.network, status, duration, stats.objects_read, sent)
+            run_metrics.record_api(group.network, counters)
+        run_metrics.record_run(group.network, status, duration, stats.objects_read, sent)
         return RunSummary(
             run_id=run_id,
             group=group.name,

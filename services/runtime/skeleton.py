@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from services.runtime import kafka
 from services.runtime.terminal import operator_error
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
 EXIT_BAD_SETTINGS = 2
 """A setting is wrong: the same code click uses for bad usage."""
 

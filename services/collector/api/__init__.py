@@ -4,8 +4,8 @@ The collector drives one ``collect_group`` per group and reads ``counters`` and
 ``skips``; everything else here is how to get there politely and exactly.
 """
 
+from services.collector.api.call_counters import CountersSnapshot
 from services.collector.api.config import OkClientSettings, RetrySettings, VkClientSettings
-from services.collector.api.counters import CountersSnapshot
 from services.collector.api.errors import (
     ApiError,
     InconsistentReadError,

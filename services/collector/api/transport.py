@@ -15,8 +15,8 @@ from typing import Any, Self
 
 import httpx
 
+from services.collector.api.call_counters import ApiCounters, CountersSnapshot
 from services.collector.api.config import RetrySettings
-from services.collector.api.counters import ApiCounters, CountersSnapshot
 from services.collector.api.errors import (
     Action,
     Network,

@@ -127,7 +127,7 @@ def test_kill_minus_nine_ten_times_and_every_effect_lands_exactly_once(
     def start() -> subprocess.Popen[bytes]:
         with log_path.open("ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "services.actions", "run", "--log-level", "WARNING"],
+                [sys.executable, "-m", "services.actions", "run", "--loglevel", "warning"],
                 env=child_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from services.actions.api import create_api_app
+from services.actions.ledger_api import create_api_app
 from services.actions.schema import migrate
 from services.actions.settings import ActionsSettings
 from services.runtime.access import AccessSettings, SignedAuth

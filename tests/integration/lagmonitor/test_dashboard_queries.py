@@ -40,8 +40,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from services.actions import metrics as actions_metrics
-from services.collector import metrics as collector_metrics
+from services.actions import command_metrics as actions_metrics
+from services.collector import run_metrics as collector_metrics
 from services.detector.app import _Metrics as DetectorMetrics
 from services.lagmonitor.monitor import LagMonitor
 from services.lagmonitor.settings import LagMonitorSettings

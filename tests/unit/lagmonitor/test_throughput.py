@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from services.actions import metrics as actions_metrics
-from services.collector import metrics as collector_metrics
+from services.actions import command_metrics as actions_metrics
+from services.collector import run_metrics as collector_metrics
 from services.lagmonitor.core import ClusterSample, GroupObservation
 from services.lagmonitor.monitor import LagMonitor
 from services.lagmonitor.scrape import scrape_all

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from services.actions.api import create_api_app
+from services.actions.ledger_api import create_api_app
 from services.actions.schema import migrate as migrate_ledger
 from services.actions.settings import ActionsSettings
 from services.contracts.topics import TopicSettings
