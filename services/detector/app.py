@@ -66,7 +66,7 @@ from services.contracts.topics import (
 from services.detector.diff import Facet, InvalidChunkError, forget_posts
 from services.detector.faust_app import ReadCommittedApp, broker_credentials
 from services.detector.history import KeyHistory, advance, retire_history
-from services.detector.inorder import InOrder, RangeReadError, Record
+from services.detector.inorder import InOrder, RangeReadError, SourceRecord
 from services.detector.mapping import SnapshotChunkModel, events, millis, to_chunk
 from services.detector.settings import DetectorSettings
 from services.detector.state import DetectorInputError
@@ -235,7 +235,7 @@ class Detector:
                 f"not acked in {self.settings.flush_timeout_s}s: {exc}"
             ) from exc
 
-    async def _dead_letter(self, error: BaseException, source: Record) -> None:
+    async def _dead_letter(self, error: BaseException, source: SourceRecord) -> None:
         log.warning(
             "dead letter %s[%d]@%d: %s", source.topic, source.partition, source.offset, error
         )
@@ -257,7 +257,7 @@ class Detector:
 
     # ------------------------------------------------------------- handling
 
-    async def handle(self, source: Record) -> None:
+    async def handle(self, source: SourceRecord) -> None:
         """Process one record of the source topics (inside Faust's stream loop).
 
         The bad-record policy: a record that cannot be decoded, validated or applied is
@@ -276,7 +276,7 @@ class Detector:
                 )
             await self._dead_letter(exc, source)
 
-    async def _handle(self, source: Record) -> None:
+    async def _handle(self, source: SourceRecord) -> None:
         if source.topic == self.names.retirements:
             await self._retire(source.partition, source.value)
             return

@@ -64,10 +64,10 @@ __all__ = [
     "Change",
     "ChangeKind",
     "Chunk",
+    "DiffOutcome",
     "Facet",
     "FacetDiff",
     "InvalidChunkError",
-    "Outcome",
     "change_event_id",
     "changes",
     "forget_posts",
@@ -120,7 +120,7 @@ _KINDS: Final[dict[Facet, tuple[ChangeKind, ChangeKind]]] = {
 }
 
 
-class Outcome(StrEnum):
+class DiffOutcome(StrEnum):
     """Why a step did (or did not) produce changes; for logs and metrics in the adapter."""
 
     BASELINE = "baseline"  # first collection (or a declared re-baseline): remembered, silent
@@ -244,7 +244,7 @@ class FacetDiff:
     with; None when it was compared with nothing (a new post or bucket, a baseline).
     """
 
-    outcome: Outcome
+    outcome: DiffOutcome
     facet: Facet
     network: str
     group_id: int
@@ -305,7 +305,7 @@ def change_event_id(
     )
 
 
-def _silent(chunk: Chunk, outcome: Outcome, previous_snapshot_at: int | None) -> FacetDiff:
+def _silent(chunk: Chunk, outcome: DiffOutcome, previous_snapshot_at: int | None) -> FacetDiff:
     nobody = empty_ids()
     comments = empty_text() if chunk.facet is Facet.COMMENTS else None
     return FacetDiff(
@@ -323,7 +323,7 @@ def _silent(chunk: Chunk, outcome: Outcome, previous_snapshot_at: int | None) ->
     )
 
 
-def _diff(chunk: Chunk, outcome: Outcome, before: FacetState | None) -> FacetDiff:
+def _diff(chunk: Chunk, outcome: DiffOutcome, before: FacetState | None) -> FacetDiff:
     previous_snapshot_at = None if before is None else before.snapshot_at
     if chunk.facet is not Facet.COMMENTS:
         users_before = empty_ids() if before is None else before.ids
@@ -374,10 +374,10 @@ def _first_after_baseline(chunk: Chunk) -> FacetDiff:
         # bucket count changes, so a members bucket without state after the baseline
         # means the detector lost it (new app id, lost changelog, a dead-lettered
         # baseline chunk): its members did not all just join. Re-seed silently.
-        return _silent(chunk, Outcome.RESEEDED, None)
+        return _silent(chunk, DiffOutcome.RESEEDED, None)
     if _existed_at_baseline(chunk):
-        return _silent(chunk, Outcome.OLD_POST, None)
-    return _diff(chunk, Outcome.NEW, None)
+        return _silent(chunk, DiffOutcome.OLD_POST, None)
+    return _diff(chunk, DiffOutcome.NEW, None)
 
 
 def _existed_at_baseline(chunk: Chunk) -> bool:
@@ -408,15 +408,15 @@ def step(state: FacetState | None, chunk: Chunk) -> tuple[FacetState | None, Fac
             f"({'has' if state.authors is not None else 'lacks'} comment authors)"
         )
     if state is not None and chunk.snapshot_at <= state.snapshot_at:
-        return state, _silent(chunk, Outcome.STALE, state.snapshot_at)
+        return state, _silent(chunk, DiffOutcome.STALE, state.snapshot_at)
     current = FacetState(chunk.snapshot_at, chunk.ids, chunk.authors)
     if chunk.snapshot_at == chunk.baseline_at:
-        return current, _silent(chunk, Outcome.BASELINE, None)
+        return current, _silent(chunk, DiffOutcome.BASELINE, None)
     if state is None or state.snapshot_at < chunk.baseline_at:
         return current, _first_after_baseline(chunk)
     if state.retired:
-        return current, _silent(chunk, Outcome.REOPENED, state.snapshot_at)
-    return current, _diff(chunk, Outcome.DIFF, state)
+        return current, _silent(chunk, DiffOutcome.REOPENED, state.snapshot_at)
+    return current, _diff(chunk, DiffOutcome.DIFF, state)
 
 
 def changes(diff: FacetDiff) -> Iterator[Change]:

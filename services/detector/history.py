@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from services.detector.diff import Chunk, FacetDiff, Outcome, retire, step
+from services.detector.diff import Chunk, DiffOutcome, FacetDiff, retire, step
 from services.detector.state import FacetState, StateDecodeError
 
 __all__ = ["KeyHistory", "advance", "retire_history"]
@@ -94,7 +94,7 @@ def advance(
         _, diff = step(history.previous, chunk)
         return None, diff
     after, diff = step(current, chunk)
-    if diff.outcome is Outcome.STALE:
+    if diff.outcome is DiffOutcome.STALE:
         return None, diff
     return _stored(after, current, partition), diff
 

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Record:
+class SourceRecord:
     """One source record: where it came from (for dead letters and partition-local state)."""
 
     topic: str
@@ -58,7 +58,7 @@ class Record:
     value: bytes | None
 
     @classmethod
-    def of(cls, message: Any) -> Record:
+    def of(cls, message: Any) -> SourceRecord:
         """From a Faust ``Message``."""
         return cls(message.topic, message.partition, message.offset, message.key, message.value)
 
@@ -110,15 +110,15 @@ class _RangeReader:
         low, _ = kafka.watermarks(self.consumer, topic, partition, timeout)
         return int(low)
 
-    def read(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
+    def read(self, topic: str, partition: int, start: int, end: int) -> list[SourceRecord]:
         """The committed records with offsets in ``[start, end)``; ``end`` must be one."""
         with self._lock:
             return self._read(topic, partition, start, end)
 
-    def _read(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
+    def _read(self, topic: str, partition: int, start: int, end: int) -> list[SourceRecord]:
         consumer = self.consumer
         consumer.assign([TopicPartition(topic, partition, start)])
-        found: list[Record] = []
+        found: list[SourceRecord] = []
         deadline = time.monotonic() + self._timeout_s
         try:
             while True:
@@ -134,7 +134,7 @@ class _RangeReader:
                 assert offset is not None
                 if offset >= end:
                     return found
-                found.append(Record(topic, partition, offset, msg.key(), msg.value()))
+                found.append(SourceRecord(topic, partition, offset, msg.key(), msg.value()))
         finally:
             consumer.unassign()
 
@@ -167,7 +167,7 @@ class InOrder:
             app.commit_limits = {}
         self._limits = app.commit_limits
 
-    async def run(self, message: Any, handle: Callable[[Record], Awaitable[None]]) -> bool:
+    async def run(self, message: Any, handle: Callable[[SourceRecord], Awaitable[None]]) -> bool:
         """Handle the delivered ``message`` after any record Faust skipped before it.
 
         False when it was handled already in this assignment (nothing is done)."""
@@ -175,7 +175,7 @@ class InOrder:
             self._generation = message.generation_id
             self._next.clear()  # partitions may have moved: ask the broker again
             self._limits.clear()  # and commit nothing until a record is handled here
-        record = Record.of(message)
+        record = SourceRecord.of(message)
         where = (record.topic, record.partition)
         expected = self._next.get(where)
         if expected is None:

@@ -13,7 +13,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from faust.types import TP
 
 from services.detector.faust_app import ReadCommittedApp
-from services.detector.inorder import InOrder, Record
+from services.detector.inorder import InOrder, SourceRecord
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
 
@@ -36,13 +36,13 @@ class Log:
     topic: str
     group: str
 
-    def committed_records(self) -> list[Record]:
+    def committed_records(self) -> list[SourceRecord]:
         """Every record a read_committed reader sees, in offset order."""
         consumer = kafka.consumer(
             self.settings, f"all-{uuid.uuid4().hex}", extra={"enable.partition.eof": True}
         )
         consumer.assign([TopicPartition(self.topic, 0, 0)])
-        found: list[Record] = []
+        found: list[SourceRecord] = []
         try:
             while True:
                 msg = consumer.poll(10)
@@ -51,7 +51,7 @@ class Log:
                     return found
                 offset = msg.offset()
                 assert offset is not None
-                found.append(Record(self.topic, 0, offset, msg.key(), msg.value()))
+                found.append(SourceRecord(self.topic, 0, offset, msg.key(), msg.value()))
         finally:
             consumer.close()
 
@@ -100,11 +100,11 @@ def _guard(log: Log, skipped: list[int]) -> tuple[InOrder, ReadCommittedApp]:
 
 
 def _deliver(
-    guard: InOrder, records: list[Record], generation: int = 1
+    guard: InOrder, records: list[SourceRecord], generation: int = 1
 ) -> tuple[list[int], list[bool]]:
     handled: list[int] = []
 
-    async def handle(record: Record) -> None:
+    async def handle(record: SourceRecord) -> None:
         handled.append(record.offset)
 
     async def run() -> list[bool]:
@@ -144,7 +144,7 @@ def test_a_hole_is_filled_in_order_with_commits_held_and_repeats_are_dropped(log
     tp = TP(log.topic, 0)
     handled: list[int] = []
 
-    async def handle(record: Record) -> None:
+    async def handle(record: SourceRecord) -> None:
         limits.append((app.commit_limits or {}).get(tp))
         handled.append(record.offset)
 
@@ -193,7 +193,7 @@ def test_a_failing_handler_keeps_commits_held_and_the_next_record_retries(log: L
     handled: list[int] = []
     failed: list[int] = []
 
-    async def handle(record: Record) -> None:
+    async def handle(record: SourceRecord) -> None:
         if record.offset == records[2].offset and not failed:
             failed.append(record.offset)
             raise RuntimeError("the broker went away")

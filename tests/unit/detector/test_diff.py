@@ -14,9 +14,9 @@ from services.detector.diff import (
     Change,
     ChangeKind,
     Chunk,
+    DiffOutcome,
     Facet,
     InvalidChunkError,
-    Outcome,
     change_event_id,
     changes,
     forget_posts,
@@ -49,7 +49,7 @@ def test_baseline_is_remembered_but_silent() -> None:
     state, diff = step(
         None, chunk(Facet.MEMBERS, Snap(BASE, frozenset({1, 2, 3})), baseline_at=BASE)
     )
-    assert diff.outcome is Outcome.BASELINE
+    assert diff.outcome is DiffOutcome.BASELINE
     assert list(changes(diff)) == []
     assert state is not None
     assert state.snapshot_at == BASE
@@ -127,7 +127,7 @@ def test_new_post_after_the_baseline_is_all_real_events(facet: Facet) -> None:
     snap = Snap(LATER, frozenset({3, 1}), {"20": 3, "21": 1})
     state, diff = step(None, chunk(facet, snap, baseline_at=BASE, post_id=90))
     emitted = list(changes(diff))
-    assert diff.outcome is Outcome.NEW
+    assert diff.outcome is DiffOutcome.NEW
     assert {c.kind for c in emitted} == {
         {Facet.LIKES: ChangeKind.POST_LIKED, Facet.REPOSTS: ChangeKind.POST_REPOSTED}.get(
             facet, ChangeKind.COMMENT_POSTED
@@ -145,7 +145,7 @@ def test_old_post_seen_for_the_first_time_after_the_baseline_is_silent(facet: Fa
     # window, or the baseline run could not read it. Its likes are not news.
     old = Snap(LATER, frozenset({1, 2}), {"5": 1})
     state, diff = step(None, chunk(facet, old, baseline_at=BASE, posted_at=BASE - 1))
-    assert diff.outcome is Outcome.OLD_POST
+    assert diff.outcome is DiffOutcome.OLD_POST
     assert list(changes(diff)) == []
     newer = Snap(LATEST, frozenset({1, 2, 3}), {"5": 1, "6": 3})
     _, diff = step(state, chunk(facet, newer, baseline_at=BASE, posted_at=BASE - 1))
@@ -156,7 +156,7 @@ def test_post_published_at_or_after_the_baseline_is_new() -> None:
     snap = Snap(LATER, frozenset({1}))
     for posted_at in (BASE, LATER):
         _, diff = step(None, chunk(Facet.LIKES, snap, baseline_at=BASE, posted_at=posted_at))
-        assert diff.outcome is Outcome.NEW
+        assert diff.outcome is DiffOutcome.NEW
         assert len(diff) == 1
 
 
@@ -185,7 +185,7 @@ def test_new_post_dated_before_the_baseline_is_new_by_its_id(facet: Facet) -> No
             baseline_post_id=100,
         ),
     )
-    assert diff.outcome is Outcome.NEW
+    assert diff.outcome is DiffOutcome.NEW
     removed, added = UNDO_DO[facet]
     assert [(c.kind, c.social_user_id) for c in changes(diff)] == (
         [(added, 1)] if facet is Facet.COMMENTS else [(added, 1), (added, 2)]
@@ -221,7 +221,7 @@ def test_old_post_is_old_by_its_id_even_when_dated_after_the_baseline() -> None:
                 baseline_post_id=100,
             ),
         )
-        assert diff.outcome is Outcome.OLD_POST
+        assert diff.outcome is DiffOutcome.OLD_POST
         assert list(changes(diff)) == []
 
 
@@ -233,7 +233,7 @@ def test_an_empty_wall_at_the_baseline_makes_every_later_post_new() -> None:
             Facet.LIKES, snap, baseline_at=BASE, post_id=1, posted_at=BASE - 1, baseline_post_id=0
         ),
     )
-    assert diff.outcome is Outcome.NEW and len(diff) == 1
+    assert diff.outcome is DiffOutcome.NEW and len(diff) == 1
 
 
 def test_a_members_bucket_without_state_after_the_baseline_is_reseeded_silently() -> None:
@@ -241,7 +241,7 @@ def test_a_members_bucket_without_state_after_the_baseline_is_reseeded_silently(
     state, diff = step(
         None, chunk(Facet.MEMBERS, Snap(LATER, frozenset({44, 45})), baseline_at=BASE, bucket=63)
     )
-    assert diff.outcome is Outcome.RESEEDED
+    assert diff.outcome is DiffOutcome.RESEEDED
     assert list(changes(diff)) == []
     assert state is not None
     _, diff = step(
@@ -262,7 +262,7 @@ def test_duplicate_or_older_snapshot_changes_nothing(at: int) -> None:
         at = LATEST
     kept, diff = step(state, chunk(Facet.LIKES, Snap(at, frozenset({9})), baseline_at=BASE))
     assert kept is state
-    assert diff.outcome is Outcome.STALE
+    assert diff.outcome is DiffOutcome.STALE
     assert len(diff) == 0
     assert list(changes(diff)) == []
 
@@ -270,7 +270,7 @@ def test_duplicate_or_older_snapshot_changes_nothing(at: int) -> None:
 def test_declared_rebaseline_replaces_state_silently() -> None:
     state, _ = step(None, chunk(Facet.MEMBERS, Snap(BASE, frozenset({1, 2})), baseline_at=BASE))
     state, diff = step(state, chunk(Facet.MEMBERS, Snap(LATER, frozenset({3})), baseline_at=LATER))
-    assert diff.outcome is Outcome.BASELINE
+    assert diff.outcome is DiffOutcome.BASELINE
     assert list(changes(diff)) == []
     assert state is not None
     assert state.ids.tolist() == [3]
@@ -280,7 +280,7 @@ def test_state_from_before_a_rebaseline_is_not_diffed_against() -> None:
     state, _ = step(None, chunk(Facet.LIKES, Snap(BASE, frozenset({1, 2})), baseline_at=BASE))
     # The group was re-baselined at LATER; this post was not in that run.
     _, diff = step(state, chunk(Facet.LIKES, Snap(LATEST, frozenset({2, 5})), baseline_at=LATER))
-    assert diff.outcome is Outcome.NEW
+    assert diff.outcome is DiffOutcome.NEW
     assert summary(list(changes(diff))) == [
         (ChangeKind.POST_LIKED, 2, None),
         (ChangeKind.POST_LIKED, 5, None),
@@ -298,7 +298,7 @@ def test_post_missing_from_a_run_takes_nothing_and_a_late_redelivery_stays_stale
     # A redelivered chunk from the baseline run must not look like a new post.
     kept, diff = step(tomb, chunk(Facet.LIKES, Snap(BASE, frozenset({1, 2})), baseline_at=BASE))
     assert kept is tomb
-    assert diff.outcome is Outcome.STALE
+    assert diff.outcome is DiffOutcome.STALE
     assert len(diff) == 0
 
 
@@ -309,7 +309,7 @@ def test_retired_post_that_comes_back_is_rebaselined_silently_then_diffed() -> N
     assert tomb.authors is not None
     restored = Snap(LATEST, comments={"1": 5, "2": 6})
     state, diff = step(tomb, chunk(Facet.COMMENTS, restored, baseline_at=BASE))
-    assert diff.outcome is Outcome.REOPENED
+    assert diff.outcome is DiffOutcome.REOPENED
     assert list(changes(diff)) == []
     after = Snap(LATEST + 1, comments={"2": 6})
     _, diff = step(state, chunk(Facet.COMMENTS, after, baseline_at=BASE))
