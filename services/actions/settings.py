@@ -8,9 +8,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-from services.runtime.settings import SchemaName, ServiceSettings, TimeZoneName
+from services.runtime.settings import SchemaName, ServiceSettings, TimeZoneName, service_config
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -30,9 +30,7 @@ class ActionsSettings(ServiceSettings, BaseSettings):
     every other service.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="ACTIONS_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    model_config = service_config("ACTIONS_")
 
     db_schema: SchemaName = Field(
         default="actions",

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-from services.runtime.settings import SchemaName, ServiceSettings
+from services.runtime.settings import SchemaName, ServiceSettings, service_config
 
 SNAPSHOT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """``max.message.bytes`` of ``social.snapshots`` in the topic catalog (topics.py)."""
@@ -26,9 +26,7 @@ class CollectorSettings(ServiceSettings, BaseSettings):
     like every other service.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="COLLECTOR_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    model_config = service_config("COLLECTOR_")
 
     db_schema: SchemaName = Field(
         default="collector", description="PostgreSQL schema of the run history."

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from services.contracts.topics import DETECTOR_APP_ID, TopicSettings
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import ServiceSettings, service_config
 
 
 class DetectorSettings(ServiceSettings, BaseSettings):
@@ -20,9 +20,7 @@ class DetectorSettings(ServiceSettings, BaseSettings):
     elsewhere.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="DETECTOR_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    model_config = service_config("DETECTOR_")
 
     app_id: str = Field(
         default=DETECTOR_APP_ID,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode
 
 from services.lagmonitor.throughput import ServiceTarget
-from services.runtime.settings import SchemaName, ServiceSettings
+from services.runtime.settings import SchemaName, ServiceSettings, service_config
 
 
 class LagMonitorSettings(ServiceSettings, BaseSettings):
@@ -18,9 +18,7 @@ class LagMonitorSettings(ServiceSettings, BaseSettings):
     cluster; plain ``KAFKA_*`` configures it like every other service.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="LAGMONITOR_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    model_config = service_config("LAGMONITOR_")
 
     cluster: str = Field(
         default="local",

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from services.link.identity import IdentitySettings
-from services.runtime.settings import SchemaName, ServiceSettings
+from services.runtime.settings import SchemaName, ServiceSettings, service_config
 
 
 class LinkSettings(ServiceSettings, BaseSettings):
     """``LINK_*``; Kafka, the database, topics and API credentials come from the shared
     ``KAFKA_*``, ``DATABASE_URL``, ``TOPIC_PREFIX`` and ``ACCESS_*``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LINK_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    model_config = service_config("LINK_")
 
     db_schema: SchemaName = Field(
         default="link",

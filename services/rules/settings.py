@@ -5,17 +5,15 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-from services.runtime.settings import SchemaName, ServiceSettings, TimeZoneName
+from services.runtime.settings import SchemaName, ServiceSettings, TimeZoneName, service_config
 
 
 class RulesSettings(ServiceSettings, BaseSettings):
     """``RULES_*``; Kafka and the database come from ``KAFKA_*`` and ``DATABASE_URL``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RULES_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    model_config = service_config("RULES_")
 
     app_id: str = Field(
         default="social-loyalty.rules",

@@ -89,6 +89,14 @@ class AccessSettings(BaseSettings):
     )
 
 
+def service_config(env_prefix: str) -> SettingsConfigDict:
+    """The settings config of a service: its own prefix (``RULES_``), nested blocks with
+    ``__`` (``RULES_KAFKA__BOOTSTRAP_SERVERS``), unknown variables ignored, frozen."""
+    return SettingsConfigDict(
+        env_prefix=env_prefix, env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+
 class ServiceSettings(BaseModel):
     """Fields every service has; services subclass ``BaseSettings`` with this mixin."""
 
