@@ -144,16 +144,22 @@ class Publisher:
         )
         self.producer.init_transactions(30)
 
-    def encode(self, chunks: list[SnapshotChunk]) -> list[tuple[bytes, bytes]]:
-        return [(c.key().to_bytes(), self.codec.encode(c, self.topic)) for c in chunks]
+    def encode(self, chunks: list[SnapshotChunk]) -> list[tuple[bytes, bytes, int]]:
+        """(key, value, partition) as the collector sends them: the manifest to every
+        partition, the rest where their keys hash (-1)."""
+        return [
+            (c.key().to_bytes(), self.codec.encode(c, self.topic), partition)
+            for c in chunks
+            for partition in (range(PARTITIONS) if isinstance(c, RunManifest) else (-1,))
+        ]
 
-    def publish(self, records: list[tuple[bytes, bytes]]) -> float:
+    def publish(self, records: list[tuple[bytes, bytes, int]]) -> float:
         """Produce and commit one run; returns the monotonic time the commit returned."""
         self.producer.begin_transaction()
-        for key, value in records:
+        for key, value, partition in records:
             while True:
                 try:
-                    self.producer.produce(self.topic, value, key)
+                    self.producer.produce(self.topic, value, key, partition=partition)
                     break
                 except BufferError:
                     self.producer.poll(0.1)
@@ -289,8 +295,7 @@ def run() -> list[dict[str, object]]:
                 reader.close()
                 worker.stop()
     admin.delete_topics(
-        [s.name for s in specs]
-        + [f"{app_id}-post-retirements", f"{app_id}-keys-changelog", f"{app_id}-groups-changelog"]
+        [s.name for s in specs] + [f"{app_id}-keys-changelog", f"{app_id}-groups-changelog"]
     )
     return rows
 
@@ -316,7 +321,7 @@ def _measure(
     members, expected = _churn(rng, members, CHURN)
     records = _run(1, members, [])
     encoded = publisher.encode(records)
-    snapshot_mb = sum(len(v) for _, v in encoded) / 1e6
+    snapshot_mb = sum(len(v) for _, v, _ in encoded) / 1e6
     committed = publisher.publish(encoded)
     last = reader.until(expected, worker.check)
     latency = last - committed
@@ -325,7 +330,7 @@ def _measure(
 
     # Throughput: several runs with member churn and new posts, committed back to back.
     workload = 0
-    runs: list[list[tuple[bytes, bytes]]] = []
+    runs: list[list[tuple[bytes, bytes, int]]] = []
     posts: list[Post] = []
     for n in range(LOAD_RUNS):
         members, changed = _churn(rng, members, LOAD_CHURN)

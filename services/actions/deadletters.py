@@ -106,7 +106,7 @@ def redrive(kafka_settings: KafkaSettings, letters: list[DeadLetter]) -> int:
             letter.value,
             letter.key,
             # Where it was: the consumer's state for the key lives with that partition
-            # (the rules' member store, the detector's retirements), and a member's
+            # (the rules' member store, the detector's manifests), and a member's
             # commands keep their order only there.
             partition=letter.original_partition,
             headers={"redriven-from": f"{letter.original_partition}:{letter.original_offset}"},

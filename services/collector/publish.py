@@ -22,7 +22,7 @@ from confluent_kafka import KafkaException, Producer
 
 from services.collector.chunks import check_size
 from services.contracts.codec import Codec
-from services.contracts.models import SnapshotChunk
+from services.contracts.models import RunManifest, SnapshotChunk
 from services.runtime import kafka
 from services.runtime.sender import DeliveryError, Sender
 from services.runtime.settings import KafkaSettings
@@ -97,6 +97,7 @@ class SnapshotPublisher:
         producer = self._producer(tid, f"collector.{network}.{group_id}")
         # librdkafka's default partitioner, the one the catalog names for snapshots.
         sender = Sender(producer, native="consistent_random")
+        partitions = self._partitions(producer)
         producer.begin_transaction()
         sent = 0
         try:
@@ -104,8 +105,11 @@ class SnapshotPublisher:
                 key = chunk.key().to_bytes()
                 value = self._codec.encode(chunk, self.topic)
                 check_size(key, value, self._max, topic=self.topic)
-                sender.send(self.topic, value, key)
-                sent += 1
+                # The manifest goes to every partition: each one's detector learns there,
+                # after this run's chunks, which of its posts left the window.
+                for partition in partitions if isinstance(chunk, RunManifest) else (-1,):
+                    sender.send(self.topic, value, key, partition)
+                    sent += 1
             if self.before_commit is not None:
                 self.before_commit(sent)
             try:
@@ -119,6 +123,13 @@ class SnapshotPublisher:
                 raise PublishError(f"Kafka refused the run: {exc.args[0]}") from exc
             raise
         return sent
+
+    def _partitions(self, producer: Producer) -> range:
+        metadata = producer.list_topics(self.topic, timeout=self._kafka.connect_timeout_s)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise PublishError(f"topic {self.topic!r} is not in the cluster's metadata")
+        return range(len(topic.partitions))
 
     def _abort(self, tid: str, producer: Producer, cause: BaseException) -> None:
         log.warning("aborting the transaction of %s: %s", tid, cause)

@@ -173,17 +173,11 @@ DETECTOR_TABLES = ("keys", "groups")
 """The detector's Faust tables; each has a changelog ``<app id>-<table>-changelog``."""
 
 
-def retirements_topic(app_id: str) -> str:
-    """The detector's post-retirement broadcast topic for its Faust app id."""
-    return f"{app_id}-post-retirements"
-
-
 def detector_topics(settings: TopicSettings, app_id: str) -> list[TopicSpec]:
     """The detector's internal topics (services/detector/app.py), named as Faust names
     them (``<app id>-<table>-changelog``; Faust does not know ``TOPIC_PREFIX``, so the
-    app id is the whole stem) plus its post-retirement broadcast. Each is partitioned
-    like ``social.snapshots``: Faust refuses a changelog with another count, and so
-    does the detector before it starts."""
+    app id is the whole stem). Each is partitioned like ``social.snapshots``: Faust
+    refuses a changelog with another count, and so does the detector before it starts."""
     # No retention.ms: it means nothing under compaction, and the changelogs Faust
     # created before they were in the catalog do not have it (no drift on upgrade).
     compacted = _compacted(settings)
@@ -194,19 +188,12 @@ def detector_topics(settings: TopicSettings, app_id: str) -> list[TopicSpec]:
     tables = {
         "keys": "The keys table (snapshot key -> the key's last state), partitioned like "
         "social.snapshots.",
-        "groups": "The groups table (manifest key -> the run's posts), partitioned like "
-        "social.snapshots.",
+        "groups": "The groups table (manifest key and partition -> the run's posts), "
+        "partitioned like social.snapshots.",
     }
     return [
-        *(
-            internal(f"{app_id}-{table}-changelog", compacted, tables[table])
-            for table in DETECTOR_TABLES
-        ),
-        internal(
-            retirements_topic(app_id),
-            _configs(7 * DAY_MS, settings),
-            "Posts that left a group's collection window, sent to every partition (compact JSON).",
-        ),
+        internal(f"{app_id}-{table}-changelog", compacted, tables[table])
+        for table in DETECTOR_TABLES
     ]
 
 
@@ -249,7 +236,8 @@ def catalog(
             _configs(7 * DAY_MS, settings, max_message_bytes="8388608"),
             ("collector",),
             ("detector",),
-            "One Kafka transaction per collection run: member buckets, post facets, manifest last.",
+            "One Kafka transaction per collection run: member buckets, post facets, and last "
+            "the run's manifest, a copy in every partition.",
         ),
         TopicSpec(
             settings.name(EVENTS),

@@ -110,6 +110,8 @@ class Watcher:
             seen = self.seen
             if isinstance(record, RunManifest):
                 group = (record.network.value, record.group_id)
+                if seen.runs.get(group) == record.snapshot_at:
+                    return  # the same run's manifest in another partition
                 seen.runs[group] = record.snapshot_at
                 seen.run_counts[group] = seen.run_counts.get(group, 0) + 1
                 return

@@ -20,10 +20,11 @@ not Faust's aiokafka producer: librdkafka's partitioner is the one every other
 producer of ``social.events`` (the link API) uses, so a user's link and activity
 land in one partition, in order.
 
-Post retirement: a manifest lives in its own partition, but the posts it retires
-live wherever their keys hash. The manifest's handler therefore broadcasts a
-notice to every partition of an internal topic co-partitioned with the snapshot
-topic; each partition retires only keys it wrote itself (``KeyHistory.partition``).
+Post retirement: the collector writes a copy of each run's manifest to every
+partition of the snapshot topic, last in the run's transaction, so each partition
+learns which posts left the window after that run's chunks and before the next
+run's. It retires, from the posts it tracked for the group, those it owns
+(``KeyHistory.partition``) and the manifest no longer lists.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any
 from aiokafka.errors import KafkaError as AIOKafkaError  # type: ignore[import-untyped]
 from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from services.contracts import (
     DeadLetter,
@@ -53,7 +54,6 @@ from services.contracts import (
     RunManifest,
     make_codec,
 )
-from services.contracts.bounds import INT64_MAX, PositiveId
 from services.contracts.headers import Headers, contract_headers
 from services.contracts.models import Network
 from services.contracts.topics import (
@@ -61,7 +61,6 @@ from services.contracts.topics import (
     EVENTS,
     SNAPSHOTS,
     detector_topics,
-    retirements_topic,
 )
 from services.detector.diff import Facet, InvalidChunkError, forget_posts
 from services.detector.faust_app import ReadCommittedApp, broker_credentials
@@ -120,7 +119,6 @@ class _Topics:
     snapshots: str
     events: str
     deadletter: str
-    retirements: str
     partitions: int
 
 
@@ -159,7 +157,6 @@ class Detector:
         )
         source = self.app.topic(
             topics.snapshots,
-            topics.retirements,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -172,7 +169,9 @@ class Detector:
             "value_type": bytes,
         }
         self.keys = self.app.Table("keys", help="KeyHistory per snapshot key.", **table_options)
-        self.groups = self.app.Table("groups", help="Last manifest per group.", **table_options)
+        self.groups = self.app.Table(
+            "groups", help="Last manifest per group and partition.", **table_options
+        )
         self._in_order = InOrder(
             self.app,
             settings.kafka,
@@ -277,9 +276,6 @@ class Detector:
             await self._dead_letter(exc, source)
 
     async def _handle(self, source: SourceRecord) -> None:
-        if source.topic == self.names.retirements:
-            await self._retire(source.partition, source.value)
-            return
         record = self.codec.decode(source.value, source.topic, _SNAPSHOT_CLASSES)
         if not isinstance(record, _SNAPSHOT_CLASSES):
             raise InvalidChunkError(f"not a snapshot record: {type(record).__name__}")
@@ -289,7 +285,7 @@ class Detector:
                 f"record key {source.key!r} does not match its content {expected_key!r}"
             )
         if isinstance(record, RunManifest):
-            await self._manifest(record)
+            self._manifest(record, source.partition)
         else:
             await self._chunk(expected_key, source.partition, record)
 
@@ -316,13 +312,16 @@ class Detector:
             self.keys[key] = stored.to_bytes()
         self.metrics.chunks.labels(diff.outcome.value).inc()
 
-    async def _manifest(self, manifest: RunManifest) -> None:
-        """Remember the run's posts; broadcast the posts it dropped for retirement.
+    def _manifest(self, manifest: RunManifest, partition: int) -> None:
+        """Retire the posts of this partition that left the group's window.
 
-        Resent on a redelivered manifest (same ``snapshot_at``), so a crash between the
-        broadcast and the table write loses nothing. An incomplete run retires nothing:
-        a half-read group must never look like posts leaving."""
-        key = manifest.key().to_bytes()
+        Each partition gets its own copy of the manifest and keeps its own record of the
+        group's last one (``groups``, keyed by manifest key and partition). A redelivered
+        manifest (same ``snapshot_at``) retires the same posts again, which changes
+        nothing; the record is written after the retirements, so a crash in between
+        repeats them. An incomplete or baseline run retires nothing: a half-read group
+        must never look like posts leaving."""
+        key = manifest.key().to_bytes() + b"@" + str(partition).encode()
         at = millis(manifest.snapshot_at)
         raw = self.groups.get(key)
         stored = json.loads(raw) if raw is not None else None
@@ -335,57 +334,35 @@ class Detector:
             retired = forget_posts(stored["post_ids"], manifest.post_ids)
         else:
             retired = []
-        if retired:
-            notice = (
-                RetirementNotice(
-                    network=manifest.network,
-                    group_id=manifest.group_id,
-                    snapshot_at=at,
-                    post_ids=retired,
-                )
-                .model_dump_json()
-                .encode()
-            )
-            for target in range(self.names.partitions):
-                self._send(self.names.retirements, key, notice, partition=target)
-            await self._flush()
+        for post_id in retired:
+            self._retire(manifest.network, manifest.group_id, post_id, partition, at)
         self.groups[key] = json.dumps(
             {"snapshot_at": at, "post_ids": sorted(manifest.post_ids), "retired": retired}
         ).encode()
         self.metrics.chunks.labels("manifest").inc()
 
-    async def _retire(self, partition: int, value: bytes | None) -> None:
-        notice = RetirementNotice.model_validate_json(value or b"")
-        for post_id in notice.post_ids:
-            for facet in _POST_FACETS:
-                key = f"{notice.network.value}:{notice.group_id}:{facet.value}:{post_id}".encode()
-                raw = self.keys.get(key)
-                if raw is None:
-                    continue
-                history = KeyHistory.from_bytes(raw)
-                if history.partition != partition:
-                    continue
-                tomb = retire_history(history, notice.snapshot_at)
-                if tomb is not None:
-                    self.keys[key] = tomb.to_bytes()
-        self.metrics.chunks.labels("retirement").inc()
+    def _retire(
+        self, network: Network, group_id: int, post_id: int, partition: int, at: int
+    ) -> None:
+        """Tombstone the post's facets this partition wrote (the others are another
+        partition's to retire, from its own copy of the manifest)."""
+        for facet in _POST_FACETS:
+            key = f"{network.value}:{group_id}:{facet.value}:{post_id}".encode()
+            raw = self.keys.get(key)
+            if raw is None:
+                continue
+            history = KeyHistory.from_bytes(raw)
+            if history.partition != partition:
+                continue
+            tomb = retire_history(history, at)
+            if tomb is not None:
+                self.keys[key] = tomb.to_bytes()
+                self.metrics.chunks.labels("retirement").inc()
 
     def close(self) -> None:
         if self._sender is not None:
             self._sender.producer.flush(self.settings.flush_timeout_s)
         self._in_order.close()
-
-
-class RetirementNotice(BaseModel):
-    """A record of the internal post-retirements topic: ``_manifest`` writes it and
-    ``_retire`` reads it, so both sides hold the one shape."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    network: Network
-    group_id: PositiveId
-    snapshot_at: int = Field(ge=0, le=INT64_MAX)
-    post_ids: list[PositiveId] = Field(max_length=1_000_000)
 
 
 class TopicLayoutError(RuntimeError):
@@ -423,8 +400,7 @@ def _topics(settings: DetectorSettings) -> _Topics:
                 f"partition n of {snapshots!r}. Delete it (its state is rebuilt from the "
                 f"snapshots) and {ensure_hint} with TOPIC_PARTITIONS={partitions}"
             )
-    retirements = retirements_topic(settings.app_id)
-    return _Topics(snapshots, names.name(EVENTS), names.name(DEADLETTER), retirements, partitions)
+    return _Topics(snapshots, names.name(EVENTS), names.name(DEADLETTER), partitions)
 
 
 def create_app(settings: DetectorSettings | None = None) -> Detector:

@@ -145,7 +145,12 @@ class Stack:
         topic = self.topics.name(SNAPSHOTS)
         self.producer.begin_transaction()
         for chunk in chunks:
-            self.producer.produce(topic, self.codec.encode(chunk, topic), chunk.key().to_bytes())
+            value, key = self.codec.encode(chunk, topic), chunk.key().to_bytes()
+            if isinstance(chunk, RunManifest):  # as the collector: a copy in every partition
+                for partition in range(self.topics.partitions):
+                    self.producer.produce(topic, value, key, partition=partition)
+            else:
+                self.producer.produce(topic, value, key)
         if abort:
             self.producer.flush(30)
             self.producer.abort_transaction(30)
