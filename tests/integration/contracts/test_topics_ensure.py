@@ -50,11 +50,11 @@ def test_ensure_creates_then_reports_in_sync_then_fixes_drift(
 
     code, out = run("ensure")
     assert code == 0, out
-    assert out.count(": created") == 14 and out.rstrip().endswith("in sync")  # 6 internal
+    assert out.count(": created") == 13 and out.rstrip().endswith("in sync")  # 5 internal
     assert f"{prefix}social-loyalty.detector-keys-changelog: created" in out
 
     code, out = run("ensure")
-    assert code == 0 and ": created" not in out and out.count(": in sync") == 14
+    assert code == 0 and ": created" not in out and out.count(": in sync") == 13
 
     admin = kafka.admin(kafka_settings)
     events, snapshots = prefix + EVENTS, prefix + SNAPSHOTS

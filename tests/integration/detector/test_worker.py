@@ -123,7 +123,7 @@ def test_a_post_that_left_the_window_comes_back_re_baselined_with_no_event(
     the post is always retired before its next chunk: run 3 re-baselines it silently.
     (With a broadcast topic the returning chunk could win the race and be diffed
     against run 1, inventing a like.) Runs published back to back, nothing waited for."""
-    group, marker = 121, 122
+    group, marker = 131, 132
     post = Post(7, at(-60), likes={1}, reposts=set(), comments={})
     back = Post(7, at(-60), likes={1, 2}, reposts={3}, comments={"k": 4})
     stack.publish(run_chunks(group, at(0), at(0), {1, 2, 3, 4}, [post]))
