@@ -200,6 +200,26 @@ class Demo:
         )
 
 
+LEDGER_WAIT_S = 60.0
+"""How long the summary waits for the ledger API: a service the chaos round killed last
+may still be starting when the story ends."""
+
+
+def _ledger_get(demo: Demo, path: str, *, wait_s: float) -> httpx.Response:
+    """GET from the ledger API, waiting out connection refusals for ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return demo.http.get(
+                f"http://127.0.0.1:{demo.ports.actions}{path}",
+                auth=demo.operator or httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]:
     messages: list[dict[str, Any]] = demo.http.get(
         f"http://127.0.0.1:{demo.ports.providers}/messages"
@@ -213,10 +233,7 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
         table.add_column(column, overflow="fold")  # wrapped, never cut with "…"
     balances: dict[str, int] = {}
     for member in LINKED:
-        answer = demo.http.get(
-            f"http://127.0.0.1:{demo.ports.actions}/v1/members/{member.member_id}/balance",
-            auth=demo.operator or httpx.USE_CLIENT_DEFAULT,
-        )
+        answer = _ledger_get(demo, f"/v1/members/{member.member_id}/balance", wait_s=LEDGER_WAIT_S)
         balance = int(answer.json()["balance"]) if answer.status_code == 200 else 0
         balances[member.member_id] = balance
         expected = STORY[-1].balances[member.member_id]
@@ -250,6 +267,8 @@ def _finish_chaos(demo: Demo, watcher: Watcher, monkey: ChaosMonkey) -> None:
     console.rule("[bold]Chaos[/]: every service dies at least once; the balances must hold")
     if not monkey.finish_round():
         raise StoryFailedError(f"the chaos round did not complete: {monkey.log}")
+    for name in monkey.victims:  # the last one killed may still be starting
+        monkey.wait_ready(name)
     final = Step("after the chaos round", balances=dict(STORY[-1].balances))
     demo.play(watcher, len(STORY) + 1, final)
 

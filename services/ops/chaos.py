@@ -77,6 +77,10 @@ class ChaosMonkey:
         self._stop.set()
         self._thread.join(timeout=240)
 
+    def wait_ready(self, name: str) -> None:
+        """Until ``name`` answers its readiness check (after a kill, its restart)."""
+        self._supervisor.wait_ready(name)
+
     def finish_round(self, timeout_s: float = 300.0) -> bool:
         """Wait until every victim has been killed at least once (and the broker restarted,
         when asked), so a short story still sees each service die; then stop."""

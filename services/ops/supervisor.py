@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,12 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: Linux sends it SIGTERM when the supervisor dies,
-    so a supervisor killed with -9 (or a test timing out) leaves no service behind."""
+    so a supervisor killed with -9 (or a test timing out) leaves no service behind.
+
+    Linux sends it when the *thread* that forked the child ends, not only the process:
+    so every child is forked by the supervisor's one spawning thread, which lives until
+    ``stop_all`` (a service restarted by the chaos monkey's thread got SIGTERM the
+    moment that thread finished)."""
     with contextlib.suppress(OSError, AttributeError):  # not Linux: ordered stop only
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -92,6 +98,7 @@ class Supervisor:
         self._lock = threading.RLock()
         self._watching = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="supervisor-spawn")
         log_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------- lifecycle
@@ -113,15 +120,16 @@ class Supervisor:
         with log_path.open("ab") as log:
             log.write(f"\n=== start {time.strftime('%H:%M:%S')} ===\n".encode())
             log.flush()
-            process = subprocess.Popen(
+            process = self._spawner.submit(
+                subprocess.Popen,
                 spec.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**self.env, **spec.env},
                 start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
-            )
+                preexec_fn=_die_with_parent,  # prctl only, no locks taken
+            ).result()
         restarts = current.restarts + 1 if current is not None else 0
         self._running[name] = _Running(spec, process, log_path, time.monotonic(), restarts)
         self._say(f"started {name} (pid {process.pid}, log {log_path})")
