@@ -320,16 +320,29 @@ def test_partitions_moving_between_workers_keep_each_command_exactly_once(
             )
         for w in workers.values():
             wait_ready(w)
-        _wait(lambda: _assigned(workers, "a", "b") == (inputs, True), "a and b share the inputs")
+        _wait(
+            lambda: _assigned(workers, "a", "b") == (inputs, True),
+            "a and b share the inputs",
+            workers=workers,
+        )
         for i, part in enumerate(parts):
             produce(env, part)
             if i == len(parts) // 3:
                 kill_worker(workers["b"])
             elif i == 2 * len(parts) // 3:
-                _wait(lambda: assigned_partitions(workers["a"]) == inputs, "a takes b's partitions")
+                _wait(
+                    lambda: assigned_partitions(workers["a"]) == inputs,
+                    "a takes b's partitions",
+                    workers=workers,
+                )
                 workers["c"] = start_worker(env, tmp_path / "worker-c.log", instance="c", **FAST)
             time.sleep(0.4)
-        _wait(lambda: _assigned(workers, "a", "c") == (inputs, True), "c takes some back")
+        _wait(
+            lambda: _assigned(workers, "a", "c") == (inputs, True),
+            "c takes some back",
+            timeout_s=90.0,
+            workers=workers,
+        )
         wait_for_all(reader, expected, [workers["a"], workers["c"]])
     finally:
         for w in workers.values():
@@ -345,11 +358,27 @@ def _assigned(workers: dict[str, Worker], *names: str) -> tuple[int, bool]:
     return sum(counts), all(counts)
 
 
-def _wait(done: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+def _wait(
+    done: Callable[[], bool],
+    what: str,
+    timeout_s: float = 60.0,
+    workers: dict[str, Worker] | None = None,
+) -> None:
+    """Wait until ``done``; on timeout the message says where each of ``workers`` is
+    (alive or not, partitions held, the end of its log)."""
     deadline = time.monotonic() + timeout_s
     while not done():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting until {what}{_where(workers or {})}")
         time.sleep(0.2)
+
+
+def _where(workers: dict[str, Worker]) -> str:
+    return "".join(
+        f"\n--- worker {name}: exit {w.process.poll()}, holds {assigned_partitions(w)}\n"
+        + "\n".join(w.log.read_text(errors="replace").splitlines()[-40:])
+        for name, w in workers.items()
+    )
 
 
 def test_a_record_the_member_handler_cannot_read_is_a_dead_letter_and_the_partition_goes_on(
