@@ -63,6 +63,8 @@ Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN)]
 PositiveId = Annotated[int, Field(ge=1, le=INT64_MAX)]
 """A group, post or user id of a network."""
+NonNegativeId = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""A network id where 0 means none yet (a group's highest post id before its first post)."""
 Points = Annotated[int, Field(gt=0, le=MAX_POINTS)]
 Budget = Annotated[int, Field(gt=0, le=MAX_BUDGET)]
 CounterStep = Annotated[int, Field(ge=-MAX_COUNTER_STEP, le=MAX_COUNTER_STEP)]
