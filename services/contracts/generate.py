@@ -275,7 +275,7 @@ def main(
         bool, typer.Option("--check", help="Write nothing; exit 1 if a generated file is stale.")
     ] = False,
 ) -> None:
-    """Write services/contracts/schema_schema_enums.py and schema_records.py from schemas/*.avsc."""
+    """Write services/contracts/schema_enums.py and schema_records.py from schemas/*.avsc."""
     if check:
         behind = stale()
         for path in behind:
