@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from services.actions import command_metrics
 from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
 from services.actions.decisions import (
     budgeted_offers,
@@ -66,7 +65,7 @@ class BonusHandler(CommandHandler):
         skipped = budgets.skipped if budgets else []
         duplicates = len(commands) - len(entries) - len(skipped)
         if duplicates:
-            command_metrics.DUPLICATES.labels(self.name).inc(duplicates)
+            self.metrics.duplicates.labels(self.name).inc(duplicates)
         if budgets is not None:
             self._save_budgets(conn, commands, budgets, items)
         if not entries:
@@ -109,12 +108,12 @@ class BonusHandler(CommandHandler):
         )
         for entry in entries:
             kind = type(entry.command).__name__
-            command_metrics.COMMANDS_APPLIED.labels(self.name, kind).inc()
+            self.metrics.commands_applied.labels(self.name, kind).inc()
             if isinstance(entry.command, BonusAccrue):
-                command_metrics.LEDGER_POINTS.labels("credited").inc(entry.points)
+                self.metrics.ledger_points.labels("credited").inc(entry.points)
             else:
-                command_metrics.LEDGER_POINTS.labels("deducted").inc(-entry.points)
-                command_metrics.LEDGER_POINTS.labels("shortfall").inc(entry.shortfall)
+                self.metrics.ledger_points.labels("deducted").inc(-entry.points)
+                self.metrics.ledger_points.labels("shortfall").inc(entry.shortfall)
         return [
             emit_outcome(outcome, outcome.member_id)
             for outcome in ledger_outcomes(entries, datetime.now(UTC))
@@ -200,4 +199,4 @@ class BonusHandler(CommandHandler):
         where = {item.record.command_id: item for item in reversed(items)}
         skipped = [where[c.command_id] for c in budgets.skipped]
         self.record_skipped(conn, skipped, "budget")
-        command_metrics.SKIPPED.labels(self.name, "budget").inc(len(skipped))
+        self.metrics.skipped.labels(self.name, "budget").inc(len(skipped))

@@ -13,8 +13,9 @@ import threading
 from typing import TypeAlias
 
 import psycopg
+from prometheus_client import REGISTRY, CollectorRegistry
 
-from services.actions import command_metrics
+from services.actions.command_metrics import CommandMetrics
 from services.actions.settings import ActionsSettings
 from services.contracts.codec import Codec
 from services.contracts.models import Command, Record
@@ -31,6 +32,13 @@ def emit_outcome(record: Record, member_id: str) -> Emit:
 
 class CommandHandler(Handler[Command]):
     """A command topic's logic (one of the four consumers)."""
+
+    registry: CollectorRegistry = REGISTRY
+    """Where its metrics go: the process's registry unless the service sets another."""
+
+    @property
+    def metrics(self) -> CommandMetrics:
+        return CommandMetrics.on(self.registry)
 
     def first_time(self, conn: psycopg.Connection, items: list[CommandItem]) -> list[CommandItem]:
         """The items whose command id was never applied before (recorded now in
@@ -52,7 +60,7 @@ class CommandHandler(Handler[Command]):
                 fresh.discard(item.record.command_id)
                 chosen.append(item)
         if len(chosen) < len(items):
-            command_metrics.DUPLICATES.labels(self.name).inc(len(items) - len(chosen))
+            self.metrics.duplicates.labels(self.name).inc(len(items) - len(chosen))
         return chosen
 
     def record_skipped(

@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from services.actions import command_metrics
 from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
 from services.actions.decisions import decide_counters
 from services.contracts.models import CounterIncrement
@@ -39,9 +38,7 @@ class CounterHandler(CommandHandler):
         }
         decision = decide_counters(commands, values, datetime.now(UTC))
         if commands:
-            command_metrics.COMMANDS_APPLIED.labels(self.name, "CounterIncrement").inc(
-                len(commands)
-            )
+            self.metrics.commands_applied.labels(self.name, "CounterIncrement").inc(len(commands))
         ordered = sorted(decision.values)
         conn.execute(
             "INSERT INTO counters (member_id, name, value) "

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from services.actions import command_metrics
 from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
 from services.actions.decisions import decide_mailing
 from services.contracts.models import MailingSet
@@ -36,7 +35,7 @@ class MailingHandler(CommandHandler):
         commands: list[MailingSet] = [item.record for item in chosen]  # type: ignore[misc]
         decision = decide_mailing(commands, datetime.now(UTC))
         if commands:
-            command_metrics.COMMANDS_APPLIED.labels(self.name, "MailingSet").inc(len(commands))
+            self.metrics.commands_applied.labels(self.name, "MailingSet").inc(len(commands))
         final = decision.subscriptions
         if final:
             conn.execute(
@@ -58,6 +57,6 @@ class MailingHandler(CommandHandler):
         alone so a live command with the same id still applies."""
         first = list({item.record.command_id: item for item in reversed(replays)}.values())
         recorded = self.record_skipped(conn, first, "replay")
-        command_metrics.SKIPPED.labels(self.name, "replay").inc(recorded)
+        self.metrics.skipped.labels(self.name, "replay").inc(recorded)
         if recorded < len(replays):
-            command_metrics.DUPLICATES.labels(self.name).inc(len(replays) - recorded)
+            self.metrics.duplicates.labels(self.name).inc(len(replays) - recorded)

@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from services.actions import command_metrics
 from services.actions.channels import Outgoing, Sender, SendError
 from services.actions.consumers import CommandHandler, CommandItem, emit_outcome
 from services.actions.decisions import MessagePolicy, decide_message
@@ -136,7 +135,7 @@ class NotifyHandler(CommandHandler):
         subscribed = self._subscriptions(conn, members)
         now = datetime.now(UTC)
         if len(unique) < len(items):
-            command_metrics.DUPLICATES.labels(self.name).inc(len(items) - len(unique))
+            self.metrics.duplicates.labels(self.name).inc(len(items) - len(unique))
         return [self._decide(item, subscribed, now) for item in unique.values()]
 
     def _claim(self, conn: psycopg.Connection, decisions: list[Decision]) -> set[str]:
@@ -230,7 +229,7 @@ class NotifyHandler(CommandHandler):
             self.record(claimed)
             mine = [d for d in chunk if d.item.record.command_id in claimed.ids]
             if len(mine) < len(chunk):
-                command_metrics.DUPLICATES.labels(self.name).inc(len(chunk) - len(mine))
+                self.metrics.duplicates.labels(self.name).inc(len(chunk) - len(mine))
             if mine:
                 self.record(_Finish(self, self._send_all(mine)))
 
@@ -271,8 +270,8 @@ class NotifyHandler(CommandHandler):
         for result in results:
             command = result.decision.item.record
             assert isinstance(command, SendMessage)
-            command_metrics.MESSAGES.labels(command.channel.value, result.status).inc()
-            command_metrics.COMMANDS_APPLIED.labels(self.name, "SendMessage").inc()
+            self.metrics.messages.labels(command.channel.value, result.status).inc()
+            self.metrics.commands_applied.labels(self.name, "SendMessage").inc()
             if result.status == "sent":
                 emits.append(
                     emit_outcome(
@@ -305,7 +304,7 @@ class NotifyHandler(CommandHandler):
                 )
                 letter: DeadLetter = result.decision.item.dead_letter(SendError(reason), self.group)
                 emits.append(Emit.dead(letter))
-                command_metrics.DEAD_LETTERS.labels(self.name).inc()
+                self.metrics.dead_letters.labels(self.name).inc()
         return emits
 
     # -------------------------------------------------------- delayed messages

@@ -15,7 +15,8 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 
-from services.collector import run_metrics
+from prometheus_client import REGISTRY, CollectorRegistry
+
 from services.collector.api import (
     CollectedItem,
     CountersSnapshot,
@@ -36,6 +37,7 @@ from services.collector.chunks import (
 from services.collector.groups import GroupConfig, MissingCredentialError
 from services.collector.guard import check_member_drop
 from services.collector.publish import SnapshotPublisher
+from services.collector.run_metrics import CollectorMetrics
 from services.collector.settings import CollectorSettings
 from services.collector.store import (
     GroupBusyError,
@@ -77,9 +79,11 @@ class Collector:
         settings: CollectorSettings,
         publisher: SnapshotPublisher,
         environ: Mapping[str, str] | None = None,
+        registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
+        self.metrics = CollectorMetrics.on(registry)
         self.environ = environ if environ is not None else os.environ
         self._limiters: dict[tuple[str, str, str], SlidingWindowLimiter] = {}
 
@@ -128,7 +132,7 @@ class Collector:
                     )
                 return await self._run(group, store, start.run_id, start, began)
         except GroupBusyError:
-            run_metrics.RUNS.labels(group.network, "busy").inc()
+            self.metrics.runs.labels(group.network, "busy").inc()
             raise
 
     async def _run(
@@ -265,8 +269,8 @@ class Collector:
         await asyncio.shield(store.finish(run_id, status, stats, reason))
         duration = time.monotonic() - began
         if counters is not None:
-            run_metrics.record_api(group.network, counters)
-        run_metrics.record_run(group.network, status, duration, stats.objects_read, sent)
+            self.metrics.record_api(group.network, counters)
+        self.metrics.record_run(group.network, status, duration, stats.objects_read, sent)
         return RunSummary(
             run_id=run_id,
             group=group.name,

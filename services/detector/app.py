@@ -70,6 +70,7 @@ from services.detector.mapping import SnapshotChunkModel, events, millis, to_chu
 from services.detector.settings import DetectorSettings
 from services.detector.state import DetectorInputError
 from services.runtime import http, kafka
+from services.runtime.metric_set import MetricSet
 from services.runtime.sender import DeliveryError, Sender
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,11 @@ class ProduceFailedError(RuntimeError):
     """The broker did not ack a chunk's output in time: crash, so nothing is committed."""
 
 
-class _Metrics:
+class DetectorMetrics(MetricSet):
+    """The detector's metrics (on the registry of its app)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.chunks = Counter(
             "social_loyalty_detector_chunks_total",
             "Snapshot records processed, by outcome.",
@@ -129,7 +133,7 @@ class Detector:
         self.settings = settings
         self.names = topics
         self.registry = CollectorRegistry()
-        self.metrics = _Metrics(self.registry)
+        self.metrics = DetectorMetrics.on(self.registry)
         self.codec = make_codec(settings.kafka)
         self.ready = False
         self._sender: Sender | None = None

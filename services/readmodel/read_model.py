@@ -347,6 +347,7 @@ class ReadModel:
             database=settings.database,
             topics=settings.topics,
             codec=make_codec(settings.kafka),
+            registry=registry,
         )
 
     def not_ready(self) -> str | None:
@@ -368,7 +369,7 @@ class ReadModel:
 
 def run(settings: ReadModelSettings) -> None:
     """Serve the query API and consume until SIGTERM/SIGINT."""
-    model = ReadModel(settings, REGISTRY)  # one registry: the sink's metrics are there
+    model = ReadModel(settings, REGISTRY)
     server = httpapi.serve_api_in_thread(
         create_http_app(settings, REGISTRY, model.not_ready),
         settings.http_host,

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Message
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from services.contracts.codec import Codec, make_codec
 from services.contracts.headers import full_name, headers_for
@@ -57,6 +57,7 @@ from services.rules.processing import (
 )
 from services.rules.settings import RulesSettings
 from services.runtime import kafka
+from services.runtime.metric_set import MetricSet
 from services.runtime.sender import catalog_partitioners
 from services.runtime.stream import (
     Output,
@@ -69,33 +70,52 @@ from services.runtime.stream import (
 
 log = logging.getLogger(__name__)
 
-EVENTS_EVALUATED = Counter(
-    "social_loyalty_rules_events_evaluated_total", "Resolved member events run through the offers."
-)
-EVENTS_DUPLICATE = Counter(
-    "social_loyalty_rules_events_duplicate_total",
-    "Events whose id the member had seen: dropped (upstream redelivery).",
-)
-EVENTS_UNLINKED = Counter(
-    "social_loyalty_rules_events_unlinked_total",
-    "Events of social users with no linked member (no earning).",
-)
-COMMANDS_EMITTED = Counter(
-    "social_loyalty_rules_commands_emitted_total", "Commands sent, by contract type.", ["type"]
-)
-EVALUATION_SECONDS = Histogram(
-    "social_loyalty_rules_evaluation_seconds",
-    "Time to evaluate one event against every active offer (sampled 1 in 64).",
-    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
-)
-OFFERS_ACTIVE = Gauge("social_loyalty_rules_offers_active", "Active offers the worker evaluates.")
+
+class RulesMetrics(MetricSet):
+    """The rules worker's metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.events_evaluated = Counter(
+            "social_loyalty_rules_events_evaluated_total",
+            "Resolved member events run through the offers.",
+            registry=registry,
+        )
+        self.events_duplicate = Counter(
+            "social_loyalty_rules_events_duplicate_total",
+            "Events whose id the member had seen: dropped (upstream redelivery).",
+            registry=registry,
+        )
+        self.events_unlinked = Counter(
+            "social_loyalty_rules_events_unlinked_total",
+            "Events of social users with no linked member (no earning).",
+            registry=registry,
+        )
+        self.commands_emitted = Counter(
+            "social_loyalty_rules_commands_emitted_total",
+            "Commands sent, by contract type.",
+            ["type"],
+            registry=registry,
+        )
+        self.evaluation_seconds = Histogram(
+            "social_loyalty_rules_evaluation_seconds",
+            "Time to evaluate one event against every active offer (sampled 1 in 64).",
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+            registry=registry,
+        )
+        self.offers_active = Gauge(
+            "social_loyalty_rules_offers_active",
+            "Active offers the worker evaluates.",
+            registry=registry,
+        )
 
 
 class OfferSet:
     """The active offers as last loaded, and the store signature they match."""
 
-    def __init__(self, store: OfferStore) -> None:
+    def __init__(self, store: OfferStore, metrics: RulesMetrics) -> None:
         self.store = store
+        self.metrics = metrics
         self.offers: list[Offer] = []
         self.signature: tuple[int, str] | None = None
 
@@ -106,7 +126,7 @@ class OfferSet:
             return False
         offers = self.store.active_offers()
         self.offers, self.signature = offers, signature
-        OFFERS_ACTIVE.set(len(offers))
+        self.metrics.offers_active.set(len(offers))
         log.info("offers loaded: %s", ", ".join(f"{o.id}@v{o.version}" for o in offers) or "-")
         return True
 
@@ -115,19 +135,20 @@ class _Counts:
     """Per-event counts kept as plain ints and added to the Prometheus counters once
     per transaction: a labelled ``inc`` per event cost more than the offer check."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: RulesMetrics) -> None:
+        self.metrics = metrics
         self.evaluated = self.duplicate = self.unlinked = 0
         self.commands: collections.Counter[CommandKind] = collections.Counter()
 
     def publish(self) -> None:
         if self.evaluated:
-            EVENTS_EVALUATED.inc(self.evaluated)
+            self.metrics.events_evaluated.inc(self.evaluated)
         if self.duplicate:
-            EVENTS_DUPLICATE.inc(self.duplicate)
+            self.metrics.events_duplicate.inc(self.duplicate)
         if self.unlinked:
-            EVENTS_UNLINKED.inc(self.unlinked)
+            self.metrics.events_unlinked.inc(self.unlinked)
         for kind, count in self.commands.items():
-            COMMANDS_EMITTED.labels(type=KIND_NAME[kind][0]).inc(count)
+            self.metrics.commands_emitted.labels(type=KIND_NAME[kind][0]).inc(count)
         self.evaluated = self.duplicate = self.unlinked = 0
         self.commands.clear()
 
@@ -135,17 +156,25 @@ class _Counts:
 class RulesWorker:
     """The two handlers and their stores; ``run`` blocks until ``stop``."""
 
-    def __init__(self, settings: RulesSettings, *, codec: Codec | None = None) -> None:
+    def __init__(
+        self,
+        settings: RulesSettings,
+        *,
+        codec: Codec | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.metrics = RulesMetrics.on(registry)
+        self.registry = registry
         self.settings = settings
         self.codec = codec or make_codec(settings.kafka)
         topics = settings.topics
         self.events_topic = topics.name(EVENTS)
         self.internal = {spec.name.rsplit(".", 1)[1]: spec for spec in self._internal_specs()}
         self.by_member_topic = topics.name(f"{settings.app_id}.by-member")
-        self.offer_set = OfferSet(OfferStore(settings.database, settings.db_schema))
+        self.offer_set = OfferSet(OfferStore(settings.database, settings.db_schema), self.metrics)
         self._stop = threading.Event()
         self._sampled = 0
-        self._counts = _Counts()
+        self._counts = _Counts(self.metrics)
         self.stream: StreamWorker | None = None
 
     def _internal_specs(self) -> list[TopicSpec]:
@@ -207,7 +236,7 @@ class RulesWorker:
         for spec in specs:
             counts.commands[spec.kind] += 1
         if sample:
-            EVALUATION_SECONDS.observe(time.perf_counter() - started)
+            self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
         return outputs
 
     # ------------------------------------------------------------------- running
@@ -257,6 +286,7 @@ class RulesWorker:
             ),
             partition_counts=counts,
             on_commit=self._counts.publish,
+            registry=self.registry,
         )
         return self.stream
 

@@ -62,7 +62,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from psycopg import sql
 
 from services.contracts.codec import Codec, DecodeError
@@ -71,56 +71,76 @@ from services.contracts.models import DeadLetter, Record
 from services.contracts.topics import DEADLETTER, TopicSettings
 from services.runtime import kafka
 from services.runtime.db import DatabaseUnavailableError, connect
+from services.runtime.metric_set import MetricSet
 from services.runtime.sender import DeliveryError, Sender
 from services.runtime.settings import DatabaseSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
 
-RECORDS = Counter(
-    "social_loyalty_pgsink_records_total",
-    "Records consumed and committed (applied, skipped as already applied, or dead-lettered).",
-    ["group"],
-)
-BATCH_SIZE = Histogram(
-    "social_loyalty_pgsink_batch_size",
-    "Messages per committed batch.",
-    ["group"],
-    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
-)
-APPLY_SECONDS = Histogram(
-    "social_loyalty_pgsink_apply_seconds",
-    "Wall time from a batch's arrival to its PostgreSQL commit.",
-    ["group"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-DEAD = Counter(
-    "social_loyalty_pgsink_deadlettered_total",
-    "Records written to the dead-letter topic: undecodable, or their apply raised.",
-    ["group", "cause"],
-)
-ISOLATED = Counter(
-    "social_loyalty_pgsink_isolated_batches_total",
-    "Batches that raised and were applied again one record per transaction.",
-    ["group"],
-)
-FAILURES = Counter(
-    "social_loyalty_pgsink_transient_failures_total",
-    "Transient failures: rolled back, rewound to the stored offsets, retried with backoff.",
-    ["group"],
-)
-OFFSET_CONFLICTS = Counter(
-    "social_loyalty_pgsink_offset_conflicts_total",
-    "Batches rolled back because another consumer had moved the stored offsets (a zombie).",
-    ["group"],
-)
-REPUBLISHED = Counter(
-    "social_loyalty_pgsink_outbox_republished_total",
-    "Outbox rows sent again by the timer (their delivery had failed or was never seen).",
-    ["group"],
-)
-ASSIGNED = Gauge(
-    "social_loyalty_pgsink_assigned_partitions", "Input partitions assigned.", ["group"]
-)
+
+class PgSinkMetrics(MetricSet):
+    """The PostgreSQL sink's metrics, labelled by consumer group."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.records = Counter(
+            "social_loyalty_pgsink_records_total",
+            "Records consumed and committed "
+            "(applied, skipped as already applied, or dead-lettered).",
+            ["group"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "social_loyalty_pgsink_batch_size",
+            "Messages per committed batch.",
+            ["group"],
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=registry,
+        )
+        self.apply_seconds = Histogram(
+            "social_loyalty_pgsink_apply_seconds",
+            "Wall time from a batch's arrival to its PostgreSQL commit.",
+            ["group"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.dead = Counter(
+            "social_loyalty_pgsink_deadlettered_total",
+            "Records written to the dead-letter topic: undecodable, or their apply raised.",
+            ["group", "cause"],
+            registry=registry,
+        )
+        self.isolated = Counter(
+            "social_loyalty_pgsink_isolated_batches_total",
+            "Batches that raised and were applied again one record per transaction.",
+            ["group"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "social_loyalty_pgsink_transient_failures_total",
+            "Transient failures: rolled back, rewound to the stored offsets, retried with backoff.",
+            ["group"],
+            registry=registry,
+        )
+        self.offset_conflicts = Counter(
+            "social_loyalty_pgsink_offset_conflicts_total",
+            "Batches rolled back because another consumer had moved the stored offsets (a zombie).",
+            ["group"],
+            registry=registry,
+        )
+        self.republished = Counter(
+            "social_loyalty_pgsink_outbox_republished_total",
+            "Outbox rows sent again by the timer (their delivery had failed or was never seen).",
+            ["group"],
+            registry=registry,
+        )
+        self.assigned = Gauge(
+            "social_loyalty_pgsink_assigned_partitions",
+            "Input partitions assigned.",
+            ["group"],
+            registry=registry,
+        )
+
 
 TopicKey = tuple[str, int]
 OutboxRow = tuple[int, str, bytes | None, bytes]
@@ -289,6 +309,7 @@ class PgSinkWorker(Generic[R]):
         stop: threading.Event | None = None,
         partitioners: Mapping[str, str] | None = None,
         partition_counts: Mapping[str, int] | None = None,
+        registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.kafka_settings = kafka_settings
         self.database = database
@@ -325,6 +346,7 @@ class PgSinkWorker(Generic[R]):
         self._closed = False
         self._last_progress = 0.0
         self._labels = {"group": self.group}
+        self._metrics = PgSinkMetrics.on(registry)
         self.applied_messages = 0
 
     # ------------------------------------------------------------------ health
@@ -405,7 +427,7 @@ class PgSinkWorker(Generic[R]):
             self._failures += 1
             self._failing = f"{type(exc).__name__}: {exc}".strip()[:300]
             self._failing_batch = self._had_messages
-            FAILURES.labels(**self._labels).inc()
+            self._metrics.failures.labels(**self._labels).inc()
             log.exception("%s: batch failed; rewinding to the stored offsets", self.group)
             self._publish(self._take_staged())  # committed by the handler already
             self._recover()
@@ -479,7 +501,7 @@ class PgSinkWorker(Generic[R]):
             tp.offset = OFFSET_BEGINNING if offset is None else offset
             self._positions[(tp.topic, tp.partition)] = offset
         consumer.assign(partitions)
-        ASSIGNED.labels(**self._labels).set(len(self._positions))
+        self._metrics.assigned.labels(**self._labels).set(len(self._positions))
         log.info(
             "%s: assigned %s at stored offsets %s",
             self.group,
@@ -491,7 +513,7 @@ class PgSinkWorker(Generic[R]):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._positions.pop((tp.topic, tp.partition), None)
-        ASSIGNED.labels(**self._labels).set(len(self._positions))
+        self._metrics.assigned.labels(**self._labels).set(len(self._positions))
         consumer.unassign()
 
     def _recover(self) -> None:
@@ -557,7 +579,7 @@ class PgSinkWorker(Generic[R]):
         except Exception as exc:
             if self._transient(exc):
                 raise
-            ISOLATED.labels(**self._labels).inc()
+            self._metrics.isolated.labels(**self._labels).inc()
             log.warning(
                 "%s: batch of %d failed (%s: %s); applying its records one by one",
                 self.group, len(messages), type(exc).__name__, exc,
@@ -591,7 +613,7 @@ class PgSinkWorker(Generic[R]):
             self._delete_published(self.conn)
         self._committed(advance, rows, len(messages), started)
         if dead:
-            DEAD.labels(cause="decode", **self._labels).inc(len(dead))
+            self._metrics.dead.labels(cause="decode", **self._labels).inc(len(dead))
 
     def _dead_letter_failed(self, message: Message, error: Exception) -> None:
         """The record raised alone: its dead letter and its offset advance, together."""
@@ -610,7 +632,7 @@ class PgSinkWorker(Generic[R]):
             rows = self._outbox_add([Emit.dead(letter)])
         log.warning("%s: dead-lettered %s[%d]@%d: %s: %s", self.group, where[0], where[1],
                     offset, letter.error_class, letter.reason)  # fmt: skip
-        DEAD.labels(cause="apply", **self._labels).inc()
+        self._metrics.dead.labels(cause="apply", **self._labels).inc()
         self._committed(advance, rows, 1, started)
 
     def _committed(
@@ -619,9 +641,9 @@ class PgSinkWorker(Generic[R]):
         consumer = self._consumer
         assert consumer is not None
         self._positions.update(advance)
-        APPLY_SECONDS.labels(**self._labels).observe(time.perf_counter() - started)
-        BATCH_SIZE.labels(**self._labels).observe(count)
-        RECORDS.labels(**self._labels).inc(count)
+        self._metrics.apply_seconds.labels(**self._labels).observe(time.perf_counter() - started)
+        self._metrics.batch_size.labels(**self._labels).observe(count)
+        self._metrics.records.labels(**self._labels).inc(count)
         self.applied_messages += count
         self._last_progress = time.monotonic()
         self._publish(self._take_staged() + rows)
@@ -681,7 +703,7 @@ class PgSinkWorker(Generic[R]):
                     (next_offset, self.group, topic, partition, expected),
                 )
             if cursor.rowcount != 1:
-                OFFSET_CONFLICTS.labels(**self._labels).inc()
+                self._metrics.offset_conflicts.labels(**self._labels).inc()
                 raise OffsetConflictError(
                     f"{self.group}: stored offset of {topic}[{partition}] is not {expected}"
                 )
@@ -821,7 +843,7 @@ class PgSinkWorker(Generic[R]):
         ).fetchall()
         if rows:
             log.warning("%s: re-publishing %d undelivered outbox records", self.group, len(rows))
-            REPUBLISHED.labels(**self._labels).inc(len(rows))
+            self._metrics.republished.labels(**self._labels).inc(len(rows))
             self._publish([(int(i), str(t), k, bytes(v)) for i, t, k, v in rows])
 
     def _idle(self, *, tick: bool) -> None:

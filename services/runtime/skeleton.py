@@ -7,8 +7,9 @@ setting is one line and exit code 2, not a traceback) and stops on SIGTERM/SIGIN
 through :func:`on_signals` or :func:`stop_event`. Health, readiness and metrics come
 from ``services.runtime.http.create_app`` (aiohttp workers) or
 ``services.runtime.httpapi.create_api`` (FastAPI edges), each with the registry the
-service passes in; settings classes are ``class XSettings(ServiceSettings,
-BaseSettings)`` (``services.runtime.settings``).
+service passes in, on which every part builds its metrics as a
+``services.runtime.metric_set.MetricSet`` (no module-level metrics); settings classes
+are ``class XSettings(ServiceSettings, BaseSettings)`` (``services.runtime.settings``).
 """
 
 from __future__ import annotations

@@ -60,11 +60,12 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from services.contracts.codec import Codec
 from services.contracts.models import DeadLetter
 from services.runtime import kafka
+from services.runtime.metric_set import MetricSet
 from services.runtime.sender import NATIVE, Sender
 from services.runtime.settings import KafkaSettings
 
@@ -74,34 +75,56 @@ STUCK_EXIT_CODE = 75
 """The process's exit code when a transactional call outlives its timeout (EX_TEMPFAIL)."""
 STUCK_GRACE_S = 15.0
 
-RECORDS = Counter(
-    "social_loyalty_stream_records_total", "Records handled by a stream worker.", ["group"]
-)
-DEAD = Counter(
-    "social_loyalty_stream_deadlettered_total",
-    "Records whose handler raised, sent to the dead-letter topic.",
-    ["group"],
-)
-COMMITS = Counter("social_loyalty_stream_transactions_total", "Transactions committed.", ["group"])
-ABORTS = Counter(
-    "social_loyalty_stream_transactions_aborted_total",
-    "Transactions aborted (the worker rewound to its committed offsets).",
-    ["group"],
-)
-COMMIT_SECONDS = Histogram(
-    "social_loyalty_stream_commit_seconds",
-    "Time to write the changelog, send offsets and commit one transaction.",
-    ["group"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
-RESTORED = Counter(
-    "social_loyalty_stream_restored_records_total",
-    "Changelog records read to restore state on assignment.",
-    ["group"],
-)
-ASSIGNED = Gauge(
-    "social_loyalty_stream_assigned_partitions", "Input partitions assigned.", ["group"]
-)
+
+class StreamMetrics(MetricSet):
+    """The stream runtime's metrics, labelled by consumer group."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.records = Counter(
+            "social_loyalty_stream_records_total",
+            "Records handled by a stream worker.",
+            ["group"],
+            registry=registry,
+        )
+        self.dead = Counter(
+            "social_loyalty_stream_deadlettered_total",
+            "Records whose handler raised, sent to the dead-letter topic.",
+            ["group"],
+            registry=registry,
+        )
+        self.commits = Counter(
+            "social_loyalty_stream_transactions_total",
+            "Transactions committed.",
+            ["group"],
+            registry=registry,
+        )
+        self.aborts = Counter(
+            "social_loyalty_stream_transactions_aborted_total",
+            "Transactions aborted (the worker rewound to its committed offsets).",
+            ["group"],
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "social_loyalty_stream_commit_seconds",
+            "Time to write the changelog, send offsets and commit one transaction.",
+            ["group"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
+        self.restored = Counter(
+            "social_loyalty_stream_restored_records_total",
+            "Changelog records read to restore state on assignment.",
+            ["group"],
+            registry=registry,
+        )
+        self.assigned = Gauge(
+            "social_loyalty_stream_assigned_partitions",
+            "Input partitions assigned.",
+            ["group"],
+            registry=registry,
+        )
+
 
 TopicKey = tuple[str, int]
 
@@ -221,6 +244,7 @@ class StreamWorker:
         bounds: Mapping[TopicKey, tuple[int, int]] | None = None,
         transactional: bool = True,
         on_dead: Callable[[DeadLetter], None] | None = None,
+        registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.kafka_settings = kafka_settings
         self.config = config
@@ -248,6 +272,7 @@ class StreamWorker:
         self._consumer: Consumer | None = None
         self._sender: Sender | None = None
         self._labels = {"group": self.group}
+        self._metrics = StreamMetrics.on(registry)
         self._blocked: tuple[str, float] | None = None  # call, deadline (monotonic)
         self._watchdog: threading.Thread | None = None
 
@@ -473,7 +498,7 @@ class StreamWorker:
                     sender.send(out.topic, out.value, out.key, out.partition, out.headers)
             elif outputs:
                 raise StreamError(f"{self.group}: a read-only run produced output")
-        RECORDS.labels(**self._labels).inc(handled)
+        self._metrics.records.labels(**self._labels).inc(handled)
 
     def _within_bounds(self, where: TopicKey, message: Message) -> bool:
         assert self._bounds is not None
@@ -487,7 +512,7 @@ class StreamWorker:
         letter = DeadLetter.for_message(error, message, self.group)
         log.warning("%s: dead-lettered %s[%s]@%s: %s", self.group, letter.original_topic,
                     letter.original_partition, letter.original_offset, letter.reason)  # fmt: skip
-        DEAD.labels(**self._labels).inc()
+        self._metrics.dead.labels(**self._labels).inc()
         if self._on_dead is not None:
             self._on_dead(letter)
         if self._sender is not None:
@@ -537,8 +562,8 @@ class StreamWorker:
                 store.dirty.clear()
         self._positions.clear()
         self._in_txn = False
-        COMMITS.labels(**self._labels).inc()
-        COMMIT_SECONDS.labels(**self._labels).observe(time.perf_counter() - started)
+        self._metrics.commits.labels(**self._labels).inc()
+        self._metrics.commit_seconds.labels(**self._labels).observe(time.perf_counter() - started)
         if self._on_commit is not None:
             self._on_commit()
 
@@ -571,7 +596,7 @@ class StreamWorker:
                 sender.producer.abort_transaction(30)
         except KafkaException as exc:
             raise StreamError(f"{self.group}: cannot abort the transaction: {exc}") from exc
-        ABORTS.labels(**self._labels).inc()
+        self._metrics.aborts.labels(**self._labels).inc()
         self._in_txn = False
         self._positions.clear()
         kept = list(self._partitions)
@@ -593,7 +618,7 @@ class StreamWorker:
                 {spec.name: Store() for spec in self.store_specs if spec.source == key[0]}
             )
         self._restore(where)
-        ASSIGNED.labels(**self._labels).set(len(self._partitions))
+        self._metrics.assigned.labels(**self._labels).set(len(self._partitions))
         log.info("%s: assigned %s", self.group, _describe(where))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -617,7 +642,7 @@ class StreamWorker:
     def _drop(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._partitions.pop((tp.topic, tp.partition), None)
-        ASSIGNED.labels(**self._labels).set(len(self._partitions))
+        self._metrics.assigned.labels(**self._labels).set(len(self._partitions))
         if partitions:
             log.info(
                 "%s: revoked %s",
@@ -656,7 +681,7 @@ class StreamWorker:
             count = self._read_to_end(wanted)
         finally:
             self._restoring = False
-        RESTORED.labels(**self._labels).inc(count)
+        self._metrics.restored.labels(**self._labels).inc(count)
         gc.freeze()  # long-lived from here on: keep them out of the collector's walks
         log.info("%s: restored %d changelog records for %s in %.2fs", self.group, count,
                  _describe(where), time.perf_counter() - started)  # fmt: skip

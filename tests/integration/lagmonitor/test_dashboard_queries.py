@@ -35,21 +35,20 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
-from services.actions import command_metrics as actions_metrics
-from services.collector import run_metrics as collector_metrics
-from services.detector.app import _Metrics as DetectorMetrics
+from services.actions.command_metrics import CommandMetrics
+from services.collector.run_metrics import CollectorMetrics
+from services.detector.app import DetectorMetrics
 from services.lagmonitor.monitor import LagMonitor
 from services.lagmonitor.settings import LagMonitorSettings
 from services.lagmonitor.throughput import ServiceTarget
-from services.rules import worker as rules_worker
-from services.runtime import pgsink, stream
+from services.rules.worker import RulesMetrics
 from services.runtime.http import create_app, serve_in_thread
+from services.runtime.pgsink import PgSinkMetrics
 from services.runtime.settings import KafkaSettings
+from services.runtime.stream import StreamMetrics
 from tests.integration.lagmonitor.conftest import REPO, Member, commit, produce
 from tests.integration.lagmonitor.test_dashboard_browser import free_port
 
@@ -77,27 +76,6 @@ def tool(name: str) -> str:
         "installs it on Debian) or set SL_PROMETHEUS to a prometheus binary (promtool beside it).",
         pytrace=False,
     )
-
-
-class Only(Collector):
-    """One service's families out of the process-wide registry its modules register in."""
-
-    def __init__(self, *prefixes: str) -> None:
-        self.prefixes = prefixes
-
-    def collect(self) -> Iterator[Metric]:
-        for family in REGISTRY.collect():
-            if family.name.startswith(self.prefixes):
-                yield family
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
-
-
-def registry_of(*prefixes: str) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(Only(*prefixes))
-    return registry
 
 
 @dataclass(frozen=True)
@@ -139,14 +117,15 @@ class Services:
 
 @pytest.fixture
 def services() -> Iterator[Services]:
-    detector = CollectorRegistry()
-    detector_metrics = DetectorMetrics(detector)
     registries = {
-        "collector": registry_of("social_loyalty_collector_"),
-        "detector": detector,
-        "rules": registry_of("social_loyalty_rules_", "social_loyalty_stream_"),
-        "actions": registry_of("social_loyalty_actions_", "social_loyalty_pgsink_"),
+        name: CollectorRegistry() for name in ("collector", "detector", "rules", "actions")
     }
+    collector = CollectorMetrics.on(registries["collector"])
+    detector = DetectorMetrics.on(registries["detector"])
+    rules = RulesMetrics.on(registries["rules"])
+    rules_stream = StreamMetrics.on(registries["rules"])
+    actions = CommandMetrics.on(registries["actions"])
+    actions_sink = PgSinkMetrics.on(registries["actions"])
     servers, urls = [], {}
     for name, registry in registries.items():
         port = free_port()
@@ -155,20 +134,20 @@ def services() -> Iterator[Services]:
 
     def work(n: int) -> None:
         """What a few seconds of the pipeline add to the services' counters."""
-        collector_metrics.API_REQUESTS.labels("vk", "groups.getMembers").inc(n)
-        collector_metrics.API_CALLS.labels("vk", "groups.getMembers").inc(3 * n)
-        collector_metrics.RATE_LIMIT_WAIT_SECONDS.labels("vk").inc(0.5 * n)
-        collector_metrics.MESSAGES_PUBLISHED.labels("vk").inc(2 * n)
-        detector_metrics.chunks.labels("diffed").inc(n)
-        detector_metrics.events.labels("PostLiked").inc(4 * n)
-        detector_metrics.dead_letters.inc(0)
-        rules_worker.EVENTS_EVALUATED.inc(4 * n)
-        rules_worker.EVENTS_UNLINKED.inc(n)
-        rules_worker.COMMANDS_EMITTED.labels("BonusAccrue").inc(3 * n)
-        stream.RECORDS.labels("social-loyalty.rules").inc(4 * n)
-        actions_metrics.COMMANDS_APPLIED.labels("ledger", "BonusAccrue").inc(3 * n)
-        actions_metrics.LEDGER_POINTS.labels("credited").inc(15 * n)
-        pgsink.RECORDS.labels("social-loyalty.actions.ledger").inc(3 * n)
+        collector.api_requests.labels("vk", "groups.getMembers").inc(n)
+        collector.api_calls.labels("vk", "groups.getMembers").inc(3 * n)
+        collector.rate_limit_wait_seconds.labels("vk").inc(0.5 * n)
+        collector.messages_published.labels("vk").inc(2 * n)
+        detector.chunks.labels("diffed").inc(n)
+        detector.events.labels("PostLiked").inc(4 * n)
+        detector.dead_letters.inc(0)
+        rules.events_evaluated.inc(4 * n)
+        rules.events_unlinked.inc(n)
+        rules.commands_emitted.labels("BonusAccrue").inc(3 * n)
+        rules_stream.records.labels("social-loyalty.rules").inc(4 * n)
+        actions.commands_applied.labels("ledger", "BonusAccrue").inc(3 * n)
+        actions.ledger_points.labels("credited").inc(15 * n)
+        actions_sink.records.labels("social-loyalty.actions.ledger").inc(3 * n)
 
     work(1)
     try:

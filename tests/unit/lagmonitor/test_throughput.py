@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from services.actions import command_metrics as actions_metrics
-from services.collector import run_metrics as collector_metrics
+from services.actions.command_metrics import CommandMetrics
+from services.collector.run_metrics import CollectorMetrics
 from services.lagmonitor.core import ClusterSample, GroupObservation
 from services.lagmonitor.monitor import LagMonitor
 from services.lagmonitor.scrape import scrape_all
@@ -67,8 +67,10 @@ def test_throughput_adds_things_per_second_never_seconds_or_points() -> None:
     """The collector counts seconds spent waiting for its rate limiter and the ledger
     counts points: each is listed with its rate, neither is added to events per second."""
     requests = "social_loyalty_collector_api_requests_total"
-    waited = next(iter(collector_metrics.RATE_LIMIT_WAIT_SECONDS.describe())).name + "_total"
-    points = next(iter(actions_metrics.LEDGER_POINTS.describe())).name + "_total"
+    registry = CollectorRegistry()
+    collector, actions = CollectorMetrics.on(registry), CommandMetrics.on(registry)
+    waited = next(iter(collector.rate_limit_wait_seconds.describe())).name + "_total"
+    points = next(iter(actions.ledger_points.describe())).name + "_total"
     assert (waited, points) == (
         "social_loyalty_collector_rate_limit_wait_seconds_total",
         "social_loyalty_actions_ledger_points_total",
