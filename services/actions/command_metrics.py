@@ -4,7 +4,7 @@ the PostgreSQL-sink runtime's, ``social_loyalty_pgsink_*{group}``."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from services.runtime.metric_set import MetricSet
 
@@ -14,39 +14,36 @@ class CommandMetrics(MetricSet):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.commands_applied = Counter(
+        self.commands_applied = self.counter(
             "social_loyalty_actions_commands_applied_total",
             "Commands that took effect, by consumer and command type.",
-            ["consumer", "type"],
-            registry=registry,
+            "consumer",
+            "type",
         )
-        self.duplicates = Counter(
+        self.duplicates = self.counter(
             "social_loyalty_actions_commands_duplicate_total",
             "Commands whose id had already been applied (replays, redeliveries): no effect.",
-            ["consumer"],
-            registry=registry,
+            "consumer",
         )
-        self.skipped = Counter(
+        self.skipped = self.counter(
             "social_loyalty_actions_commands_skipped_total",
             "Commands deliberately not applied (e.g. replayed MailingSet), by consumer and reason.",
-            ["consumer", "reason"],
-            registry=registry,
+            "consumer",
+            "reason",
         )
-        self.dead_letters = Counter(
+        self.dead_letters = self.counter(
             "social_loyalty_actions_dead_letters_total",
             "Notifications that failed for good, sent to the dead-letter topic.",
-            ["consumer"],
-            registry=registry,
+            "consumer",
         )
-        self.ledger_points = Counter(
+        self.ledger_points = self.counter(
             "social_loyalty_actions_ledger_points_total",
             "Points moved by the ledger (credited, deducted, shortfall).",
-            ["direction"],
-            registry=registry,
+            "direction",
         )
-        self.messages = Counter(
+        self.messages = self.counter(
             "social_loyalty_actions_messages_total",
             "Notifications by channel and final status (sent, failed, suppressed, scheduled).",
-            ["channel", "status"],
-            registry=registry,
+            "channel",
+            "status",
         )

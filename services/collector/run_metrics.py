@@ -7,7 +7,7 @@ Prometheus.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from services.collector.api import CountersSnapshot
 from services.runtime.metric_set import MetricSet
@@ -18,60 +18,56 @@ class CollectorMetrics(MetricSet):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.api_requests = Counter(
+        self.api_requests = self.counter(
             "social_loyalty_collector_api_requests_total",
             "HTTP requests sent to a social network's API (execute counts once).",
-            ["network", "method"],
-            registry=registry,
+            "network",
+            "method",
         )
-        self.api_calls = Counter(
+        self.api_calls = self.counter(
             "social_loyalty_collector_api_calls_total",
             "API method calls made, alone or inside execute.",
-            ["network", "method"],
-            registry=registry,
+            "network",
+            "method",
         )
-        self.api_errors = Counter(
+        self.api_errors = self.counter(
             "social_loyalty_collector_api_errors_total",
             "API errors received, by error code ('transport' for HTTP 5xx and network errors).",
-            ["network", "code"],
-            registry=registry,
+            "network",
+            "code",
         )
-        self.rate_limit_waits = Counter(
+        self.rate_limit_waits = self.counter(
             "social_loyalty_collector_rate_limit_waits_total",
             "Requests that waited for the client-side rate limiter.",
-            ["network"],
-            registry=registry,
+            "network",
         )
-        self.rate_limit_wait_seconds = Counter(
+        self.rate_limit_wait_seconds = self.counter(
             "social_loyalty_collector_rate_limit_wait_seconds_total",
             "Seconds spent waiting for the client-side rate limiter.",
-            ["network"],
-            registry=registry,
+            "network",
         )
-        self.objects_read = Counter(
+        self.objects_read = self.counter(
             "social_loyalty_collector_objects_read_total",
             "Member ids, likers, reposters and comments read.",
-            ["network"],
-            registry=registry,
+            "network",
         )
-        self.runs = Counter(
+        self.runs = self.counter(
             "social_loyalty_collector_runs_total",
             "Collection runs by final status (succeeded, failed, aborted, busy).",
-            ["network", "status"],
-            registry=registry,
+            "network",
+            "status",
         )
-        self.run_duration = Histogram(
+        self.run_duration = self.histogram(
             "social_loyalty_collector_run_duration_seconds",
             "Wall time of a collection run, from lock to commit or failure.",
-            ["network", "status"],
+            "network",
+            "status",
             buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
-            registry=registry,
         )
-        self.messages_published = Counter(
+        self.messages_published = self.counter(
             "social_loyalty_collector_snapshot_messages_total",
             "Snapshot messages committed to social.snapshots.",
-            ["network"],
-            registry=registry,
+            "network",
         )
 
     def record_api(self, network: str, counters: CountersSnapshot) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError as AIOKafkaError  # type: ignore[import-untyped]
 from confluent_kafka import KafkaException
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from services.contracts import (
@@ -88,33 +88,25 @@ class DetectorMetrics(MetricSet):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.chunks = Counter(
+        self.chunks = self.counter(
             "social_loyalty_detector_chunks_total",
             "Snapshot records processed, by outcome.",
-            ["outcome"],
-            registry=registry,
+            "outcome",
         )
-        self.events = Counter(
-            "social_loyalty_detector_events_total",
-            "Domain events emitted, by type.",
-            ["type"],
-            registry=registry,
+        self.events = self.counter(
+            "social_loyalty_detector_events_total", "Domain events emitted, by type.", "type"
         )
-        self.diff_seconds = Histogram(
+        self.diff_seconds = self.histogram(
             "social_loyalty_detector_diff_seconds",
             "Time to diff one chunk against its stored state (decode to changes).",
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
-            registry=registry,
         )
-        self.dead_letters = Counter(
-            "social_loyalty_detector_dead_letters_total",
-            "Records sent to the dead-letter topic.",
-            registry=registry,
+        self.dead_letters = self.counter(
+            "social_loyalty_detector_dead_letters_total", "Records sent to the dead-letter topic."
         )
-        self.skipped_records = Counter(
+        self.skipped_records = self.counter(
             "social_loyalty_detector_faust_skipped_records_total",
             "Records Faust did not deliver in order that the worker read itself.",
-            registry=registry,
         )
 
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Message
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from services.contracts.codec import Codec, make_codec
 from services.contracts.headers import full_name, headers_for
@@ -76,37 +76,30 @@ class RulesMetrics(MetricSet):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.events_evaluated = Counter(
+        self.events_evaluated = self.counter(
             "social_loyalty_rules_events_evaluated_total",
             "Resolved member events run through the offers.",
-            registry=registry,
         )
-        self.events_duplicate = Counter(
+        self.events_duplicate = self.counter(
             "social_loyalty_rules_events_duplicate_total",
             "Events whose id the member had seen: dropped (upstream redelivery).",
-            registry=registry,
         )
-        self.events_unlinked = Counter(
+        self.events_unlinked = self.counter(
             "social_loyalty_rules_events_unlinked_total",
             "Events of social users with no linked member (no earning).",
-            registry=registry,
         )
-        self.commands_emitted = Counter(
+        self.commands_emitted = self.counter(
             "social_loyalty_rules_commands_emitted_total",
             "Commands sent, by contract type.",
-            ["type"],
-            registry=registry,
+            "type",
         )
-        self.evaluation_seconds = Histogram(
+        self.evaluation_seconds = self.histogram(
             "social_loyalty_rules_evaluation_seconds",
             "Time to evaluate one event against every active offer (sampled 1 in 64).",
             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
-            registry=registry,
         )
-        self.offers_active = Gauge(
-            "social_loyalty_rules_offers_active",
-            "Active offers the worker evaluates.",
-            registry=registry,
+        self.offers_active = self.gauge(
+            "social_loyalty_rules_offers_active", "Active offers the worker evaluates."
         )
 
 

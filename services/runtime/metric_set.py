@@ -12,10 +12,11 @@ that builds several apps in one process gives each a ``CollectorRegistry()`` of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Self
 from weakref import WeakKeyDictionary
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 
 class MetricSet:
@@ -39,3 +40,17 @@ class MetricSet:
             built = cls._built[registry] = cls(registry)
         assert isinstance(built, cls)
         return built
+
+    def counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        """A counter on this set's registry, with ``labels``."""
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        """A gauge on this set's registry, with ``labels``."""
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self, name: str, documentation: str, *labels: str, buckets: Sequence[float]
+    ) -> Histogram:
+        """A histogram on this set's registry, with ``labels`` and ``buckets``."""
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)

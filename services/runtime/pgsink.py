@@ -62,7 +62,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
 from psycopg import sql
 
 from services.contracts.codec import Codec, DecodeError
@@ -83,62 +83,52 @@ class PgSinkMetrics(MetricSet):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.records = Counter(
+        self.records = self.counter(
             "social_loyalty_pgsink_records_total",
             "Records consumed and committed "
             "(applied, skipped as already applied, or dead-lettered).",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.batch_size = Histogram(
+        self.batch_size = self.histogram(
             "social_loyalty_pgsink_batch_size",
             "Messages per committed batch.",
-            ["group"],
+            "group",
             buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
-            registry=registry,
         )
-        self.apply_seconds = Histogram(
+        self.apply_seconds = self.histogram(
             "social_loyalty_pgsink_apply_seconds",
             "Wall time from a batch's arrival to its PostgreSQL commit.",
-            ["group"],
+            "group",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=registry,
         )
-        self.dead = Counter(
+        self.dead = self.counter(
             "social_loyalty_pgsink_deadlettered_total",
             "Records written to the dead-letter topic: undecodable, or their apply raised.",
-            ["group", "cause"],
-            registry=registry,
+            "group",
+            "cause",
         )
-        self.isolated = Counter(
+        self.isolated = self.counter(
             "social_loyalty_pgsink_isolated_batches_total",
             "Batches that raised and were applied again one record per transaction.",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.failures = Counter(
+        self.failures = self.counter(
             "social_loyalty_pgsink_transient_failures_total",
             "Transient failures: rolled back, rewound to the stored offsets, retried with backoff.",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.offset_conflicts = Counter(
+        self.offset_conflicts = self.counter(
             "social_loyalty_pgsink_offset_conflicts_total",
             "Batches rolled back because another consumer had moved the stored offsets (a zombie).",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.republished = Counter(
+        self.republished = self.counter(
             "social_loyalty_pgsink_outbox_republished_total",
             "Outbox rows sent again by the timer (their delivery had failed or was never seen).",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.assigned = Gauge(
-            "social_loyalty_pgsink_assigned_partitions",
-            "Input partitions assigned.",
-            ["group"],
-            registry=registry,
+        self.assigned = self.gauge(
+            "social_loyalty_pgsink_assigned_partitions", "Input partitions assigned.", "group"
         )
 
 

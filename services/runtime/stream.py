@@ -60,7 +60,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from services.contracts.codec import Codec
 from services.contracts.models import DeadLetter
@@ -81,48 +81,35 @@ class StreamMetrics(MetricSet):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.records = Counter(
-            "social_loyalty_stream_records_total",
-            "Records handled by a stream worker.",
-            ["group"],
-            registry=registry,
+        self.records = self.counter(
+            "social_loyalty_stream_records_total", "Records handled by a stream worker.", "group"
         )
-        self.dead = Counter(
+        self.dead = self.counter(
             "social_loyalty_stream_deadlettered_total",
             "Records whose handler raised, sent to the dead-letter topic.",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.commits = Counter(
-            "social_loyalty_stream_transactions_total",
-            "Transactions committed.",
-            ["group"],
-            registry=registry,
+        self.commits = self.counter(
+            "social_loyalty_stream_transactions_total", "Transactions committed.", "group"
         )
-        self.aborts = Counter(
+        self.aborts = self.counter(
             "social_loyalty_stream_transactions_aborted_total",
             "Transactions aborted (the worker rewound to its committed offsets).",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.commit_seconds = Histogram(
+        self.commit_seconds = self.histogram(
             "social_loyalty_stream_commit_seconds",
             "Time to write the changelog, send offsets and commit one transaction.",
-            ["group"],
+            "group",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=registry,
         )
-        self.restored = Counter(
+        self.restored = self.counter(
             "social_loyalty_stream_restored_records_total",
             "Changelog records read to restore state on assignment.",
-            ["group"],
-            registry=registry,
+            "group",
         )
-        self.assigned = Gauge(
-            "social_loyalty_stream_assigned_partitions",
-            "Input partitions assigned.",
-            ["group"],
-            registry=registry,
+        self.assigned = self.gauge(
+            "social_loyalty_stream_assigned_partitions", "Input partitions assigned.", "group"
         )
 
 
