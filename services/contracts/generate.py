@@ -15,14 +15,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from services.contracts.model_spec import FIELD_TYPES, RECORD_BASES, for_record
+from services.contracts.model_spec import BOUND_BASES, FIELD_TYPES, RECORD_BASES
 from services.contracts.schemas import SCHEMA_DIR, full_name
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -116,17 +116,35 @@ def _annotation(schema: Any, where: str) -> str:
     return python
 
 
-def _field(record: str, f: dict[str, Any], constraints: dict[str, str]) -> str:
+def _field(record: str, f: dict[str, Any], constraints: Mapping[str, str]) -> str:
     where = f"{record}.{f['name']}"
-    if not f.get("doc"):
+    if not str(f.get("doc", "")).strip():
         raise SchemaShapeError(f"{where}: every field needs a doc")
     annotation = _annotation(f["type"], where)
+    optional = annotation.endswith(" | None")
+    plain = annotation.removesuffix(" | None")
     if f["name"] in constraints:
-        optional = annotation.endswith(" | None")
-        annotation = constraints[f["name"]] + (" | None" if optional else "")
+        bound = constraints[f["name"]]
+        if BOUND_BASES[bound] != plain:
+            raise SchemaShapeError(
+                f"{where}: FIELD_TYPES makes it {bound} (a {BOUND_BASES[bound]}), "
+                f"but the schema's type is {plain}"
+            )
+        annotation = bound + (" | None" if optional else "")
     arguments = []
     if "default" in f:
         default = f["default"]
+        fits = (
+            default is None
+            or plain in ("str", "int", "bool", "float")
+            or (isinstance(default, dict) and plain.startswith("dict["))
+            or (isinstance(default, list) and plain.startswith("tuple["))
+        )
+        if not fits:
+            raise SchemaShapeError(
+                f"{where}: default {default!r} for a {plain} is not mapped (only null, "
+                "string, number, boolean and empty map or array defaults are)"
+            )
         if isinstance(default, dict):
             if default:
                 raise SchemaShapeError(f"{where}: only an empty map default is mapped")
@@ -152,8 +170,13 @@ def _literal(text: str, width: int = 70) -> str:
 
 
 def _docstring(text: str) -> Iterator[str]:
+    """``text`` as a class docstring, wrapped at spaces; backslashes and quotes escaped
+    so the docstring reads back as ``text`` (but for the line breaks)."""
     quotes = '"' * 3
-    lines = textwrap.wrap(text.replace(quotes, "'" * 3), 84)
+    text = text.replace("\\", "\\\\").replace(quotes, '\\"\\"\\"')
+    if text.endswith('"'):
+        text = text[:-1] + '\\"'
+    lines = textwrap.wrap(text, 84, break_long_words=False, break_on_hyphens=False)
     if len(lines) == 1:
         yield f"    {quotes}{lines[0]}{quotes}"
         return
@@ -170,13 +193,37 @@ def _enum(name: str, schema: dict[str, Any]) -> Iterator[str]:
         yield f"    {symbol.upper()} = {symbol!r}"
 
 
+def _entry(table: Mapping[str, Any], table_name: str, record: str) -> tuple[str, Any]:
+    """The key and entry of ``table`` for ``record``: its own, else its namespace's."""
+    for key in (record, record.rsplit(".", 1)[0]):
+        if key in table:
+            return key, table[key]
+    raise SchemaShapeError(
+        f"{record}: model_spec.{table_name} has no entry for it or its namespace; add one"
+    )
+
+
+def _check_field_types(named: _Named) -> None:
+    """Every name in a ``FIELD_TYPES`` table is a field of a record the table serves,
+    and every table serves a record: a misspelt name would leave a field unconstrained."""
+    fields: dict[str, set[str]] = {key: set() for key in FIELD_TYPES}
+    for name, schema in named.records.items():
+        key, _ = _entry(FIELD_TYPES, "FIELD_TYPES", name)
+        fields[key] |= {f["name"] for f in schema["fields"]}
+    for key, table in FIELD_TYPES.items():
+        if not fields[key]:
+            raise SchemaShapeError(f"model_spec.FIELD_TYPES[{key!r}] serves no record")
+        unknown = set(table) - fields[key]
+        if unknown:
+            raise SchemaShapeError(
+                f"model_spec.FIELD_TYPES[{key!r}] names fields no record has: {sorted(unknown)}"
+            )
+
+
 def _record(name: str, schema: dict[str, Any]) -> Iterator[str]:
-    constraints = dict(for_record(FIELD_TYPES, name))
-    unknown = set(constraints) - {f["name"] for f in schema["fields"]}
-    known_elsewhere = name not in FIELD_TYPES  # a namespace table serves several records
-    if unknown and not known_elsewhere:
-        raise SchemaShapeError(f"{name}: FIELD_TYPES names fields it lacks: {sorted(unknown)}")
-    yield f"class {_short(name)}({for_record(RECORD_BASES, name)}):"
+    _, constraints = _entry(FIELD_TYPES, "FIELD_TYPES", name)
+    _, base = _entry(RECORD_BASES, "RECORD_BASES", name)
+    yield f"class {_short(name)}({base}):"
     yield from _docstring(schema.get("doc") or name)
     yield ""
     yield f"    avro_name: ClassVar[str] = {name!r}"
@@ -208,12 +255,17 @@ def generate(schema_dir: Path = SCHEMA_DIR) -> dict[Path, str]:
         if path.stem != full_name(schema):
             raise SchemaShapeError(f"{path.name}: the file name must be the full name")
         _collect(schema, str(schema.get("namespace", "")), named)
+    shorts = [_short(name) for name in [*named.enums, *named.records]]
+    if len(set(shorts)) < len(shorts):
+        twice = sorted({s for s in shorts if shorts.count(s) > 1})
+        raise SchemaShapeError(f"two named types share a class name: {twice}")
+    _check_field_types(named)
     enums = _module(
         "The contract's Avro enums.",
         ["from enum import StrEnum"],
         [list(_enum(name, schema)) for name, schema in named.enums.items()],
     )
-    bases = sorted({for_record(RECORD_BASES, name) for name in named.records})
+    bases = sorted({_entry(RECORD_BASES, "RECORD_BASES", n)[1] for n in named.records})
     records = _module(
         "The contract's Avro records as frozen pydantic models.",
         [
@@ -246,7 +298,7 @@ def _formatted(text: str, path: Path) -> str:
     """``text`` as ``ruff format`` and ``ruff check --fix`` (import order) leave it."""
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
-        raise RuntimeError("ruff is not installed: `./run test` installs the dev tools")
+        raise SchemaShapeError("ruff is not installed: `./run test` installs the dev tools")
     for command in (
         [ruff, "check", "--fix-only", "--quiet", "--stdin-filename", str(path), "-"],
         [ruff, "format", "--quiet", "--stdin-filename", str(path), "-"],
@@ -276,15 +328,21 @@ def main(
     ] = False,
 ) -> None:
     """Write services/contracts/schema_enums.py and schema_records.py from schemas/*.avsc."""
-    if check:
-        behind = stale()
-        for path in behind:
-            typer.echo(f"stale: {path.name} (run python -m services.contracts.generate)", err=True)
-        raise typer.Exit(1 if behind else 0)
-    for path, text in generate().items():
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-            typer.echo(f"wrote {path.relative_to(PACKAGE_DIR.parents[1])}")
+    try:
+        if check:
+            behind = stale()
+            for path in behind:
+                typer.echo(
+                    f"stale: {path.name} (run python -m services.contracts.generate)", err=True
+                )
+            raise typer.Exit(1 if behind else 0)
+        for path, text in generate().items():
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                typer.echo(f"wrote {path.relative_to(PACKAGE_DIR.parents[1])}")
+    except SchemaShapeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

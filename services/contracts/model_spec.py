@@ -5,13 +5,30 @@
 - ``RECORD_BASES``: the base class (``services.contracts.model_base``) a record gets,
   with its key and its helpers.
 
-It imports nothing of the models, so the generator runs when they are missing or stale.
+A new record needs an entry here (its own or its namespace's) in both tables: the
+generator refuses a record neither names, and a name in ``FIELD_TYPES`` that no record
+of its scope has. A new record in a namespace gets that namespace's base: check that
+the base's methods fit it (``_Chunk.key`` must be overridden, for example).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
+
+BOUND_BASES: Final[Mapping[str, str]] = {
+    "Ident": "str",
+    "MemberId": "str",
+    "SocialUserId": "str",
+    "Text": "str",
+    "PositiveId": "int",
+    "NonNegativeId": "int",
+    "Points": "int",
+    "Budget": "int",
+    "CounterStep": "int",
+}
+"""The Python type each constraint type of ``services.contracts.bounds`` narrows: the
+generator refuses one on a field whose Avro type maps to another."""
 
 _CHUNK: Final = {
     "group_id": "PositiveId",
@@ -74,10 +91,3 @@ RECORD_BASES: Final[Mapping[str, str]] = {
     "social_loyalty.deadletter": "_DeadLetter",
 }
 """Base class (of this module) by record full name, else by namespace."""
-
-
-def for_record(table: Mapping[str, Any], full_name: str) -> Any:
-    """``table``'s entry for the record ``full_name``, else for its namespace."""
-    if full_name in table:
-        return table[full_name]
-    return table[full_name.rsplit(".", 1)[0]]

@@ -3,6 +3,7 @@ what the schemas make."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.contracts import generate
+from services.contracts import generate, model_spec
 from services.contracts.schemas import SCHEMA_DIR
 
 
@@ -81,3 +82,81 @@ def test_a_field_without_a_doc_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(schema))
     with pytest.raises(generate.SchemaShapeError, match=r"PostLiked\.event_id: every field needs"):
         generate.generate(schemas)
+
+
+def _with_field(tmp_path: Path, record: str, field: dict[str, object]) -> Path:
+    schemas = _schemas_copy(tmp_path)
+    path = schemas / f"social_loyalty.{record}.avsc"
+    schema = json.loads(path.read_text())
+    schema["fields"].append(field)
+    path.write_text(json.dumps(schema))
+    return schemas
+
+
+def test_a_constraint_type_on_a_field_of_another_type_is_refused(tmp_path: Path) -> None:
+    """``commands`` makes every ``reason`` a ``Text``: a long one is refused, not narrowed."""
+    schemas = _with_field(
+        tmp_path, "commands.MailingSet", {"name": "reason", "type": "long", "doc": "A code."}
+    )
+    with pytest.raises(generate.SchemaShapeError, match=r"makes it Text \(a str\).*is int"):
+        generate.generate(schemas)
+
+
+def test_a_default_the_models_cannot_hold_is_refused(tmp_path: Path) -> None:
+    enum = {"type": "enum", "name": "Mood", "namespace": "social_loyalty", "symbols": ["calm"]}
+    schemas = _with_field(
+        tmp_path,
+        "commands.MailingSet",
+        {"name": "mood", "type": enum, "default": "calm", "doc": "How."},
+    )
+    with pytest.raises(generate.SchemaShapeError, match="default 'calm' for a Mood"):
+        generate.generate(schemas)
+
+
+def test_a_misspelt_constraint_name_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tables = dict(model_spec.FIELD_TYPES)
+    tables["social_loyalty.commands"] = {**tables["social_loyalty.commands"], "sourse_id": "Ident"}
+    monkeypatch.setattr(generate, "FIELD_TYPES", tables)
+    with pytest.raises(
+        generate.SchemaShapeError, match=r"names fields no record has: \['sourse_id'\]"
+    ):
+        generate.generate()
+
+
+def test_a_record_in_a_namespace_the_spec_does_not_know_is_refused(tmp_path: Path) -> None:
+    schemas = _schemas_copy(tmp_path)
+    record = {
+        "type": "record",
+        "name": "Tick",
+        "namespace": "social_loyalty.clock",
+        "fields": [{"name": "at", "type": "long", "doc": "When."}],
+    }
+    (schemas / "social_loyalty.clock.Tick.avsc").write_text(json.dumps(record))
+    with pytest.raises(generate.SchemaShapeError, match="FIELD_TYPES has no entry"):
+        generate.generate(schemas)
+
+
+def test_two_named_types_with_one_class_name_are_refused(tmp_path: Path) -> None:
+    schemas = _schemas_copy(tmp_path)
+    record = json.loads((schemas / "social_loyalty.events.PostLiked.avsc").read_text())
+    record["namespace"] = "social_loyalty.outcomes"
+    (schemas / "social_loyalty.outcomes.PostLiked.avsc").write_text(json.dumps(record))
+    with pytest.raises(generate.SchemaShapeError, match=r"share a class name: \['PostLiked'\]"):
+        generate.generate(schemas)
+
+
+def test_a_doc_with_quotes_and_backslashes_reads_back_as_written(tmp_path: Path) -> None:
+    doc = 'Matches C:\\new\\table and \\d, says "hi" and """ends with a quote"'
+    schemas = _schemas_copy(tmp_path)
+    path = schemas / "social_loyalty.events.PostLiked.avsc"
+    schema = json.loads(path.read_text())
+    schema["doc"] = doc
+    path.write_text(json.dumps(schema))
+    records = generate.generate(schemas)[generate.RECORDS_PATH]
+    tree = ast.parse(records)
+    post_liked = next(
+        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "PostLiked"
+    )
+    assert " ".join((ast.get_docstring(post_liked) or "").split()) == doc
