@@ -17,7 +17,7 @@ naive time in a distributed system is a bug waiting for a different time zone.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -51,6 +51,22 @@ class ContractModel(BaseModel):
     def to_avro(self) -> dict[str, Any]:
         """The dict fastavro writes (enums as their str values, datetimes as is)."""
         return self.model_dump()
+
+
+_Base = TypeVar("_Base", bound=ContractModel)
+
+
+_RECORDS: dict[type[ContractModel], type[ContractModel]] = {}
+
+
+def _record_of(base: type[_Base]) -> type[_Base]:
+    """The generated record built on ``base`` (a key's record, for the ``key()`` of the
+    records it keys): found once among the base's subclasses, not imported per call."""
+    record = _RECORDS.get(base)
+    if record is None:
+        (record,) = base.__subclasses__()
+        _RECORDS[base] = record
+    return cast(type[_Base], record)
 
 
 def _key(*parts: object) -> bytes:
@@ -124,9 +140,9 @@ class _Chunk(ContractModel):
         raise NotImplementedError
 
     def _key_at(self, facet: Facet, bucket: int) -> _SnapshotKey:
-        from services.contracts.schema_records import SnapshotKey
-
-        return SnapshotKey(network=self.network, group_id=self.group_id, facet=facet, bucket=bucket)
+        return _record_of(_SnapshotKey)(
+            network=self.network, group_id=self.group_id, facet=facet, bucket=bucket
+        )
 
 
 class _MembersChunk(_Chunk):
@@ -170,9 +186,7 @@ class _Event(ContractModel):
         social_user_id: str
 
     def key(self) -> _EventKey:
-        from services.contracts.schema_records import EventKey
-
-        return EventKey(network=self.network, social_user_id=self.social_user_id)
+        return _record_of(_EventKey)(network=self.network, social_user_id=self.social_user_id)
 
     @classmethod
     def build(cls, **fields: Any) -> Self:
@@ -195,9 +209,7 @@ class _ForMember(ContractModel):
         member_id: str
 
     def key(self) -> _MemberKey:
-        from services.contracts.schema_records import MemberKey
-
-        return MemberKey(member_id=self.member_id)
+        return _record_of(_MemberKey)(member_id=self.member_id)
 
 
 class _Command(_ForMember):
