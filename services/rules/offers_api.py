@@ -1,6 +1,7 @@
 """The offers HTTP API (FastAPI, port 8084): the same operations as ``social-loyalty offers``.
 
-Bodies are JSON or YAML (at most 1 MiB, nested at most 64 deep, no YAML aliases).
+Bodies are JSON or YAML (at most 1 MiB, nested at most 64 deep, no YAML aliases, no
+integer longer than ``MAX_INT_LITERAL`` characters).
 An invalid offer answers 422 with ``{"error": ..., "detail": [{"field": ...,
 "message": ...}], "errors": <the same list>}``. Store calls are short synchronous
 transactions, run on FastAPI's thread pool so the loop keeps serving health probes.
@@ -39,6 +40,29 @@ from services.runtime.httpapi import MAX_DEPTH, ErrorResponse, create_api
 MAX_BODY: Final = 1024 * 1024
 MAX_VERSION: Final = 2**31 - 1
 """Versions are PostgreSQL ``integer``s."""
+MAX_INT_LITERAL: Final = 64
+"""Characters in an integer of a body (sign, digits, YAML's ``0x``, ``_`` and ``:``
+included). An offer's largest number has 19 digits (``INT64_MAX``); a longer literal is
+refused while the body is parsed, because Python will not convert one of more than 4,300
+digits (a ``ValueError`` from inside the parser, which was a 500) and YAML's base-60
+integers (``1:00:00``) cost time quadratic in their length."""
+
+
+class _IntegerTooLongError(Exception):
+    """Not a ``ValueError``: the JSON attempt must not swallow it and try YAML."""
+
+
+def _too_long(literal: str) -> str:
+    return (
+        f"body refused: an integer of {len(literal)} characters "
+        f"(at most {MAX_INT_LITERAL}; an offer's numbers have at most 19 digits)"
+    )
+
+
+def _json_int(literal: str) -> int:
+    if len(literal) > MAX_INT_LITERAL:
+        raise _IntegerTooLongError(_too_long(literal))
+    return int(literal)
 
 
 class _OfferLoader(yaml.SafeLoader):
@@ -65,6 +89,17 @@ class _OfferLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth = depth
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """An integer, or ``_IntegerTooLongError`` (422) for one too long to be an offer's."""
+        literal = str(self.construct_scalar(node))
+        if len(literal) > MAX_INT_LITERAL:
+            raise _IntegerTooLongError(_too_long(literal))
+        value: int = super().construct_yaml_int(node)
+        return value
+
+
+_OfferLoader.add_constructor("tag:yaml.org,2002:int", _OfferLoader.construct_yaml_int)
 
 
 def _string_problem(value: str) -> str | None:
@@ -95,18 +130,25 @@ def _text_problem(data: Any, depth: int = 0) -> str | None:
     return None
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """The offer mapping in a JSON or YAML body, or ``OfferError`` (422)."""
-    text = raw.decode("utf-8", errors="replace")
+def _json_or_yaml(text: str) -> Any:
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_int=_json_int)
     except ValueError:
         try:
-            data = yaml.load(text, Loader=_OfferLoader)  # noqa: S506 - a SafeLoader subclass
+            return yaml.load(text, Loader=_OfferLoader)  # noqa: S506 - a SafeLoader subclass
         except (yaml.YAMLError, RecursionError) as exc:
             raise OfferError(f"body is not valid JSON/YAML: {exc}") from None
     except RecursionError:
         raise OfferError("body is nested too deep") from None
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The offer mapping in a JSON or YAML body, or ``OfferError`` (422)."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = _json_or_yaml(text)
+    except _IntegerTooLongError as exc:
+        raise OfferError(str(exc)) from None
     if not isinstance(data, dict):
         raise OfferError("the body must be an offer object")
     problem = _text_problem(data)

@@ -1,0 +1,69 @@
+"""Bad input at the offers API (real PostgreSQL, the served app): a clear 422, never
+a 500, and nothing stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from services.rules.offer_store import OfferStore
+from services.rules.offers_api import create_app
+from services.rules.settings import RulesSettings
+from services.runtime.access import AccessSettings, SignedAuth
+from services.runtime.httpapi import serve_api_in_thread
+from services.runtime.settings import DatabaseSettings
+from tests.integration.rules.test_offers_store import schema  # noqa: F401
+
+HUGE = "1" * 5000
+
+
+@pytest.fixture
+def base(
+    database_settings: DatabaseSettings,
+    schema: str,  # noqa: F811
+    access_settings: AccessSettings,
+) -> Iterator[str]:
+    store = OfferStore(database_settings, schema)
+    store.migrate()
+    settings = RulesSettings(database=database_settings, db_schema=schema, access=access_settings)
+    server = serve_api_in_thread(create_app(store, settings), "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def _refused(base: str, auth: SignedAuth, body: bytes, content_type: str) -> dict[str, object]:
+    response = httpx.post(
+        f"{base}/offers",
+        content=body,
+        headers={"Content-Type": content_type},
+        auth=auth,
+        timeout=30,
+    )
+    assert response.status_code == 422, response.text
+    answer: dict[str, object] = response.json()
+    listed = httpx.get(f"{base}/offers", auth=auth, timeout=30)
+    assert listed.status_code == 200 and listed.json() == [], listed.text
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (f'{{"id": "big", "version": 1, "name": "n", "budget": {HUGE}}}', "application/json"),
+        (f"id: big\nversion: 1\nname: n\nbudget: {HUGE}\n", "application/yaml"),
+        (f"id: big\nversion: 1\nname: n\nbudget: 0x{'f' * 5000}\n", "application/yaml"),
+    ],
+    ids=["json", "yaml", "yaml-hex"],
+)
+def test_an_integer_of_thousands_of_digits_is_a_422_not_a_500(
+    base: str, body: str, content_type: str, *, api_auth: SignedAuth
+) -> None:
+    answer = _refused(base, api_auth, body.encode(), content_type)
+    assert "an integer of 5000 characters" in str(answer["error"]) or "5002" in str(
+        answer["error"]
+    ), answer
+    assert answer["detail"] == [{"field": "(offer)", "message": answer["error"]}]
