@@ -21,14 +21,16 @@ def worker(loglevel: LogLevel = "info") -> None:
 
     Settings: RULES_* (app id = consumer group, instance id, PG schema, time zone,
     commit interval), KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, TOPIC_PREFIX,
-    TOPIC_PARTITIONS. Exits 0 on SIGTERM/SIGINT after committing, non-zero when the
-    loop cannot go on (a supervisor restarts it).
+    TOPIC_PARTITIONS. Exits 0 on SIGTERM/SIGINT after committing; 75 when the loop
+    cannot go on now but a new process would (a transaction that cannot be aborted, a
+    restore that does not finish); 1 for anything else (a supervisor restarts it).
     """
     from aiohttp import web
 
     from services.rules.settings import RulesSettings
     from services.rules.worker import RulesWorker, loaded_offers
     from services.runtime import http
+    from services.runtime.checkpoint import exit_code
 
     start(loglevel)
     settings = load_settings(RulesSettings)
@@ -44,9 +46,9 @@ def worker(loglevel: LogLevel = "info") -> None:
     on_signals(rules.stop)
     try:
         rules.run()
-    except Exception:
+    except Exception as exc:
         logging.getLogger("services.rules").exception("rules worker stopped")
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code(exc)) from None
     finally:
         server.stop()
 

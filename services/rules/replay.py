@@ -45,7 +45,7 @@ from services.rules.settings import RulesSettings
 from services.runtime import kafka
 from services.runtime.db import connect
 from services.runtime.sender import catalog_partitioners
-from services.runtime.stream import Output, Stores, StreamConfig, StreamWorker
+from services.runtime.stream import BoundedStreamWorker, Output, Stores, StreamConfig
 
 LINK_TYPES = (m.ProfileLinked, m.ProfileUnlinked)
 
@@ -337,7 +337,7 @@ def run_replay(
     def dead(_letter: m.DeadLetter) -> None:
         replayer.report.undecodable += 1
 
-    stream = StreamWorker(
+    stream = BoundedStreamWorker(
         settings.kafka,
         StreamConfig(group=plan.group, instance="replay", commit_interval_s=1.0),
         handlers={topic: handle},

@@ -55,9 +55,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import psycopg
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
@@ -70,7 +68,9 @@ from services.contracts.headers import Headers, headers_or_none
 from services.contracts.models import DeadLetter, Record
 from services.contracts.topics import DEADLETTER, TopicSettings
 from services.runtime import kafka
+from services.runtime.checkpoint import CheckpointError, CheckpointWorker, TopicKey
 from services.runtime.db import DatabaseUnavailableError, connect
+from services.runtime.health import Dependencies, probes
 from services.runtime.metric_set import MetricSet
 from services.runtime.sender import DeliveryError, Sender
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -132,7 +132,6 @@ class PgSinkMetrics(MetricSet):
         )
 
 
-TopicKey = tuple[str, int]
 OutboxRow = tuple[int, str, bytes | None, bytes]
 """(outbox id, real topic, key, value)"""
 
@@ -261,7 +260,7 @@ class OffsetConflictError(RuntimeError):
     """Another consumer moved a stored offset: this one is a zombie for that partition."""
 
 
-class PgSinkError(RuntimeError):
+class PgSinkError(CheckpointError):
     """The worker cannot go on (a fatal consumer error)."""
 
 
@@ -284,8 +283,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 """Failures that say nothing about the records: roll back, rewind, retry."""
 
 
-class PgSinkWorker(Generic[R]):
-    """Runs one :class:`Handler` until ``stop`` is set (SIGTERM sets it)."""
+class PgSinkWorker(CheckpointWorker, Generic[R]):
+    """Runs one :class:`Handler` until ``stop`` is set (SIGTERM sets it): the
+    PostgreSQL offset store of the checkpoint protocol
+    (:class:`~services.runtime.checkpoint.CheckpointWorker`)."""
 
     def __init__(
         self,
@@ -301,20 +302,27 @@ class PgSinkWorker(Generic[R]):
         partition_counts: Mapping[str, int] | None = None,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
+        super().__init__(
+            config.group,
+            batch_size=config.batch_size,
+            poll_timeout_s=config.poll_timeout_s,
+            stale_after_s=config.stale_after_s,
+            max_backoff_s=config.max_backoff_s,
+            dependencies=Dependencies(probes(database=database, kafka_settings=kafka_settings)),
+            stop=stop,
+        )
         self.kafka_settings = kafka_settings
         self.database = database
         self.topics = topics
         self.config = config
         self.handler = handler
         self.codec = codec
-        self.stop = stop or threading.Event()
-        self.group = config.group
+        self.stop = self.stop_event
         self.topic = topics.name(handler.topic)
         self.deadletter_topic = topics.name(DEADLETTER)
         handler.bind(self.group, self._record)
         self._partitioners = dict(partitioners or {})
         self._partition_counts = dict(partition_counts or {})
-        self._positions: dict[TopicKey, int | None] = {}
         self._published: list[int] = []  # acknowledged outbox ids, deleted in the next txn
         self._unsettled: list[int] = []  # sent, acknowledgements not all in yet
         self._unsettled_since = 0.0
@@ -323,58 +331,21 @@ class PgSinkWorker(Generic[R]):
         self._headers: dict[int, Headers | None] = {}  # outbox id -> its headers (None: none)
         self.source = config.source
         self._conn: psycopg.Connection | None = None
-        self._consumer: Consumer | None = None
         self._sender: Sender | None = None
-        self._assigned = threading.Event()
-        self._failures = 0
-        self._failing: str | None = None
-        self._failing_batch = False  # the failure came with messages: wait for a batch
-        self._had_messages = False
         self._ticked = False
-        self._broker_down: str | None = None
-        self._failed: BaseException | None = None
         self._closed = False
-        self._last_progress = 0.0
         self._labels = {"group": self.group}
         self._metrics = PgSinkMetrics.on(registry)
         self.applied_messages = 0
 
-    # ------------------------------------------------------------------ health
-
-    def not_ready(self) -> str | None:
-        """``None`` while the loop polls, has its partitions and is not failing."""
-        stale = time.monotonic() - self._last_progress > self.config.stale_after_s
-        reasons = (
-            (self._failed is not None, f"stopped: {self._failed!r}"),
-            (self._consumer is None, "starting"),
-            (self._failing is not None, f"failing, retrying: {self._failing}"),
-            (self._broker_down is not None, f"Kafka unreachable: {self._broker_down}"),
-            (not self._assigned.is_set(), "waiting for partitions"),
-            (stale, f"no progress for {self.config.stale_after_s:.0f}s"),
-        )
-        return next((reason for failing, reason in reasons if failing), None)
-
     @property
     def conn(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
+        if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = connect(self.database, autocommit=True)
             use_schema(self._conn, self.config.schema)
         return self._conn
 
     # ----------------------------------------------------------------- running
-
-    def run(self) -> None:
-        """Poll, apply, publish until stopped; then close everything cleanly. Raises
-        when the worker cannot go on (the entry point exits non-zero)."""
-        try:
-            self.start()
-            while not self.stop.is_set():
-                self.step()
-        except BaseException as exc:
-            self._failed = exc
-            raise
-        finally:
-            self.close()
 
     def start(self) -> None:
         """Build the clients, publish what an earlier run left in the outbox, subscribe."""
@@ -404,34 +375,36 @@ class PgSinkWorker(Generic[R]):
         self._last_progress = time.monotonic()
 
     def step(self, timeout: float | None = None) -> int:
-        """One poll and what follows; returns how many messages it read. A failure
-        rewinds and backs off here (``not_ready`` says so until a step succeeds)."""
+        """One poll and what follows (:meth:`CheckpointWorker.step`); starts the
+        clients on the first call."""
         if self._consumer is None:
             self.start()
-        self._had_messages = self._ticked = False
+        self._ticked = False
+        return super().step(timeout)
+
+    def _healthy_again(self, messages: list[Message]) -> bool:
+        # the batch went through after the rewind, or the timer's database work did
+        return bool(messages) or self._ticked or not self._stored
+
+    def _fail(self, exc: BaseException) -> None:
+        self._metrics.failures.labels(**self._labels).inc()
+        super()._fail(exc)
+
+    def _discard(self) -> None:
+        """The batch's transaction rolled back by itself; publish what the handler
+        committed on its own (``record``), drop a broken connection."""
         try:
-            count = self._step(self.config.poll_timeout_s if timeout is None else timeout)
-        except PgSinkError:
-            raise
-        except Exception as exc:
-            self._failures += 1
-            self._failing = f"{type(exc).__name__}: {exc}".strip()[:300]
-            self._failing_batch = self._had_messages
-            self._metrics.failures.labels(**self._labels).inc()
-            log.exception("%s: batch failed; rewinding to the stored offsets", self.group)
-            self._publish(self._take_staged())  # committed by the handler already
-            self._recover()
-            self.stop.wait(min(self.config.max_backoff_s, 0.5 * 2 ** min(self._failures, 6)))
-            return 0
-        self._last_progress = time.monotonic()
-        # Healthy again once what failed went through: the batch (it comes back after
-        # the rewind), or, for a failure between batches, the timer's database work.
-        if count or (self._ticked and not self._failing_batch) or not self._positions:
-            self._failures = 0
-            self._failing = None
-        return count
+            self._publish(self._take_staged())
+        finally:
+            if self._conn is not None and (self._conn.broken or self._conn.closed):
+                self._conn = None
+
+    def _is_fatal(self, exc: BaseException) -> bool:
+        return isinstance(exc, (CheckpointError, PgSinkError))
 
     def close(self) -> None:
+        if self.dependencies is not None:
+            self.dependencies.stop()
         if self._closed:
             return
         self._closed = True
@@ -457,102 +430,39 @@ class PgSinkWorker(Generic[R]):
 
     # -------------------------------------------------------------- rebalancing
 
-    def _stored_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+    def _stored_offsets(self, keys: Sequence[TopicKey]) -> dict[TopicKey, int | None]:
         rows = self.conn.execute(
-            "SELECT partition, next_offset FROM consumer_offsets "
+            "SELECT topic, partition, next_offset FROM consumer_offsets "
             "WHERE group_id = %s AND topic = %s AND partition = ANY(%s)",
-            (self.group, self.topic, list(partitions)),
+            (self.group, self.topic, [partition for _, partition in keys]),
         ).fetchall()
-        return {int(partition): int(offset) for partition, offset in rows}
-
-    def _stored_offsets_retrying(self, partitions: list[int]) -> dict[int, int]:
-        """The stored offsets, waiting out a database blip: a partition assigned
-        without them would start at Kafka's offset and be served by nobody. Past
-        the deadline the worker stops (``PgSinkError``) so a supervisor restarts it."""
-        deadline, delay = time.monotonic() + 45, 0.25
-        while True:
-            try:
-                return self._stored_offsets(partitions)
-            except TRANSIENT as exc:
-                if self._conn is not None and (self._conn.broken or self._conn.closed):
-                    self._conn = None
-                if time.monotonic() + delay > deadline:
-                    raise PgSinkError(
-                        f"{self.group}: cannot read the stored offsets: {exc}"
-                    ) from exc
-                log.warning("%s: stored offsets unavailable (%s); retrying", self.group, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return {(str(topic), int(partition)): int(offset) for topic, partition, offset in rows}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        stored = self._stored_offsets_retrying([p.partition for p in partitions])
-        for tp in partitions:
-            offset = stored.get(tp.partition)
-            tp.offset = OFFSET_BEGINNING if offset is None else offset
-            self._positions[(tp.topic, tp.partition)] = offset
-        consumer.assign(partitions)
-        self._metrics.assigned.labels(**self._labels).set(len(self._positions))
-        log.info(
-            "%s: assigned %s at stored offsets %s",
-            self.group,
-            [p.partition for p in partitions],
-            {p.partition: stored.get(p.partition) for p in partitions},
-        )
-        self._assigned.set()
+        self._take(partitions, consumer.assign)
+        self._metrics.assigned.labels(**self._labels).set(len(self._stored))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._positions.pop((tp.topic, tp.partition), None)
-        self._metrics.assigned.labels(**self._labels).set(len(self._positions))
+        self._revoked_partitions(partitions)
+        self._metrics.assigned.labels(**self._labels).set(len(self._stored))
         consumer.unassign()
-
-    def _recover(self) -> None:
-        """After a failure: drop the connection if it broke, and seek every assigned
-        partition back to what PostgreSQL says, so nothing is skipped."""
-        if self._conn is not None and (self._conn.broken or self._conn.closed):
-            self._conn = None
-        assert self._consumer is not None
-        try:
-            stored = self._stored_offsets([p for _, p in self._positions])
-            for topic, partition in list(self._positions):
-                offset = stored.get(partition)
-                self._positions[(topic, partition)] = offset
-                target = OFFSET_BEGINNING if offset is None else offset
-                self._consumer.seek(TopicPartition(topic, partition, target))
-        except Exception:
-            log.exception("%s: could not rewind; will retry", self.group)
-            if self._conn is not None and self._conn.broken:
-                self._conn = None
 
     # ------------------------------------------------------------------ batches
 
-    def _step(self, timeout: float) -> int:
-        consumer, sender = self._consumer, self._sender
-        assert consumer is not None and sender is not None
+    def _process(self, messages: list[Message]) -> None:
+        self._handle(messages)
+
+    def _after_poll(self, messages: list[Message]) -> None:
+        sender = self._sender
+        assert sender is not None
         sender.producer.poll(0)
         self._settle()
-        messages = consumer.consume(self.config.batch_size, timeout)
-        if messages:
-            self._had_messages = True
-            self._handle(messages)
         tick = time.monotonic() >= self._next_tick
         if tick:
             self._next_tick = time.monotonic() + self.config.scheduler_interval_s
-            self._check_broker()
         if tick or not messages:
             self._idle(tick=tick)
         self._ticked = tick
-        return len(messages)
-
-    def _check_broker(self) -> None:
-        """After "all brokers down", the broker counts as back once it answers."""
-        if self._broker_down is None or self._consumer is None:
-            return
-        try:
-            self._consumer.list_topics(self.topic, timeout=2)
-        except KafkaException:
-            return
-        self._broker_down = None
 
     def _transient(self, exc: BaseException) -> bool:
         """True for a failure to retry. A ``PgSinkError`` (fenced, fatal consumer error)
@@ -609,9 +519,9 @@ class PgSinkWorker(Generic[R]):
         """The record raised alone: its dead letter and its offset advance, together."""
         where = (str(message.topic()), int(message.partition() or 0))
         offset = int(message.offset() or 0)
-        if where not in self._positions:
+        if where not in self._stored or where in self._rewinding:
             return  # revoked meanwhile
-        stored = self._positions[where]
+        stored = self._stored[where]
         if stored is not None and offset < stored:
             return
         started = time.perf_counter()
@@ -630,7 +540,7 @@ class PgSinkWorker(Generic[R]):
     ) -> None:
         consumer = self._consumer
         assert consumer is not None
-        self._positions.update(advance)
+        self._committed_offsets(advance)
         self._metrics.apply_seconds.labels(**self._labels).observe(time.perf_counter() - started)
         self._metrics.batch_size.labels(**self._labels).observe(count)
         self._metrics.records.labels(**self._labels).inc(count)
@@ -647,24 +557,9 @@ class PgSinkWorker(Generic[R]):
         items: list[Item[R]] = []
         dead: list[DeadLetter] = []
         advance: dict[TopicKey, int] = {}
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise PgSinkError(f"{self.group}: fatal consumer error: {error}")
-                if error.code() == KafkaError._ALL_BROKERS_DOWN:
-                    self._broker_down = error.str()
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("%s: consumer error %s", self.group, error)
-                continue
-            self._broker_down = None
+        for message in messages:  # admitted by the fence: at or past the stored offset
             where = (str(message.topic()), int(message.partition() or 0))
-            if where not in self._positions:
-                continue  # revoked while this batch was in flight
-            stored = self._positions[where]
             offset = int(message.offset() or 0)
-            if stored is not None and offset < stored:
-                continue  # applied by an earlier transaction
             advance[where] = offset + 1
             key, value = message.key(), message.value()
             try:
@@ -679,7 +574,7 @@ class PgSinkWorker(Generic[R]):
         """Compare-and-set per partition: a consumer that lost a partition without
         noticing (a zombie) finds the stored offset moved and rolls back its batch."""
         for (topic, partition), next_offset in advance.items():
-            expected = self._positions.get((topic, partition))
+            expected = self._stored.get((topic, partition))
             if expected is None:
                 cursor = self.conn.execute(
                     "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) "

@@ -65,13 +65,22 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from services.contracts.codec import Codec
 from services.contracts.models import DeadLetter
 from services.runtime import kafka
+from services.runtime.checkpoint import (
+    EXIT_TEMPFAIL,
+    CheckpointError,
+    CheckpointWorker,
+    RestartNeededError,
+    TopicKey,
+    describe,
+)
+from services.runtime.health import Dependencies, probes
 from services.runtime.metric_set import MetricSet
 from services.runtime.sender import NATIVE, Sender
 from services.runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-STUCK_EXIT_CODE = 75
+STUCK_EXIT_CODE = EXIT_TEMPFAIL
 """The process's exit code when a transactional call outlives its timeout (EX_TEMPFAIL)."""
 STUCK_GRACE_S = 15.0
 
@@ -113,10 +122,7 @@ class StreamMetrics(MetricSet):
         )
 
 
-TopicKey = tuple[str, int]
-
-
-class StreamError(RuntimeError):
+class StreamError(CheckpointError):
     """The worker cannot go on (fenced, fatal producer error, wrong topic layout)."""
 
 
@@ -199,6 +205,8 @@ class StreamConfig:
     static_membership: bool = True
     stale_after_s: float = 30.0
     """``not_ready`` once the loop has not polled for this long (stuck)."""
+    max_backoff_s: float = 30.0
+    """Longest wait between two tries after a transient failure."""
     gc_threshold: int = 50_000
     """Allocations between two young-generation collections (CPython's default: 700).
     A worker allocates a few dozen short-lived objects per record, freed by reference
@@ -213,8 +221,10 @@ class _Partition:
     stores: dict[str, Store] = field(default_factory=dict)
 
 
-class StreamWorker:
-    """Runs ``handlers`` (one per real input topic name) until :meth:`stop`."""
+class StreamWorker(CheckpointWorker):
+    """Runs ``handlers`` (one per real input topic name) until :meth:`stop`: the
+    Kafka-transaction offset store of the checkpoint protocol
+    (:class:`~services.runtime.checkpoint.CheckpointWorker`)."""
 
     def __init__(
         self,
@@ -228,14 +238,21 @@ class StreamWorker:
         partitioners: Mapping[str, str] | None = None,
         partition_counts: Mapping[str, int] | None = None,
         on_commit: Callable[[], None] | None = None,
-        bounds: Mapping[TopicKey, tuple[int, int]] | None = None,
         transactional: bool = True,
         on_dead: Callable[[DeadLetter], None] | None = None,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
+        super().__init__(
+            config.group,
+            batch_size=config.batch_size,
+            poll_timeout_s=config.poll_timeout_s,
+            stale_after_s=config.stale_after_s,
+            max_backoff_s=config.max_backoff_s,
+            dependencies=Dependencies(probes(kafka_settings=kafka_settings)),
+            needs_assignment=False,
+        )
         self.kafka_settings = kafka_settings
         self.config = config
-        self.group = config.group
         self.handlers = dict(handlers)
         self.store_specs = list(stores)
         self.codec = codec
@@ -243,20 +260,14 @@ class StreamWorker:
         self._partitioners = dict(partitioners or {})
         self._partition_counts = dict(partition_counts or {})
         self._on_commit = on_commit
-        self._bounds = dict(bounds) if bounds is not None else None
-        self._pending: set[TopicKey] = set()
         self.transactional = transactional
         self._on_dead = on_dead
-        self._stop = threading.Event()
         self._partitions: dict[TopicKey, _Partition] = {}
-        self._positions: dict[TopicKey, int] = {}  # next offset to commit, this transaction
+        self._advance: dict[TopicKey, int] = {}  # next offset to commit, this transaction
         self._in_txn = False
         self._txn_records = 0
         self._txn_started = 0.0
         self._restoring = False
-        self._last_poll = 0.0
-        self._failed: BaseException | None = None
-        self._consumer: Consumer | None = None
         self._sender: Sender | None = None
         self._labels = {"group": self.group}
         self._metrics = StreamMetrics.on(registry)
@@ -275,7 +286,7 @@ class StreamWorker:
             self._blocked = None
 
     def _watch(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self.stop_event.wait(1.0):
             blocked = self._blocked
             if blocked is not None and time.monotonic() > blocked[1]:
                 log.critical(
@@ -299,58 +310,30 @@ class StreamWorker:
 
     # ------------------------------------------------------------------ health
 
-    def not_ready(self) -> str | None:
-        """``None`` while the loop polls and serves every assigned partition."""
-        if self._failed is not None:
-            return f"stopped: {self._failed!r}"
-        if self._consumer is None:
-            return "starting"
-        if self._restoring:
-            return "restoring state from the changelog"
-        if time.monotonic() - self._last_poll > self.config.stale_after_s:
-            return f"loop has not polled for {self.config.stale_after_s:.0f}s"
-        return None
+    def _busy(self) -> str | None:
+        return "restoring state from the changelog" if self._restoring else None
 
     def stop(self) -> None:
-        self._stop.set()
+        self.stop_event.set()
 
     # ------------------------------------------------------------------ running
 
     def run(self) -> None:
         """Poll, handle, commit until stopped (or, bounded, until every partition
         reached its end); raises when the worker cannot go on."""
-        try:
-            gc.set_threshold(self.config.gc_threshold, 20, 100)
-            self._start_watchdog()
-            self._start()
-            assert self._consumer is not None
-            while not self._stop.is_set():
-                self._last_poll = time.monotonic()
-                messages = self._consumer.consume(
-                    self.config.batch_size, self.config.poll_timeout_s
-                )
-                if messages:
-                    self._handle(messages)
-                if self._bounds is not None and self._bounded_done(messages):
-                    break
-                if self._in_txn and (
-                    self._txn_records >= self.config.commit_every
-                    or time.monotonic() - self._txn_started >= self.config.commit_interval_s
-                ):
-                    self._commit()
-            if self._in_txn:
-                self._commit()
-        except BaseException as exc:
-            self._failed = exc
-            self._abandon()
-            raise
-        finally:
-            self._close()
+        gc.set_threshold(self.config.gc_threshold, 20, 100)
+        self._start_watchdog()
+        super().run()
+
+    def _finish(self) -> None:
+        if self._in_txn:
+            self._commit()
 
     def _abandon(self) -> None:
         """On the way out after a failure: abort what is open, quietly, so closing the
         consumer (which revokes) neither commits it nor restores anything."""
-        self._positions.clear()
+        self._advance.clear()
+        self._partitions.clear()
         if self._in_txn and self._sender is not None:
             self._in_txn = False
             try:
@@ -358,7 +341,7 @@ class StreamWorker:
             except KafkaException:
                 log.warning("%s: abort on the way out failed", self.group, exc_info=True)
 
-    def _start(self) -> None:
+    def start(self) -> None:
         settings, config = self.kafka_settings, self.config
         if self.transactional:
             self._start_producer()
@@ -369,21 +352,24 @@ class StreamWorker:
             "max.poll.interval.ms": max(60_000, config.session_timeout_ms * 3),
             "fetch.wait.max.ms": 10,
         }
-        if config.static_membership and self._bounds is None:
+        if config.static_membership and self._subscribes:
             extra["group.instance.id"] = f"{self.group}.{config.instance}"
         self._consumer = kafka.consumer(
             settings, self.group, client_id=f"{self.group}.{config.instance}", extra=extra
         )
-        if self._bounds is not None:
-            self._assign_bounded(self._consumer, self._bounds)
-        else:
-            self._consumer.subscribe(
-                list(self.handlers),
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
-        self._last_poll = time.monotonic()
+        self._subscribe(self._consumer)
+        self._last_progress = time.monotonic()
+
+    _subscribes = True
+    """A live worker joins its group; a bounded job assigns its ranges itself."""
+
+    def _subscribe(self, consumer: Consumer) -> None:
+        consumer.subscribe(
+            list(self.handlers),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
 
     def _start_producer(self) -> None:
         settings, config = self.kafka_settings, self.config
@@ -406,71 +392,32 @@ class StreamWorker:
             report=False,  # commit_transaction fails if any record of it failed
         )
 
-    # ------------------------------------------------------------------ bounded
-
-    def _assign_bounded(
-        self, consumer: Consumer, bounds: Mapping[TopicKey, tuple[int, int]]
-    ) -> None:
-        """A bounded job (replay): these partitions from ``start`` to ``end``, no group
-        membership; the job ends when every partition reached its end."""
-        ranges = {key: (start, end) for key, (start, end) in bounds.items() if end > start}
-        self._pending = set(ranges)
-        for key in ranges:
-            self._partitions[key] = _Partition(
-                {spec.name: Store() for spec in self.store_specs if spec.source == key[0]}
-            )
-        self._restore(list(ranges))
-        consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _end) in ranges.items()])
-
-    def _bounded_done(self, messages: list[Message]) -> bool:
-        """True once every partition was read to its end. read_committed positions skip
-        transaction markers (the last offset of a transactional partition is one), so
-        the consumer's positions are checked after every poll (a local call), and a
-        partition that reached its end is paused: the live tail is not read."""
-        assert self._bounds is not None and self._consumer is not None
-        consumer = self._consumer
-        if self._pending:
-            for tp in consumer.position([TopicPartition(t, p) for t, p in self._pending]):
-                if tp.offset >= 0 and tp.offset >= self._bounds[(tp.topic, tp.partition)][1]:
-                    self._pending.discard((tp.topic, tp.partition))
-        done = [TopicPartition(t, p) for t, p in self._partitions if (t, p) not in self._pending]
-        if done:
-            consumer.pause(done)
-        return not self._pending
-
-    def _close(self) -> None:
+    def close(self) -> None:
+        if self.dependencies is not None:
+            self.dependencies.stop()
         if self._consumer is not None:
             try:
                 self._consumer.close()
             except (KafkaException, RuntimeError):
                 log.warning("%s: consumer close failed", self.group, exc_info=True)
+            self._consumer = None
         if self._sender is not None:
             self._sender.producer.flush(5)
 
     # ------------------------------------------------------------------ records
 
-    def _handle(self, messages: list[Message]) -> None:
+    def _process(self, messages: list[Message]) -> None:
         sender = self._sender
-        positions = self._partitions
+        partitions = self._partitions
         handled = 0
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if error.fatal():
-                    raise StreamError(f"{self.group}: fatal consumer error: {error}")
-                log.warning("%s: consumer error %s", self.group, error)
-                continue
+        for message in messages:  # admitted by the fence: at or past the stored offset
             where: TopicKey = (message.topic(), message.partition())  # type: ignore[assignment]
-            partition = positions.get(where)
+            partition = partitions.get(where)
             if partition is None:
                 continue  # revoked while the batch was in flight
-            if self._bounds is not None and not self._within_bounds(where, message):
-                continue
             if not self._in_txn:
                 self._begin()
-            self._positions[where] = message.offset() + 1  # type: ignore[operator]
+            self._advance[where] = message.offset() + 1  # type: ignore[operator]
             self._txn_records += 1
             handled += 1
             try:
@@ -487,13 +434,12 @@ class StreamWorker:
                 raise StreamError(f"{self.group}: a read-only run produced output")
         self._metrics.records.labels(**self._labels).inc(handled)
 
-    def _within_bounds(self, where: TopicKey, message: Message) -> bool:
-        assert self._bounds is not None
-        end = self._bounds[where][1]
-        offset: int = message.offset()  # type: ignore[assignment]
-        if offset + 1 >= end:
-            self._pending.discard(where)
-        return offset < end
+    def _after_poll(self, messages: list[Message]) -> None:
+        if self._in_txn and (
+            self._txn_records >= self.config.commit_every
+            or time.monotonic() - self._txn_started >= self.config.commit_interval_s
+        ):
+            self._commit()
 
     def _dead_letter(self, message: Message, error: Exception) -> None:
         letter = DeadLetter.for_message(error, message, self.group)
@@ -516,11 +462,13 @@ class StreamWorker:
         self._txn_started = time.monotonic()
 
     def _commit(self) -> None:
-        """Changelog of the keys changed since the last commit, offsets, commit."""
+        """Changelog of the keys changed since the last commit, offsets, commit. A
+        failure raises: the checkpoint discards (aborts) and rewinds."""
         sender, consumer = self._sender, self._consumer
         assert consumer is not None
         if sender is None:  # read-only: nothing to commit, nothing to remember
-            self._positions.clear()
+            self._committed_offsets(self._advance)
+            self._advance.clear()
             self._in_txn = False
             return
         started = time.perf_counter()
@@ -532,7 +480,7 @@ class StreamWorker:
                 for key, value in store.changes():
                     encoded = None if value is None else spec.encode(value)
                     sender.send(spec.changelog, encoded, key, number)
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._advance.items()]
         try:
             if offsets:
                 with self._bounded("send_offsets_to_transaction", 30):
@@ -542,71 +490,73 @@ class StreamWorker:
             with self._bounded("commit_transaction", 60):
                 sender.producer.commit_transaction(60)
         except KafkaException as exc:
-            self._recover(exc)
-            return
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.fatal():
+                raise StreamError(f"{self.group}: transaction failed: {error}") from exc
+            raise
         for partition in self._partitions.values():
             for store in partition.stores.values():
                 store.dirty.clear()
-        self._positions.clear()
+        self._committed_offsets(self._advance)
+        self._advance.clear()
         self._in_txn = False
         self._metrics.commits.labels(**self._labels).inc()
         self._metrics.commit_seconds.labels(**self._labels).observe(time.perf_counter() - started)
         if self._on_commit is not None:
             self._on_commit()
 
-    def _recover(self, exc: KafkaException) -> None:
-        """An abortable failure: abort, and rewind every partition to its committed
-        offset with its state restored; anything else ends the worker."""
-        error = exc.args[0] if exc.args else None
-        if not isinstance(error, KafkaError) or not error.txn_requires_abort():
-            raise StreamError(f"{self.group}: transaction failed: {exc}") from exc
-        if self._bounds is not None:
-            # A bounded job's handlers keep their state outside the stores (replay's
-            # members), which a rewind cannot restore: stop, and let it run again
-            # (command ids are deterministic, so a second run credits nothing twice).
-            raise StreamError(
-                f"{self.group}: transaction aborted ({error}); nothing of this run past "
-                "its last commit was written: run it again"
-            ) from exc
-        log.warning("%s: transaction aborted (%s); rewinding", self.group, error)
-        self._abort_and_rewind()
-
-    def _abort_and_rewind(self) -> None:
-        """Abort the open transaction; every partition still assigned goes back to its
-        committed offset with its state restored (the aborted changes are gone)."""
-        sender, consumer = self._sender, self._consumer
-        assert sender is not None and consumer is not None
-        if not self._in_txn:
+    def _discard(self) -> None:
+        """Abort the open transaction (its outputs, changelog and offsets are gone);
+        the partitions then rewind to their committed offsets with their state
+        restored. A transaction that cannot be aborted (the broker away past several
+        tries) ends the process with :data:`STUCK_EXIT_CODE`: a new one fences it."""
+        sender = self._sender
+        self._advance.clear()
+        if not self._in_txn or sender is None:
+            self._in_txn = False
             return
-        try:
-            with self._bounded("abort_transaction", 30):
-                sender.producer.abort_transaction(30)
-        except KafkaException as exc:
-            raise StreamError(f"{self.group}: cannot abort the transaction: {exc}") from exc
+        for attempt in range(1, 4):
+            try:
+                with self._bounded("abort_transaction", 20):
+                    sender.producer.abort_transaction(20)
+                break
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if attempt == 3 or not isinstance(error, KafkaError) or not error.retriable():
+                    raise RestartNeededError(
+                        f"{self.group}: cannot abort the transaction: {exc}"
+                    ) from exc
+                log.warning("%s: abort failed (%s); trying again", self.group, error)
         self._metrics.aborts.labels(**self._labels).inc()
         self._in_txn = False
-        self._positions.clear()
-        kept = list(self._partitions)
-        if not kept or self._failed is not None:
-            return
-        for tp in consumer.committed([TopicPartition(t, p) for t, p in kept], 30):
-            target = OFFSET_BEGINNING if tp.offset == OFFSET_INVALID else tp.offset
-            consumer.seek(TopicPartition(tp.topic, tp.partition, target))
-        self._restore(kept)
+
+    def _stored_offsets(self, keys: Sequence[TopicKey]) -> dict[TopicKey, int | None]:
+        """Kafka's committed offsets of the group (the transactions' ``send_offsets``)."""
+        consumer = self._consumer
+        assert consumer is not None
+        stored: dict[TopicKey, int | None] = {}
+        for tp in consumer.committed([TopicPartition(t, p) for t, p in keys], 10):
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+            stored[(tp.topic, tp.partition)] = None if tp.offset == OFFSET_INVALID else tp.offset
+        return stored
+
+    def _rewound(self, keys: Sequence[TopicKey]) -> None:
+        """The partitions start again from their committed offsets: so does their
+        state (what the aborted transaction changed is gone)."""
+        self._restore(list(keys))
 
     # --------------------------------------------------------------- rebalances
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._in_txn:  # a restore may take long: do not hold the open transaction
             self._commit()
-        where = [(tp.topic, tp.partition) for tp in partitions]
-        for key in where:
-            self._partitions[key] = _Partition(
-                {spec.name: Store() for spec in self.store_specs if spec.source == key[0]}
+        for tp in partitions:
+            self._partitions[(tp.topic, tp.partition)] = _Partition(
+                {spec.name: Store() for spec in self.store_specs if spec.source == tp.topic}
             )
-        self._restore(where)
+        self._take(partitions, consumer.incremental_assign)
         self._metrics.assigned.labels(**self._labels).set(len(self._partitions))
-        log.info("%s: assigned %s", self.group, _describe(where))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what was done for every partition before any is given away."""
@@ -616,7 +566,8 @@ class StreamWorker:
             except (KafkaException, StreamError):
                 log.exception("%s: commit on revoke failed; aborting", self.group)
                 self._drop(partitions)
-                self._abort_and_rewind()
+                self._discard()
+                self._begin_rewind(list(self._partitions))
                 return
         self._drop(partitions)
 
@@ -624,17 +575,19 @@ class StreamWorker:
         """Partitions taken without a revoke: what this transaction did for them is
         no longer ours to commit, so the whole transaction is aborted."""
         self._drop(partitions)
-        self._abort_and_rewind()
+        self._discard()
+        self._begin_rewind(list(self._partitions))
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._partitions.pop((tp.topic, tp.partition), None)
+        self._revoked_partitions(partitions)
         self._metrics.assigned.labels(**self._labels).set(len(self._partitions))
         if partitions:
             log.info(
                 "%s: revoked %s",
                 self.group,
-                _describe([(t.topic, t.partition) for t in partitions]),
+                describe([(t.topic, t.partition) for t in partitions]),
             )
 
     # ------------------------------------------------------------------ restore
@@ -671,7 +624,7 @@ class StreamWorker:
         self._metrics.restored.labels(**self._labels).inc(count)
         gc.freeze()  # long-lived from here on: keep them out of the collector's walks
         log.info("%s: restored %d changelog records for %s in %.2fs", self.group, count,
-                 _describe(where), time.perf_counter() - started)  # fmt: skip
+                 describe(where), time.perf_counter() - started)  # fmt: skip
 
     def _read_to_end(self, wanted: Mapping[TopicKey, tuple[StoreSpec, Store]]) -> int:
         """Load every record of the ``wanted`` changelog partitions into their stores,
@@ -706,10 +659,10 @@ class StreamWorker:
                 for tp in restorer.position([TopicPartition(t, p) for t, p in ends]):
                     if tp.offset >= ends[(tp.topic, tp.partition)]:
                         del ends[(tp.topic, tp.partition)]
-                self._last_poll = time.monotonic()
+                self._last_progress = time.monotonic()
                 if ends and time.monotonic() > deadline:
-                    raise StreamError(
-                        f"{self.group}: restoring {_describe(ends)} did not reach the end of "
+                    raise RestartNeededError(
+                        f"{self.group}: restoring {describe(ends)} did not reach the end of "
                         "the changelog in time (a transaction that never settles?)"
                     )
         finally:
@@ -730,8 +683,64 @@ _RESTORE_FATAL = frozenset(
 restarting, a leader moving) librdkafka retries by itself."""
 
 
-def _describe(where: Iterable[TopicKey]) -> str:
-    by_topic: dict[str, list[int]] = {}
-    for topic, partition in where:
-        by_topic.setdefault(topic, []).append(partition)
-    return ", ".join(f"{t}{sorted(p)}" for t, p in sorted(by_topic.items())) or "-"
+class BoundedStreamWorker(StreamWorker):
+    """A bounded job (replay): given partitions from ``start`` to ``end``, no group
+    membership; it ends when every partition reached its end. Its handlers keep
+    state outside the stores (replay's members), which a rewind cannot restore, so a
+    failure ends the run instead (command ids are deterministic: a second run
+    credits nothing twice)."""
+
+    _subscribes = False
+
+    def __init__(
+        self, *args: Any, bounds: Mapping[TopicKey, tuple[int, int]], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._bounds = {key: (start, end) for key, (start, end) in bounds.items() if end > start}
+        self._pending: set[TopicKey] = set(self._bounds)
+
+    def _subscribe(self, consumer: Consumer) -> None:
+        for key, (start, _end) in self._bounds.items():
+            self._partitions[key] = _Partition(
+                {spec.name: Store() for spec in self.store_specs if spec.source == key[0]}
+            )
+            self._stored[key] = start
+        self._restore(list(self._bounds))
+        consumer.assign(
+            [TopicPartition(t, p, start) for (t, p), (start, _end) in self._bounds.items()]
+        )
+        self._assigned.set()
+
+    def _admit(self, messages: list[Message]) -> list[Message]:
+        admitted = []
+        for message in super()._admit(messages):
+            where: TopicKey = (message.topic(), message.partition())  # type: ignore[assignment]
+            end = self._bounds[where][1]
+            offset: int = message.offset()  # type: ignore[assignment]
+            if offset + 1 >= end:
+                self._pending.discard(where)
+            if offset < end:
+                admitted.append(message)
+        return admitted
+
+    def _fail(self, exc: BaseException) -> None:
+        raise StreamError(
+            f"{self.group}: {type(exc).__name__}: {exc}; nothing of this run past its last "
+            "commit was written: run it again"
+        ) from exc
+
+    def _done(self) -> bool:
+        """True once every partition was read to its end. read_committed positions skip
+        transaction markers (the last offset of a transactional partition is one), so
+        the consumer's positions are checked after every poll (a local call), and a
+        partition that reached its end is paused: the live tail is not read."""
+        consumer = self._consumer
+        assert consumer is not None
+        if self._pending:
+            for tp in consumer.position([TopicPartition(t, p) for t, p in self._pending]):
+                if tp.offset >= 0 and tp.offset >= self._bounds[(tp.topic, tp.partition)][1]:
+                    self._pending.discard((tp.topic, tp.partition))
+        done = [TopicPartition(t, p) for t, p in self._partitions if (t, p) not in self._pending]
+        if done:
+            consumer.pause(done)
+        return not self._pending

@@ -17,7 +17,14 @@ from services.contracts import models as m
 from services.contracts.codec import SingleObjectCodec
 from services.runtime import kafka
 from services.runtime.settings import KafkaSettings
-from services.runtime.stream import Output, Stores, StoreSpec, StreamConfig, StreamWorker
+from services.runtime.stream import (
+    BoundedStreamWorker,
+    Output,
+    Stores,
+    StoreSpec,
+    StreamConfig,
+    StreamWorker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +175,7 @@ def test_a_bounded_read_only_job_reads_its_range_writes_nothing_and_ends(
         seen.append(message.value() or b"")
         return ()
 
-    worker = StreamWorker(
+    worker = BoundedStreamWorker(
         kafka_settings,
         StreamConfig(group=unique("stream-bounded")),
         handlers={topics.source: collect},
