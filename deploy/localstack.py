@@ -16,8 +16,21 @@ super user ``admin`` has a random password made for this stack directory, kept i
 ``kafka/credentials.json`` (mode 600) and written into ``stack.env``. The services
 get principals of their own from ``social-loyalty kafka-access apply``.
 
-    python deploy/localstack.py start [--brokers N]|stop|status|env|kafka-tool ...
+    python deploy/localstack.py start [--brokers N] [--proxy]|stop|status|env|kafka-tool ...
     python deploy/localstack.py kill-broker N|start-broker N   (failover tests)
+
+Faults for the tests (on this stack only: each refuses a stack whose Kafka or PostgreSQL
+is external, or environment variables that name another one):
+
+    stop-postgres [--mode smart|fast|immediate] | start-postgres | restart-postgres
+    pause-broker [--node N] | resume-broker [--node N]     (SIGSTOP / SIGCONT the JVM)
+    kill-broker [--node N] | start-broker [--node N]       (SIGKILL / start and wait)
+
+``start --proxy`` (one node) also runs Toxiproxy (``deploy/toxiproxy.py``) with a proxy
+in front of a second broker listener, which advertises the proxy's address, and one in
+front of PostgreSQL. Each command is also a Python function of this module taking the
+stack directory (``stop_postgres_cluster(stack_dir)``, ``pause_broker(stack_dir)``,
+``proxy_endpoints(stack_dir)``, ...), run on that stack whatever the caller's environment.
 """
 
 from __future__ import annotations
@@ -34,14 +47,18 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+try:
+    from deploy import toxiproxy
+except ModuleNotFoundError:  # run as a script (python deploy/localstack.py): deploy/ is on the path
+    import toxiproxy  # type: ignore[import-not-found,no-redef]
 
 DEPLOY = Path(__file__).resolve().parent
 LOCAL = Path(os.environ.get("SL_STACK_DIR", DEPLOY / ".local"))
-# The Maven-built distribution; SL_KAFKA_LIBS lets a second stack (the tests' three-broker
-# cluster) share the first one's jars instead of copying them again.
-KAFKA_LIBS = Path(os.environ.get("SL_KAFKA_LIBS") or LOCAL / "kafka-libs")
 KAFKA_DIR = LOCAL / "kafka"
 PG_DIR = LOCAL / "postgres"
 LOG_DIR = LOCAL / "logs"
@@ -51,9 +68,38 @@ ADMIN_CLIENT_PROPERTIES = KAFKA_DIR / "admin-client.properties"
 ADMIN_USER = "admin"
 SASL_PROTOCOL = "SASL_PLAINTEXT"
 SASL_MECHANISM = "SCRAM-SHA-512"
-LAYOUT_FILE = KAFKA_DIR / "layout.json"  # brokers and ports the cluster was started with
 PG_OS_USER = "sl-postgres"
 PG_DATABASE = "social_loyalty"
+BIN_DIR = LOCAL / "bin"  # tools built for this stack (Toxiproxy)
+TOXIPROXY_DIR = LOCAL / "toxiproxy"
+TOXIPROXY_PID = TOXIPROXY_DIR / "toxiproxy.pid"
+
+
+def layout_file(stack_dir: Path) -> Path:
+    """Brokers, ports, proxy ports and jars the stack's Kafka was last started with."""
+    return stack_dir / "kafka" / "layout.json"
+
+
+def postgres_port_file(stack_dir: Path) -> Path:
+    """The port the stack's private PostgreSQL was last started on."""
+    return stack_dir / "postgres" / "port"
+
+
+def recorded_layout(stack_dir: Path) -> dict[str, object]:
+    path = layout_file(stack_dir)
+    layout: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
+    return layout
+
+
+LAYOUT_FILE = layout_file(LOCAL)
+# The Maven-built distribution; SL_KAFKA_LIBS lets a second stack (the tests' three-broker
+# cluster, a test's private stack) share the first one's jars instead of copying them
+# again, and the layout keeps it for the commands that start that stack's broker later.
+KAFKA_LIBS = Path(
+    os.environ.get("SL_KAFKA_LIBS")
+    or str(recorded_layout(LOCAL).get("kafka_libs") or "")
+    or LOCAL / "kafka-libs"
+)
 
 
 @dataclass(frozen=True)
@@ -68,13 +114,73 @@ class Ports:
         cluster was started with (so ``kill-broker`` and ``status`` find its nodes), else
         the defaults."""
         layout = json.loads(LAYOUT_FILE.read_text()) if LAYOUT_FILE.exists() else {}
+        pg_port_file = postgres_port_file(LOCAL)
+        recorded_pg = pg_port_file.read_text().strip() if pg_port_file.exists() else ""
         return cls(
             kafka=int(os.environ.get("SL_KAFKA_PORT") or layout.get("kafka_port", 19092)),
             controller=int(
                 os.environ.get("SL_KAFKA_CONTROLLER_PORT") or layout.get("controller_port", 19093)
             ),
-            postgres=int(os.environ.get("SL_POSTGRES_PORT", "55432")),
+            postgres=int(os.environ.get("SL_POSTGRES_PORT") or recorded_pg or "55432"),
         )
+
+
+PROXY_PORT_VARIABLES = {
+    "api": "SL_TOXIPROXY_PORT",
+    "kafka": "SL_KAFKA_PROXY_PORT",
+    "kafka_listener": "SL_KAFKA_PROXIED_LISTENER_PORT",
+    "postgres": "SL_POSTGRES_PROXY_PORT",
+}
+
+
+@dataclass(frozen=True)
+class ProxyPorts:
+    """Where the network-fault proxy of a ``start --proxy`` stack listens. By default
+    the ten ports above the Kafka port are left to the nodes (up to five, two ports
+    each), and the proxy takes the next four; each has a variable of its own."""
+
+    api: int
+    """Toxiproxy's HTTP API (SL_TOXIPROXY_PORT; default Kafka port + 10)."""
+    kafka: int
+    """Toxiproxy's listen port in front of the broker, the address the PROXIED listener
+    advertises: clients bootstrap here (SL_KAFKA_PROXY_PORT; + 11)."""
+    kafka_listener: int
+    """The broker's PROXIED listener, the Kafka proxy's upstream
+    (SL_KAFKA_PROXIED_LISTENER_PORT; + 12)."""
+    postgres: int
+    """Toxiproxy's listen port in front of PostgreSQL (SL_POSTGRES_PROXY_PORT; + 13)."""
+
+    @classmethod
+    def resolve(cls, ports: Ports, wanted: bool | None) -> ProxyPorts | None:
+        """The proxy this stack runs: ``--proxy`` (or SL_KAFKA_PROXY_PORT) turns it on,
+        ``--no-proxy`` off, and otherwise it stays as the stack was last started."""
+        recorded = recorded_layout(LOCAL).get("proxy")
+        previous: dict[str, int] = recorded if isinstance(recorded, dict) else {}
+        if wanted is False:
+            return None
+        if not (wanted or previous or os.environ.get("SL_KAFKA_PROXY_PORT")):
+            return None
+        base = ports.kafka + 10
+        defaults = {
+            "api": base,
+            "kafka": base + 1,
+            "kafka_listener": base + 2,
+            "postgres": base + 3,
+        }
+        return cls(
+            **{
+                key: int(os.environ.get(variable) or previous.get(key) or defaults[key])
+                for key, variable in PROXY_PORT_VARIABLES.items()
+            }
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka}"
+
+    @property
+    def toxiproxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.api}"
 
 
 MAX_BROKERS = 5
@@ -117,6 +223,8 @@ class Cluster:
 
     ports: Ports
     brokers: int
+    proxy: ProxyPorts | None = None
+    """Node 1's PROXIED listener and Toxiproxy's ports, on a ``start --proxy`` stack."""
 
     @property
     def nodes(self) -> list[Node]:
@@ -200,14 +308,30 @@ def read_pid(pid_file: Path) -> int | None:
     return pid
 
 
+def is_paused(pid: int) -> bool:
+    """Stopped by a signal (SIGSTOP): alive, holding its ports, answering nothing."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[-1][:1]
+    except OSError:
+        return False
+    return state in ("T", "t")
+
+
+def terminate(pid: int) -> None:
+    """SIGTERM, and SIGCONT after it: a paused process would otherwise keep the SIGTERM
+    pending until it is killed."""
+    with contextlib.suppress(ProcessLookupError):  # it may be on its way out already
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)
+
+
 def stop_pid(pid_file: Path, name: str, timeout: float = 30.0) -> None:
     pid = read_pid(pid_file)
     if pid is None:
         say(f"{name}: not running")
         pid_file.unlink(missing_ok=True)
         return
-    with contextlib.suppress(ProcessLookupError):  # it may be on its way out already
-        os.kill(pid, signal.SIGTERM)
+    terminate(pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and read_pid(pid_file) is not None:
         time.sleep(0.2)
@@ -328,11 +452,28 @@ def upgrade_pre_sasl_storage() -> None:
 
 def kafka_properties(cluster: Cluster, node: Node, creds: Credentials) -> Path:
     template = (DEPLOY / "kafka" / "server.properties.template").read_text()
+    listeners = [f"CLIENT://127.0.0.1:{node.port}"]
+    advertised = [f"CLIENT://127.0.0.1:{node.port}"]
+    protocols = ["CLIENT:SASL_PLAINTEXT"]
+    proxied_sasl = ""
+    if cluster.proxy is not None and node.id == 1:
+        listeners.append(f"PROXIED://127.0.0.1:{cluster.proxy.kafka_listener}")
+        advertised.append(f"PROXIED://{cluster.proxy.kafka_bootstrap}")
+        protocols.append("PROXIED:SASL_PLAINTEXT")
+        proxied_sasl = (
+            f"listener.name.proxied.sasl.enabled.mechanisms={SASL_MECHANISM}\n"
+            "listener.name.proxied.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+        )
+    listeners.append(f"CONTROLLER://127.0.0.1:{node.controller_port}")
+    protocols.append("CONTROLLER:SASL_PLAINTEXT")
     text = template.format(
         node_id=node.id,
         quorum_voters=cluster.quorum_voters,
-        port=node.port,
-        controller_port=node.controller_port,
+        listeners=",".join(listeners),
+        advertised_listeners=",".join(advertised),
+        protocol_map=",".join(protocols),
+        proxied_listener_sasl=proxied_sasl,
         data_dir=node.dir / "data",
         replication=cluster.replication,
         min_insync=cluster.min_insync,
@@ -382,8 +523,14 @@ def format_kafka_storage(node: Node, props: Path, creds: Credentials) -> None:
 
 def start_node(cluster: Cluster, node: Node, creds: Credentials) -> None:
     """Start one node unless it runs; returns at once (``wait_for_kafka`` waits)."""
-    if read_pid(node.pid_file) is not None:
-        say(f"{node.name}: already running (pid {read_pid(node.pid_file)})")
+    pid = read_pid(node.pid_file)
+    if pid is not None:
+        if is_paused(pid):
+            raise StackError(
+                f"{node.name}: pid {pid} is paused (SIGSTOP); `resume-broker --node {node.id}` "
+                "continues it"
+            )
+        say(f"{node.name}: already running (pid {pid})")
         return
     node.dir.mkdir(parents=True, exist_ok=True)
     node.log_dir.mkdir(parents=True, exist_ok=True)
@@ -409,15 +556,25 @@ def start_kafka(cluster: Cluster) -> Credentials:
     creds = kafka_credentials()
     ensure_kafka_jars()
     KAFKA_DIR.mkdir(parents=True, exist_ok=True)
-    LAYOUT_FILE.write_text(
-        json.dumps(
-            {
-                "brokers": cluster.brokers,
-                "kafka_port": cluster.ports.kafka,
-                "controller_port": cluster.ports.controller,
-            }
-        )
-    )
+    layout: dict[str, object] = {
+        "brokers": cluster.brokers,
+        "kafka_port": cluster.ports.kafka,
+        "controller_port": cluster.ports.controller,
+        "proxy": asdict(cluster.proxy) if cluster.proxy is not None else None,
+    }
+    if KAFKA_LIBS != LOCAL / "kafka-libs":
+        layout["kafka_libs"] = str(KAFKA_LIBS)
+    LAYOUT_FILE.write_text(json.dumps(layout))
+    first = cluster.nodes[0]
+    props = first.dir / "server.properties"
+    if read_pid(first.pid_file) is not None and props.exists():
+        has_listener = "PROXIED://" in props.read_text()
+        if has_listener != (cluster.proxy is not None):
+            say(
+                f"{first.name}: restarting to "
+                f"{'add' if cluster.proxy is not None else 'drop'} the proxied listener"
+            )
+            stop_pid(first.pid_file, first.name)
     for node in cluster.nodes:
         start_node(cluster, node, creds)
     wait_for_kafka(
@@ -559,6 +716,32 @@ def start_postgres(ports: Ports) -> str:
         wait_for_postgres(url)
         say("postgres: using DATABASE_URL")
         return url
+    return start_private_postgres(ports)
+
+
+def private_postgres_url(port: int, database: str = PG_DATABASE) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+
+def pg_server_options(port: int) -> str:
+    socket_dir = PG_DIR / "socket"
+    return (
+        f"-p {port} -c listen_addresses=127.0.0.1 -k {socket_dir} "
+        "-c max_connections=200 -c fsync=on"
+    )
+
+
+def pg_running(bin_dir: Path) -> bool:
+    status = subprocess.run(
+        as_pg_user([str(bin_dir / "pg_ctl"), "-D", str(PG_DIR / "data"), "status"]),
+        capture_output=True,
+    )
+    return status.returncode == 0
+
+
+def start_private_postgres(ports: Ports) -> str:
+    """The stack's own cluster (made on the first start) running on ``ports.postgres``
+    with the project's database; returns once it accepts connections."""
     bin_dir = pg_bin()
     ensure_pg_user()
     data = PG_DIR / "data"
@@ -596,17 +779,10 @@ def start_postgres(ports: Ports) -> str:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    url = f"postgresql://postgres@127.0.0.1:{ports.postgres}/{PG_DATABASE}"
-    status = subprocess.run(
-        as_pg_user([str(bin_dir / "pg_ctl"), "-D", str(data), "status"]), capture_output=True
-    )
-    if status.returncode == 0:
+    url = private_postgres_url(ports.postgres)
+    if pg_running(bin_dir):
         say("postgres: already running")
     else:
-        options = (
-            f"-p {ports.postgres} -c listen_addresses=127.0.0.1 -k {socket_dir} "
-            "-c max_connections=200 -c fsync=on"
-        )
         subprocess.run(
             as_pg_user(
                 [
@@ -616,7 +792,7 @@ def start_postgres(ports: Ports) -> str:
                     "-l",
                     str(log_file),
                     "-o",
-                    options,
+                    pg_server_options(ports.postgres),
                     "-w",
                     "-t",
                     "60",
@@ -626,7 +802,8 @@ def start_postgres(ports: Ports) -> str:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        say(f"postgres: started, log {log_file}")
+        say(f"postgres: started on port {ports.postgres}, log {log_file}")
+    postgres_port_file(LOCAL).write_text(f"{ports.postgres}\n")
     admin_url = f"postgresql://postgres@127.0.0.1:{ports.postgres}/postgres"
     wait_for_postgres(admin_url)
     import psycopg
@@ -675,12 +852,158 @@ def stop_postgres() -> None:
     say("postgres: stopped" if result.returncode == 0 else "postgres: not running")
 
 
+PG_STOP_MODES = ("smart", "fast", "immediate")
+
+
+def stop_private_postgres(mode: str = "fast") -> None:
+    """``pg_ctl stop -m MODE``: smart waits for every client to leave, fast ends their
+    sessions (rolling back what is open), immediate quits without a clean shutdown (the
+    next start recovers from the WAL, as after a crash)."""
+    if mode not in PG_STOP_MODES:
+        raise StackError(f"--mode must be one of {', '.join(PG_STOP_MODES)}, not {mode!r}")
+    bin_dir = pg_bin()
+    if not pg_running(bin_dir):
+        say("postgres: not running")
+        return
+    result = subprocess.run(
+        as_pg_user(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(PG_DIR / "data"),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        hint = "" if mode != "smart" else " (smart waits for every client to leave: --mode fast)"
+        raise StackError(
+            f"postgres: pg_ctl stop -m {mode} failed: "
+            f"{(result.stderr or result.stdout).strip()}{hint}"
+        )
+    say(f"postgres: stopped (-m {mode}); connections are refused until start-postgres")
+
+
+def restart_private_postgres(ports: Ports) -> None:
+    """``pg_ctl restart -m fast``: every session is ended, then the same cluster starts
+    on the same port; returns once it accepts connections."""
+    bin_dir = pg_bin()
+    log_file = LOG_DIR / "postgres.log"
+    result = subprocess.run(
+        as_pg_user(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(PG_DIR / "data"),
+                "-l",
+                str(log_file),
+                "-o",
+                pg_server_options(ports.postgres),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(
+            f"postgres: pg_ctl restart failed: {(result.stderr or result.stdout).strip()}; "
+            f"see {log_file}"
+        )
+    wait_for_postgres(private_postgres_url(ports.postgres))
+    say(f"postgres: restarted (-m fast) on port {ports.postgres}; every session was ended")
+
+
+# ---------------------------------------------------------------------- Toxiproxy
+
+
+def toxiproxy_specs(cluster: Cluster, private_postgres: bool) -> list[toxiproxy.ProxySpec]:
+    """The stack's proxies: Kafka in front of node 1's PROXIED listener, PostgreSQL in
+    front of the private cluster (none for an external DATABASE_URL)."""
+    proxy = cluster.proxy
+    if proxy is None:
+        return []
+    specs = [
+        toxiproxy.ProxySpec(
+            toxiproxy.KAFKA_PROXY, proxy.kafka_bootstrap, f"127.0.0.1:{proxy.kafka_listener}"
+        )
+    ]
+    if private_postgres:
+        specs.append(
+            toxiproxy.ProxySpec(
+                toxiproxy.POSTGRES_PROXY,
+                f"127.0.0.1:{proxy.postgres}",
+                f"127.0.0.1:{cluster.ports.postgres}",
+            )
+        )
+    return specs
+
+
+def start_toxiproxy(proxy: ProxyPorts, specs: list[toxiproxy.ProxySpec]) -> None:
+    """Toxiproxy on ``proxy.api`` serving ``specs`` (built first if need be); returns
+    once every proxy listens. A running server keeps its toxics."""
+    try:
+        binary = toxiproxy.ensure_binary(BIN_DIR)
+    except toxiproxy.ToxiproxyError as exc:
+        raise StackError(str(exc)) from exc
+    config = toxiproxy.write_config(TOXIPROXY_DIR / "proxies.json", specs)
+    log_file = LOG_DIR / "toxiproxy.log"
+    pid = read_pid(TOXIPROXY_PID)
+    if pid is None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as out:
+            proc = subprocess.Popen(
+                toxiproxy.server_command(binary, proxy.api, config),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        TOXIPROXY_PID.write_text(str(proc.pid))
+        say(f"toxiproxy: started pid {proc.pid}, API {proxy.toxiproxy_url}, log {log_file}")
+    else:
+        say(f"toxiproxy: already running (pid {pid}), API {proxy.toxiproxy_url}")
+    with toxiproxy.Toxiproxy(proxy.toxiproxy_url) as client:
+        try:
+            client.wait_ready(15, alive=lambda: read_pid(TOXIPROXY_PID) is not None)
+            for spec in specs:
+                client.ensure_proxy(spec)
+        except toxiproxy.ToxiproxyError as exc:
+            raise StackError(f"{exc}; see {log_file}") from exc
+    for spec in specs:
+        say(f"toxiproxy: proxy {spec.name!r} {spec.listen} -> {spec.upstream}")
+
+
+def stop_toxiproxy() -> None:
+    if TOXIPROXY_PID.exists():
+        stop_pid(TOXIPROXY_PID, "toxiproxy")
+
+
 # ------------------------------------------------------------------------ commands
 
 
-def write_env(bootstrap: str, database_url: str, creds: Credentials | None) -> None:
+def write_env(
+    bootstrap: str,
+    database_url: str,
+    creds: Credentials | None,
+    proxy: ProxyPorts | None = None,
+    proxied_database_url: str | None = None,
+) -> None:
     """``stack.env``: where the stack is and, for the local broker, the admin login
-    (so the file is mode 600). The services' own principals come from kafka-access."""
+    (so the file is mode 600). The services' own principals come from kafka-access.
+    On a ``--proxy`` stack, also where the proxy is (for the fault tests)."""
     lines = [f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}", f"export DATABASE_URL={database_url}"]
     if creds is not None:
         lines += [
@@ -691,6 +1014,13 @@ def write_env(bootstrap: str, database_url: str, creds: Credentials | None) -> N
             # Where `kafka-access apply` keeps the services' passwords by default.
             f"export SL_STACK_DIR={LOCAL}",
         ]
+    if proxy is not None:
+        lines += [
+            f"export SL_TOXIPROXY_URL={proxy.toxiproxy_url}",
+            f"export SL_KAFKA_PROXY_BOOTSTRAP={proxy.kafka_bootstrap}",
+        ]
+        if proxied_database_url:
+            lines.append(f"export SL_DATABASE_PROXY_URL={proxied_database_url}")
     write_private(ENV_FILE, "\n".join(lines) + "\n")
 
 
@@ -699,12 +1029,33 @@ def cmd_start(cluster: Cluster) -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     creds: Credentials | None = None
     if bootstrap:
+        if cluster.proxy is not None:
+            raise StackError(
+                "--proxy needs the stack's own broker (a listener behind the proxy); "
+                f"KAFKA_BOOTSTRAP_SERVERS={bootstrap} is external"
+            )
         wait_for_kafka(external_client_config(bootstrap), [], timeout=30)
     else:
         bootstrap = cluster.bootstrap
         creds = start_kafka(cluster)
     database_url = start_postgres(cluster.ports)
-    write_env(bootstrap, database_url, creds)
+    proxied_database_url = None
+    if cluster.proxy is not None and creds is not None:
+        private_postgres = not os.environ.get("DATABASE_URL")
+        start_toxiproxy(cluster.proxy, toxiproxy_specs(cluster, private_postgres))
+        wait_for_kafka(
+            creds.client_config(cluster.proxy.kafka_bootstrap),
+            [cluster.nodes[0].pid_file],
+            timeout=60,
+        )
+        say(f"kafka: also through toxiproxy at {cluster.proxy.kafka_bootstrap}")
+        if private_postgres:
+            proxied_database_url = private_postgres_url(cluster.proxy.postgres)
+            wait_for_postgres(proxied_database_url, timeout=15)
+            say(f"postgres: also through toxiproxy at {proxied_database_url}")
+    else:
+        stop_toxiproxy()
+    write_env(bootstrap, database_url, creds, cluster.proxy, proxied_database_url)
     say(f"stack is up. KAFKA_BOOTSTRAP_SERVERS={bootstrap} DATABASE_URL={database_url}")
     say(f"logs: {LOG_DIR}")
 
@@ -715,14 +1066,20 @@ def stop_nodes(cluster: Cluster) -> None:
     for node in cluster.nodes:
         pid = read_pid(node.pid_file)
         if pid is not None:
-            os.kill(pid, signal.SIGTERM)
+            terminate(pid)
     for node in reversed(cluster.nodes):
         stop_pid(node.pid_file, node.name)
 
 
 def cmd_stop(cluster: Cluster) -> None:
     stop_nodes(cluster)
+    stop_toxiproxy()
     stop_postgres()
+
+
+def cmd_restart(cluster: Cluster) -> None:
+    cmd_stop(cluster)
+    cmd_start(cluster)
 
 
 def _local_nodes_running(cluster: Cluster) -> None:
@@ -730,6 +1087,91 @@ def _local_nodes_running(cluster: Cluster) -> None:
         raise StackError(
             "the local Kafka cluster is not running (is KAFKA_BOOTSTRAP_SERVERS external?)"
         )
+
+
+def stack_env(stack_dir: Path) -> dict[str, str]:
+    """What ``stack.env`` in ``stack_dir`` says; empty when there is none."""
+    path = stack_dir / "stack.env"
+    if not path.exists():
+        return {}
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if sep:
+            values[key.strip()] = value
+    return values
+
+
+def _host_port(url: str) -> str:
+    """Where a database URL points, without its user or password (for messages)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}"
+    except ValueError:
+        return "an unparsable URL"
+
+
+def _recorded_stack() -> dict[str, str]:
+    recorded = stack_env(LOCAL)
+    if not recorded:
+        raise StackError(f"no stack in {LOCAL} (no stack.env): `./run stack start` first")
+    return recorded
+
+
+def require_local_kafka(cluster: Cluster) -> None:
+    """Refuse a broker fault unless this stack directory's Kafka is the one this script
+    started and the environment names no other cluster."""
+    recorded = _recorded_stack()
+    if (
+        recorded.get("KAFKA_BOOTSTRAP_SERVERS") != cluster.bootstrap
+        or "KAFKA_SASL_PASSWORD" not in recorded
+    ):
+        raise StackError(
+            f"the stack in {LOCAL} uses Kafka at {recorded.get('KAFKA_BOOTSTRAP_SERVERS')}, "
+            f"not brokers it started on {cluster.bootstrap}: broker faults act only on the "
+            "stack's own brokers"
+        )
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    ours = {node.address for node in cluster.nodes}
+    if cluster.proxy is not None:
+        ours.add(cluster.proxy.kafka_bootstrap)
+    if given and not {address.strip() for address in given.split(",")} <= ours:
+        raise StackError(
+            f"KAFKA_BOOTSTRAP_SERVERS={given} is not this stack's Kafka ({cluster.bootstrap}, "
+            f"{ENV_FILE}): no fault on another cluster. Unset it, or point SL_STACK_DIR at "
+            "the stack it belongs to"
+        )
+
+
+def require_private_postgres(cluster: Cluster) -> None:
+    """Refuse a PostgreSQL fault unless this stack runs its own private cluster and the
+    environment's DATABASE_URL, if any, is that cluster (directly or through the proxy)."""
+    recorded = _recorded_stack()
+    if not (PG_DIR / "data" / "PG_VERSION").exists():
+        raise StackError(
+            f"no private PostgreSQL cluster in {PG_DIR}: `./run stack start` makes one"
+        )
+    port = cluster.ports.postgres
+    if recorded.get("DATABASE_URL") != private_postgres_url(port):
+        raise StackError(
+            f"the stack in {LOCAL} uses the database at "
+            f"{_host_port(recorded.get('DATABASE_URL', ''))}, not its private cluster on "
+            f"127.0.0.1:{port}: PostgreSQL faults act only on the stack's own cluster"
+        )
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        ports = {port} | ({cluster.proxy.postgres} if cluster.proxy is not None else set())
+        try:
+            parts = urlsplit(given)
+            ours = parts.hostname in ("127.0.0.1", "localhost") and parts.port in ports
+        except ValueError:
+            ours = False
+        if not ours:
+            raise StackError(
+                f"DATABASE_URL points at {_host_port(given)}, not this stack's PostgreSQL "
+                f"(127.0.0.1:{port}, {ENV_FILE}): no fault on another database. Unset it, or "
+                "point SL_STACK_DIR at the stack it belongs to"
+            )
 
 
 def cmd_restart_kafka(cluster: Cluster) -> None:
@@ -740,23 +1182,31 @@ def cmd_restart_kafka(cluster: Cluster) -> None:
     start_kafka(cluster)
 
 
+def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def cmd_kill_broker(cluster: Cluster, node_id: int) -> None:
     """SIGKILL one node, as a crashed machine: no controlled shutdown, no leader handover."""
-    _local_nodes_running(cluster)
+    require_local_kafka(cluster)
     node = cluster.node(node_id)
     pid = read_pid(node.pid_file)
     if pid is None:
         say(f"{node.name}: not running")
         return
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while read_pid(node.pid_file) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait(lambda: read_pid(node.pid_file) is None, 30)
     say(f"{node.name}: killed (SIGKILL, pid {pid})")
 
 
 def cmd_start_broker(cluster: Cluster, node_id: int) -> None:
     """Start one node again and wait until the whole cluster takes transactions."""
+    require_local_kafka(cluster)
     node = cluster.node(node_id)
     creds = kafka_credentials()
     start_node(cluster, node, creds)
@@ -767,12 +1217,73 @@ def cmd_start_broker(cluster: Cluster, node_id: int) -> None:
     )
 
 
+def cmd_pause_broker(cluster: Cluster, node_id: int) -> None:
+    """SIGSTOP one node's JVM: unlike a killed broker it refuses nothing, its ports take
+    connections and every request waits (clients see timeouts, not errors)."""
+    require_local_kafka(cluster)
+    node = cluster.node(node_id)
+    pid = read_pid(node.pid_file)
+    if pid is None:
+        raise StackError(
+            f"{node.name}: not running, nothing to pause (`start-broker --node {node.id}`)"
+        )
+    if is_paused(pid):
+        say(f"{node.name}: already paused (pid {pid})")
+        return
+    os.kill(pid, signal.SIGSTOP)
+    if not _wait(lambda: is_paused(pid), 5):
+        raise StackError(f"{node.name}: pid {pid} did not stop after SIGSTOP")
+    say(f"{node.name}: paused (SIGSTOP, pid {pid}); `resume-broker --node {node.id}` continues it")
+
+
+def cmd_resume_broker(cluster: Cluster, node_id: int, wait: bool = False) -> None:
+    """SIGCONT a paused node; with ``wait``, return once the cluster takes transactions."""
+    require_local_kafka(cluster)
+    node = cluster.node(node_id)
+    pid = read_pid(node.pid_file)
+    if pid is None:
+        raise StackError(
+            f"{node.name}: not running, nothing to resume (`start-broker --node {node.id}`)"
+        )
+    if not is_paused(pid):
+        say(f"{node.name}: not paused (pid {pid} is running)")
+    else:
+        os.kill(pid, signal.SIGCONT)
+        if not _wait(lambda: not is_paused(pid), 5):
+            raise StackError(f"{node.name}: pid {pid} still stopped after SIGCONT")
+        say(f"{node.name}: resumed (SIGCONT, pid {pid})")
+    if wait:
+        wait_for_kafka(
+            kafka_credentials().client_config(cluster.bootstrap),
+            [n.pid_file for n in cluster.nodes],
+            brokers=cluster.brokers,
+        )
+
+
+def cmd_stop_postgres(cluster: Cluster, mode: str) -> None:
+    require_private_postgres(cluster)
+    stop_private_postgres(mode)
+
+
+def cmd_start_postgres(cluster: Cluster) -> None:
+    require_private_postgres(cluster)
+    start_private_postgres(cluster.ports)
+
+
+def cmd_restart_postgres(cluster: Cluster) -> None:
+    require_private_postgres(cluster)
+    restart_private_postgres(cluster.ports)
+
+
 def cmd_status(cluster: Cluster) -> int:
     healthy = True
     for node in cluster.nodes:
         pid = read_pid(node.pid_file)
         if pid is None:
             say(f"{node.name}: not running ({node.address})")
+            healthy = False
+        elif is_paused(pid):
+            say(f"{node.name}: pid {pid} on {node.address} is PAUSED (SIGSTOP; resume-broker)")
             healthy = False
         else:
             say(f"{node.name}: pid {pid} on {node.address}, log {node.log_dir / 'kafka.log'}")
@@ -787,16 +1298,37 @@ def cmd_status(cluster: Cluster) -> int:
         except StackError as exc:
             say(f"kafka: running but unhealthy: {exc}")
             healthy = False
-    url = os.environ.get("DATABASE_URL") or (
-        f"postgresql://postgres@127.0.0.1:{cluster.ports.postgres}/{PG_DATABASE}"
-    )
+    url = os.environ.get("DATABASE_URL") or private_postgres_url(cluster.ports.postgres)
     try:
         wait_for_postgres(url, timeout=3)
         say(f"postgres: ready at {url}")
     except StackError:
         say(f"postgres: not answering at {url}")
         healthy = False
+    if cluster.proxy is not None and not toxiproxy_status(cluster.proxy):
+        healthy = False
     return 0 if healthy else 1
+
+
+def toxiproxy_status(proxy: ProxyPorts) -> bool:
+    """Say what each proxy does (enabled, its toxics); False if Toxiproxy is down."""
+    pid = read_pid(TOXIPROXY_PID)
+    if pid is None:
+        say(f"toxiproxy: not running ({proxy.toxiproxy_url})")
+        return False
+    try:
+        with toxiproxy.Toxiproxy(proxy.toxiproxy_url) as api:
+            for name, state in sorted(api.proxies().items()):
+                toxics = ", ".join(toxic.name for toxic in api.toxics(name)) or "no toxics"
+                enabled = "enabled" if state.get("enabled") else "DISABLED"
+                say(
+                    f"toxiproxy: {name} {state.get('listen')} -> {state.get('upstream')} "
+                    f"{enabled}, {toxics}"
+                )
+    except toxiproxy.ToxiproxyError as exc:
+        say(f"toxiproxy: pid {pid} not answering: {exc}")
+        return False
+    return True
 
 
 def cmd_kafka_tool(args: list[str]) -> int:
@@ -816,28 +1348,215 @@ def cmd_kafka_tool(args: list[str]) -> int:
     return subprocess.run(java_command(main, *rest)).returncode
 
 
+# -------------------------------------------------------------------- Python API
+#
+# The fault tests drive a stack of their own from Python. Each function runs this
+# script on ``stack_dir`` in a process of its own, so the stack's files (layout, ports,
+# stack.env) decide what it acts on, never the calling process's environment, and the
+# same checks and messages apply as on the command line.
+
+STACK_VARIABLES = frozenset(
+    {
+        "DATABASE_URL",
+        "SL_STACK_DIR",
+        "SL_KAFKA_PORT",
+        "SL_KAFKA_CONTROLLER_PORT",
+        "SL_KAFKA_BROKERS",
+        "SL_KAFKA_LIBS",
+        "SL_POSTGRES_PORT",
+        *PROXY_PORT_VARIABLES.values(),
+    }
+)
+"""Variables that name a stack, its servers or its ports: never passed from the caller."""
+
+
+def stack_process_env(stack_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment less every KAFKA_* and stack variable, plus SL_STACK_DIR."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("KAFKA_") and key not in STACK_VARIABLES
+    }
+    return {**env, "SL_STACK_DIR": str(stack_dir), **(extra or {})}
+
+
+def run_stack(
+    stack_dir: Path, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 300
+) -> str:
+    """``localstack.py ARGS`` on ``stack_dir``; its output (echoed), or ``StackError``
+    with the end of it."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        env=stack_process_env(stack_dir, extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    print(done.stdout, end="", flush=True)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip()[-3000:]
+        raise StackError(f"localstack {' '.join(args)} on {stack_dir} failed: {output}")
+    return done.stdout
+
+
+def start_private_stack(
+    stack_dir: Path,
+    ports: Ports,
+    *,
+    proxy: bool = True,
+    kafka_libs: Path | None = None,
+    timeout: float = 300,
+) -> dict[str, str]:
+    """Start a stack of its own in ``stack_dir`` (one broker, a private PostgreSQL and,
+    with ``proxy``, Toxiproxy) on ``ports``; returns its stack.env as a dict. The Kafka
+    jars are ``kafka_libs``, else this process's stack's when they are built."""
+    extra = {
+        "SL_KAFKA_PORT": str(ports.kafka),
+        "SL_KAFKA_CONTROLLER_PORT": str(ports.controller),
+        "SL_POSTGRES_PORT": str(ports.postgres),
+    }
+    libs = kafka_libs or (KAFKA_LIBS if (KAFKA_LIBS / ".complete").exists() else None)
+    if libs is not None:
+        extra["SL_KAFKA_LIBS"] = str(libs)
+    args = ["start", "--brokers", "1", "--proxy" if proxy else "--no-proxy"]
+    run_stack(stack_dir, *args, extra_env=extra, timeout=timeout)
+    return stack_env(stack_dir)
+
+
+def stop_stack(stack_dir: Path) -> None:
+    """Stop the stack's broker(s), Toxiproxy and private PostgreSQL."""
+    run_stack(stack_dir, "stop", timeout=180)
+
+
+def stop_postgres_cluster(stack_dir: Path, mode: str = "fast") -> None:
+    """``stop-postgres --mode MODE``: connections are refused until
+    ``start_postgres_cluster``."""
+    run_stack(stack_dir, "stop-postgres", "--mode", mode, timeout=120)
+
+
+def start_postgres_cluster(stack_dir: Path) -> None:
+    """``start-postgres``: the same cluster on the same port; returns once it accepts
+    connections."""
+    run_stack(stack_dir, "start-postgres", timeout=120)
+
+
+def restart_postgres_cluster(stack_dir: Path) -> None:
+    """``restart-postgres`` (``pg_ctl restart -m fast``): every session ends."""
+    run_stack(stack_dir, "restart-postgres", timeout=180)
+
+
+def kill_broker(stack_dir: Path, node: int = 1) -> None:
+    """``kill-broker --node N``: SIGKILL, no controlled shutdown."""
+    run_stack(stack_dir, "kill-broker", "--node", str(node), timeout=60)
+
+
+def start_broker(stack_dir: Path, node: int = 1) -> None:
+    """``start-broker --node N``: returns once the cluster takes transactions again."""
+    run_stack(stack_dir, "start-broker", "--node", str(node), timeout=300)
+
+
+def pause_broker(stack_dir: Path, node: int = 1) -> None:
+    """``pause-broker --node N``: SIGSTOP, the broker hangs instead of refusing."""
+    run_stack(stack_dir, "pause-broker", "--node", str(node), timeout=60)
+
+
+def resume_broker(stack_dir: Path, node: int = 1, wait: bool = False) -> None:
+    """``resume-broker --node N [--wait]``: SIGCONT; with ``wait``, returns once the
+    cluster takes transactions again."""
+    args = ["resume-broker", "--node", str(node)] + (["--wait"] if wait else [])
+    run_stack(stack_dir, *args, timeout=300)
+
+
+@dataclass(frozen=True)
+class ProxyEndpoints:
+    """Where a ``--proxy`` stack's clients go to be behind Toxiproxy, and the names of
+    its proxies for the Toxiproxy client."""
+
+    toxiproxy_url: str
+    kafka_bootstrap: str
+    """Bootstrap here and every connection to the broker goes through the proxy."""
+    kafka_proxy: str
+    postgres_port: int | None
+    """Toxiproxy's port in front of PostgreSQL; None when the stack's database is
+    external (no proxy for it)."""
+    postgres_proxy: str | None
+
+    def postgres_url(self, database: str = PG_DATABASE) -> str:
+        """A URL of ``database`` on the stack's PostgreSQL through the proxy."""
+        if self.postgres_port is None:
+            raise StackError("this stack's PostgreSQL is external: no proxy in front of it")
+        return private_postgres_url(self.postgres_port, database)
+
+    def client(self) -> toxiproxy.Toxiproxy:
+        return toxiproxy.Toxiproxy(self.toxiproxy_url)
+
+
+def proxy_endpoints(stack_dir: Path) -> ProxyEndpoints:
+    """The proxies of the stack in ``stack_dir`` (started with ``--proxy``)."""
+    recorded = recorded_layout(stack_dir).get("proxy")
+    if not isinstance(recorded, dict):
+        raise StackError(f"the stack in {stack_dir} was not started with --proxy")
+    env = stack_env(stack_dir)
+    proxied_postgres = bool(env.get("SL_DATABASE_PROXY_URL"))
+    return ProxyEndpoints(
+        toxiproxy_url=f"http://127.0.0.1:{recorded['api']}",
+        kafka_bootstrap=f"127.0.0.1:{recorded['kafka']}",
+        kafka_proxy=toxiproxy.KAFKA_PROXY,
+        postgres_port=int(recorded["postgres"]) if proxied_postgres else None,
+        postgres_proxy=toxiproxy.POSTGRES_PROXY if proxied_postgres else None,
+    )
+
+
+# ------------------------------------------------------------------ command line
+
+COMMANDS = [
+    "start",
+    "stop",
+    "restart",
+    "restart-kafka",
+    "kill-broker",
+    "start-broker",
+    "pause-broker",
+    "resume-broker",
+    "stop-postgres",
+    "start-postgres",
+    "restart-postgres",
+    "status",
+    "env",
+    "kafka-tool",
+]
+
+
+def _node_argument(ns: argparse.Namespace, cluster: Cluster) -> int:
+    """``--node N`` or (the older form of kill-broker / start-broker) ``N``; default 1."""
+    if ns.args and ns.node is not None:
+        raise StackError(f"{ns.command}: name the node once (--node N)")
+    if ns.args:
+        if len(ns.args) != 1 or not ns.args[0].isdigit():
+            raise StackError(f"{ns.command} takes one node id (1..{cluster.brokers})")
+        return int(ns.args[0])
+    return int(ns.node) if ns.node is not None else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="localstack",
-        description="Start, stop and check the local Kafka cluster and PostgreSQL. "
+        description="Start, stop and check the local Kafka cluster and PostgreSQL, and "
+        "inject faults into them. "
         "Ports: SL_KAFKA_PORT (19092), SL_KAFKA_CONTROLLER_PORT (19093), SL_POSTGRES_PORT "
-        "(55432); node n of a larger cluster listens on those plus 2*(n-1). "
-        "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, when set, are used instead of local servers.",
+        "(55432); node n of a larger cluster listens on those plus 2*(n-1); with --proxy, "
+        "Toxiproxy's API, its Kafka and PostgreSQL proxies and the broker's proxied listener "
+        "on the Kafka port plus 10, 11, 13 and 12 (SL_TOXIPROXY_PORT, SL_KAFKA_PROXY_PORT, "
+        "SL_POSTGRES_PROXY_PORT, SL_KAFKA_PROXIED_LISTENER_PORT). "
+        "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, when set, are used instead of local servers; "
+        "the fault commands refuse them unless they name this stack.",
     )
     parser.add_argument(
         "command",
-        choices=[
-            "start",
-            "stop",
-            "restart",
-            "restart-kafka",
-            "kill-broker",
-            "start-broker",
-            "status",
-            "env",
-            "kafka-tool",
-        ],
-        help="kill-broker N / start-broker N: SIGKILL one node of the cluster, start it again",
+        choices=COMMANDS,
+        help="kill-broker / start-broker: SIGKILL one node, start it again and wait; "
+        "pause-broker / resume-broker: SIGSTOP / SIGCONT one node; stop-postgres / "
+        "start-postgres / restart-postgres: the private PostgreSQL (restart: -m fast)",
     )
     parser.add_argument(
         "--brokers",
@@ -847,6 +1566,26 @@ def main(argv: list[str] | None = None) -> int:
         f"directory, 1 to {MAX_BROKERS} (SL_KAFKA_BROKERS; default 1). With 3 or more, "
         "Kafka's internal topics get 3 replicas and min.insync.replicas=2.",
     )
+    parser.add_argument(
+        "--proxy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start: run Toxiproxy with a proxy in front of a second broker listener (which "
+        "advertises the proxy) and one in front of PostgreSQL; one node only. Kept for the "
+        "stack directory until --no-proxy",
+    )
+    parser.add_argument("--node", type=int, default=None, help="the node of a broker command (1)")
+    parser.add_argument(
+        "--mode",
+        choices=PG_STOP_MODES,
+        default="fast",
+        help="stop-postgres: pg_ctl's shutdown mode (default fast: sessions are ended)",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="resume-broker: return once the cluster takes transactions again",
+    )
     parser.add_argument("args", nargs="*", help="kafka-tool: the tool and its arguments")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["kafka-tool"]:  # the tool's own options are not ours to parse
@@ -855,30 +1594,48 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ns = parser.parse_args(argv)
     try:
-        cluster = Cluster(Ports.from_env(), cluster_size(ns.brokers))
-        if ns.command == "start":
-            cmd_start(cluster)
-        elif ns.command == "stop":
-            cmd_stop(cluster)
-        elif ns.command == "restart":
-            cmd_stop(cluster)
-            cmd_start(cluster)
-        elif ns.command == "restart-kafka":
-            cmd_restart_kafka(cluster)
-        elif ns.command in ("kill-broker", "start-broker"):
-            if len(ns.args) != 1 or not ns.args[0].isdigit():
-                raise StackError(f"{ns.command} takes one node id (1..{cluster.brokers})")
-            run = cmd_kill_broker if ns.command == "kill-broker" else cmd_start_broker
-            run(cluster, int(ns.args[0]))
-        elif ns.command == "status":
-            return cmd_status(cluster)
-        elif ns.command == "env":
-            print(ENV_FILE.read_text() if ENV_FILE.exists() else "", end="")
-        elif ns.command == "kafka-tool":
-            return cmd_kafka_tool(ns.args)
+        ports = Ports.from_env()
+        brokers = cluster_size(ns.brokers)
+        wanted = ns.proxy if ns.command in ("start", "restart") else None
+        proxy = ProxyPorts.resolve(ports, wanted)
+        if proxy is not None and brokers != 1:
+            raise StackError(
+                f"--proxy is for a one-node stack; this one has {brokers} nodes "
+                "(or SL_KAFKA_PROXY_PORT is set)"
+            )
+        return run_command(ns, Cluster(ports, brokers, proxy))
     except (StackError, subprocess.CalledProcessError) as exc:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 1
+
+
+def run_command(ns: argparse.Namespace, cluster: Cluster) -> int:
+    """Run the parsed command; its exit code."""
+    broker_commands: dict[str, Callable[[Cluster, int], None]] = {
+        "kill-broker": cmd_kill_broker,
+        "start-broker": cmd_start_broker,
+        "pause-broker": cmd_pause_broker,
+        "resume-broker": lambda c, node: cmd_resume_broker(c, node, wait=ns.wait),
+    }
+    commands: dict[str, Callable[[Cluster], None]] = {
+        "start": cmd_start,
+        "stop": cmd_stop,
+        "restart": cmd_restart,
+        "restart-kafka": cmd_restart_kafka,
+        "stop-postgres": lambda c: cmd_stop_postgres(c, ns.mode),
+        "start-postgres": cmd_start_postgres,
+        "restart-postgres": cmd_restart_postgres,
+    }
+    if ns.command in broker_commands:
+        broker_commands[ns.command](cluster, _node_argument(ns, cluster))
+    elif ns.command in commands:
+        commands[ns.command](cluster)
+    elif ns.command == "status":
+        return cmd_status(cluster)
+    elif ns.command == "env":
+        print(ENV_FILE.read_text() if ENV_FILE.exists() else "", end="")
+    elif ns.command == "kafka-tool":
+        return cmd_kafka_tool(ns.args)
     return 0
 
 
