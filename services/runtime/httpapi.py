@@ -11,7 +11,13 @@ workers), plus what every API needs at its door, in one place:
   them, a NUL byte or invalid UTF-8 in the path or the query, a NUL byte in a
   header value (400; header values are Latin-1 by HTTP's rules), a body over the
   API's limit (413), a body that is not UTF-8, holds a NUL byte or a ``\\u0000``
-  escape, or nests deeper than ``MAX_DEPTH`` (400).
+  escape, or nests deeper than ``MAX_DEPTH`` (400);
+* honest health: with ``dependencies`` (``services.runtime.health.Dependencies``,
+  probed in the background from the app's lifespan on), ``/readyz`` is 503 with the
+  reason while one is unreachable, and every other route answers 503 at once
+  (``DependencyGuard``) instead of waiting on a pool; a request that meets PostgreSQL
+  down anyway (``OperationalError``, a pool timeout, ``DatabaseUnavailableError``)
+  answers 503 too, never 500, and every 503 carries ``Retry-After``.
 
 ``start_api`` serves an app on the running loop, ``serve_api_in_thread`` on a
 background thread (the synchronous services); both bind the socket first, so a
@@ -27,6 +33,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
@@ -41,13 +48,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.runtime.access.gate import AccessGate, document
+from services.runtime.health import Dependencies
 from services.runtime.http import ReadyCheck
+from services.runtime.pgpool import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH: Final = 64
 """Deepest nesting of ``[``/``{`` a body may have (offers need fewer than ten)."""
 DEFAULT_MAX_BODY: Final = 64 * 1024
+RETRY_AFTER_S: Final = 5
+"""``Retry-After`` of every 503: the probes see a dependency back within a second or two."""
+OPEN_PATHS: Final = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+"""Routes that answer whatever the dependencies do."""
+RETRY_AFTER_DOC: Final = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
+"""The OpenAPI ``headers`` of a 503 answer."""
 
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
@@ -124,7 +146,10 @@ def install_error_handlers(app: FastAPI, invalid_status: int, list_alias: str | 
     """Route every error FastAPI or a handler raises through the one shape."""
 
     def respond(status: int, body: dict[str, Any]) -> JSONResponse:
-        return JSONResponse(body, status_code=status)
+        response = JSONResponse(body, status_code=status)
+        if status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -144,6 +169,16 @@ def install_error_handlers(app: FastAPI, invalid_status: int, list_alias: str | 
             response.headers.update(exc.headers)
         return response
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning(
+            "PostgreSQL unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            str(exc).strip(),
+        )
+        return respond(503, error_body("PostgreSQL is unavailable; retry later"))
+
     async def api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         body = error_body(exc.message, exc.detail, list_alias=list_alias, **exc.extra)
@@ -156,6 +191,8 @@ def install_error_handlers(app: FastAPI, invalid_status: int, list_alias: str | 
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(ApiError, api_error)
+    for kind in UNAVAILABLE:
+        app.add_exception_handler(kind, unavailable)
     app.add_exception_handler(Exception, unexpected)
 
 
@@ -307,6 +344,29 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": response.body})
 
 
+class DependencyGuard:
+    """Pure ASGI middleware: while a dependency is down, every route but the open ones
+    answers 503 with the reason and ``Retry-After`` at once, instead of waiting for a
+    pool's timeout or failing half-way through its work."""
+
+    def __init__(self, app: ASGIApp, dependencies: Dependencies) -> None:
+        self.app = app
+        self.dependencies = dependencies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            down = self.dependencies.not_ready()
+            if down is not None:
+                response = JSONResponse(
+                    error_body(f"{down}; retry later"),
+                    status_code=503,
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # ------------------------------------------------------------------ the app
 
 
@@ -321,15 +381,35 @@ class Readiness(BaseModel):
     reason: str | None = None
 
 
-def _guarded(access: AccessGate, inner: Lifespan | None) -> Lifespan:
+async def first_answers(dependencies: Dependencies) -> None:
+    """Wait (at most one probe's interval and timeout) until every dependency answered
+    once, so a service that just started does not refuse its first requests as "not
+    probed yet"; one still down after that stays on ``/readyz``."""
+    deadline = time.monotonic() + dependencies.interval_s + dependencies.timeout_s
+    while dependencies.not_ready() is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+def _composed(
+    access: AccessGate | None, dependencies: Dependencies | None, inner: Lifespan | None
+) -> Lifespan | None:
+    """The app's lifespan: the probes start first and stop last, then the gate's pool,
+    then the service's own lifespan."""
+    if access is None and dependencies is None:
+        return inner
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with access.opened():
-            if inner is None:
-                yield
-            else:
-                async with inner(app):
-                    yield
+        async with contextlib.AsyncExitStack() as stack:
+            if dependencies is not None:
+                dependencies.start()
+                stack.callback(dependencies.stop)
+                await first_answers(dependencies)
+            if access is not None:
+                await stack.enter_async_context(access.opened())
+            if inner is not None:
+                await stack.enter_async_context(inner(app))
+            yield
 
     return lifespan
 
@@ -346,6 +426,7 @@ def create_api(
     invalid_status: int = 422,
     list_alias: str | None = None,
     access: AccessGate | None = None,
+    dependencies: Dependencies | None = None,
 ) -> FastAPI:
     """A FastAPI app for ``service`` with ``/healthz``, ``/readyz``, ``/metrics``, the
     error shape and the guard. ``invalid_status`` is what a request that fails
@@ -355,19 +436,34 @@ def create_api(
     ``access`` is the gate of the routes that have ``Depends(require(scope))``: its
     pool opens before ``lifespan`` and closes after it, and the OpenAPI document lists
     their 401 and 403 answers. The health routes, ``/metrics`` and the documents stay
-    open."""
+    open.
+
+    ``dependencies`` are what the service needs to make progress (PostgreSQL, the
+    brokers): probed from the lifespan on, they make ``/readyz`` false while one is
+    down (``ready`` is asked only while none is), and every other route 503 meanwhile."""
+    responses: dict[int | str, dict[str, Any]] = {
+        invalid_status: {"model": ErrorResponse, "description": "Invalid request"},
+        400: {"model": ErrorResponse, "description": "Malformed request (NUL, UTF-8, depth)"},
+        413: {"model": ErrorResponse, "description": "Body too large"},
+    }
+    if dependencies is not None or access is not None:
+        responses[503] = {
+            "model": ErrorResponse,
+            "description": "A dependency (PostgreSQL, the broker) is unreachable; retry after "
+            "the seconds in the Retry-After header.",
+            "headers": RETRY_AFTER_DOC,
+        }
     app = FastAPI(
         title=title,
         description=description,
         version="1",
-        lifespan=lifespan if access is None else _guarded(access, lifespan),
-        responses={
-            invalid_status: {"model": ErrorResponse, "description": "Invalid request"},
-            400: {"model": ErrorResponse, "description": "Malformed request (NUL, UTF-8, depth)"},
-            413: {"model": ErrorResponse, "description": "Body too large"},
-        },
+        lifespan=_composed(access, dependencies, lifespan),
+        responses=responses,
     )
     install_error_handlers(app, invalid_status, list_alias)
+    if dependencies is not None:
+        app.state.dependencies = dependencies
+        app.add_middleware(DependencyGuard, dependencies=dependencies)
     app.add_middleware(RequestGuard, max_body=max_body)
     if access is not None:
         app.state.access = access
@@ -392,7 +488,9 @@ def create_api(
     )
     async def readyz() -> JSONResponse:
         """Readiness: the service can do its job now."""
-        reason = ready() if ready is not None else None
+        reason = dependencies.not_ready() if dependencies is not None else None
+        if reason is None and ready is not None:  # not while down: it may wait on one
+            reason = ready()
         if reason is None:
             return JSONResponse({"service": service, "ready": True})
         return JSONResponse({"service": service, "ready": False, "reason": reason}, 503)

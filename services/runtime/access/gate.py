@@ -9,7 +9,8 @@ Refusals: no, malformed or badly signed ``Authorization``, an unknown or revoked
 a ``ts`` more than ``ACCESS_CLOCK_SKEW_S`` from the server's clock, or a nonce that key
 used before: 401 with ``WWW-Authenticate: SL-Ed25519``. A valid credential without the
 route's scope: 403. The checks run before the handler, and the nonce is recorded only
-once the signature verified (nobody can burn another key's nonces).
+once the signature verified (nobody can burn another key's nonces). The credentials
+store unreachable: 503 (with ``Retry-After``, like every 503 of the API edge).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from typing import Any, Final
 import psycopg
 from fastapi import HTTPException, Request, Security
 from fastapi.security.http import HTTPBase
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 from starlette.types import Scope
 
 from services.runtime.access import credential_store
 from services.runtime.access.signing import SCHEME, SCOPES, CredentialError, Signed
+from services.runtime.pgpool import UNAVAILABLE, api_pool
 from services.runtime.settings import AccessSettings, DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -76,13 +78,7 @@ class AccessGate:
     @asynccontextmanager
     async def opened(self) -> AsyncIterator[None]:
         """Open the pool and bring the credentials schema up to date."""
-        pool = AsyncConnectionPool(
-            self.database.database_url.get_secret_value(),
-            min_size=1,
-            max_size=4,
-            kwargs={"autocommit": True},
-            open=False,
-        )
+        pool = api_pool(self.database, name="access", max_size=4)
         await pool.open(wait=True, timeout=self.database.connect_timeout_s * 2)
         try:
             async with pool.connection() as conn:
@@ -119,7 +115,7 @@ class AccessGate:
                 ):
                     raise refused("this nonce was used before (a replayed request)")
                 await self._purge(conn)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except UNAVAILABLE as exc:  # answered 503 with Retry-After (services.runtime.httpapi)
             log.warning("credential check failed: %s", exc)
             raise HTTPException(503, "the credentials store is unavailable") from None
         return Caller(found.key_id, found.name, found.scopes)

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg
 from fastapi import Query
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
+from psycopg_pool import PoolTimeout
 
-from services.runtime.httpapi import MAX_DEPTH, create_api, has_nul_escape, nesting_depth
+from services.runtime.db import DatabaseUnavailableError
+from services.runtime.health import Dependencies
+from services.runtime.httpapi import (
+    MAX_DEPTH,
+    RETRY_AFTER_S,
+    create_api,
+    has_nul_escape,
+    nesting_depth,
+)
 
 
 def test_nesting_depth_ignores_brackets_inside_strings() -> None:
@@ -70,3 +83,61 @@ def test_every_refusal_is_json_with_the_one_shape() -> None:
     assert client.get("/healthz").json() == {"service": "t", "status": "ok"}
     assert client.get("/readyz").json()["ready"] is True
     assert client.get("/metrics").status_code == 200
+
+
+def test_database_errors_answer_503_with_retry_after_never_500() -> None:
+    app = create_api("t", title="t")
+    raised: list[Exception] = [
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        PoolTimeout("couldn't get a connection after 5.00 sec"),
+        DatabaseUnavailableError("PostgreSQL did not accept a connection"),
+    ]
+
+    @app.get("/read/{n}")
+    def read(n: int) -> None:
+        raise raised[n]
+
+    client = TestClient(app, raise_server_exceptions=False)
+    for n in range(len(raised)):
+        answer = client.get(f"/read/{n}")
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] == str(RETRY_AFTER_S)
+        assert answer.json() == {"error": "PostgreSQL is unavailable; retry later", "detail": []}
+
+
+def test_a_dependency_down_makes_readyz_and_every_route_503() -> None:
+    down = threading.Event()
+
+    def probe() -> None:
+        if down.is_set():
+            raise ConnectionError("refused")
+
+    dependencies = Dependencies({"PostgreSQL": probe}, interval_s=0.05, timeout_s=0.5)
+    app = create_api("t", lambda: "consumer stuck", title="t", dependencies=dependencies)
+
+    @app.get("/v1/thing")
+    def thing() -> dict[str, bool]:
+        return {"ok": True}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/v1/thing").json() == {"ok": True}
+        assert client.get("/readyz").json()["reason"] == "consumer stuck"
+        down.set()
+        deadline = time.monotonic() + 5
+        while client.get("/readyz").json()["reason"] == "consumer stuck":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["reason"] == "PostgreSQL unreachable (ConnectionError: refused)"
+        refused = client.get("/v1/thing")
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert refused.json()["error"].startswith("PostgreSQL unreachable")
+        for open_route in ("/healthz", "/metrics", "/openapi.json"):
+            assert client.get(open_route).status_code == 200
+        down.clear()
+        deadline = time.monotonic() + 5
+        while client.get("/v1/thing").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
