@@ -8,6 +8,11 @@ plus ``/healthz``, ``/readyz`` and ``/metrics``, the OpenAPI 3.1 document
 (``/openapi.json``) and the docs page (``/docs``) from the shared API edge
 (``services.runtime.httpapi``). A bad member id or ``limit`` answers 400. The /v1
 routes need a signed credential with the ``ledger:read`` scope (docs/security.md).
+
+PostgreSQL is probed in the background: while it is unreachable ``/readyz`` and every
+/v1 route answer 503 with ``Retry-After``; its pool checks a connection before handing
+it out, and a read whose connection broke under it runs once more, so a restart of
+PostgreSQL never surfaces as a 500.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pydantic import BaseModel
 
 from services.actions.settings import ActionsSettings
 from services.contracts.bounds import MEMBER_ID_PATTERN
+from services.runtime import health, pgpool
 from services.runtime.access import AccessGate, require
 from services.runtime.http import ReadyCheck
 from services.runtime.httpapi import create_api
@@ -89,7 +95,8 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_api_app(settings: ActionsSettings, ready: ReadyCheck | None = None) -> FastAPI:
-    """The ledger's read API on the shared API edge; a bad member id or limit is a 400."""
+    """The ledger's read API on the shared API edge; a bad member id or limit is a 400.
+    ``ready`` is the consumers' readiness; the API adds PostgreSQL's."""
     schema = settings.db_schema
     pools: list[AsyncConnectionPool] = []
 
@@ -99,13 +106,12 @@ def create_api_app(settings: ActionsSettings, ready: ReadyCheck | None = None) -
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        pool: AsyncConnectionPool = AsyncConnectionPool(
-            settings.database.database_url.get_secret_value(),
-            min_size=1,
+        pool = pgpool.api_pool(
+            settings.database,
+            name="ledger-api",
             max_size=4,
-            open=False,
             configure=configure,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            row_factory=dict_row,
         )
         await pool.open()
         pools.append(pool)
@@ -123,13 +129,16 @@ def create_api_app(settings: ActionsSettings, ready: ReadyCheck | None = None) -
         max_body=MAX_BODY,
         invalid_status=400,
         access=AccessGate(settings.access, settings.database),
+        dependencies=health.Dependencies(health.probes(database=settings.database)),
     )
     ledger: dict[str, Any] = {"tags": ["ledger"], "dependencies": [Depends(require("ledger:read"))]}
 
     async def rows(query: str, *args: Any) -> list[Any]:
-        async with pools[0].connection() as conn:
+        async def fetch(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
             cursor = await conn.execute(query, args)
             return await cursor.fetchall()
+
+        return await pgpool.read(pools[0], fetch)
 
     @app.get("/v1/members/{member_id}/balance", **ledger, response_model=Balance)
     async def balance(member_id: MemberIdPath) -> JSONResponse:
