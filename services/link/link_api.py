@@ -16,6 +16,13 @@ Registration is part of sign-in (``register: true``); there is no separate
 registration endpoint. Every /v1 route needs a signed service credential with its
 scope (``services.runtime.access``, docs/security.md): ``links:write`` to link and
 unlink, ``links:read`` to list a member's links, ``signin`` to sign in.
+
+Outages: PostgreSQL and the broker are probed in the background; while either is
+unreachable ``/readyz`` and every /v1 route answer 503 with ``Retry-After``. A proof
+is spent by verifying it (a VK ID or OK code works once, an Apple nonce is remembered),
+so before asking the provider the handler checks both again and takes a live
+connection from the pool (checked on checkout): an outage answers 503 and leaves the
+member's code usable.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Final, Literal
 
+import psycopg
 from fastapi import Depends, FastAPI, Path
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
@@ -56,8 +64,15 @@ from services.link.links import (
     utc_now_millis,
 )
 from services.link.settings import LinkSettings
+from services.runtime import health, pgpool
 from services.runtime.access import AccessGate, require
-from services.runtime.httpapi import ApiError, ErrorResponse, FieldProblem, create_api
+from services.runtime.httpapi import (
+    RETRY_AFTER_DOC,
+    ApiError,
+    ErrorResponse,
+    FieldProblem,
+    create_api,
+)
 from services.runtime.migrations import migrate_async
 
 log = logging.getLogger(__name__)
@@ -115,18 +130,27 @@ def _answer(model: BaseModel, status: int = 200) -> JSONResponse:
 
 
 def _error(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    if status == 503:
+        return {
+            status: {"model": ErrorResponse, "description": description, "headers": RETRY_AFTER_DOC}
+        }
     return {status: {"model": ErrorResponse, "description": description}}
 
 
 _NOT_CONFIRMED = _error(
-    503, "Stored, but the broker did not acknowledge the event in time; retry the same request."
+    503,
+    "Stored, but the broker did not acknowledge the event in time; or PostgreSQL or the "
+    "broker is unreachable. Retry the same request after Retry-After seconds.",
 )
 _PROOF = {
     **_error(401, "The proof was refused by the identity provider or is invalid or replayed."),
     **_error(501, "That identity provider is not configured."),
 }
 _PROVIDER_DOWN = _error(
-    503, "The identity provider is unreachable, or the broker did not acknowledge in time."
+    503,
+    "PostgreSQL or the broker is unreachable (checked before the proof is verified: the "
+    "code is not spent), the identity provider is unreachable, or the broker did not "
+    "acknowledge in time. Retry after Retry-After seconds.",
 )
 
 
@@ -145,6 +169,9 @@ class LinkApi:
         self.verifier: IdentityVerifier | None = None
         self.timeout_s = settings.ack_timeout_s
         self.not_ready: str | None = "starting"
+        self.dependencies = health.Dependencies(
+            health.probes(database=settings.database, kafka_settings=settings.kafka)
+        )
         self._pool: AsyncConnectionPool | None = None
         self._sender: EventSender | None = None
 
@@ -158,9 +185,27 @@ class LinkApi:
         assert self._sender is not None, "the API has not started"
         return self._sender
 
+    async def can_finish(self) -> None:
+        """Raise 503 unless what the request needs after the proof is spent answers now:
+        both probes, and a connection from the pool (checked on checkout, so a dead one
+        is replaced or the pool times out here, not after the provider said yes)."""
+        down = self.dependencies.not_ready()
+        if down is not None:
+            raise ApiError(503, f"{down}; the proof was not used, retry later")
+        try:
+            async with self.pool.connection():
+                pass
+        except pgpool.UNAVAILABLE as exc:
+            log.warning("PostgreSQL unavailable before verifying a proof: %s", exc)
+            raise ApiError(
+                503, "PostgreSQL is unavailable; the proof was not used, retry later"
+            ) from None
+
     async def verified(self, proof: VkIdProof | OkProof | AppleProof) -> Identity:
-        """The identity the provider vouches for, or the ApiError (401, 501, 503)."""
+        """The identity the provider vouches for, or the ApiError (401, 501, 503).
+        Nothing is asked of the provider unless :meth:`can_finish` passes."""
         assert self.verifier is not None, "the API has not started"
+        await self.can_finish()
 
         async def remember(nonce: str, expires_at: Any) -> bool:
             async with self.pool.connection() as conn:
@@ -226,8 +271,11 @@ class LinkApi:
 
     async def sign_in(self, body: SignInRequest) -> JSONResponse:
         identity = await self.verified(body.proof)
-        async with self.pool.connection() as conn:
-            active = await self.store.active(conn, identity.network, identity.social_user_id)
+
+        async def find(conn: psycopg.AsyncConnection[Any]) -> LinkRow | None:
+            return await self.store.active(conn, identity.network, identity.social_user_id)
+
+        active = await pgpool.read(self.pool, find)
         registered = False
         status = 200
         if active is None:
@@ -287,20 +335,16 @@ class LinkApi:
         return _answer(UnlinkResponse(unlinked=_view(link), event_id=link.unlink_event_id))
 
     async def member_links(self, member_id: str) -> JSONResponse:
-        async with self.pool.connection() as conn:
-            links = await self.store.of_member(conn, member_id)
+        async def find(conn: psycopg.AsyncConnection[Any]) -> list[LinkRow]:
+            return await self.store.of_member(conn, member_id)
+
+        links = await pgpool.read(self.pool, find)
         return _answer(MemberLinks(member_id=member_id, links=[_view(x) for x in links]))
 
     @asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         settings = self.settings
-        pool = AsyncConnectionPool(
-            settings.database.database_url.get_secret_value(),
-            min_size=1,
-            max_size=8,
-            kwargs={"autocommit": True},
-            open=False,
-        )
+        pool = pgpool.api_pool(settings.database, name="link-api", max_size=8)
         await pool.open(wait=True, timeout=settings.database.connect_timeout_s * 2)
         async with pool.connection() as conn:
             await migrate_async(conn, settings.db_schema, "link")
@@ -366,6 +410,7 @@ def create_link_app(settings: LinkSettings, registry: CollectorRegistry | None =
         invalid_status=422,
         list_alias="fields",
         access=AccessGate(settings.access, settings.database),
+        dependencies=api.dependencies,
     )
     v1: dict[str, Any] = {"tags": ["links"]}
 

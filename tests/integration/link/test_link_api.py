@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -92,28 +93,37 @@ def identity_for(sim_base_url: str, **changes: Any) -> IdentitySettings:
 Body = Callable[[httpx.AsyncClient, str], Awaitable[None]]
 
 
-def serve(settings: LinkSettings, body: Body, **identity: Any) -> None:
-    """Run the simulator and the link API (its providers at the simulator), then
-    ``body(http, sim_base_url)``; ``http`` signs with an all-scopes credential."""
+@asynccontextmanager
+async def link_api(
+    settings: LinkSettings, sim_base_url: str, **identity: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The link API (its providers at the simulator) and a client that signs with an
+    all-scopes credential."""
     secret = ensure_credential(
         settings.database.database_url.get_secret_value(),
         settings.access.db_schema,
         "link API tests",
         SCOPES,
     )
+    configured = settings.model_copy(update={"identity": identity_for(sim_base_url, **identity)})
+    async with (
+        running_api(create_link_app(configured), "127.0.0.1", 0) as server,
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{server.port}", auth=SignedAuth(secret), timeout=30
+        ) as http,
+    ):
+        yield http
+
+
+def serve(settings: LinkSettings, body: Body, **identity: Any) -> None:
+    """Run the simulator and the link API, then ``body(http, sim_base_url)``."""
 
     async def main() -> None:
-        async with running(make_simulator()) as sim:
-            configured = settings.model_copy(
-                update={"identity": identity_for(sim.base_url, **identity)}
-            )
-            async with (
-                running_api(create_link_app(configured), "127.0.0.1", 0) as server,
-                httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{server.port}", auth=SignedAuth(secret)
-                ) as http,
-            ):
-                await body(http, sim.base_url)
+        async with (
+            running(make_simulator()) as sim,
+            link_api(settings, sim.base_url, **identity) as http,
+        ):
+            await body(http, sim.base_url)
 
     asyncio.run(main())
 
