@@ -35,7 +35,7 @@ from services.contracts.bounds import INT64_MAX, SOCIAL_USER_ID_PATTERN, check_s
 from services.contracts.models import Network
 from services.contracts.topics import EVENTS
 from services.readmodel.settings import ReadModelSettings
-from services.runtime import db, httpapi, migrations
+from services.runtime import db, health, httpapi, migrations
 from services.runtime.access import AccessGate, require
 from services.runtime.http import ReadyCheck
 from services.runtime.httpapi import ApiError, ErrorResponse, create_api
@@ -239,7 +239,9 @@ def create_http_app(
 ) -> FastAPI:
     """The query API on the shared API edge; each request uses its own connection (on
     FastAPI's thread pool). A bad network, id or limit answers 400; every /v1 route
-    needs a signed credential with the ``readmodel:read`` scope."""
+    needs a signed credential with the ``readmodel:read`` scope. ``ready`` is the
+    consumer's readiness; the API adds PostgreSQL's (probed in the background: while it
+    is down ``/readyz`` and every /v1 route answer 503 with ``Retry-After``)."""
     app = create_api(
         "readmodel",
         ready,
@@ -249,6 +251,7 @@ def create_http_app(
         max_body=1024,
         invalid_status=400,
         access=AccessGate(settings.access, settings.database),
+        dependencies=health.Dependencies(health.probes(database=settings.database)),
     )
     guarded: dict[str, Any] = {
         "tags": ["read model"],

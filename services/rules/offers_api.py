@@ -34,6 +34,7 @@ from services.contracts.bounds import MAX_TEXT, NO_NUL_PATTERN
 from services.rules.offer_store import OfferExistsError, OfferNotFoundError, OfferStore
 from services.rules.offers import _NAME, Offer, OfferError
 from services.rules.settings import RulesSettings
+from services.runtime import health
 from services.runtime.access import AccessGate, require
 from services.runtime.httpapi import MAX_DEPTH, ErrorResponse, create_api
 
@@ -214,10 +215,12 @@ def create_app(store: OfferStore, settings: RulesSettings) -> FastAPI:
             return f"offer store: {exc}"
         return None
 
-    # A probe costs one short query; with PG down it answers 503 within the connect timeout.
+    # PostgreSQL is probed in the background (readiness and a 503 with Retry-After for
+    # every route while it is down); ``ready`` then checks the store's schema answers.
     app = create_api(
         "rules-api",
         ready=ready,
+        dependencies=health.Dependencies(health.probes(database=settings.database)),
         title="social-loyalty offers API",
         description="Create, version, activate and list offers (the rules' configuration).",
         max_body=MAX_BODY,
