@@ -84,19 +84,25 @@ async def _prepare(settings: CollectorSettings) -> Any:
 @collector_app.command()
 def run(groups: GroupsOption = None, loglevel: LogLevel = "info") -> None:
     """Run every group at its interval until SIGTERM/SIGINT; /healthz /readyz /metrics
-    on COLLECTOR_HTTP_PORT (8082)."""
+    on COLLECTOR_HTTP_PORT (8082). /readyz is 503 while PostgreSQL (the run history)
+    or the brokers (where a run is published) do not answer."""
     start(loglevel)
     settings = _settings()
     config = _groups(settings, groups)
 
     async def main() -> None:
         from services.collector.scheduler import Scheduler
-        from services.runtime import http
+        from services.runtime import health, http
 
         collector = await _prepare(settings)
         stop = stop_event()
+        dependencies = health.Dependencies(
+            health.probes(database=settings.database, kafka_settings=settings.kafka)
+        ).start()
         server = await http.start(
-            http.create_app("collector"), settings.http_host, settings.http_port
+            http.create_app("collector", dependencies.not_ready),
+            settings.http_host,
+            settings.http_port,
         )
         logging.getLogger(__name__).info(
             "collecting %d groups; health and metrics on %s:%d",
@@ -111,6 +117,7 @@ def run(groups: GroupsOption = None, loglevel: LogLevel = "info") -> None:
             await scheduler.run(stop, grace_s=settings.shutdown_grace_s)
         finally:
             await server.cleanup()
+            dependencies.stop()
             collector.publisher.close()
 
     asyncio.run(main())

@@ -69,7 +69,7 @@ from services.detector.inorder import InOrder, RangeReadError, SourceRecord
 from services.detector.mapping import SnapshotChunkModel, events, millis, to_chunk
 from services.detector.settings import DetectorSettings
 from services.detector.state import DetectorInputError
-from services.runtime import http, kafka
+from services.runtime import health, http, kafka
 from services.runtime.metric_set import MetricSet
 from services.runtime.sender import DeliveryError, Sender
 
@@ -128,6 +128,7 @@ class Detector:
         self.metrics = DetectorMetrics.on(self.registry)
         self.codec = make_codec(settings.kafka)
         self.ready = False
+        self.dependencies = health.Dependencies(health.probes(kafka_settings=settings.kafka))
         self._sender: Sender | None = None
         brokers = [
             f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")
@@ -192,11 +193,16 @@ class Detector:
         return self._sender
 
     def _not_ready(self) -> str | None:
+        """Crashed, not assigned yet, or the brokers (where its events go) unreachable:
+        probed on a thread of its own, since a broker that hangs keeps Faust silent."""
         if self.app.crash_reason is not None:
             return f"crashed: {self.app.crash_reason!r}"
-        return None if self.ready else "not assigned yet"
+        if not self.ready:
+            return "not assigned yet"
+        return self.dependencies.not_ready()
 
     async def _serve(self) -> None:
+        self.dependencies.start()
         app = http.create_app("detector", self._not_ready, self.registry)
         await http.start(app, self.settings.worker_host, self.settings.worker_port)
 
@@ -356,6 +362,7 @@ class Detector:
                 self.metrics.chunks.labels("retirement").inc()
 
     def close(self) -> None:
+        self.dependencies.stop()
         if self._sender is not None:
             self._sender.producer.flush(self.settings.flush_timeout_s)
         self._in_order.close()
