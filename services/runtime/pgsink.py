@@ -251,7 +251,7 @@ class PgSinkConfig:
     outbox_retry_after_s: float = 10.0
     stale_after_s: float = 300.0
     """``not_ready`` once the loop has made no progress for this long (stuck)."""
-    max_backoff_s: float = 30.0
+    max_backoff_s: float = 5.0
     source: str = "actions"
     """Who writes the outcomes: their ``ce_source`` header is ``social-loyalty/<source>``."""
 

@@ -205,7 +205,7 @@ class StreamConfig:
     static_membership: bool = True
     stale_after_s: float = 30.0
     """``not_ready`` once the loop has not polled for this long (stuck)."""
-    max_backoff_s: float = 30.0
+    max_backoff_s: float = 5.0
     """Longest wait between two tries after a transient failure."""
     gc_threshold: int = 50_000
     """Allocations between two young-generation collections (CPython's default: 700).
