@@ -7,6 +7,12 @@ the ``RunManifest``. The manifest comes last so a reader that has it has the run
 
 A member is in bucket ``member_id mod bucket_count`` (docs/contract.md): stable
 across runs and processes, unlike Python's ``hash``, and cheap on numpy arrays.
+
+Only users are published: an id below 1 (a community liking, reposting or commenting
+as itself has a negative id; a 0 stands for none) can never be linked, and the
+contract refuses it (``bounds.PositiveIds``: an event's ``social_user_id`` is a
+positive integer for vk and ok), so it is left out of the run here rather than
+failing every run of the group.
 """
 
 from __future__ import annotations
@@ -111,6 +117,12 @@ def bucket_members(member_ids: IdArray, bucket_count: int) -> list[IdArray]:
     return [ordered[bounds[b] : bounds[b + 1]] for b in range(bucket_count)]
 
 
+def users_only(ids: IdArray) -> IdArray:
+    """``ids`` without those below 1 (communities, "none"): what a snapshot may carry."""
+    users = ids >= 1
+    return ids if users.all() else ids[users]
+
+
 def post_id_of(skip: Skip) -> int | None:
     """The post a skip is about (``vk:post:-42_7`` -> 7), ``None`` for anything else."""
     match = _POST_OBJECT.match(skip.object)
@@ -155,7 +167,7 @@ def _chunks(collected: Collected, members: IdArray, meta: RunMeta) -> Iterator[S
         "baseline_at": meta.baseline_at,
     }
     count = 0
-    for bucket, ids in enumerate(bucket_members(members, meta.bucket_count)):
+    for bucket, ids in enumerate(bucket_members(users_only(members), meta.bucket_count)):
         count += 1
         yield MembersChunk(
             **common,
@@ -194,16 +206,19 @@ def _chunks(collected: Collected, members: IdArray, meta: RunMeta) -> Iterator[S
             "baseline_post_id": meta.baseline_post_id,
         }
         count += 2
-        yield PostLikesChunk(**on_post, user_ids=tuple(post.likers.tolist()))
+        yield PostLikesChunk(**on_post, user_ids=tuple(users_only(post.likers).tolist()))
         yield PostCommentsChunk(
             **on_post,
             comments=tuple(
-                Comment(comment_id=str(c.id), author_id=c.author_id) for c in post.comments
+                Comment(comment_id=str(c.id), author_id=c.author_id)
+                for c in post.comments
+                if c.author_id >= 1
             ),
         )
         if post.reposters is not None:
             count += 1
-            yield PostRepostsChunk(**on_post, user_ids=tuple(post.reposters.tolist()))
+            reposters = users_only(post.reposters)
+            yield PostRepostsChunk(**on_post, user_ids=tuple(reposters.tolist()))
     post_ids = sorted({p.post.id for p in collected.posts} | skipped_posts)
     yield RunManifest(
         **common,

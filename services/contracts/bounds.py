@@ -63,6 +63,9 @@ Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN)]
 PositiveId = Annotated[int, Field(ge=1, le=INT64_MAX)]
 """A group, post or user id of a network."""
+PositiveIds = tuple[PositiveId, ...]
+"""User ids of a snapshot (members, likers, reposters): each one an id that
+``check_social_user_id`` accepts once it is an event's ``social_user_id``."""
 NonNegativeId = Annotated[int, Field(ge=0, le=INT64_MAX)]
 """A network id where 0 means none yet (a group's highest post id before its first post)."""
 Points = Annotated[int, Field(gt=0, le=MAX_POINTS)]
@@ -71,19 +74,23 @@ CounterStep = Annotated[int, Field(ge=-MAX_COUNTER_STEP, le=MAX_COUNTER_STEP)]
 InTimeRange = AfterValidator(in_time_range)
 
 
+_NUMERIC_ID: Final = re.compile(NUMERIC_ID_PATTERN)
+_APPLE_ID: Final = re.compile(APPLE_ID_PATTERN)
+
+
 def check_social_user_id(network: str, social_user_id: str) -> str:
     """``social_user_id`` as ``network`` writes it, or ``ValueError``: vk and ok ids are
-    canonical positive integers within int64 (``"4242"``, never ``"04242"`` or
-    ``"4242\\n"``), so one profile cannot be linked twice under two spellings."""
+    canonical positive integers within int64 (``"4242"``, never ``"04242"``, ``"0"``,
+    ``"-1"`` or ``"4242\\n"``), so one profile cannot be linked twice under two spellings.
+    Every domain event's ``social_user_id`` is held to it (``model_base._Event``), as are
+    the link API's and the read model's paths."""
     # fullmatch: the whole value, so ``$`` cannot match before a trailing newline.
     if network in ("vk", "ok"):
-        if not (
-            re.fullmatch(NUMERIC_ID_PATTERN, social_user_id) and int(social_user_id) <= INT64_MAX
-        ):
+        if not (_NUMERIC_ID.fullmatch(social_user_id) and int(social_user_id) <= INT64_MAX):
             raise ValueError(
                 f"social_user_id for {network} must be a positive integer up to {INT64_MAX}"
             )
         return social_user_id
-    if not re.fullmatch(APPLE_ID_PATTERN, social_user_id):
+    if not _APPLE_ID.fullmatch(social_user_id):
         raise ValueError(f"social_user_id for {network} must be 1-255 of A-Z a-z 0-9 . _ -")
     return social_user_id

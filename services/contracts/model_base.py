@@ -16,12 +16,14 @@ naive time in a distributed system is a bug waiting for a different time zone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Self, TypeVar, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
-from services.contracts.bounds import InTimeRange
+from services.contracts.bounds import InTimeRange, check_social_user_id
 from services.contracts.ids import event_id as compute_event_id
 from services.contracts.schema_enums import Facet, Network
 
@@ -36,6 +38,21 @@ def _utc_millis(value: datetime) -> datetime:
 UtcMillis = Annotated[datetime, AfterValidator(_utc_millis), InTimeRange]
 """An Avro ``timestamp-millis``: aware, UTC, millisecond precision, within
 ``bounds.EARLIEST`` and ``bounds.LATEST``."""
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """A rule over several fields of one record, which a field's own constraint cannot
+    see: ``check(*values of fields)`` raises ``ValueError``. The model runs it once its
+    fields are valid; the codec's plain path (``plain.py``) runs the same function on
+    plain values, so both refuse the same records."""
+
+    fields: tuple[str, ...]
+    check: Callable[..., object]
+
+
+CROSS_CHECKS_VALIDATOR: Final = "_run_cross_checks"
+"""The one model validator ``plain.py`` mirrors: the one that runs ``cross_checks``."""
 
 
 # ------------------------------------------------------------------ base classes
@@ -180,7 +197,25 @@ class _Manifest(_Chunk):
         return self._key_at(Facet.MANIFEST, 0)
 
 
-class _Event(ContractModel):
+class _CrossChecked(ContractModel):
+    cross_checks: ClassVar[tuple[CrossCheck, ...]] = ()
+
+    @model_validator(mode="after")
+    def _run_cross_checks(self) -> Self:
+        for rule in self.cross_checks:
+            rule.check(*(getattr(self, name) for name in rule.fields))
+        return self
+
+
+class _Event(_CrossChecked):
+    """``social_user_id`` is held to its network's bound (a vk or ok id is a canonical
+    positive integer), as the link API holds it: an event for user ``"-1"`` or ``"0"`` is
+    refused when it is built and when it is decoded."""
+
+    cross_checks: ClassVar[tuple[CrossCheck, ...]] = (
+        CrossCheck(("network", "social_user_id"), check_social_user_id),
+    )
+
     if TYPE_CHECKING:
         network: Network
         social_user_id: str

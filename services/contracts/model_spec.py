@@ -22,6 +22,7 @@ BOUND_BASES: Final[Mapping[str, str]] = {
     "SocialUserId": "str",
     "Text": "str",
     "PositiveId": "int",
+    "PositiveIds": "tuple[int, ...]",
     "NonNegativeId": "int",
     "Points": "int",
     "Budget": "int",
@@ -35,6 +36,8 @@ _CHUNK: Final = {
     "run_id": "Ident",
     "post_id": "PositiveId",
     "baseline_post_id": "NonNegativeId",
+    "member_ids": "PositiveIds",
+    "user_ids": "PositiveIds",
 }
 _EVENT: Final = {
     "event_id": "Ident",
@@ -63,7 +66,7 @@ FIELD_TYPES: Final[Mapping[str, Mapping[str, str]]] = {
     "social_loyalty.snapshots": _CHUNK,
     "social_loyalty.snapshots.SnapshotKey": {},
     "social_loyalty.snapshots.SkippedObject": {},
-    "social_loyalty.snapshots.Comment": {"comment_id": "Ident"},
+    "social_loyalty.snapshots.Comment": {"comment_id": "Ident", "author_id": "PositiveId"},
     "social_loyalty.events": _EVENT,
     "social_loyalty.commands": _COMMAND,
     "social_loyalty.outcomes": _OUTCOME,

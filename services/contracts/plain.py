@@ -36,6 +36,7 @@ from pydantic import AfterValidator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from services.contracts.model_base import CROSS_CHECKS_VALIDATOR, CrossCheck
 from services.contracts.models import RECORD_TYPES, ContractModel, UtcMillis
 
 Check = Callable[[Any], Any]
@@ -502,9 +503,12 @@ class _Compiler:
         if extra or model.model_config.get("extra") != "forbid":
             raise NotImplementedError(f"{name}: model config {sorted(extra)} has no plain mirror")
         decorators = model.__pydantic_decorators__
-        for kind in ("validators", "field_validators", "root_validators", "model_validators"):
+        for kind in ("validators", "field_validators", "root_validators"):
             if getattr(decorators, kind):
                 raise NotImplementedError(f"{name} has {kind}: mirror them in plain.py first")
+        if set(decorators.model_validators) - {CROSS_CHECKS_VALIDATOR}:
+            raise NotImplementedError(f"{name} has model_validators: mirror them in plain.py first")
+        cross = _cross_checks(name, getattr(model, "cross_checks", ()), decorators)
         fields: dict[str, FieldInfo] = model.model_fields
         avro_fields = {f["name"]: f["type"] for f in schema["fields"]}
         if set(fields) != set(avro_fields):
@@ -534,17 +538,42 @@ class _Compiler:
                     out[field_name] = check(default())
                 else:
                     raise InvalidValueError(f"{name}.{field_name}: field required")
-            return out
+            return out if cross is None else cross(out)
 
-        if not inbound_plan:
+        if not inbound_plan and cross is None:
             return _Checks(None, outbound)
 
         def inbound(value: dict[str, Any]) -> dict[str, Any]:
             for field_name, check in inbound_plan:
                 value[field_name] = check(value[field_name])
-            return value
+            return value if cross is None else cross(value)
 
         return _Checks(inbound, outbound)
+
+
+def _cross_checks(
+    name: str, rules: tuple[CrossCheck, ...], decorators: Any
+) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """The model's ``cross_checks`` on a record's checked fields, run by the model's one
+    mirrored validator; ``None`` when it has none (or no validator runs them)."""
+    if CROSS_CHECKS_VALIDATOR not in decorators.model_validators:
+        if rules:
+            raise NotImplementedError(f"{name} has cross_checks that no validator runs")
+        return None
+    if decorators.model_validators[CROSS_CHECKS_VALIDATOR].info.mode != "after":
+        raise NotImplementedError(f"{name}: {CROSS_CHECKS_VALIDATOR} must be an after-validator")
+    if not rules:
+        return None
+
+    def cross(value: dict[str, Any]) -> dict[str, Any]:
+        for rule in rules:
+            try:
+                rule.check(*(value[field] for field in rule.fields))
+            except ValueError as exc:
+                raise InvalidValueError(f"{name}: {exc}") from exc
+        return value
+
+    return cross
 
 
 def _default(info: FieldInfo) -> Callable[[], Any] | None:

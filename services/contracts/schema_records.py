@@ -17,6 +17,7 @@ from services.contracts.bounds import (
     NonNegativeId,
     Points,
     PositiveId,
+    PositiveIds,
     SocialUserId,
     Text,
 )
@@ -263,7 +264,11 @@ class CommentDeleted(_Event):
     network: Network = Field(description="Network of the social user.")
     group_id: PositiveId = Field(description="Group the activity happened in.")
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     post_id: PositiveId = Field(description="Post the activity is about.")
     comment_id: Ident = Field(description="Comment id (a string: OK comment ids are not numbers).")
@@ -296,7 +301,11 @@ class CommentPosted(_Event):
     network: Network = Field(description="Network of the social user.")
     group_id: PositiveId = Field(description="Group the activity happened in.")
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     post_id: PositiveId = Field(description="Post the activity is about.")
     comment_id: Ident = Field(description="Comment id (a string: OK comment ids are not numbers).")
@@ -339,7 +348,11 @@ class GroupJoined(_Event):
     network: Network = Field(description="Network of the social user.")
     group_id: PositiveId = Field(description="Group the activity happened in.")
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     observed_at: UtcMillis = Field(description="When the detector produced the event (UTC).")
     previous_snapshot_at: UtcMillis = Field(
@@ -370,7 +383,11 @@ class GroupLeft(_Event):
     network: Network = Field(description="Network of the social user.")
     group_id: PositiveId = Field(description="Group the activity happened in.")
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     observed_at: UtcMillis = Field(description="When the detector produced the event (UTC).")
     previous_snapshot_at: UtcMillis = Field(
@@ -401,7 +418,11 @@ class PostLiked(_Event):
     network: Network = Field(description="Network of the social user.")
     group_id: PositiveId = Field(description="Group the activity happened in.")
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     post_id: PositiveId = Field(description="Post the activity is about.")
     observed_at: UtcMillis = Field(description="When the detector produced the event (UTC).")
@@ -433,7 +454,11 @@ class PostReposted(_Event):
     network: Network = Field(description="Network of the social user.")
     group_id: PositiveId = Field(description="Group the activity happened in.")
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     post_id: PositiveId = Field(description="Post the activity is about.")
     observed_at: UtcMillis = Field(description="When the detector produced the event (UTC).")
@@ -465,7 +490,11 @@ class PostUnliked(_Event):
     network: Network = Field(description="Network of the social user.")
     group_id: PositiveId = Field(description="Group the activity happened in.")
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     post_id: PositiveId = Field(description="Post the activity is about.")
     observed_at: UtcMillis = Field(description="When the detector produced the event (UTC).")
@@ -500,7 +529,11 @@ class ProfileLinked(_Event):
         default=None, description="Always null: linking is not about a group."
     )
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     member_id: MemberId = Field(description="Loyalty-program member id.")
     registration: bool = Field(
@@ -532,7 +565,11 @@ class ProfileUnlinked(_Event):
         default=None, description="Always null: linking is not about a group."
     )
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     member_id: MemberId = Field(description="Loyalty-program member id.")
     registration: bool = Field(
@@ -562,7 +599,11 @@ class RepostDeleted(_Event):
     network: Network = Field(description="Network of the social user.")
     group_id: PositiveId = Field(description="Group the activity happened in.")
     social_user_id: SocialUserId = Field(
-        description="User id in that network (a string so VK, OK and Apple ids all fit)."
+        description=(
+            "User id in that network (a string so VK, OK and Apple ids all fit); a "
+            "vk or ok id is a canonical positive integer (no sign, no leading "
+            "zero)."
+        )
     )
     post_id: PositiveId = Field(description="Post the activity is about.")
     observed_at: UtcMillis = Field(description="When the detector produced the event (UTC).")
@@ -705,8 +746,11 @@ class MembersChunk(_MembersChunk):
     bucket_count: int = Field(
         description=("Number of member buckets in this run (same for every chunk of the run).")
     )
-    member_ids: tuple[int, ...] = Field(
-        description="Ids of the members in this bucket, sorted ascending, no duplicates."
+    member_ids: PositiveIds = Field(
+        description=(
+            "Ids of the members in this bucket (user ids: positive), sorted "
+            "ascending, no duplicates."
+        )
     )
 
 
@@ -716,7 +760,9 @@ class Comment(ContractModel):
     avro_name: ClassVar[str] = "social_loyalty.snapshots.Comment"
 
     comment_id: Ident = Field(description="Comment id (a string: OK comment ids are not numbers).")
-    author_id: int = Field(description="Id of the user who wrote the comment.")
+    author_id: PositiveId = Field(
+        description=("Id of the user who wrote the comment (positive: a community is no user).")
+    )
 
 
 class PostCommentsChunk(_CommentsChunk):
@@ -805,8 +851,11 @@ class PostLikesChunk(_LikesChunk):
             "field): then posted_at is compared with baseline_at."
         ),
     )
-    user_ids: tuple[int, ...] = Field(
-        description="Ids of the users who liked the post, sorted ascending, no duplicates."
+    user_ids: PositiveIds = Field(
+        description=(
+            "Ids of the users who liked the post (positive: a community is no "
+            "user), sorted ascending, no duplicates."
+        )
     )
 
 
@@ -849,8 +898,11 @@ class PostRepostsChunk(_RepostsChunk):
             "field): then posted_at is compared with baseline_at."
         ),
     )
-    user_ids: tuple[int, ...] = Field(
-        description=("Ids of the users who reposted the post, sorted ascending, no duplicates.")
+    user_ids: PositiveIds = Field(
+        description=(
+            "Ids of the users who reposted the post (positive: a community is no "
+            "user), sorted ascending, no duplicates."
+        )
     )
 
 

@@ -391,9 +391,10 @@ def test_a_record_the_member_handler_cannot_read_is_a_dead_letter_and_the_partit
 
     def link_of(member: str, minutes: int) -> RuleEvent:
         at = START + timedelta(minutes=minutes)
-        event = _link("vk", f"u{member}", member, at, on=True, registration=False)
+        user = str(7000 + minutes)  # a vk id is a positive integer
+        event = _link("vk", user, member, at, on=True, registration=False)
         return RuleEvent(event_id=event.event_id, type=EventType.PROFILE_LINKED, network="vk",
-                         social_user_id=f"u{member}", member_id=member, occurred_at=at,
+                         social_user_id=user, member_id=member, occurred_at=at,
                          linked_at=at)  # fmt: skip
 
     good = [link_of(f"MD{i}", i) for i in range(3)]

@@ -86,7 +86,8 @@ def test_a_run_is_buckets_then_post_facets_ascending_then_the_manifest() -> None
     ]
     comments = chunks[5]
     assert isinstance(comments, PostCommentsChunk)
-    assert [(c.comment_id, c.author_id) for c in comments.comments] == [("5", 9), ("6", -42)]
+    # Comment 6 is the group's own (a community's negative id): no user, not published.
+    assert [(c.comment_id, c.author_id) for c in comments.comments] == [("5", 9)]
     manifest = chunks[-1]
     assert isinstance(manifest, RunManifest)
     assert manifest.key().to_bytes() == b"vk:42:manifest:0"
@@ -99,6 +100,25 @@ def test_a_run_is_buckets_then_post_facets_ascending_then_the_manifest() -> None
     }
     assert all(s.reason == "vk error 15 on likes.getList: Access denied" for s in manifest.skipped)
     assert all(c.is_baseline and c.run_id == "run-1" for c in chunks)
+
+
+def test_ids_below_one_are_not_users_and_are_left_out_of_the_run() -> None:
+    """A community (negative id) that likes, reposts or comments, or a 0 for "none", can
+    never be linked; the contract refuses such ids, so the run leaves them out instead
+    of failing for the group every time."""
+    post = vk_post(20, [-7, 0, 1, 2], [-42, 3])
+    collected = Collected.gather(
+        "vk", 42, [GroupMembers("vk", 42, sorted_ids([-1, 0, 1, 2, 3])), post]
+    )
+    chunks = list(build_chunks(collected, META))
+    members = sorted(i for c in chunks if isinstance(c, MembersChunk) for i in c.member_ids)
+    assert members == [1, 2, 3]
+    likes = next(c for c in chunks if isinstance(c, PostLikesChunk))
+    reposts = next(c for c in chunks if isinstance(c, PostRepostsChunk))
+    comments = next(c for c in chunks if isinstance(c, PostCommentsChunk))
+    assert likes.user_ids == (1, 2)
+    assert reposts.user_ids == (3,)
+    assert [c.author_id for c in comments.comments] == [9]
 
 
 def test_ok_posts_have_no_reposts_chunk() -> None:
