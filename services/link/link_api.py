@@ -66,13 +66,7 @@ from services.link.links import (
 from services.link.settings import LinkSettings
 from services.runtime import health, pgpool
 from services.runtime.access import AccessGate, require
-from services.runtime.httpapi import (
-    RETRY_AFTER_DOC,
-    ApiError,
-    ErrorResponse,
-    FieldProblem,
-    create_api,
-)
+from services.runtime.httpapi import ApiError, ErrorResponse, FieldProblem, create_api
 from services.runtime.migrations import migrate_async
 
 log = logging.getLogger(__name__)
@@ -130,10 +124,6 @@ def _answer(model: BaseModel, status: int = 200) -> JSONResponse:
 
 
 def _error(status: int, description: str) -> dict[int | str, dict[str, Any]]:
-    if status == 503:
-        return {
-            status: {"model": ErrorResponse, "description": description, "headers": RETRY_AFTER_DOC}
-        }
     return {status: {"model": ErrorResponse, "description": description}}
 
 

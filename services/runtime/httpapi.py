@@ -414,6 +414,28 @@ def _composed(
     return lifespan
 
 
+def document_unavailable(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Add the 503 with ``Retry-After`` to every operation but the open routes' (in
+    place; returns the document); a route's own 503 keeps its description."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    for path, operations in openapi.get("paths", {}).items():
+        if path in OPEN_PATHS:
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            answer = operation.setdefault("responses", {}).setdefault(
+                "503",
+                {
+                    "description": "PostgreSQL or the broker is unreachable; retry after the "
+                    "seconds in Retry-After.",
+                    "content": error,
+                },
+            )
+            answer.setdefault("headers", {}).update(RETRY_AFTER_DOC)
+    return openapi
+
+
 def create_api(
     service: str,
     ready: ReadyCheck | None = None,
@@ -441,24 +463,16 @@ def create_api(
     ``dependencies`` are what the service needs to make progress (PostgreSQL, the
     brokers): probed from the lifespan on, they make ``/readyz`` false while one is
     down (``ready`` is asked only while none is), and every other route 503 meanwhile."""
-    responses: dict[int | str, dict[str, Any]] = {
-        invalid_status: {"model": ErrorResponse, "description": "Invalid request"},
-        400: {"model": ErrorResponse, "description": "Malformed request (NUL, UTF-8, depth)"},
-        413: {"model": ErrorResponse, "description": "Body too large"},
-    }
-    if dependencies is not None or access is not None:
-        responses[503] = {
-            "model": ErrorResponse,
-            "description": "A dependency (PostgreSQL, the broker) is unreachable; retry after "
-            "the seconds in the Retry-After header.",
-            "headers": RETRY_AFTER_DOC,
-        }
     app = FastAPI(
         title=title,
         description=description,
         version="1",
         lifespan=_composed(access, dependencies, lifespan),
-        responses=responses,
+        responses={
+            invalid_status: {"model": ErrorResponse, "description": "Invalid request"},
+            400: {"model": ErrorResponse, "description": "Malformed request (NUL, UTF-8, depth)"},
+            413: {"model": ErrorResponse, "description": "Body too large"},
+        },
     )
     install_error_handlers(app, invalid_status, list_alias)
     if dependencies is not None:
@@ -467,10 +481,14 @@ def create_api(
     app.add_middleware(RequestGuard, max_body=max_body)
     if access is not None:
         app.state.access = access
+    if access is not None or dependencies is not None:
 
         def openapi() -> dict[str, Any]:
             if app.openapi_schema is None:
-                app.openapi_schema = document(FastAPI.openapi(app))
+                built = FastAPI.openapi(app)
+                if access is not None:
+                    built = document(built)
+                app.openapi_schema = document_unavailable(built)
             return app.openapi_schema
 
         app.openapi = openapi  # type: ignore[method-assign]

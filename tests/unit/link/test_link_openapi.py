@@ -98,3 +98,17 @@ def test_docs_page_and_document_are_served() -> None:
     page = client.get("/docs")
     assert page.status_code == 200
     assert "swagger" in page.text.lower()
+
+
+def test_every_v1_route_documents_503_with_retry_after_and_health_does_not() -> None:
+    paths = _doc()["paths"]
+    assert isinstance(paths, dict)
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            unavailable = operation["responses"].get("503")
+            if path in ("/healthz", "/metrics", "/openapi.json", "/docs"):
+                assert unavailable is None, (path, method)
+            elif path != "/readyz":
+                assert "Retry-After" in unavailable["headers"], (path, method)
+    own = paths["/v1/links"]["post"]["responses"]["503"]["description"]
+    assert "not spent" in own
