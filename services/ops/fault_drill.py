@@ -313,6 +313,7 @@ class FaultDrill:
         self.members: list[Member] = []
         self.events_sent: list[m.DomainEvent] = []
         self.rounds = 0
+        self.traffic_errors: list[str] = []
         self.supervisor: Supervisor | None = None
         self.credential = ""
 
@@ -382,16 +383,26 @@ class FaultDrill:
         topic = self.topics.name(EVENTS)
 
         def produce() -> None:
-            producer = kafka.producer(self.kafka_settings, "fault-drill")
+            # The drill stands in for the detector, which retries until the broker is
+            # back: a delivery may wait out the longest outage of the matrix.
+            producer = kafka.producer(
+                self.kafka_settings, "fault-drill", extra={"delivery.timeout.ms": 600_000}
+            )
+            failed: list[str] = []
+
+            def delivered(error: Any, _message: Any) -> None:
+                if error is not None:
+                    failed.append(str(error))
+
             pause = duration_s / max(1, len(members))
             for member in members:  # a member's events in order, members spread out
                 for event in events_of(events, member):
                     value = self.codec.encode(event, topic)
-                    producer.produce(topic, value, event.key().to_bytes())
+                    producer.produce(topic, value, event.key().to_bytes(), on_delivery=delivered)
                 producer.poll(0)
                 time.sleep(pause)
-            if producer.flush(120) != 0:
-                raise RuntimeError("the drill could not write its events")
+            if producer.flush(660) != 0 or failed:
+                self.traffic_errors.append(f"undelivered events: {failed[:3]}")
 
         thread = threading.Thread(target=produce, name="fault-traffic", daemon=True)
         thread.start()
@@ -482,7 +493,9 @@ class FaultDrill:
             log.info("fault %s: healing", fault.name)
             fault.heal()
             healed_at = time.monotonic()
-            sender.join(timeout=traffic_s + 180)
+            sender.join(timeout=traffic_s + 700)
+            if self.traffic_errors:
+                raise RuntimeError(f"the drill's own traffic failed: {self.traffic_errors}")
             found, settle_s = self.settle()
             time.sleep(1.0)  # a last readiness sample after settling
         readiness = {name: seen.transitions(name, fault_at, healed_at) for name in seen.ready}

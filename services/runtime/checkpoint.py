@@ -47,6 +47,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
@@ -85,6 +86,22 @@ def backoff_s(failures: int, ceiling: float) -> float:
     return float(min(ceiling, 0.5 * 2.0 ** min(max(failures, 1) - 1, 8)))
 
 
+class LoopConfig(Protocol):
+    """What the loop takes from a worker's configuration (``PgSinkConfig``,
+    ``StreamConfig``)."""
+
+    @property
+    def group(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def poll_timeout_s(self) -> float: ...
+    @property
+    def stale_after_s(self) -> float: ...
+    @property
+    def max_backoff_s(self) -> float: ...
+
+
 class CheckpointWorker(ABC):
     """The consume loop, the fence, the rewind and the readiness rule of a consumer
     whose positions live in an offset store; a subclass is the store.
@@ -97,21 +114,17 @@ class CheckpointWorker(ABC):
 
     def __init__(
         self,
-        group: str,
+        loop: LoopConfig,
         *,
-        batch_size: int,
-        poll_timeout_s: float,
-        stale_after_s: float,
-        max_backoff_s: float,
         dependencies: Dependencies | None = None,
         needs_assignment: bool = True,
         stop: threading.Event | None = None,
     ) -> None:
-        self.group = group
-        self.batch_size = batch_size
-        self.poll_timeout_s = poll_timeout_s
-        self.stale_after_s = stale_after_s
-        self.max_backoff_s = max_backoff_s
+        self.group = loop.group
+        self.batch_size = loop.batch_size
+        self.poll_timeout_s = loop.poll_timeout_s
+        self.stale_after_s = loop.stale_after_s
+        self.max_backoff_s = loop.max_backoff_s
         self.dependencies = dependencies
         self.needs_assignment = needs_assignment
         self.stop_event = stop or threading.Event()

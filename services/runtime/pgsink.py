@@ -303,11 +303,7 @@ class PgSinkWorker(CheckpointWorker, Generic[R]):
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         super().__init__(
-            config.group,
-            batch_size=config.batch_size,
-            poll_timeout_s=config.poll_timeout_s,
-            stale_after_s=config.stale_after_s,
-            max_backoff_s=config.max_backoff_s,
+            config,
             dependencies=Dependencies(probes(database=database, kafka_settings=kafka_settings)),
             stop=stop,
         )

@@ -243,11 +243,7 @@ class StreamWorker(CheckpointWorker):
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         super().__init__(
-            config.group,
-            batch_size=config.batch_size,
-            poll_timeout_s=config.poll_timeout_s,
-            stale_after_s=config.stale_after_s,
-            max_backoff_s=config.max_backoff_s,
+            config,
             dependencies=Dependencies(probes(kafka_settings=kafka_settings)),
             needs_assignment=False,
         )
