@@ -118,20 +118,42 @@ def up(
 def status(
     groups: GroupsOption = ROOT / "deploy" / "groups.example.yaml",
 ) -> None:
-    """Ask every service's readiness endpoint; exit 1 if any is not ready."""
+    """Ask every service's readiness endpoint; exit 1 if any is not ready.
+
+    It only asks: it writes nothing, so it works before ``up`` ever ran (no state
+    directory yet) and whatever ``SL_PORT_OFFSET`` says."""
+    try:
+        ports = Ports.from_env()
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     table = Table("service", "ready", "url")
-    healthy = True
-    for spec in _specs(groups, True, ROOT / "deploy" / ".local" / "services"):
+    healthy, answered = True, False
+    for spec in service_specs(
+        prefix=TopicSettings().prefix,
+        state_dir=ROOT / "deploy" / ".local" / "services",
+        groups_file=groups,  # the URLs asked do not depend on it: no moved copy written
+        simulator=True,
+        ports=ports,
+    ):
         if spec.ready_url is None:
             continue
         try:
             answer = httpx.get(spec.ready_url, timeout=2)
             state = "yes" if answer.status_code == 200 else f"no ({answer.status_code})"
+            answered = True
         except httpx.HTTPError as exc:
             state = f"no ({type(exc).__name__})"
         healthy &= state == "yes"
         table.add_row(spec.name, state, spec.ready_url)
     console.print(table)
+    if not answered:
+        offset = ports.simulator - Ports().simulator
+        moved = f" with SL_PORT_OFFSET={offset}" if offset else ""
+        console.print(
+            f"no service answers{moved}: start them with ./run up "
+            "(python -m services.ops up) with the same SL_PORT_OFFSET"
+        )
     if not healthy:
         raise typer.Exit(1)
 

@@ -53,6 +53,7 @@ def groups_at(groups_file: Path, ports: Ports, state_dir: Path) -> Path:
     text = groups_file.read_text()
     if ports.simulator == Ports().simulator or default not in text:
         return groups_file
+    state_dir.mkdir(parents=True, exist_ok=True)
     moved = state_dir / groups_file.name
     moved.write_text(text.replace(default, f"127.0.0.1:{ports.simulator}/"))
     return moved
