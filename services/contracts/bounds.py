@@ -32,19 +32,32 @@ MAX_COUNTER_STEP: Final = 1_000_000
 """The most one ``CounterIncrement`` adds (or takes, when negative)."""
 
 MAX_TEXT: Final = 1000
-"""Characters in a free-text field (a reason, a template parameter)."""
+"""Characters in a free-text field (a reason, a message parameter's value)."""
+
+MAX_NAME: Final = 200
+"""Characters in a display name (an offer's ``name``): a name is a command's ``reason``
+when its action gives none, and a message's ``{offer_name}``."""
+
+MAX_PARAMS: Final = 32
+"""Parameters of one message (``SendMessage.params``), the implicit ``points`` included."""
+
+MAX_PARAM_NAME: Final = 64
+"""Characters in a message parameter's name; its value is ``Text`` (``MAX_TEXT``)."""
+
+MAX_MEMBER_ID: Final = 128
+MAX_IDENT: Final = 255
 
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
 """Contract times lie in ``[EARLIEST, LATEST)``: a post dated 9999-12-31 is bad data,
 and date arithmetic near the ends of ``datetime`` overflows."""
 
-MEMBER_ID_PATTERN: Final = r"^[A-Za-z0-9._:@-]{1,128}$"
+MEMBER_ID_PATTERN: Final = rf"^[A-Za-z0-9._:@-]{{1,{MAX_MEMBER_ID}}}$"
 NUMERIC_ID_PATTERN: Final = r"^[1-9][0-9]{0,18}$"
 APPLE_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,255}$"
 SOCIAL_USER_ID_PATTERN: Final = APPLE_ID_PATTERN
 """Any network's user id; ``check_social_user_id`` narrows it per network."""
-IDENT_PATTERN: Final = r"^[A-Za-z0-9._:@-]{1,255}$"
+IDENT_PATTERN: Final = rf"^[A-Za-z0-9._:@-]{{1,{MAX_IDENT}}}$"
 """Ids we or a network mint: event, command, offer, run and comment ids."""
 NO_NUL_PATTERN: Final = r"^[^\x00]*$"
 
@@ -61,6 +74,10 @@ MemberId = Annotated[str, Field(pattern=MEMBER_ID_PATTERN)]
 SocialUserId = Annotated[str, Field(pattern=SOCIAL_USER_ID_PATTERN)]
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN)]
+ParamName = Annotated[str, Field(max_length=MAX_PARAM_NAME, pattern=NO_NUL_PATTERN)]
+Params = Annotated[dict[ParamName, Text], Field(max_length=MAX_PARAMS)]
+"""A message's parameters: at most ``MAX_PARAMS``, each name at most ``MAX_PARAM_NAME``
+characters, each value a ``Text``."""
 PositiveId = Annotated[int, Field(ge=1, le=INT64_MAX)]
 """A group, post or user id of a network."""
 PositiveIds = tuple[PositiveId, ...]

@@ -173,8 +173,15 @@ def _finish_value(name: str, value: Any, expected: tuple[type, ...] | None) -> R
         return model.model_validate(value)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+        where = ".".join(_loc_part(part) for part in first["loc"])
         raise DecodeError(f"{name} record fails validation: {where}: {first['msg']}") from exc
+
+
+def _loc_part(part: object) -> str:
+    """A step of an error's location, short: a map key is one, and the reason of a
+    500 KB key must not carry it (the dead letter holds the value already)."""
+    text = str(part)
+    return text if len(text) <= 64 else f"{text[:61]}..."
 
 
 class SingleObjectCodec:

@@ -21,6 +21,7 @@ BOUND_BASES: Final[Mapping[str, str]] = {
     "MemberId": "str",
     "SocialUserId": "str",
     "Text": "str",
+    "Params": "dict[str, str]",
     "PositiveId": "int",
     "PositiveIds": "tuple[int, ...]",
     "NonNegativeId": "int",
@@ -57,6 +58,7 @@ _COMMAND: Final = {
     "name": "Ident",
     "points": "Points",
     "reason": "Text",
+    "params": "Params",
     "budget": "Budget",
     "by": "CounterStep",
 }

@@ -465,11 +465,14 @@ class _Compiler:
 
             return _Checks(array_in if item_in is not None else None, array_out)
         if kind == "map":
-            if get_origin(annotation) is not dict or get_args(annotation)[0] is not str:
+            args = get_args(annotation)
+            if get_origin(annotation) is not dict or len(args) != 2:
                 raise NotImplementedError(f"{where}: Avro map but annotation {annotation}")
-            values = self.value(
-                schema["values"], get_args(annotation)[1], [], named, f"{where}{{}}"
-            )
+            key_annotation, key_metadata = _unwrap(args[0])
+            if key_annotation is not str:
+                raise NotImplementedError(f"{where}: Avro map keys are str, not {args[0]}")
+            key_check = _chain([_constraint(meta, f"{where} key") for meta in key_metadata])
+            values = self.value(schema["values"], args[1], [], named, f"{where}{{}}")
             value_in, value_out = values.inbound, values.outbound
 
             def map_out(x: Any) -> Any:
@@ -478,12 +481,18 @@ class _Compiler:
                 for key in x:
                     if not isinstance(key, str):
                         raise InvalidValueError(f"{where}: map key {key!r} is not a str")
+                    if key_check is not None:
+                        key_check(key)
                 return {key: value_out(v) for key, v in x.items()}
 
             def map_in(x: Any) -> Any:
+                if key_check is not None:
+                    for key in x:
+                        key_check(key)
                 return {key: value_in(v) for key, v in x.items()} if value_in is not None else x
 
-            return _Checks(map_in if value_in is not None else None, map_out)
+            inbound = value_in is not None or key_check is not None
+            return _Checks(map_in if inbound else None, map_out)
         if kind == "record":
             if not (isinstance(annotation, type) and issubclass(annotation, ContractModel)):
                 raise NotImplementedError(f"{where}: Avro record but annotation {annotation}")

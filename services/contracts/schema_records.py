@@ -15,6 +15,7 @@ from services.contracts.bounds import (
     Ident,
     MemberId,
     NonNegativeId,
+    Params,
     Points,
     PositiveId,
     PositiveIds,
@@ -210,8 +211,12 @@ class SendMessage(_Command):
     )
     channel: Channel = Field(description="Channel to send through: sms, email, push or viber.")
     template_id: Ident = Field(description="Template the notifications service renders.")
-    params: dict[str, str] = Field(
-        default_factory=dict, description="Values for the template's placeholders."
+    params: Params = Field(
+        default_factory=dict,
+        description=(
+            "Values for the template's placeholders: at most 32, each name at most "
+            "64 characters, each value at most 1000 (no NUL)."
+        ),
     )
     marketing: bool = Field(
         description=(

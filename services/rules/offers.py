@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -35,7 +35,15 @@ from services.contracts.bounds import (
     INT64_MAX,
     MAX_BUDGET,
     MAX_COUNTER_STEP,
+    MAX_IDENT,
+    MAX_MEMBER_ID,
+    MAX_NAME,
+    MAX_PARAM_NAME,
+    MAX_PARAMS,
     MAX_POINTS,
+    MAX_TEXT,
+    NO_NUL_PATTERN,
+    Text,
     in_time_range,
 )
 
@@ -81,22 +89,24 @@ Network = Literal["vk", "ok", "apple"]
 Channel = Literal["sms", "email", "push", "viber"]
 Period = Literal["day", "week", "month", "year", "campaign"]
 
-PARAM_FIELDS = frozenset(
-    {
-        "points",
-        "offer_id",
-        "offer_name",
-        "network",
-        "group_id",
-        "post_id",
-        "comment_id",
-        "event_type",
-        "member_id",
-    }
-)
-"""Placeholders a message parameter may use, e.g. ``"You got {points} points"``."""
+MAX_OFFER_ID: Final = 64
+_NAME = rf"^[a-z0-9][a-z0-9._-]{{0,{MAX_OFFER_ID - 1}}}$"
 
-_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+PLACEHOLDER_LENGTHS: Final[Mapping[str, int]] = {
+    "points": len(str(MAX_POINTS)),
+    "offer_id": MAX_OFFER_ID,
+    "offer_name": MAX_NAME,
+    "network": max(len(network) for network in get_args(Network)),
+    "group_id": len(str(INT64_MAX)),
+    "post_id": len(str(INT64_MAX)),
+    "comment_id": MAX_IDENT,
+    "event_type": max(len(kind.value) for kind in EventType),
+    "member_id": MAX_MEMBER_ID,
+}
+"""Placeholders a message parameter may use, e.g. ``"You got {points} points"``, and the
+most characters each can put in (from the contract's bounds): a parameter is refused
+unless its longest rendering fits ``SendMessage.params`` (``MAX_TEXT``)."""
+PARAM_FIELDS = frozenset(PLACEHOLDER_LENGTHS)
 
 
 class _Model(BaseModel):
@@ -201,7 +211,7 @@ class Undo(_Model):
         default=None,
         description="Only an undo this soon after the original deducts (ISO 8601, e.g. P30D).",
     )
-    reason: str | None = None
+    reason: Text | None = None
 
     @model_validator(mode="after")
     def _points_iff_fixed(self) -> Undo:
@@ -240,14 +250,14 @@ class AccrueAction(_Model):
     """Credit the offer's reward."""
 
     type: Literal["accrue"]
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class DeductAction(_Model):
     """Debit the offer's reward, for penalties such as "minus 20 when you leave"."""
 
     type: Literal["deduct"]
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class MessageAction(_Model):
@@ -256,30 +266,60 @@ class MessageAction(_Model):
     type: Literal["message"]
     channel: Channel
     template: str = Field(min_length=1, description="Template id at the notification service.")
-    params: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"At most {MAX_PARAMS} with the `points` every message gets; a name "
+        f"at most {MAX_PARAM_NAME} characters; a value at most {MAX_TEXT} characters "
+        "with each placeholder at its longest.",
+    )
     marketing: bool = Field(
         default=False, description="Marketing messages are not sent to opted-out members."
     )
 
     @field_validator("params")
     @classmethod
-    def _known_placeholders(cls, params: dict[str, str]) -> dict[str, str]:
+    def _params_fit_a_message(cls, params: dict[str, str]) -> dict[str, str]:
+        """What ``SendMessage.params`` takes (``bounds.Params``), checked here so an offer
+        whose messages the contract would refuse is refused when it is saved."""
+        if len(params.keys() | {"points"}) > MAX_PARAMS:
+            raise ValueError(
+                f"{len(params)} params; a message has at most {MAX_PARAMS}, "
+                "`points` included (every message gets it)"
+            )
         for key, value in params.items():
-            try:
-                parsed = list(string.Formatter().parse(value))
-            except ValueError as exc:
-                raise ValueError(f"param {key!r}: {exc}") from exc
-            for _, field, spec, conversion in parsed:
-                if field is None:
-                    continue
-                if field not in PARAM_FIELDS:
-                    raise ValueError(
-                        f"param {key!r} uses unknown placeholder {{{field}}}; "
-                        f"known: {sorted(PARAM_FIELDS)}"
-                    )
-                if spec or conversion:
-                    raise ValueError(f"param {key!r}: placeholders take no format spec")
+            if len(key) > MAX_PARAM_NAME or "\x00" in key:
+                raise ValueError(
+                    f"a param name of {len(key)} characters; at most {MAX_PARAM_NAME}, no NUL"
+                )
+            longest = _longest_rendering(key, value)
+            if longest > MAX_TEXT or "\x00" in value:
+                raise ValueError(
+                    f"param {key!r} renders up to {longest} characters (each placeholder at "
+                    f"its longest); a message parameter is at most {MAX_TEXT}, no NUL"
+                )
         return params
+
+
+def _longest_rendering(key: str, value: str) -> int:
+    """Characters of ``value`` rendered with every placeholder at its longest; a
+    ``ValueError`` for a placeholder the engine does not fill."""
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise ValueError(f"param {key!r}: {exc}") from exc
+    longest = 0
+    for literal, field, spec, conversion in parsed:
+        longest += len(literal)
+        if field is None:
+            continue
+        if field not in PLACEHOLDER_LENGTHS:
+            raise ValueError(
+                f"param {key!r} uses unknown placeholder {{{field}}}; known: {sorted(PARAM_FIELDS)}"
+            )
+        if spec or conversion:
+            raise ValueError(f"param {key!r}: placeholders take no format spec")
+        longest += PLACEHOLDER_LENGTHS[field]
+    return longest
 
 
 class CounterAction(_Model):
@@ -310,7 +350,7 @@ class Offer(_Model):
 
     id: str = Field(pattern=_NAME)
     version: int = Field(ge=1, le=INT64_MAX)
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NO_NUL_PATTERN)
     description: str | None = None
     trigger: tuple[EventType, ...] = Field(min_length=1)
     filters: Filters = Filters()

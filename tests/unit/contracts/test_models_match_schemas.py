@@ -72,7 +72,7 @@ def assert_type_matches(avro: Any, annotation: Any, where: str, named: dict[str,
     elif kind == "map":
         assert typing.get_origin(annotation) is dict, f"{where}: map must be dict[str, X]"
         key, value = typing.get_args(annotation)
-        assert key is str, where
+        assert _strip_annotated(key) is str, f"{where}: map keys are str"
         assert_type_matches(avro["values"], value, f"{where}{{}}", named)
     elif kind == "record":
         assert isinstance(annotation, type) and issubclass(annotation, BaseModel), where
