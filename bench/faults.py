@@ -64,6 +64,10 @@ def run() -> list[dict[str, object]]:
                             "dead": report.dead_lettered,
                             "settle s": report.settle_s,
                             "readyz false/true s": _readiness(report),
+                            "still not ready": "; ".join(
+                                f"{k}: {v}" for k, v in report.not_ready_after.items()
+                            )
+                            or "-",
                             "HTTP": " ".join(
                                 f"{k}x{v}" for k, v in sorted(report.statuses.items())
                             ),

@@ -169,6 +169,11 @@ class Observations:
 
     ready: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
     statuses: Counter[str] = field(default_factory=Counter)
+    reasons: dict[str, str] = field(default_factory=dict)
+    """The last reason each service gave for not being ready."""
+
+    def all_ready(self) -> bool:
+        return all(samples and samples[-1][1] for samples in self.ready.values())
 
     def transitions(
         self, service: str, fault_at: float, healed_at: float
@@ -203,9 +208,13 @@ def watching(
                 now = time.monotonic()
                 if readiness:
                     try:
-                        ok = http.get(url).status_code == 200
-                    except httpx.HTTPError:
+                        answer = http.get(url)
+                        ok = answer.status_code == 200
+                        if not ok:
+                            seen.reasons[name] = str(answer.json().get("reason"))[:200]
+                    except (httpx.HTTPError, ValueError) as exc:
                         ok = False
+                        seen.reasons[name] = type(exc).__name__
                     seen.ready.setdefault(name, []).append((now, ok))
                 else:
                     try:
@@ -258,6 +267,8 @@ class FaultReport:
     readiness: dict[str, tuple[float | None, float | None]]
     statuses: dict[str, int]
     settle_s: float
+    not_ready_after: dict[str, str] = field(default_factory=dict)
+    """Services still not ready a minute after the heal, with their last reason."""
 
     @property
     def server_errors(self) -> int:
@@ -497,8 +508,17 @@ class FaultDrill:
             if self.traffic_errors:
                 raise RuntimeError(f"the drill's own traffic failed: {self.traffic_errors}")
             found, settle_s = self.settle()
-            time.sleep(1.0)  # a last readiness sample after settling
+            # readiness may come back after the data settled: watch up to a minute more
+            deadline = healed_at + 60
+            while time.monotonic() < deadline and not seen.all_ready():
+                time.sleep(0.5)
+            time.sleep(1.0)
         readiness = {name: seen.transitions(name, fault_at, healed_at) for name in seen.ready}
+        still = {
+            name: seen.reasons.get(name, "?")
+            for name, samples in seen.ready.items()
+            if samples and not samples[-1][1]
+        }
         return FaultReport(
             fault=fault.name,
             events=len(self.events_sent) - events_before,
@@ -514,6 +534,7 @@ class FaultDrill:
             readiness=readiness,
             statuses=dict(seen.statuses),
             settle_s=settle_s,
+            not_ready_after=still,
         )
 
 

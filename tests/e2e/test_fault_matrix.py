@@ -63,6 +63,7 @@ def test_faults_of_postgres_the_broker_and_the_network_lose_nothing_and_hide_not
     for report in reports:
         assert report.exact, report
         assert report.server_errors == 0, report
+        assert report.not_ready_after == {}, report  # everyone ready again after the heal
     by_name = {r.fault: r for r in reports}
     _check_readiness(by_name["PostgreSQL stopped 20 s"], NEEDS_POSTGRES)
     _check_readiness(by_name["the only broker SIGKILLed 20 s"], NEEDS_KAFKA)
