@@ -82,7 +82,7 @@ class Dependencies:
             try:
                 probe()
             except Exception as exc:  # any failure of the probe means "not reachable"
-                reason = f"{type(exc).__name__}: {str(exc).strip()}"[:200]
+                reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
                 if state.down is None:
                     log.warning("%s is unreachable: %s", name, reason)
                 state.down = reason
