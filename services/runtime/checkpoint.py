@@ -243,8 +243,7 @@ class CheckpointWorker(ABC):
         if self.dependencies is not None:
             self.dependencies.start()  # idempotent: probing from the first step on
         if self._rewinding and not self._rewind():
-            self._back_off()
-            return 0
+            self._back_off()  # then poll anyway: callbacks and the group are served
         try:
             messages = consumer.consume(
                 self.batch_size, self.poll_timeout_s if timeout is None else timeout
@@ -277,7 +276,7 @@ class CheckpointWorker(ABC):
         for message in messages:
             error = message.error()
             if error is not None:
-                self._consumer_error(error)
+                self._consumer_error(message, error)
                 continue
             where: TopicKey = (message.topic(), message.partition())  # type: ignore[assignment]
             if where not in stored or where in rewinding:
@@ -288,11 +287,20 @@ class CheckpointWorker(ABC):
             admitted.append(message)
         return admitted
 
-    def _consumer_error(self, error: KafkaError) -> None:
+    def _consumer_error(self, message: Message, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
             return
         if error.fatal():
             raise CheckpointError(f"{self.group}: fatal consumer error: {error}")
+        if error.code() == KafkaError._AUTO_OFFSET_RESET:
+            # The stored offset is not in the log (retention, truncation, a restored
+            # database): reading on from anywhere else would skip or repeat records.
+            where = (str(message.topic()), int(message.partition() or 0))
+            raise CheckpointError(
+                f"{self.group}: {where[0]}[{where[1]}] cannot be read from its stored offset "
+                f"{self._stored.get(where)} ({error.str()}); the partition's log no longer "
+                "holds it: resolve by hand (docs/operations.md), nothing was skipped"
+            )
         log.warning("%s: consumer error %s", self.group, error)
 
     def _fail(self, exc: BaseException) -> None:
@@ -337,9 +345,18 @@ class CheckpointWorker(ABC):
         (they stay paused, tried again next step) when the store or the consumer
         cannot say or do it now."""
         consumer = self._consumer
-        keys = sorted(self._rewinding & self._stored.keys())
         self._rewinding.intersection_update(self._stored.keys())
-        if not keys or consumer is None:
+        if not self._rewinding or consumer is None:
+            return True
+        try:
+            assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        except Exception:  # the consumer is closing: nothing to rewind
+            return False
+        gone = [TopicPartition(t, p) for t, p in self._rewinding - assigned]
+        if gone:  # taken away without our callback seeing it: not ours to seek
+            self._revoked_partitions(gone)
+        keys = sorted(self._rewinding)
+        if not keys:
             return True
         try:
             stored = self._stored_offsets(keys)
@@ -393,8 +410,10 @@ class CheckpointWorker(ABC):
         for tp, key in zip(partitions, keys, strict=True):
             offset = stored.get(key) if stored is not None else None
             self._stored[key] = offset
-            if stored is not None:
-                tp.offset = OFFSET_BEGINNING if offset is None else offset
+            # Unknown yet: a placeholder position (paused below, sought before any read)
+            # rather than none, which would make librdkafka fetch Kafka's committed
+            # offset and refuse seeks until it arrived.
+            tp.offset = OFFSET_BEGINNING if offset is None else offset
         assign(partitions)
         self._assigned.set()
         if stored is None:
@@ -409,8 +428,15 @@ class CheckpointWorker(ABC):
                         describe(keys), exc)  # fmt: skip
             self._begin_rewind(keys)
         else:
+            # librdkafka keeps an application pause across unassign and assign: a
+            # partition revoked while rewinding would come back paused for good.
+            self._consumer_resume(partitions)
             log.info("%s: assigned %s at stored offsets %s", self.group, describe(keys),
                      {f"{t}[{p}]": self._stored[(t, p)] for t, p in keys})  # fmt: skip
+
+    def _consumer_resume(self, partitions: Sequence[TopicPartition]) -> None:
+        if self._consumer is not None:
+            self._consumer.resume([TopicPartition(tp.topic, tp.partition) for tp in partitions])
 
     def _revoked_partitions(self, partitions: Sequence[TopicPartition]) -> None:
         for tp in partitions:

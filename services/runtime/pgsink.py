@@ -85,8 +85,7 @@ class PgSinkMetrics(MetricSet):
         super().__init__(registry)
         self.records = self.counter(
             "social_loyalty_pgsink_records_total",
-            "Records consumed and committed "
-            "(applied, skipped as already applied, or dead-lettered).",
+            "Records consumed and committed (applied or dead-lettered).",
             "group",
         )
         self.batch_size = self.histogram(
@@ -329,6 +328,8 @@ class PgSinkWorker(CheckpointWorker, Generic[R]):
         self._conn: psycopg.Connection | None = None
         self._sender: Sender | None = None
         self._ticked = False
+        self._in_batch = False  # this step applies records
+        self._failing_batch = False  # the failure came with records: wait for them
         self._closed = False
         self._labels = {"group": self.group}
         self._metrics = PgSinkMetrics.on(registry)
@@ -357,6 +358,7 @@ class PgSinkWorker(CheckpointWorker, Generic[R]):
             "session.timeout.ms": config.session_timeout_ms,
             "heartbeat.interval.ms": max(1000, config.session_timeout_ms // 5),
             "partition.assignment.strategy": "range",
+            "auto.offset.reset": "error",  # a stored offset gone from the log stops us
         }
         if config.instance_id:
             extra["group.instance.id"] = f"{self.group}.{config.instance_id}"
@@ -375,15 +377,17 @@ class PgSinkWorker(CheckpointWorker, Generic[R]):
         clients on the first call."""
         if self._consumer is None:
             self.start()
-        self._ticked = False
+        self._ticked = self._in_batch = False
         return super().step(timeout)
 
     def _healthy_again(self, messages: list[Message]) -> bool:
-        # the batch went through after the rewind, or the timer's database work did
-        return bool(messages) or self._ticked or not self._stored
+        # the failed batch went through after the rewind, or, for a failure between
+        # batches, the timer's database work did
+        return bool(messages) or (self._ticked and not self._failing_batch) or not self._stored
 
     def _fail(self, exc: BaseException) -> None:
         self._metrics.failures.labels(**self._labels).inc()
+        self._failing_batch = self._in_batch
         super()._fail(exc)
 
     def _discard(self) -> None:
@@ -446,6 +450,7 @@ class PgSinkWorker(CheckpointWorker, Generic[R]):
     # ------------------------------------------------------------------ batches
 
     def _process(self, messages: list[Message]) -> None:
+        self._in_batch = True
         self._handle(messages)
 
     def _after_poll(self, messages: list[Message]) -> None:

@@ -353,6 +353,7 @@ class StreamWorker(CheckpointWorker):
             "heartbeat.interval.ms": max(500, config.session_timeout_ms // 5),
             "max.poll.interval.ms": max(60_000, config.session_timeout_ms * 3),
             "fetch.wait.max.ms": 10,
+            "auto.offset.reset": "error",  # a stored offset gone from the log stops us
         }
         if config.static_membership and self._subscribes:
             extra["group.instance.id"] = f"{self.group}.{config.instance}"
@@ -386,7 +387,15 @@ class StreamWorker(CheckpointWorker):
                 "linger.ms": 5,
             },
         )
-        producer.init_transactions(settings.connect_timeout_s * 3)
+        try:
+            producer.init_transactions(settings.connect_timeout_s * 3)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.retriable():
+                raise RestartNeededError(
+                    f"{self.group}: the transactional producer did not start ({error})"
+                ) from exc
+            raise
         self._sender = Sender(
             producer,
             partitioners=self._partitioners,
@@ -475,6 +484,8 @@ class StreamWorker(CheckpointWorker):
             return
         started = time.perf_counter()
         for (topic, number), partition in self._partitions.items():
+            if (topic, number) in self._rewinding:
+                continue  # its changes were discarded; its state is restored on rewind
             for spec in self.store_specs:
                 if spec.source != topic:
                     continue
@@ -514,6 +525,9 @@ class StreamWorker(CheckpointWorker):
         tries) ends the process with :data:`STUCK_EXIT_CODE`: a new one fences it."""
         sender = self._sender
         self._advance.clear()
+        for partition in self._partitions.values():  # their state is restored on rewind
+            for store in partition.stores.values():
+                store.dirty.clear()
         if not self._in_txn or sender is None:
             self._in_txn = False
             return
@@ -552,7 +566,17 @@ class StreamWorker(CheckpointWorker):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._in_txn:  # a restore may take long: do not hold the open transaction
-            self._commit()
+            try:
+                self._commit()
+            except Exception as exc:
+                if self._is_fatal(exc):
+                    raise
+                # the partitions we had rewind; the new ones are still taken below (if
+                # this raised, the client would assign them from Kafka's offsets itself)
+                log.warning("%s: commit before assignment failed (%s); rewinding",
+                            self.group, exc)  # fmt: skip
+                self._discard()
+                self._begin_rewind(list(self._stored))
         for tp in partitions:
             self._partitions[(tp.topic, tp.partition)] = _Partition(
                 {spec.name: Store() for spec in self.store_specs if spec.source == tp.topic}
@@ -562,15 +586,17 @@ class StreamWorker(CheckpointWorker):
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what was done for every partition before any is given away."""
-        if self._in_txn:
-            try:
+        try:
+            if self._in_txn:
                 self._commit()
-            except (KafkaException, StreamError):
-                log.exception("%s: commit on revoke failed; aborting", self.group)
-                self._drop(partitions)
-                self._discard()
-                self._begin_rewind(list(self._partitions))
-                return
+        except Exception as exc:
+            self._drop(partitions)  # given away whatever happens
+            if self._is_fatal(exc):
+                raise
+            log.exception("%s: commit on revoke failed; aborting", self.group)
+            self._discard()
+            self._begin_rewind(list(self._partitions))
+            return
         self._drop(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
