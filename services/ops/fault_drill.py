@@ -203,7 +203,8 @@ def watching(
     def ask(name: str, url: str, readiness: bool) -> None:
         """One URL twice a second on a thread of its own, so a hung answer delays
         only its own samples."""
-        with httpx.Client(timeout=2.0) as http:
+        # probes wait out the APIs' own 5 s pool timeout, to see what they answer
+        with httpx.Client(timeout=2.0 if readiness else 7.0) as http:
             while not stop.is_set():
                 now = time.monotonic()
                 if readiness:
