@@ -51,6 +51,7 @@ def run(
 ) -> int:
     """Run the chosen consumers until ``stop``; returns a process exit code."""
     from services.actions.ledger_api import create_api_app
+    from services.runtime.checkpoint import exit_code
     from services.runtime.httpapi import serve_api_in_thread
 
     stop = stop or threading.Event()
@@ -86,7 +87,8 @@ def run(
         while not stop.wait(1.0):
             if any(not t.is_alive() for t in threads):
                 log.error("a consumer thread stopped unexpectedly; shutting down")
-                code = 1
+                failures = [c.failure for c in consumers if c.failure is not None]
+                code = max((exit_code(f) for f in failures), default=1)
                 stop.set()
     finally:
         stop.set()

@@ -398,7 +398,9 @@ class FaultDrill:
             # The drill stands in for the detector, which retries until the broker is
             # back: a delivery may wait out the longest outage of the matrix.
             producer = kafka.producer(
-                self.kafka_settings, "fault-drill", extra={"delivery.timeout.ms": 600_000}
+                self.kafka_settings,
+                "fault-drill",
+                extra={"delivery.timeout.ms": 600_000, "log_level": 0},  # outages are expected
             )
             failed: list[str] = []
 
@@ -468,7 +470,7 @@ class FaultDrill:
         }
 
     def dead_letters(self) -> int:
-        consumer = kafka.consumer(self.kafka_settings, "fault-drill-dlq")
+        consumer = kafka.consumer(self.kafka_settings, "fault-drill-dlq", extra={"log_level": 0})
         topic = self.topics.name(DEADLETTER)
         try:
             partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions

@@ -137,6 +137,7 @@ class CheckpointWorker(ABC):
         self._failing: str | None = None
         self._failed: BaseException | None = None
         self._last_progress = 0.0
+        self._outside_group_since: float | None = None
 
     # ------------------------------------------------------------ store hooks
 
@@ -172,6 +173,11 @@ class CheckpointWorker(ABC):
 
     # ----------------------------------------------------------------- health
 
+    @property
+    def failure(self) -> BaseException | None:
+        """What ended :meth:`run`, if anything did."""
+        return self._failed
+
     def not_ready(self) -> str | None:
         """``None`` while the loop polls, every partition is served from its stored
         offset and every dependency answers."""
@@ -186,6 +192,11 @@ class CheckpointWorker(ABC):
             (down is not None, str(down)),
             (bool(self._rewinding), f"rewinding {describe(self._rewinding)} to stored offsets"),
             (self.needs_assignment and not self._assigned.is_set(), "waiting for partitions"),
+            (
+                self._outside_group_since is not None
+                and time.monotonic() - self._outside_group_since > 15,
+                "not a member of the consumer group",
+            ),
             (stale, f"no progress for {self.stale_after_s:.0f}s"),
         )
         busy = self._busy()
@@ -244,6 +255,7 @@ class CheckpointWorker(ABC):
             self.dependencies.start()  # idempotent: probing from the first step on
         if self._rewinding and not self._rewind():
             self._back_off()  # then poll anyway: callbacks and the group are served
+        self._check_membership()
         try:
             messages = consumer.consume(
                 self.batch_size, self.poll_timeout_s if timeout is None else timeout
@@ -262,6 +274,32 @@ class CheckpointWorker(ABC):
             self._failures = 0
             self._failing = None
         return len(messages)
+
+    joins_group = True
+    """A live worker is a member of its consumer group (a bounded job is not)."""
+    REJOIN_TIMEOUT_S = 60.0
+
+    def _check_membership(self) -> None:
+        """A consumer that is no member of its group while the brokers answer has
+        wedged: seen after the only broker hung (SIGSTOP) and came back, when a
+        consumer's coordinator connection timed out mid-handshake and it never joined
+        again, its partitions unread and nothing in its log. A new process joins;
+        nothing is lost (it starts from the stored offsets)."""
+        consumer = self._consumer
+        if consumer is None or not self.joins_group:
+            return
+        down = self.dependencies.down() if self.dependencies is not None else {}
+        if consumer.memberid() or "Kafka" in down:
+            self._outside_group_since = None
+            return
+        now = time.monotonic()
+        if self._outside_group_since is None:
+            self._outside_group_since = now
+        elif now - self._outside_group_since > self.REJOIN_TIMEOUT_S:
+            raise RestartNeededError(
+                f"{self.group}: not a member of the group for {self.REJOIN_TIMEOUT_S:.0f}s "
+                "while Kafka answers: the consumer is wedged; a new process rejoins"
+            )
 
     def _healthy_again(self, messages: list[Message]) -> bool:
         """After a failure: healthy once a poll went through without one."""

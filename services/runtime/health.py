@@ -156,6 +156,7 @@ class BrokerProbe:
     ) -> None:
         self._settings, self._topic, self._timeout_s = settings, topic, timeout_s
         self._client: AdminClient | None = None
+        self._failures = 0
         self.all_down: str | None = None
 
     def error_cb(self, error: KafkaError) -> None:
@@ -170,7 +171,13 @@ class BrokerProbe:
         try:
             metadata = self._client.list_topics(self._topic, timeout=self._timeout_s)
         except KafkaException as exc:
+            self._failures += 1
+            if self._failures % 3 == 0:
+                # a client whose connections wedged while the broker hung stays failing
+                # after it is back: a fresh one tells the broker's state, not its own
+                self._client = None
             raise ConnectionError(f"no metadata within {self._timeout_s:.0f}s: {exc}") from exc
+        self._failures = 0
         if not metadata.brokers:
             raise ConnectionError("the cluster lists no broker")
         self.all_down = None

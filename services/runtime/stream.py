@@ -719,6 +719,7 @@ class BoundedStreamWorker(StreamWorker):
     credits nothing twice)."""
 
     _subscribes = False
+    joins_group = False
 
     def __init__(
         self, *args: Any, bounds: Mapping[TopicKey, tuple[int, int]], **kwargs: Any
