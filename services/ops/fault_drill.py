@@ -489,11 +489,11 @@ class FaultDrill:
                         or found["messages_off"])  # fmt: skip
             if done or time.monotonic() - started > timeout_s:
                 return found, round(time.monotonic() - started, 1)
-            time.sleep(3.0)
+            time.sleep(1.0)
 
     # ----------------------------------------------------------------- a fault
 
-    def run(self, fault: Fault, traffic_s: float = 25.0, lead_s: float = 5.0) -> FaultReport:
+    def run(self, fault: Fault, traffic_s: float = 12.0, lead_s: float = 3.0) -> FaultReport:
         """One round of traffic with ``fault`` in the middle of it; the report of it."""
         events_before = len(self.events_sent)
         auth = SignedAuth(self.credential) if self.credential else None
@@ -609,6 +609,6 @@ def matrix(stack_dir: Path, database_url: str) -> list[Fault]:
             lambda: localstack.resume_broker(stack_dir, wait=True),
             30,
         ),
-        Fault("500 ms latency to Kafka and PostgreSQL", add("latency"), clear, 15),
-        Fault("connection resets to Kafka and PostgreSQL", add("reset"), clear, 10),
+        Fault("500 ms latency to Kafka and PostgreSQL", add("latency"), clear, 8),
+        Fault("connection resets to Kafka and PostgreSQL", add("reset"), clear, 5),
     ]
