@@ -85,6 +85,7 @@ STUCK_EXIT_CODE = EXIT_TEMPFAIL
 STUCK_GRACE_S = 5.0
 SEND_OFFSETS_TIMEOUT_S = 10.0
 COMMIT_TIMEOUT_S = 30.0
+ABORT_TIMEOUT_S = 10.0
 """Both take milliseconds on a healthy cluster. A call blocked past its timeout plus
 ``STUCK_GRACE_S`` ends the process: 15 s for the offsets, the usual case after the
 group coordinator's broker restarted, so the worker is back within 30 s of the broker
@@ -521,8 +522,8 @@ class StreamWorker(CheckpointWorker):
     def _discard(self) -> None:
         """Abort the open transaction (its outputs, changelog and offsets are gone);
         the partitions then rewind to their committed offsets with their state
-        restored. A transaction that cannot be aborted (the broker away past several
-        tries) ends the process with :data:`STUCK_EXIT_CODE`: a new one fences it."""
+        restored. A transaction that cannot be aborted within ``ABORT_TIMEOUT_S`` ends
+        the process with :data:`STUCK_EXIT_CODE`: a new one fences it."""
         sender = self._sender
         self._advance.clear()
         for partition in self._partitions.values():  # their state is restored on rewind
@@ -531,18 +532,13 @@ class StreamWorker(CheckpointWorker):
         if not self._in_txn or sender is None:
             self._in_txn = False
             return
-        for attempt in range(1, 4):
-            try:
-                with self._bounded("abort_transaction", 20):
-                    sender.producer.abort_transaction(20)
-                break
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                if attempt == 3 or not isinstance(error, KafkaError) or not error.retriable():
-                    raise RestartNeededError(
-                        f"{self.group}: cannot abort the transaction: {exc}"
-                    ) from exc
-                log.warning("%s: abort failed (%s); trying again", self.group, error)
+        try:
+            with self._bounded("abort_transaction", ABORT_TIMEOUT_S):
+                sender.producer.abort_transaction(ABORT_TIMEOUT_S)
+        except KafkaException as exc:
+            # a new process fences this one and the broker aborts the transaction: that
+            # is quicker than waiting out a coordinator that may never answer this client
+            raise RestartNeededError(f"{self.group}: cannot abort the transaction: {exc}") from exc
         self._metrics.aborts.labels(**self._labels).inc()
         self._in_txn = False
 
