@@ -29,10 +29,12 @@ def run(
     """Run the consumers (one thread each) and the read API until SIGTERM/SIGINT."""
     from services.actions.service import run as run_service
     from services.actions.settings import ActionsSettings
+    from services.runtime.checkpoint import exit_process_on_restart
     from services.runtime.db import DatabaseUnavailableError
     from services.runtime.kafka import KafkaUnavailableError, check_reachable
 
     start(loglevel)
+    exit_process_on_restart()
     chosen = [part.strip() for part in (only or ",".join(CONSUMERS)).split(",") if part.strip()]
     unknown = [name for name in chosen if name not in CONSUMERS]
     if unknown or not chosen:

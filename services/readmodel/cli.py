@@ -23,9 +23,11 @@ def serve(loglevel: LogLevel = "info") -> None:
     """
     from services.readmodel.read_model import run
     from services.readmodel.settings import ReadModelSettings
+    from services.runtime.checkpoint import exit_process_on_restart
     from services.runtime.skeleton import load_settings
 
     start(loglevel)
+    exit_process_on_restart()
     run(load_settings(ReadModelSettings))
 
 

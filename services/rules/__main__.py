@@ -30,9 +30,10 @@ def worker(loglevel: LogLevel = "info") -> None:
     from services.rules.settings import RulesSettings
     from services.rules.worker import RulesWorker, loaded_offers
     from services.runtime import http
-    from services.runtime.checkpoint import exit_code
+    from services.runtime.checkpoint import exit_code, exit_process_on_restart
 
     start(loglevel)
+    exit_process_on_restart()
     settings = load_settings(RulesSettings)
     rules = RulesWorker(settings)
 

@@ -43,6 +43,7 @@ a task that failed is closed dirty and revived from its committed offsets.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -74,6 +75,18 @@ class RestartNeededError(CheckpointError):
     offsets."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+_exit_process = False
+
+
+def exit_process_on_restart(enabled: bool = True) -> None:
+    """In a service process (not a test or a library caller): a worker that needs a new
+    process ends this one at once with :data:`EXIT_TEMPFAIL`, without closing its
+    clients: closing a wedged consumer blocks (it waits on the coordinator that does
+    not answer it), and the supervisor is waiting to start the new one."""
+    global _exit_process  # noqa: PLW0603  (one switch per process, set by its entry point)
+    _exit_process = enabled
 
 
 def exit_code(exc: BaseException) -> int:
@@ -218,6 +231,10 @@ class CheckpointWorker(ABC):
             self._finish()
         except BaseException as exc:
             self._failed = exc
+            if _exit_process and isinstance(exc, RestartNeededError):
+                log.critical("%s; exiting with %d", exc, EXIT_TEMPFAIL)
+                logging.shutdown()
+                os._exit(EXIT_TEMPFAIL)
             self._abandon()
             raise
         finally:
