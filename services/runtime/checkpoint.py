@@ -151,6 +151,7 @@ class CheckpointWorker(ABC):
         self._failed: BaseException | None = None
         self._last_progress = 0.0
         self._outside_group_since: float | None = None
+        self._rewind_failing_since: float | None = None
 
     # ------------------------------------------------------------ store hooks
 
@@ -271,6 +272,7 @@ class CheckpointWorker(ABC):
         if self.dependencies is not None:
             self.dependencies.start()  # idempotent: probing from the first step on
         if self._rewinding and not self._rewind():
+            self._check_rewind_stuck()
             self._back_off()  # then poll anyway: callbacks and the group are served
         self._check_membership()
         try:
@@ -316,6 +318,24 @@ class CheckpointWorker(ABC):
             raise RestartNeededError(
                 f"{self.group}: not a member of the group for {self.REJOIN_TIMEOUT_S:.0f}s "
                 "while Kafka answers: the consumer is wedged; a new process rejoins"
+            )
+
+    def _check_rewind_stuck(self) -> None:
+        """A rewind that keeps failing while every dependency answers its probe means
+        this process's client is wedged (seen: the rules worker's ``committed()``
+        timing out for minutes after the only broker was killed and restarted, while
+        fresh clients were served at once): a new process rewinds from the same
+        stored offsets."""
+        now = time.monotonic()
+        down = self.dependencies.down() if self.dependencies is not None else {}
+        if down or self._rewind_failing_since is None:
+            self._rewind_failing_since = None if down else now
+            return
+        if now - self._rewind_failing_since > self.REJOIN_TIMEOUT_S:
+            raise RestartNeededError(
+                f"{self.group}: cannot rewind for {self.REJOIN_TIMEOUT_S:.0f}s while every "
+                f"dependency answers ({self._failing}): the client is wedged; a new process "
+                "rewinds"
             )
 
     def _healthy_again(self, messages: list[Message]) -> bool:
@@ -432,6 +452,7 @@ class CheckpointWorker(ABC):
                 exc,
             )
             return False
+        self._rewind_failing_since = None
         for key in keys:
             self._stored[key] = stored.get(key)
         consumer.resume([TopicPartition(t, p) for t, p in keys])
