@@ -296,7 +296,7 @@ class CheckpointWorker(ABC):
 
     joins_group = True
     """A live worker is a member of its consumer group (a bounded job is not)."""
-    REJOIN_TIMEOUT_S = 25.0
+    REJOIN_TIMEOUT_S = 15.0
 
     def _check_membership(self) -> None:
         """A consumer that is no member of its group while the brokers answer has
