@@ -78,63 +78,36 @@ class Member:
     leaves: bool
 
     def events(self, at: datetime, post_base: int) -> list[m.DomainEvent]:
-        def tick(n: int) -> datetime:
-            return at + timedelta(milliseconds=n)
+        """Link, join, likes, then perhaps an unlike and a leave, a millisecond apart."""
 
-        window = {"previous_snapshot_at": at - timedelta(minutes=5)}
+        def group(kind: type[m.DomainEvent], n: int, **object_: int) -> m.DomainEvent:
+            moment = at + timedelta(milliseconds=n)
+            return kind.build(
+                network="vk",
+                group_id=VK_GROUP,
+                social_user_id=self.user,
+                observed_at=moment,
+                snapshot_at=moment,
+                previous_snapshot_at=at - timedelta(minutes=5),
+                **object_,
+            )
+
         events: list[m.DomainEvent] = [
             m.ProfileLinked.build(
                 network="vk",
                 social_user_id=self.user,
                 member_id=self.member_id,
                 registration=False,
-                observed_at=tick(0),
-                snapshot_at=tick(0),
+                observed_at=at,
+                snapshot_at=at,
             ),
-            m.GroupJoined.build(
-                network="vk",
-                group_id=VK_GROUP,
-                social_user_id=self.user,
-                observed_at=tick(1),
-                snapshot_at=tick(1),
-                **window,
-            ),
+            group(m.GroupJoined, 1),
         ]
-        for n in range(self.likes):
-            events.append(
-                m.PostLiked.build(
-                    network="vk",
-                    group_id=VK_GROUP,
-                    social_user_id=self.user,
-                    post_id=post_base + n,
-                    observed_at=tick(2 + n),
-                    snapshot_at=tick(2 + n),
-                    **window,
-                )
-            )
+        events += [group(m.PostLiked, 2 + n, post_id=post_base + n) for n in range(self.likes)]
         if self.unlike:
-            events.append(
-                m.PostUnliked.build(
-                    network="vk",
-                    group_id=VK_GROUP,
-                    social_user_id=self.user,
-                    post_id=post_base + self.likes - 1,
-                    observed_at=tick(10),
-                    snapshot_at=tick(10),
-                    **window,
-                )
-            )
+            events.append(group(m.PostUnliked, 10, post_id=post_base + self.likes - 1))
         if self.leaves:
-            events.append(
-                m.GroupLeft.build(
-                    network="vk",
-                    group_id=VK_GROUP,
-                    social_user_id=self.user,
-                    observed_at=tick(11),
-                    snapshot_at=tick(11),
-                    **window,
-                )
-            )
+            events.append(group(m.GroupLeft, 11))
         return events
 
     @property
@@ -385,13 +358,12 @@ class FaultDrill:
         self.rounds += 1
         members = round_members(self.rounds, self.members_per_round)
         now = datetime.now(UTC)
-        events = [
-            event
+        per_member = [
+            member.events(now + timedelta(seconds=n), post_base=1 + n * 10)
             for n, member in enumerate(members)
-            for event in member.events(now + timedelta(seconds=n), post_base=1 + n * 10)
         ]
         self.members += members
-        self.events_sent += events
+        self.events_sent += [event for events in per_member for event in events]
         topic = self.topics.name(EVENTS)
 
         def produce() -> None:
@@ -408,9 +380,9 @@ class FaultDrill:
                 if error is not None:
                     failed.append(str(error))
 
-            pause = duration_s / max(1, len(members))
-            for member in members:  # a member's events in order, members spread out
-                for event in events_of(events, member):
+            pause = duration_s / max(1, len(per_member))
+            for events in per_member:  # a member's events in order, members spread out
+                for event in events:
                     value = self.codec.encode(event, topic)
                     producer.produce(topic, value, event.key().to_bytes(), on_delivery=delivered)
                 producer.poll(0)
@@ -539,10 +511,6 @@ class FaultDrill:
             settle_s=settle_s,
             not_ready_after=still,
         )
-
-
-def events_of(events: list[m.DomainEvent], member: Member) -> list[m.DomainEvent]:
-    return [e for e in events if e.social_user_id == member.user]
 
 
 # -------------------------------------------------------------------- matrix
