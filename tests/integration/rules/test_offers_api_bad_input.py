@@ -4,37 +4,14 @@ a 500, and nothing stored."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from services.contracts.bounds import MAX_NAME, MAX_PARAM_NAME, MAX_PARAMS, MAX_TEXT
-from services.rules.offer_store import OfferStore
-from services.rules.offers_api import create_app
-from services.rules.settings import RulesSettings
-from services.runtime.access import AccessSettings, SignedAuth
-from services.runtime.httpapi import serve_api_in_thread
-from services.runtime.settings import DatabaseSettings
-from tests.integration.rules.test_offers_store import schema  # noqa: F401
+from services.runtime.access import SignedAuth
 
 HUGE = "1" * 5000
-
-
-@pytest.fixture
-def base(
-    database_settings: DatabaseSettings,
-    schema: str,  # noqa: F811
-    access_settings: AccessSettings,
-) -> Iterator[str]:
-    store = OfferStore(database_settings, schema)
-    store.migrate()
-    settings = RulesSettings(database=database_settings, db_schema=schema, access=access_settings)
-    server = serve_api_in_thread(create_app(store, settings), "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
 
 
 def _refused(base: str, auth: SignedAuth, body: bytes, content_type: str) -> dict[str, object]:

@@ -5,40 +5,19 @@ to answer 500."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from services.rules.offer_store import EXAMPLES_DIR, OfferStore
+from services.rules.offer_store import EXAMPLES_DIR
 from services.rules.offers import OfferError
-from services.rules.offers_api import MAX_BODY, create_app, parse_body
-from services.rules.settings import RulesSettings
-from services.runtime.access import AccessSettings, SignedAuth
-from services.runtime.httpapi import serve_api_in_thread
-from services.runtime.settings import DatabaseSettings
+from services.rules.offers_api import MAX_BODY, parse_body
+from services.runtime.access import SignedAuth
 from tests.integration.api_fuzz import FuzzReport, call, fuzz_served_api
-from tests.integration.rules.test_offers_store import schema  # noqa: F401
 
 EXAMPLES = 40
-
-
-@pytest.fixture
-def base(
-    database_settings: DatabaseSettings,
-    schema: str,  # noqa: F811
-    access_settings: AccessSettings,
-) -> Iterator[str]:
-    store = OfferStore(database_settings, schema)
-    store.migrate()
-    settings = RulesSettings(database=database_settings, db_schema=schema, access=access_settings)
-    server = serve_api_in_thread(create_app(store, settings), "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
 
 
 def _offer() -> dict[str, Any]:

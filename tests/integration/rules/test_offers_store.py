@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import yaml
 from fastapi import FastAPI
@@ -22,14 +20,6 @@ from services.rules.settings import RulesSettings
 from services.runtime.access import AccessSettings, SignedAuth
 from services.runtime.httpapi import serve_api_in_thread
 from services.runtime.settings import DatabaseSettings
-
-
-@pytest.fixture
-def schema(database_settings: DatabaseSettings) -> Iterator[str]:
-    name = f"rules_t_{uuid.uuid4().hex[:8]}"
-    yield name
-    with psycopg.connect(database_settings.database_url.get_secret_value(), autocommit=True) as c:
-        c.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 @pytest.fixture
