@@ -31,7 +31,7 @@ def run(
     from services.actions.settings import ActionsSettings
     from services.runtime.checkpoint import exit_process_on_restart
     from services.runtime.db import DatabaseUnavailableError
-    from services.runtime.kafka import KafkaUnavailableError, check_reachable
+    from services.runtime.kafka import KafkaUnavailableError
 
     start(loglevel)
     exit_process_on_restart()
@@ -43,9 +43,8 @@ def run(
     stop = threading.Event()
     on_signals(stop.set)
     try:
-        check_reachable(settings.kafka)
         code = run_service(settings, chosen, stop=stop)
-    except (KafkaUnavailableError, DatabaseUnavailableError) as exc:
+    except (KafkaUnavailableError, DatabaseUnavailableError) as exc:  # a refused login
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     raise typer.Exit(code)

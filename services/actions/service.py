@@ -53,11 +53,21 @@ def run(
     from services.actions.ledger_api import create_api_app
     from services.runtime.checkpoint import exit_code
     from services.runtime.httpapi import serve_api_in_thread
+    from services.runtime.kafka import check_reachable
+    from services.runtime.startup import Startup
 
     stop = stop or threading.Event()
     templates = TemplateStore.from_dir(settings.templates_dir)
-    with connect(settings.database, autocommit=True) as conn:
-        migrate(conn, settings.db_schema)
+
+    def prepare() -> bool:
+        check_reachable(settings.kafka)
+        with connect(settings.database, autocommit=True) as conn:
+            migrate(conn, settings.db_schema)
+        return True
+
+    # started (again) while PostgreSQL or Kafka is away: wait for them, do not exit
+    if not Startup("actions", stop).until_up(prepare):
+        return 0
     codec = make_codec(settings.kafka)
     consumers = [
         worker(settings, build_handler(name, settings, templates), codec, stop) for name in only

@@ -6,6 +6,8 @@ and docs/detector.md) and the shared ``KAFKA_*``, ``TOPIC_PREFIX``.
 
 from __future__ import annotations
 
+import threading
+
 import typer
 
 from services.runtime.skeleton import LogLevel, service_cli, start
@@ -28,14 +30,21 @@ def worker(loglevel: LogLevel = "info") -> None:
 
     from services.detector.app import TopicLayoutError, create_app
     from services.detector.settings import DetectorSettings
-    from services.runtime.skeleton import load_settings
+    from services.runtime.skeleton import load_settings, on_signals
+    from services.runtime.startup import Startup
 
     start(loglevel)
+    settings = load_settings(DetectorSettings)
+    stop = threading.Event()
+    on_signals(stop.set)  # Faust installs its own handlers once it runs
     try:
-        detector = create_app(load_settings(DetectorSettings))
+        # started (again) while the broker is away: wait for it rather than exit
+        detector = Startup("detector", stop).until_up(lambda: create_app(settings))
     except TopicLayoutError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if detector is None:  # stopped while waiting
+        return
     try:
         faust.Worker(detector.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:

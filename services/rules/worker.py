@@ -59,6 +59,7 @@ from services.rules.settings import RulesSettings
 from services.runtime import kafka
 from services.runtime.metric_set import MetricSet
 from services.runtime.sender import catalog_partitioners
+from services.runtime.startup import Startup
 from services.runtime.stream import (
     Output,
     Stores,
@@ -166,6 +167,7 @@ class RulesWorker:
         self.by_member_topic = topics.name(f"{settings.app_id}.by-member")
         self.offer_set = OfferSet(OfferStore(settings.database, settings.db_schema), self.metrics)
         self._stop = threading.Event()
+        self._startup = Startup("rules", self._stop)
         self._sampled = 0
         self._counts = _Counts(self.metrics)
         self.stream: StreamWorker | None = None
@@ -287,9 +289,12 @@ class RulesWorker:
         """Create missing internal topics; refuse to start on a wrong partition count."""
         admin = kafka.admin(self.settings.kafka, f"{self.settings.app_id}.topics")
         internal = self._internal_specs()
-        for line in ensure(admin, internal, fix=False):
+        # one attempt's bound: a request that went to a broker that was hung is retried
+        # by the start-up loop on a new client rather than waited for 30 s
+        timeout = self.settings.kafka.connect_timeout_s
+        for line in ensure(admin, internal, fix=False, timeout=timeout):
             log.info("topics: %s", line)
-        counts = kafka.partition_counts(admin)
+        counts = kafka.partition_counts(admin, timeout)
         events = counts.get(self.events_topic)
         if events is None:
             raise StreamError(
@@ -312,8 +317,11 @@ class RulesWorker:
         return counts
 
     def run(self) -> None:
-        """Run until ``stop``; raises if the loop cannot go on (exit non-zero)."""
-        stream = self.stream or self.prepare()
+        """Run until ``stop``; raises if the loop cannot go on (exit non-zero). Started
+        while PostgreSQL or Kafka is away, it waits for them (``/readyz`` says so)."""
+        stream = self.stream or self._startup.until_up(self.prepare)
+        if stream is None:  # stopped while waiting for its dependencies
+            return
         if self._stop.is_set():  # stop() came while preparing: honour it
             stream.stop()
         reload = threading.Thread(target=self._reload_loop, name="offers", daemon=True)
@@ -329,6 +337,8 @@ class RulesWorker:
             self.stream.stop()
 
     def not_ready(self) -> str | None:
+        if self._startup.waiting is not None:
+            return self._startup.waiting
         if self.offer_set.signature is None:
             return "offers not loaded"
         if self.stream is None:

@@ -21,6 +21,10 @@ class KafkaUnavailableError(RuntimeError):
     """The cluster did not answer in time: a wrong address, or it is down."""
 
 
+class KafkaLoginRefusedError(KafkaUnavailableError):
+    """The cluster answered and refused our credentials: waiting does not cure it."""
+
+
 _command_line = False
 _answered: set[tuple[str, str, str | None]] = set()
 
@@ -143,7 +147,7 @@ def check_reachable(settings: KafkaSettings) -> None:
         client.poll(0)  # serves error_cb: an authentication failure is reported there
         refused = [e for e in seen if e.code() == KafkaError._AUTHENTICATION]
         if refused:
-            raise KafkaUnavailableError(
+            raise KafkaLoginRefusedError(
                 f"Kafka at {settings.bootstrap_servers!r} refused the login "
                 f"{settings.sasl_username!r} ({refused[0].str()}). Check KAFKA_SASL_USERNAME, "
                 "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM (the local stack's are in "

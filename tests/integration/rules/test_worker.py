@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
@@ -18,10 +19,12 @@ from services.contracts.topics import COMMANDS_BONUS, COMMANDS_NOTIFY
 from services.rules.offer_store import EXAMPLES_DIR
 from services.rules.offers import load_offer
 from services.runtime import kafka
+from tests.integration.outage import TcpSwitch
 from tests.integration.rules.harness import (
     CommandReader,
     Env,
     Received,
+    Worker,
     activate_examples,
     dead_letters,
     group_event,
@@ -247,3 +250,44 @@ def test_a_profile_linked_to_another_member_earns_no_second_link_bonus(
         ("M1", "link-profile", 50),
         ("M2", "likes-5-then-1", 5),
     ]
+
+
+def _not_ready_reason(w: Worker) -> str | None:
+    try:
+        body = httpx.get(f"http://127.0.0.1:{w.port}/readyz", timeout=2).json()
+    except httpx.HTTPError:
+        return None
+    return None if body.get("ready") else str(body.get("reason"))
+
+
+def test_a_worker_started_while_postgres_is_away_waits_for_it_and_starts_when_it_returns(
+    rules_env: Callable[[str], Env], tmp_path: Path
+) -> None:
+    """Restarted during an outage (exit 75 after a broker hang), the worker used to exit
+    1 from its first check and be started again and again; now it waits, says why on
+    ``/readyz``, and is ready within seconds once PostgreSQL answers."""
+    env = rules_env("rules-wait")
+    url = env.database.database_url.get_secret_value()
+    switch = TcpSwitch.before(url)
+    switch.off()
+    log = tmp_path / "worker.log"
+    try:
+        with worker(env, log, DATABASE_URL=switch.url(url)) as w:
+            deadline = time.monotonic() + 30
+            reason = _not_ready_reason(w)
+            while reason is None or "waiting for its dependencies" not in reason:
+                assert w.process.poll() is None, f"worker exited: {log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"readyz said {reason!r}"
+                time.sleep(0.2)
+                reason = _not_ready_reason(w)
+            assert "PostgreSQL" in reason, reason
+            time.sleep(3)
+            assert w.process.poll() is None, f"worker exited: {log.read_text()[-3000:]}"
+            switch.on()
+            back = time.monotonic()
+            while not worker_ready(w):
+                assert w.process.poll() is None, f"worker exited: {log.read_text()[-3000:]}"
+                assert time.monotonic() - back < 30, f"not ready: {_not_ready_reason(w)}"
+                time.sleep(0.2)
+    finally:
+        switch.close()
