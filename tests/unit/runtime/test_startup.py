@@ -35,11 +35,15 @@ def test_only_what_waiting_cures_is_an_outage(exc: BaseException, outage: bool) 
 def test_an_outage_is_waited_out_and_readiness_says_why() -> None:
     startup = Startup("t", threading.Event(), max_backoff_s=0.01)
     seen: list[str | None] = []
-    calls = iter([KafkaUnavailableError("Kafka did not answer"), TimeoutError(), "up"])
+    calls: list[BaseException | str] = [
+        KafkaUnavailableError("Kafka did not answer"),
+        TimeoutError(),
+        "up",
+    ]
 
     def step() -> str:
         seen.append(startup.waiting)
-        outcome = next(calls)
+        outcome = calls.pop(0)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
