@@ -73,11 +73,12 @@ class Startup:
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
-            self.waiting = f"starting: waiting for its dependencies ({error!s:.240})"
+            what = f"{type(error).__name__}: {error}" if error is not None else "?"
+            self.waiting = f"starting: waiting for its dependencies ({what:.240})"
             log.warning(
-                "%s: cannot start yet, %s; trying again (attempt %d)",
+                "%s: cannot start yet (%s); trying again (attempt %d)",
                 self.name,
-                error,
+                what,
                 state.attempt_number,
             )
 
