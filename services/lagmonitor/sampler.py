@@ -59,6 +59,17 @@ def _reason(exc: BaseException | KafkaError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _denied_hint(exc: BaseException) -> str:
+    """What to do about a topic the monitor may not describe (the CLI, run as admin, can)."""
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return (
+            ": the monitor's Kafka principal may not Describe this topic "
+            "(grant it in services/ops/kafka_access.py)"
+        )
+    return ""
+
+
 class KafkaUnreachableError(Exception):
     """No broker answered the group listing: the sample has nothing to say about lag."""
 
@@ -197,5 +208,5 @@ class Sampler:
             try:
                 found[(tp.topic, tp.partition)] = future.result(self.timeout + 5).offset
             except (KafkaException, TimeoutError) as exc:
-                failed[(tp.topic, tp.partition)] = _reason(exc)
+                failed[(tp.topic, tp.partition)] = _reason(exc) + _denied_hint(exc)
         return found, failed

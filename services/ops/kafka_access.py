@@ -210,6 +210,13 @@ def plan(names: SystemNames, specs: Sequence[TopicSpec] | None = None) -> list[G
     grant("lagmonitor", "group", names.lag_group_prefix, "prefixed", "describe",
           "committed offsets of every group of the system")  # fmt: skip
     grant("ops", "group", DEADLETTER_CLI_GROUP, "prefixed", "read", "dead-letter listing")
+    # A group commits offsets for every topic it reads, catalog or not (Faust's assignor
+    # leader topic is committed by the detector's group, and Kafka's own tool lists it),
+    # so the lag monitor needs each one's end offsets: Describe, the least ListOffsets
+    # takes, never Read. Without it the monitor's principal showed the detector ERR
+    # ("Topic authorization failed") while the CLI, run as admin, showed it OK.
+    for read in [g for g in grants if g.resource == "topic" and g.operation == "read"]:
+        grant("lagmonitor", "topic", read.name, read.pattern, "describe", "end offsets, lag")
     return sorted(grants)
 
 
