@@ -158,7 +158,9 @@ def service_metrics(services: Sequence[ServiceRates]) -> list[Metric]:
     )
     throughput = GaugeMetricFamily(
         "lagmonitor_service_throughput",
-        "Sum of the rates of the service's social_loyalty_*_total counters, per second.",
+        "Things flowing through the service per second: the sum of the rates of its "
+        "social_loyalty_*_total counters, less amounts with a unit and the work each "
+        "collection run repeats (services/lagmonitor/throughput.py).",
         labels=["service"],
     )
     counter_rate = GaugeMetricFamily(

@@ -138,6 +138,7 @@ def services() -> Iterator[Services]:
         collector.api_calls.labels("vk", "groups.getMembers").inc(3 * n)
         collector.rate_limit_wait_seconds.labels("vk").inc(0.5 * n)
         collector.messages_published.labels("vk").inc(2 * n)
+        collector.runs.labels("vk", "succeeded").inc(n)  # its throughput: runs, not reads
         detector.chunks.labels("diffed").inc(n)
         detector.events.labels("PostLiked").inc(4 * n)
         detector.dead_letters.inc(0)

@@ -12,25 +12,30 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
 from services.actions.command_metrics import CommandMetrics
 from services.collector.run_metrics import CollectorMetrics
+from services.detector.app import DetectorMetrics
 from services.lagmonitor.core import ClusterSample, GroupObservation
 from services.lagmonitor.monitor import LagMonitor
 from services.lagmonitor.scrape import scrape_all
 from services.lagmonitor.settings import LagMonitorSettings
 from services.lagmonitor.throughput import (
     Reading,
+    ServiceRates,
     ServiceTarget,
+    ThroughputState,
     evaluate_services,
     increase,
     parse_counters,
     rates,
 )
 from services.lagmonitor.web import create_app
+from services.rules.worker import RulesMetrics
 from services.runtime.http import create_app as service_app
+from services.runtime.stream import StreamMetrics
 from tests.unit.lagmonitor.test_metrics import labels, scrape
 
 PAGE = """\
@@ -66,7 +71,7 @@ def test_only_the_services_counters_count_summed_over_labels() -> None:
 def test_throughput_adds_things_per_second_never_seconds_or_points() -> None:
     """The collector counts seconds spent waiting for its rate limiter and the ledger
     counts points: each is listed with its rate, neither is added to events per second."""
-    requests = "social_loyalty_collector_api_requests_total"
+    runs = "social_loyalty_collector_runs_total"
     registry = CollectorRegistry()
     collector, actions = CollectorMetrics.on(registry), CommandMetrics.on(registry)
     waited = next(iter(collector.rate_limit_wait_seconds.describe())).name + "_total"
@@ -75,11 +80,85 @@ def test_throughput_adds_things_per_second_never_seconds_or_points() -> None:
         "social_loyalty_collector_rate_limit_wait_seconds_total",
         "social_loyalty_actions_ledger_points_total",
     )
-    before = Reading(100.0, {requests: 10.0, waited: 0.0, points: 0.0})
-    after = Reading(110.0, {requests: 30.0, waited: 50.0, points: 500.0})
+    before = Reading(100.0, {runs: 10.0, waited: 0.0, points: 0.0})
+    after = Reading(110.0, {runs: 30.0, waited: 50.0, points: 500.0})
     got = rates(ServiceTarget("collector", "http://c:1"), before, after)
-    assert got.throughput == 2.0  # 20 requests in 10 s; not 2 + 5 s/s + 50 points/s
-    assert {c.name: c.rate for c in got.counters} == {requests: 2.0, waited: 5.0, points: 50.0}
+    assert got.throughput == 2.0  # 20 runs in 10 s; not 2 + 5 s/s + 50 points/s
+    assert {c.name: c.rate for c in got.counters} == {runs: 2.0, waited: 5.0, points: 50.0}
+
+
+def _page(registry: CollectorRegistry) -> dict[str, float]:
+    """What the monitor reads from a service's /metrics: the text its registry renders."""
+    return parse_counters(generate_latest(registry).decode())
+
+
+def test_an_idle_system_reads_near_zero_while_the_collector_keeps_collecting() -> None:
+    """After the demo's story nothing happens, yet the collector collects both groups
+    every few seconds and the detector diffs every chunk it publishes. Those counters
+    are real (the services' own metric sets, rendered as their /metrics renders them)
+    and keep climbing: the chart once read ~1,600 "things" per second at rest
+    (1,550 objects read and 44 chunks per second). The throughput counts the runs,
+    not what each run re-reads, so the whole system at rest reads under one per second;
+    the re-reading is still listed, counter by counter."""
+    registries = {
+        name: CollectorRegistry() for name in ("collector", "detector", "rules", "actions")
+    }
+    collector = CollectorMetrics.on(registries["collector"])
+    detector = DetectorMetrics.on(registries["detector"])
+    rules, stream = RulesMetrics.on(registries["rules"]), StreamMetrics.on(registries["rules"])
+    actions = CommandMetrics.on(registries["actions"])
+    # What the story left behind: totals that no longer move.
+    stream.records.labels("demo.rules").inc(19)
+    rules.events_evaluated.inc(19)
+    actions.commands_applied.labels("bonus", "BonusCommand").inc(13)
+    actions.ledger_points.labels("credited").inc(160)
+    targets = [
+        ServiceTarget(name, f"http://127.0.0.1:{port}") for port, name in enumerate(registries)
+    ]
+
+    def collect_once() -> None:
+        # One demo collection round: the VK group (118 snapshot messages) and the OK
+        # group (44), a few thousand member ids and likers read, nothing changed.
+        for network, messages, objects, calls in (("vk", 118, 3_100, 73), ("ok", 44, 1_200, 20)):
+            collector.record_run(network, "succeeded", 0.2, objects, messages)
+            collector.api_calls.labels(network, "execute").inc(calls)
+            collector.api_requests.labels(network, "execute").inc(calls // 5)
+            detector.chunks.labels("unchanged").inc(messages)
+
+    state: ThroughputState = {}
+    services: tuple[ServiceRates, ...] = ()
+    for second in range(0, 30, 5):  # a sample every 5 s; a round every 2.5 s
+        collect_once()
+        collect_once()
+        readings = {t.name: Reading(1000.0 + second, _page(registries[t.name])) for t in targets}
+        state, services = evaluate_services(state, targets, readings)
+    by_service = {s.service: s for s in services}
+    total = sum(s.throughput or 0.0 for s in services)
+    assert total < 1.0, {s.service: s.throughput for s in services}
+    assert by_service["collector"].throughput == pytest.approx(0.8)  # 2 runs per 2.5 s
+    assert by_service["detector"].throughput == 0.0
+    counters = {c.name: c.rate for c in by_service["collector"].counters}
+    assert counters["social_loyalty_collector_objects_read_total"] == pytest.approx(1_720)
+
+
+def test_what_flows_through_counts_in_full() -> None:
+    """The same services while something happens: events, commands and records count."""
+    registries = {name: CollectorRegistry() for name in ("detector", "rules")}
+    detector = DetectorMetrics.on(registries["detector"])
+    rules, stream = RulesMetrics.on(registries["rules"]), StreamMetrics.on(registries["rules"])
+    targets = [ServiceTarget(name, "http://127.0.0.1:1") for name in registries]
+    state: ThroughputState = {}
+    services: tuple[ServiceRates, ...] = ()
+    for second in (0, 5):
+        detector.chunks.labels("changed").inc(10)
+        detector.events.labels("PostLiked").inc(50)
+        rules.events_evaluated.inc(50)
+        rules.commands_emitted.labels("BonusCommand").inc(50)
+        stream.records.labels("t.rules").inc(50)
+        readings = {t.name: Reading(float(second), _page(registries[t.name])) for t in targets}
+        state, services = evaluate_services(state, targets, readings)
+    by_service = {s.service: s.throughput for s in services}
+    assert by_service == {"detector": 10.0, "rules": 30.0}
 
 
 def test_a_page_that_is_not_prometheus_text_is_an_error() -> None:
