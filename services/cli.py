@@ -31,6 +31,9 @@ from services.runtime.terminal import operator_error
 EXIT_UNAVAILABLE = 2
 """A server did not answer or a setting is bad: the same code click uses for bad usage."""
 
+ENVIRON_KEY = "social_loyalty.environ"
+"""Where the root command keeps the environment as it found it (``ctx.meta``)."""
+
 CLI_CONNECT_TIMEOUT_S = "5"
 """How long a command waits for Kafka unless KAFKA_CONNECT_TIMEOUT_S says otherwise."""
 
@@ -93,6 +96,16 @@ def _override(name: str, value: str | None, nested: str) -> None:
         os.environ[key] = value
 
 
+ContextOption = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        metavar="NAME",
+        help="Namespace for this command only (default: the one `use` chose, else 'default').",
+    ),
+]
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -107,7 +120,9 @@ def _root(
     database_url: Annotated[
         str | None,
         typer.Option(
-            "--database-url", metavar="URL", help="PostgreSQL to use (overrides DATABASE_URL)."
+            "--database-url",
+            metavar="URL",
+            help="PostgreSQL to use (overrides DATABASE_URL and the context).",
         ),
     ] = None,
     prefix: Annotated[
@@ -115,9 +130,10 @@ def _root(
         typer.Option(
             "--prefix",
             metavar="PREFIX",
-            help="Topic namespace, e.g. 'demo.' (overrides TOPIC_PREFIX).",
+            help="Topic namespace, e.g. 'demo.' (overrides TOPIC_PREFIX and the context).",
         ),
     ] = None,
+    context: ContextOption = None,
     _show_version: Annotated[
         bool,
         typer.Option(
@@ -128,14 +144,39 @@ def _root(
     """Operate social-loyalty. Settings come from the environment (KAFKA_*, DATABASE_URL,
     TOPIC_PREFIX); the options below override it for every command. Commands that change
     anything print their target on stderr first. A server that does not answer ends a
-    command with one line and exit code 2."""
+    command with one line and exit code 2.
+
+    Which namespace (topic prefix and consumer groups, database) a command works on:
+    `use demo` picks the demo's once, as `kubectl config use-context` does (`use`
+    alone says what is in effect; `use default` goes back). Each setting, first match
+    wins: --prefix / --database-url, then TOPIC_PREFIX / DATABASE_URL from your
+    environment (what ./run copies from deploy/.local/stack.env does not count), then
+    the chosen context, then the default (prefix '', the stack's database). A listing
+    that finds nothing says what it searched and where such data exists."""
+    from services.ops import cli_context
     from services.runtime import kafka
 
     saved = dict(os.environ)
     ctx.call_on_close(lambda: _restore(saved))
+    try:
+        contexts = cli_context.load(cli_context.contexts_path(os.environ))
+        target = cli_context.resolve(
+            environ=os.environ,
+            stack=cli_context.read_stack_env(os.environ),
+            saved=contexts,
+            context_flag=context,
+            prefix_flag=prefix,
+            database_flag=database_url,
+        )
+    except cli_context.ContextError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    ctx.obj = target
+    ctx.meta[ENVIRON_KEY] = saved
     _override("KAFKA_BOOTSTRAP_SERVERS", bootstrap_server, "_KAFKA__BOOTSTRAP_SERVERS")
     _override("DATABASE_URL", database_url, "_DATABASE__DATABASE_URL")
     _override("TOPIC_PREFIX", prefix, "_TOPICS__PREFIX")
+    cli_context.apply(target, os.environ)
     os.environ.setdefault("KAFKA_CONNECT_TIMEOUT_S", CLI_CONNECT_TIMEOUT_S)
     kafka.for_command_line(True)
 
@@ -162,6 +203,73 @@ def check() -> None:
     with connect(DatabaseSettings()) as conn:
         row = conn.execute("SHOW server_version").fetchone()
     typer.echo(f"postgres: ok (server {row[0] if row else '?'})")
+
+
+@app.command()
+def use(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="default, demo, bench, or one defined with --prefix/--database."),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option("--prefix", metavar="PREFIX", help="Define NAME: its topic prefix."),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database", metavar="DBNAME", help="Define NAME: its database on the stack's server."
+        ),
+    ] = None,
+) -> None:
+    """Pick the namespace later commands work on (saved in deploy/.local/cli-contexts.json,
+    or $SL_STACK_DIR's); without NAME, say which one is in effect and why.
+
+    Built in: default (prefix '', the stack's database), demo ('demo.',
+    social_loyalty_demo), bench ('bench.', social_loyalty_bench). A flag or your own
+    TOPIC_PREFIX / DATABASE_URL still wins over the context, setting by setting."""
+    from services.ops import cli_context
+
+    path = cli_context.contexts_path(os.environ)
+    if name is None:
+        _say_target(ctx.obj, cli_context.load(path), path)
+        return
+    try:
+        chosen = cli_context.choose(cli_context.load(path), name, prefix, database)
+    except cli_context.ContextError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    cli_context.save(path, chosen)
+    picked = chosen.all()[name]
+    database_said = picked.database or "the stack's database"
+    typer.echo(
+        f"using context {name}: topics under {picked.prefix!r}, consumer groups under "
+        f"{cli_context.group_prefix(picked.prefix)!r}, database {database_said} ({path})"
+    )
+    # The next command, without flags: does the operator's environment still override?
+    target = cli_context.resolve(
+        environ=ctx.meta[ENVIRON_KEY], stack=cli_context.read_stack_env(os.environ), saved=chosen
+    )
+    for setting, env_name in (
+        (target.prefix, "TOPIC_PREFIX"),
+        (target.database_url, "DATABASE_URL"),
+    ):
+        if setting.source == f"${env_name}":
+            typer.echo(f"note: {env_name} in your environment wins over the context", err=True)
+
+
+def _say_target(target: Any, saved: Any, path: Any) -> None:
+    """What ``use`` without a name prints: the context and each setting's source."""
+    from services.runtime.terminal import hide_password
+
+    chosen = {"use": f"chosen with `use`, {path}", "--context": "--context"}
+    typer.echo(f"context: {target.context.name} ({chosen.get(target.context_source, 'default')})")
+    typer.echo(f"topic prefix: {target.prefix.value!r} ({target.prefix.source})")
+    url = hide_password(target.database_url.value)
+    typer.echo(f"database: {url} ({target.database_url.source})")
+    typer.echo(f"consumer groups: {target.group_prefixes.value!r} ({target.group_prefixes.source})")
+    typer.echo(f"contexts: {', '.join(saved.all())}")
 
 
 def main() -> None:

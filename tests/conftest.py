@@ -41,6 +41,14 @@ def _docker_answers() -> bool:
     return True
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_operator_cli_context(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The namespace an operator picked with ``social-loyalty use`` never redirects the
+    tests' CLI calls (as a test suite sets its own KUBECONFIG): the CLI reads contexts
+    from an empty folder unless a test names its own file."""
+    os.environ["SL_CLI_CONTEXTS"] = str(tmp_path_factory.mktemp("cli") / "cli-contexts.json")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
