@@ -56,11 +56,10 @@ def read_dead_letters(
         metadata = consumer.list_topics(topic, timeout=timeout)
         info = metadata.topics.get(topic)
         if info is None or info.error is not None:
-            typer.echo(
-                f"error: dead-letter topic {topic!r} does not exist. Check TOPIC_PREFIX (or "
-                "--prefix), or create the topics with `social-loyalty topics ensure`.",
-                err=True,
-            )
+            from services.ops.namespace_search import missing_topic_line
+
+            line = missing_topic_line(topic, DEADLETTER, "dead-letter topic")
+            typer.echo(f"error: {line}", err=True)
             raise typer.Exit(2)
         wanted: list[TopicPartition] = []
         ends: dict[int, int] = {}
@@ -163,6 +162,11 @@ def list_command(
                 row.update(stored.letter.model_dump(mode="json", exclude={"key", "value"}))
             rows.append(row)
         terminal.emit_json(rows)
+        return
+    if not found:
+        from services.ops.namespace_search import empty_topic_line
+
+        typer.echo(empty_topic_line(DEADLETTER, "dead letters"))
         return
     table = Table(title=f"{topic}: {len(found)} dead letters")
     for column in ("id", "failed at", "from", "group", "error"):

@@ -272,6 +272,13 @@ def runs(
     if terminal.wants_json(output, as_json):
         terminal.emit_json([run_record(row) for row in rows])
         return
+    if not rows:
+        from services.ops.namespace_search import empty_rows_line
+
+        url = settings.database.database_url.get_secret_value()
+        what = f"collector runs of {group}" if group else "collector runs"
+        typer.echo(empty_rows_line(url, settings.db_schema, "runs", what))
+        return
     table = Table(title=f"collector runs ({settings.db_schema})")
     for column in RUN_COLUMNS:
         table.add_column(column, overflow="fold")

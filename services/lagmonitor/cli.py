@@ -251,7 +251,9 @@ def show(
         emit_json(document)
         return
     if not document["groups"]:
-        typer.echo("no consumer groups match")
+        from services.ops.namespace_search import empty_groups_line
+
+        typer.echo(empty_groups_line(group, all_groups))
         return
     console = Console()
     # Boxed tables squeezed into a narrow terminal fold every name into a column of

@@ -34,6 +34,9 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:55432/social_loyalty"
 DEFAULT_GROUP_PREFIX = "social-loyalty"
 """``LagMonitorSettings``' default: the services' groups under the empty topic prefix."""
 
+USE = "./run cli use"
+"""How an empty answer tells the operator to switch (``./run cli`` is the README's entry)."""
+
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 _CONTEXT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -331,7 +334,7 @@ def how_to_reach(saved: Saved, *, prefix: str | None = None, database: str | Non
         else None
     )
     if name is not None:
-        return f"./run cli use {name}"
+        return f"{USE} {name}"
     if prefix is not None:
         return f"--prefix {prefix}"
     return f"--database-url .../{database}"

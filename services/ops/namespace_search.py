@@ -49,13 +49,20 @@ def other_group_namespaces(group_ids: Iterable[str], searched: Sequence[str]) ->
 def elsewhere(
     places: Sequence[str], noun: str, preposition: str, reach: dict[str, str], nowhere: str
 ) -> str:
-    """``groups exist under 'demo.' (./run cli use demo), 'x.' (--prefix x.) and 4 more``."""
+    """``groups exist under 'demo.' (./run cli use demo), 'x.' (--prefix x.) and 4 more``:
+    ``places`` in order, each with what to type to reach it."""
     if not places:
         return nowhere
-    shown = [f"{place!r} ({reach[place]})" for place in places[:SHOWN]]
-    more = len(places) - SHOWN
-    listed = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
-    return f"{noun} exist {preposition} {listed}"
+    # Every namespace a context names (few: the built-in and the operator's own), then
+    # a few others: on a shared cluster the tests' leftovers are many.
+    named = [p for p in places if reach[p].startswith(cli_context.USE)]
+    others = [p for p in places if p not in named]
+    chosen = named + others[:SHOWN]
+    shown = [f"{place!r} ({reach[place]})" for place in chosen]
+    more = len(places) - len(chosen)
+    return f"{noun} exist {preposition} {', '.join(shown)}" + (
+        f" and {more} more" if more > 0 else ""
+    )
 
 
 def _saved() -> cli_context.Saved:

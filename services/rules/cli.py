@@ -116,6 +116,16 @@ def deactivate(offer_id: Annotated[str, typer.Argument(help="Offer id.")]) -> No
     typer.echo(f"deactivated {offer_id}")
 
 
+def _say_empty(table: str, what: str) -> None:
+    """One line for an empty listing: the database searched and where such rows are."""
+    from services.ops.namespace_search import empty_rows_line
+    from services.rules.settings import RulesSettings
+
+    settings = RulesSettings()
+    url = settings.database.database_url.get_secret_value()
+    typer.echo(empty_rows_line(url, settings.db_schema, table, what))
+
+
 @offers_app.command("list")
 def list_offers(
     output: terminal.OutputOption = terminal.OutputFormat.table, as_json: terminal.JsonFlag = False
@@ -125,6 +135,9 @@ def list_offers(
     offers = _run(lambda: _store().all())
     if terminal.wants_json(output, as_json):
         terminal.emit_json([o.summary() for o in offers])
+        return
+    if not offers:
+        _say_empty("offers", "offers")
         return
     from rich.table import Table
 

@@ -156,6 +156,13 @@ def test_the_elsewhere_clause_names_three_and_counts_the_rest() -> None:
     assert elsewhere([], "groups", "under", reach, "none") == "none"
 
 
+def test_every_namespace_a_context_names_is_listed_however_many_others() -> None:
+    reach = {p: f"--prefix {p}" for p in "abcd"} | {"x": "./run cli use x", "y": "./run cli use y"}
+    line = elsewhere(list("abcdxy"), "groups", "under", reach, "none")
+    assert line.startswith("groups exist under 'x' (./run cli use x), 'y' (./run cli use y), ")
+    assert line.endswith("'c' (--prefix c) and 1 more")
+
+
 def test_use_saves_the_choice_and_says_what_is_in_effect(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
