@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.lagmonitor.monitor import LagMonitor
+from services.lagmonitor.page import render_page
 from services.lagmonitor.throughput import services_to_json
 
 MONITOR: web.AppKey[LagMonitor] = web.AppKey("monitor", LagMonitor)
@@ -26,7 +27,13 @@ def _dashboard_html() -> str:
 
 
 async def _index(request: web.Request) -> web.Response:
-    return web.Response(text=_dashboard_html(), content_type="text/html", charset="utf-8")
+    """The page with the current groups, statuses and services in it (``page.py``), so
+    it says something before (or without) its script; the script keeps it live."""
+    monitor = request.app[MONITOR]
+    text = render_page(_dashboard_html(), monitor.document(), monitor.kafka_json())
+    response = web.Response(text=text, content_type="text/html", charset="utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 async def _metrics(request: web.Request) -> web.Response:

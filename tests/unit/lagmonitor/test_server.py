@@ -101,3 +101,64 @@ def test_dashboard_is_one_self_contained_page_with_stable_hooks() -> None:
         assert "@import" not in html
 
     with_client(check)
+
+
+def _group_rows(html: str) -> dict[str, str]:
+    """``data-group`` -> ``data-status`` of every row of the groups table."""
+    body = html.split('id="groups-body"', 1)[1].split("</tbody>", 1)[0]
+    return dict(re.findall(r'<tr [^>]*data-group="([^"]+)" data-status="([A-Z]+)"', body))
+
+
+def test_the_first_response_shows_groups_and_status_without_a_script() -> None:
+    """``curl /``: the groups with their status, the summary and the worst partition are
+    in the HTML; the script's placeholders are gone."""
+    busy = ClusterSample(
+        time=1_700_000_000.0,
+        groups=(
+            GroupObservation("social-loyalty.rules", committed={(T, 0): 8}),
+            GroupObservation("social-loyalty.actions.<bonus>", committed={(T, 0): 3}),
+            GroupObservation("social-loyalty.detector", error="Broker: Group authorization failed"),
+        ),
+        end_offsets={(T, 0): 8},
+    )
+
+    async def check(client: Client, monitor: LagMonitor) -> None:
+        before = await (await client.get("/")).text()
+        assert _group_rows(before) == {}
+        assert "No sample of Kafka yet." in before
+        assert 'id="worst-empty">Every partition' not in before  # nothing sampled: no claim
+        monitor.apply(busy)
+        response = await client.get("/")
+        assert response.headers["Cache-Control"] == "no-store"
+        html = await response.text()
+        assert _group_rows(html) == {
+            "social-loyalty.actions.&lt;bonus&gt;": "OK",  # escaped, never markup
+            "social-loyalty.detector": "ERR",
+            "social-loyalty.rules": "OK",
+        }
+        assert 'data-updated="1700000000.0"' in html
+        assert 'data-kafka="up"' in html
+        assert '<span id="updated">22:13:20 UTC</span>' in html
+        assert "3 groups, 1 not OK" in html
+        assert '<div class="empty" id="groups-empty" hidden>' in html
+        assert 'updated <span id="updated">never' not in html
+        worst = html.split('id="worst-body"', 1)[1].split("</tbody>", 1)[0]
+        assert 'data-group="social-loyalty.actions.&lt;bonus&gt;"' in worst
+        assert "<li>social-loyalty.detector: Broker: Group authorization failed</li>" in html
+        assert "<script>" in html  # and the script still makes it live
+
+    with_client(check)
+
+
+def test_the_first_response_says_kafka_is_unreachable() -> None:
+    async def check(client: Client, monitor: LagMonitor) -> None:
+        monitor.fail("Kafka unreachable: no broker at 127.0.0.1:1 answered")
+        html = await (await client.get("/")).text()
+        assert 'data-kafka="down"' in html
+        assert "<title>Kafka unreachable · Consumer lag" in html
+        assert '<div id="kafka-down" role="alert">Kafka is unreachable (' in html
+        assert "Last successful sample: never." in html
+        assert "Kafka is unreachable: no consumer group figures." in html
+        assert 'id="worst-empty">No current figures: Kafka is unreachable.<' in html
+
+    with_client(check)
