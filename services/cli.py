@@ -59,7 +59,13 @@ class OperatorGroup(TyperGroup):
 app = typer.Typer(
     name="social-loyalty",
     cls=OperatorGroup,
-    help="Operate social-loyalty: topics, offers, replay, lag, dead letters.",
+    help="Operate social-loyalty: topics, offers, replay, lag, dead letters.\n\n"
+    "Namespace (topic prefix and consumer groups, database): `use demo` picks the demo's "
+    "for later commands, `use` says what is in effect, `use default` goes back. Each "
+    "setting, first match wins: --prefix / --database-url, then TOPIC_PREFIX / "
+    "DATABASE_URL from your environment (not what ./run copies from stack.env), then the "
+    "chosen context, then the default. A listing that finds nothing says what it searched "
+    "and where such data exists.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -144,15 +150,8 @@ def _root(
     """Operate social-loyalty. Settings come from the environment (KAFKA_*, DATABASE_URL,
     TOPIC_PREFIX); the options below override it for every command. Commands that change
     anything print their target on stderr first. A server that does not answer ends a
-    command with one line and exit code 2.
-
-    Which namespace (topic prefix and consumer groups, database) a command works on:
-    `use demo` picks the demo's once, as `kubectl config use-context` does (`use`
-    alone says what is in effect; `use default` goes back). Each setting, first match
-    wins: --prefix / --database-url, then TOPIC_PREFIX / DATABASE_URL from your
-    environment (what ./run copies from deploy/.local/stack.env does not count), then
-    the chosen context, then the default (prefix '', the stack's database). A listing
-    that finds nothing says what it searched and where such data exists."""
+    command with one line and exit code 2. The namespace (``use``, ``--context``) is
+    decided here once, by ``services.ops.cli_context.resolve``, for every command."""
     from services.ops import cli_context
     from services.runtime import kafka
 
@@ -223,10 +222,11 @@ def use(
         ),
     ] = None,
 ) -> None:
-    """Pick the namespace later commands work on (saved in deploy/.local/cli-contexts.json,
-    or $SL_STACK_DIR's); without NAME, say which one is in effect and why.
+    """Pick the namespace later commands work on, as kubectl picks a context.
 
-    Built in: default (prefix '', the stack's database), demo ('demo.',
+    Saved in deploy/.local/cli-contexts.json ($SL_STACK_DIR's; SL_CLI_CONTEXTS names
+    another file). Without NAME: which context is in effect and where each setting
+    comes from. Built in: default (prefix '', the stack's database), demo ('demo.',
     social_loyalty_demo), bench ('bench.', social_loyalty_bench). A flag or your own
     TOPIC_PREFIX / DATABASE_URL still wins over the context, setting by setting."""
     from services.ops import cli_context
