@@ -253,7 +253,7 @@ def show(
     if not document["groups"]:
         from services.ops.namespace_search import empty_groups_line
 
-        typer.echo(empty_groups_line(group, all_groups))
+        typer.echo(empty_groups_line(group, all_groups, url))
         return
     console = Console()
     # Boxed tables squeezed into a narrow terminal fold every name into a column of

@@ -75,11 +75,16 @@ def _saved() -> cli_context.Saved:
 # -- Kafka ------------------------------------------------------------------------
 
 
-def empty_groups_line(searched: Sequence[str] | None, all_groups: bool) -> str:
+def empty_groups_line(
+    searched: Sequence[str] | None, all_groups: bool, monitor_url: str | None = None
+) -> str:
     """``lag show`` found no group: which prefixes on which cluster, and which exist."""
     from services.lagmonitor.settings import LagMonitorSettings
     from services.runtime import kafka
 
+    if monitor_url:
+        only = f" under {', '.join(repr(p) for p in searched)}" if searched else ""
+        return f"no consumer groups{only} in the lag monitor at {monitor_url}"
     settings = LagMonitorSettings()
     prefixes = list(searched or settings.group_prefixes)
     where = settings.kafka.bootstrap_servers
