@@ -18,6 +18,7 @@ get principals of their own from ``social-loyalty kafka-access apply``.
 
     python deploy/localstack.py start [--brokers N] [--proxy]|stop|status|env|kafka-tool ...
     python deploy/localstack.py kill-broker N|start-broker N   (failover tests)
+    python3 deploy/localstack.py fetch-kafka   (the jars only; needs no package of .venv)
 
 Faults for the tests (on this stack only: each refuses a stack whose Kafka or PostgreSQL
 is external, or environment variables that name another one):
@@ -356,18 +357,32 @@ def ensure_kafka_jars() -> None:
     say("fetching Apache Kafka jars from Maven Central (first run only)...")
     KAFKA_LIBS.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
+        maven(
             "-f",
             str(DEPLOY / "kafka" / "pom.xml"),
             "dependency:copy-dependencies",
             f"-DoutputDirectory={KAFKA_LIBS}",
-        ],
+        ),
         check=True,
+        env=maven_env(),
     )
     marker.touch()
+
+
+def maven(*args: str) -> list[str]:
+    """A quiet Maven command for a log file: batch mode (no progress, no prompt), no colour."""
+    return ["mvn", "-q", "-B", "-Dstyle.color=never", *args]
+
+
+def maven_env() -> dict[str, str]:
+    """Maven's environment for a log file: Debian's Maven 3.8 writes jansi's reset code
+    (``ESC[0m``) before its first line even in batch mode with ``-Dstyle.color=never``;
+    only the JVM property ``jansi.noreset`` (read before Maven parses its arguments, so
+    in ``MAVEN_OPTS``) stops it."""
+    opts = os.environ.get("MAVEN_OPTS", "")
+    if "jansi.noreset" not in opts:
+        opts = f"{opts} -Djansi.noreset=true".strip()
+    return {**os.environ, "MAVEN_OPTS": opts}
 
 
 def java_command(
@@ -1524,6 +1539,7 @@ COMMANDS = [
     "status",
     "env",
     "kafka-tool",
+    "fetch-kafka",
 ]
 
 
@@ -1554,7 +1570,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "command",
         choices=COMMANDS,
-        help="kill-broker / start-broker: SIGKILL one node, start it again and wait; "
+        help="fetch-kafka: only fetch the Kafka jars (stdlib only: ./run does it with the "
+        "system python3 while it builds .venv); "
+        "kill-broker / start-broker: SIGKILL one node, start it again and wait; "
         "pause-broker / resume-broker: SIGSTOP / SIGCONT one node; stop-postgres / "
         "start-postgres / restart-postgres: the private PostgreSQL (restart: -m fast)",
     )
@@ -1636,6 +1654,8 @@ def run_command(ns: argparse.Namespace, cluster: Cluster) -> int:
         print(ENV_FILE.read_text() if ENV_FILE.exists() else "", end="")
     elif ns.command == "kafka-tool":
         return cmd_kafka_tool(ns.args)
+    elif ns.command == "fetch-kafka":
+        ensure_kafka_jars()
     return 0
 
 

@@ -26,8 +26,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-import httpx
-
 VERSION = "v2.12.0"
 PACKAGE = "github.com/Shopify/toxiproxy/v2/cmd/server"
 MIN_GO = (1, 23)  # toxiproxy v2.12.0's go.mod
@@ -165,6 +163,10 @@ class Toxiproxy:
     e.g. a proxy name it does not know."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
+        # httpx is imported where it is used: ``deploy/localstack.py`` imports this module,
+        # and its ``fetch-kafka`` and ``--help`` run on a bare python3 before .venv exists.
+        import httpx
+
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
@@ -183,6 +185,8 @@ class Toxiproxy:
         self.close()
 
     def _call(self, method: str, path: str, body: object = None) -> Any:
+        import httpx
+
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
@@ -209,6 +213,8 @@ class Toxiproxy:
     def wait_ready(self, timeout: float = 15.0, alive: Callable[[], bool] | None = None) -> None:
         """Return once the API answers; ``ToxiproxyError`` after ``timeout`` seconds, or
         as soon as ``alive`` (the server process) says it is gone."""
+        import httpx
+
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
