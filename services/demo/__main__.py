@@ -25,7 +25,7 @@ import httpx
 import psycopg
 import typer
 from psycopg.rows import dict_row
-from rich.console import Console
+from rich.rule import Rule
 from rich.table import Table
 
 from services.actions.settings import ActionsSettings
@@ -46,7 +46,7 @@ from services.ops.system import (
     service_specs,
     workers_option,
 )
-from services.runtime import kafka
+from services.runtime import kafka, terminal
 from services.runtime.access import AccessSettings, CredentialError, SignedAuth, ensure_credential
 from services.runtime.db import DatabaseUnavailableError, connect
 from services.runtime.settings import DatabaseSettings, KafkaSettings
@@ -57,7 +57,14 @@ DEMO_DIR = ROOT / "deploy" / "demo"
 # Next to the stack it runs on (SL_STACK_DIR, as ./run and deploy/localstack.py use it).
 STATE_DIR = Path(os.environ.get("SL_STACK_DIR") or ROOT / "deploy" / ".local") / "demo"
 
-console = Console(highlight=False)
+# Piped into a file or CI, one line per message, never wrapped at 80 columns.
+console = terminal.console(highlight=False)
+
+
+def _rule(title: str) -> None:
+    """A heading rule across the terminal; in a file, 80 columns of it (the piped
+    console is as wide as its longest line could be)."""
+    console.print(Rule(title), width=None if console.is_terminal else 80)
 
 
 class StoryFailedError(RuntimeError):
@@ -159,7 +166,7 @@ class Demo:
 
     def play(self, watcher: Watcher, number: int, step: Step) -> None:
         # The title on a line of its own: a rule cuts a long title to the terminal width.
-        console.rule(f"[bold]Step {number}[/]")
+        _rule(f"[bold]Step {number}[/]")
         console.print(f"[bold]{step.title}[/]")
         runs_before = watcher.run_counts()
         for link in step.links:
@@ -264,7 +271,7 @@ def _summary_table(demo: Demo, watcher: Watcher) -> tuple[Table, dict[str, Any]]
 
 def _finish_chaos(demo: Demo, watcher: Watcher, monkey: ChaosMonkey) -> None:
     """Let the monkey kill every service once, then check the balances held through it."""
-    console.rule("[bold]Chaos[/]: every service dies at least once; the balances must hold")
+    _rule("[bold]Chaos[/]: every service dies at least once; the balances must hold")
     if not monkey.finish_round():
         raise StoryFailedError(f"the chaos round did not complete: {monkey.log}")
     for name in monkey.victims:  # the last one killed may still be starting
@@ -306,7 +313,7 @@ def _failover_drill(
 
 def _finish_failover(demo: Demo, watcher: Watcher, drill: FailoverDrill) -> None:
     """Whatever of the drill the story's length left undone, then the balances again."""
-    console.rule("[bold]Failover[/]: every node and worker back; the balances must hold")
+    _rule("[bold]Failover[/]: every node and worker back; the balances must hold")
     drill.finish()
     final = Step("after the failover drill", balances=dict(STORY[-1].balances))
     demo.play(watcher, len(STORY) + 1, final)
@@ -396,7 +403,7 @@ def _start(supervisor: Supervisor, logs: Path) -> None:
 
 def _play(demo: Demo, watcher: Watcher) -> None:
     started = datetime.now(UTC)
-    console.rule("[bold]Baseline[/]: the first complete collection of each group earns nothing")
+    _rule("[bold]Baseline[/]: the first complete collection of each group earns nothing")
     for network, group_id in (("vk", VK_GROUP), ("ok", OK_GROUP)):
         if not watcher.wait_for_run_after(network, group_id, started, demo.step_timeout_s * 2):
             raise StoryFailedError(f"no baseline collection of {network} group {group_id}")
@@ -406,7 +413,12 @@ def _play(demo: Demo, watcher: Watcher) -> None:
 
 def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
     exit_when_done: Annotated[
-        bool, typer.Option(help="Stop the services and exit after the story (tests use this).")
+        bool,
+        typer.Option(
+            help="Stop the services and exit after the story (tests use this); without it "
+            "they keep running until Ctrl-C.",
+            show_default=False,
+        ),
     ] = False,
     step_timeout: Annotated[
         float, typer.Option(help="Seconds each story step may take to show its effects.")
@@ -431,7 +443,11 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
     ] = None,
     chaos_broker_restart: Annotated[
         bool,
-        typer.Option(help="In chaos mode, also restart the local broker once (local stack only)."),
+        typer.Option(
+            help="In chaos mode, also restart the local broker once (the default; local "
+            "stack only).",
+            show_default=False,
+        ),
     ] = True,
     workers: Annotated[str | None, typer.Option(help=WORKERS_HELP, metavar="SERVICE=N,...")] = None,
     failover: Annotated[
@@ -441,7 +457,8 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
             "--brokers 3) with --workers: mid-story SIGKILL the broker coordinating the rules "
             "workers' group and transactions, then one worker of each service that runs "
             "several (held down while the others take over), and bring them all back; the "
-            "balances, events and messages must come out exactly as undisturbed."
+            "balances, events and messages must come out exactly as undisturbed.",
+            show_default=False,
         ),
     ] = False,
 ) -> None:
@@ -449,7 +466,7 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
     kafka_settings, database_settings = KafkaSettings(), DatabaseSettings()
     _check_stack(kafka_settings, database_settings)
     ports = Ports.from_env()
-    console.rule("[bold]social-loyalty demo")
+    _rule("[bold]social-loyalty demo")
     console.print(f"Kafka {kafka_settings.bootstrap_servers}; topics prefixed '{namespace.PREFIX}'")
     state_dir = namespace.reset_state_dir(STATE_DIR)
     topics = TopicSettings(prefix=namespace.PREFIX)
@@ -604,8 +621,18 @@ def _load_offers(env: dict[str, str]) -> None:
         raise StoryFailedError(str(exc)) from exc
 
 
+PROG_NAME = "./run demo"
+"""What the usage line names: ``./run demo ARGS`` runs ``python -m services.demo ARGS``."""
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer(add_completion=False)
+    app.command()(run)
+    return app
+
+
 def main() -> None:
-    typer.run(run)
+    cli()(prog_name=PROG_NAME)
 
 
 if __name__ == "__main__":

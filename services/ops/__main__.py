@@ -15,7 +15,6 @@ from typing import Annotated
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from services.contracts.topics import TopicSettings, catalog, ensure
@@ -30,11 +29,12 @@ from services.ops.system import (
     service_specs,
     workers_option,
 )
-from services.runtime import kafka
+from services.runtime import kafka, terminal
 from services.runtime.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-console = Console(highlight=False)
+# Piped into a file or CI, one line per message, never wrapped at 80 columns.
+console = terminal.console(highlight=False)
 app = typer.Typer(
     name="ops", help="Run every service locally under a supervisor.", no_args_is_help=True
 )

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from services.contracts.topics import TopicSettings
 from services.ops import kafka_access
 from services.ops.kafka_access import KafkaAccessSettings, SystemNames
+from services.runtime import terminal
 
 kafka_access_app = typer.Typer(
     help="Kafka principals (one per service) and their ACLs, from the topic catalog.",
@@ -43,7 +43,7 @@ def plan_command(
     table = Table("principal", "resource", "name", "pattern", "operation", "why")
     for g in grants:
         table.add_row(g.principal, g.resource, g.name, g.pattern, g.operation, g.why)
-    Console(width=200).print(table)
+    terminal.console().print(table)
 
 
 @kafka_access_app.command("apply")

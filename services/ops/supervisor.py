@@ -126,7 +126,9 @@ class Supervisor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**self.env, **spec.env},
+                # A log file is no terminal: typer's plain tracebacks, not rich's boxes
+                # wrapped at 80 columns (unless the caller's environment says otherwise).
+                env={"TYPER_USE_RICH": "0", **self.env, **spec.env},
                 start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
                 preexec_fn=_die_with_parent,  # prctl only, no locks taken
             ).result()

@@ -50,11 +50,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def console(*, stderr: bool = False) -> Console:
-    """A rich console for tables. On a terminal it wraps to the terminal; piped into a
-    file, ``less`` or ``grep`` it is as wide as the widest row, so no id or status is
-    cut to ``eco-like-bon…`` (rich's default for a pipe is 80 columns)."""
-    probe = Console(stderr=stderr)
+def console(*, stderr: bool = False, highlight: bool = True) -> Console:
+    """A rich console for tables and progress lines. On a terminal it wraps to the
+    terminal; piped into a file, ``less`` or ``grep`` it is as wide as the widest row, so
+    no id or status is cut to ``eco-like-bon…`` and no line is wrapped (rich's default
+    for a pipe is 80 columns)."""
+    probe = Console(stderr=stderr, highlight=highlight)
     if probe.is_terminal:
         return probe
     return Console(stderr=stderr, width=PIPE_WIDTH, no_color=True, highlight=False)
