@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.demo.__main__ import STATE_DIR
 from tests.e2e.story_check import check_ledger, check_story, run_demo
 from tests.integration.lagmonitor.test_dashboard_queries import (
     Sample,
@@ -32,7 +33,16 @@ def test_the_story_credits_exactly_what_the_offers_say(tmp_path: Path) -> None:
     check_story(result)
     check_ledger(result)
     assert result["event_deliveries"] >= len(result["events"])
+    _the_service_logs_are_plain_and_the_commits_kept_time(STATE_DIR / "logs")
     _every_panel_evaluates_on_the_demo_metrics(metrics, tmp_path)
+
+
+def _the_service_logs_are_plain_and_the_commits_kept_time(logs: Path) -> None:
+    """No colour code in any service's log file, and the detector's commits never took
+    longer than Faust's commit interval (docs/detector.md, "Commit interval")."""
+    for log in sorted(logs.glob("*.log")):
+        assert "\x1b" not in log.read_text(errors="replace"), f"colour codes in {log}"
+    assert "Timer commit is overlapping" not in (logs / "detector.log").read_text()
 
 
 def _every_panel_evaluates_on_the_demo_metrics(metrics: Path, tmp_path: Path) -> None:
