@@ -15,12 +15,16 @@ for good after an aborted transaction (see ``_ReadCommittedConsumer._new_offset`
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import ssl
+from collections.abc import Collection, Iterator
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from services.runtime.settings import KafkaSettings
@@ -34,10 +38,42 @@ class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start()
         return consumer
 
+    async def positions(self, tps: Collection[Any], timeout_s: float) -> dict[Any, int]:
+        """aiokafka's position of each of ``tps`` still assigned, asked on this thread
+        (where aiokafka runs) in one call, as Faust's own ``position`` is."""
+        return cast(dict[Any, int], await self.call_thread(self._positions, tps, timeout_s))
+
+    async def _positions(self, tps: Collection[Any], timeout_s: float) -> dict[Any, int]:
+        consumer = self._ensure_consumer()
+        assigned = consumer.assignment()
+        found: dict[Any, int] = {}
+        for tp in tps:
+            if tp not in assigned:
+                continue
+            try:  # waits while the position is being reset: bounded here, on this loop
+                found[tp] = await asyncio.wait_for(consumer.position(tp), timeout_s)
+            except (IllegalStateError, TimeoutError):
+                continue  # revoked meanwhile, or no position yet: the next round asks again
+        return found
+
 
 class _ReadCommittedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[Any]:
+        """Faust's (every partition with acks), and every assigned partition with a
+        commit limit: a limit moved while idle (``InOrder.step_over``) is worth a
+        commit though nothing was acked since the last one."""
+        tps = set(self._acked)
+        limits = cast(ReadCommittedApp, self.app).commit_limits
+        if limits:
+            try:
+                assigned = self.assignment()
+            except ConsumerNotStarted:
+                assigned = set()
+            tps.update(tp for tp in list(limits) if tp in assigned)
+        return (tp for tp in tps if topics is None or tp in topics or tp.topic in topics)
 
     def _new_offset(self, tp: Any) -> int | None:
         """The offset to commit for ``tp``: below its lowest delivered, unacked message.
@@ -54,19 +90,25 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         there, or past the highest ack when nothing is in flight. (Messages still
         queued for the stream are not tracked yet, but they come after every acked
         one of their partition.) Never past the app's ``commit_limits``, when set.
+
+        With ``commit_limits``, a partition with nothing acked since its last commit
+        and nothing in flight commits its limit: idle, the in-order guard moves the
+        limit over the transaction markers and aborted records after the last record
+        (``InOrder.step_over``), and this is how that reaches the group (KAFKA-6607).
         """
         acked: list[int] = self._acked[tp]
-        if not acked:
-            return None
         acked.sort()
         in_flight = [m.offset for m in list(self._unacked_messages) if m.tp == tp]
-        new = min(in_flight, default=acked[-1] + 1)
         limits = cast(ReadCommittedApp, self.app).commit_limits
-        if limits is not None:  # an agent says what it has handled (services/detector/inorder.py)
+        if limits is None:
+            if not acked:
+                return None
+            new = min(in_flight, default=acked[-1] + 1)
+        else:  # an agent says what it has handled (services/detector/inorder.py)
             limit = limits.get(tp)
             if limit is None:
                 return None
-            new = min(new, limit)
+            new = min(min(in_flight, default=acked[-1] + 1 if acked else limit), limit)
         done = bisect.bisect_left(acked, new)
         self._acked_index[tp].difference_update(acked[:done])
         del acked[:done]
@@ -99,6 +141,35 @@ class ReadCommittedApp(faust.App):
 
     def _new_transport(self) -> Any:
         return self.transport_class(self.conf.broker_consumer, self)
+
+    async def idle_positions(
+        self, topics: Collection[str], timeout_s: float = 5.0
+    ) -> dict[Any, int]:
+        """aiokafka's position of each assigned partition of ``topics`` with no message in
+        flight: the offset after the last record it handed to Faust, or past the
+        transaction markers and aborted records it skipped after it (its fetcher steps
+        over control batches). Asked on the consumer's thread (``ConsumerThread``, like
+        Faust's own ``Consumer.position``); nothing of the consumer is changed. Empty
+        while the worker rebalances or is not started.
+
+        The position is only a bound to check, never a proof: records aiokafka handed
+        over may still wait in Faust's buffers, or have been dropped by it
+        (services/detector/inorder.py); ``InOrder.step_over`` asks the broker."""
+        if self.rebalancing:
+            return {}
+        consumer = self.consumer
+        try:
+            assigned = consumer.assignment()
+        except ConsumerNotStarted:
+            return {}
+        busy = {message.tp for message in list(consumer.unacked)}
+        idle = sorted(tp for tp in assigned if tp.topic in topics and tp not in busy)
+        if not idle:
+            return {}
+        thread = cast(_ReadCommittedThread, cast(Any, consumer)._thread)
+        return await asyncio.wait_for(
+            thread.positions(idle, timeout_s), timeout_s * (len(idle) + 1)
+        )
 
     async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
         """An agent that fails ends the worker (non-zero exit) instead of leaving a

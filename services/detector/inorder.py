@@ -33,11 +33,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from faust.types import TP
 
 from services.detector.faust_app import ReadCommittedApp
@@ -92,7 +92,8 @@ class _RangeReader:
                 client_id=self._client_id,
                 # A range read is short: without this each one waits out the fetch
                 # long-poll of the previous one (500 ms instead of a few).
-                extra={"fetch.wait.max.ms": 5},
+                # The end of a partition is an event: ``clear_until`` stops there.
+                extra={"fetch.wait.max.ms": 5, "enable.partition.eof": True},
             )
         return self._consumer
 
@@ -138,6 +139,33 @@ class _RangeReader:
         finally:
             consumer.unassign()
 
+    def clear_until(
+        self, topic: str, partition: int, start: int, end: int, timeout_s: float
+    ) -> int | None:
+        """How far from ``start`` towards ``end`` the partition holds no committed
+        record: the offset of the first one, or ``end`` when none is below it (``end``
+        must be at or below the last stable offset). None when that cannot be told
+        within ``timeout_s``."""
+        with self._lock:
+            consumer = self.consumer
+            consumer.assign([TopicPartition(topic, partition, start)])
+            deadline = time.monotonic() + timeout_s
+            try:
+                while time.monotonic() < deadline:
+                    msg = consumer.poll(0.1)
+                    if msg is None:
+                        continue
+                    error, offset = msg.error(), msg.offset()
+                    if error is None and offset is not None:
+                        return min(offset, end)
+                    # The end of the partition comes after every record below it.
+                    eof = error is not None and error.code() == KafkaError._PARTITION_EOF
+                    if eof and offset is not None and offset >= end:
+                        return end
+                return None
+            finally:
+                consumer.unassign()
+
     def close(self) -> None:
         with self._lock:
             if self._consumer is not None:
@@ -163,6 +191,8 @@ class InOrder:
         self._on_skipped = on_skipped
         self._next: dict[tuple[str, int], int] = {}
         self._generation: int | None = None
+        self._idle_at: dict[tuple[str, int], int] = {}
+        self._checked: dict[tuple[str, int], tuple[int, int]] = {}
         if app.commit_limits is None:
             app.commit_limits = {}
         self._limits = app.commit_limits
@@ -172,9 +202,7 @@ class InOrder:
 
         False when it was handled already in this assignment (nothing is done)."""
         if message.generation_id != self._generation:
-            self._generation = message.generation_id
-            self._next.clear()  # partitions may have moved: ask the broker again
-            self._limits.clear()  # and commit nothing until a record is handled here
+            self._start_generation(message.generation_id)
         record = SourceRecord.of(message)
         where = (record.topic, record.partition)
         expected = self._next.get(where)
@@ -206,6 +234,62 @@ class InOrder:
         await handle(record)
         limits[tp] = self._next[where] = record.offset + 1
         return True
+
+    def _start_generation(self, generation: int | None) -> None:
+        self._generation = generation
+        self._next.clear()  # partitions may have moved: ask the broker again
+        self._limits.clear()  # and commit nothing until a record is handled here
+        self._idle_at.clear()
+        self._checked.clear()
+
+    async def step_over(self, positions: Mapping[TP, int], timeout_s: float = 5.0) -> dict[TP, int]:
+        """Idle, move the next offset (and the commit limit) of each partition past the
+        records no consumer is given: the marker of the transaction that ended with its
+        last record, and aborted records. Without this an idle group stays one behind
+        the end of every partition with data, for good (KAFKA-6607); Kafka Streams
+        commits its position for the same reason (apache/kafka#8040). Returns the
+        partitions moved and where to.
+
+        ``positions`` (the consumer's, :meth:`ReadCommittedApp.idle_positions`) only says
+        how far to look; records the consumer handed over may still wait in Faust's
+        buffers, or have been dropped by it. A partition moves only on the second call
+        in a row that finds it at the same next offset (nothing handled in between),
+        and only as far as the side consumer proves the log holds no committed record:
+        from the next offset to the first committed record or the position, whichever
+        is lower. Every record below the new offset was therefore handled, as for any
+        other commit limit. A partition with nothing handled in this assignment starts
+        from the group's committed offset, as :meth:`run` does. Whatever the agent
+        handles while this waits for the broker wins: that partition is left as it is.
+        """
+        generation = self._app.consumer_generation_id
+        if generation != self._generation:  # no record of this assignment handled yet
+            self._start_generation(generation)
+        moved: dict[TP, int] = {}
+        for tp, position in positions.items():
+            where = (tp.topic, tp.partition)
+            start = self._next.get(where)
+            if start is None:
+                start = await asyncio.to_thread(self._reader.start_of, *where)
+                if self._generation != generation or where in self._next:
+                    continue
+                self._next[where] = start
+            if position <= start:
+                continue
+            if self._idle_at.get(where) != start:
+                self._idle_at[where] = start  # handled something since the last call
+                continue
+            if self._checked.get(where) == (start, position):
+                continue  # the record found last time is not handled yet: wait for it
+            clear = await asyncio.to_thread(
+                self._reader.clear_until, *where, start, position, timeout_s
+            )
+            if clear is None or self._generation != generation or self._next.get(where) != start:
+                continue
+            self._checked[where] = (start, position)
+            if clear > start:
+                self._next[where] = self._limits[TP(*where)] = self._idle_at[where] = clear
+                moved[TP(*where)] = clear
+        return moved
 
     def close(self) -> None:
         self._reader.close()

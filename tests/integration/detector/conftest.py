@@ -252,6 +252,40 @@ class Stack:
         finally:
             group.close()
 
+    def poll_commits_at_end(self, within_s: float) -> None:
+        """Wait until the worker's committed offset is the end offset of every partition
+        of the snapshot topic, transaction markers and aborted records included (what
+        Kafka's own tool and the lag monitor compare); fail after ``within_s``."""
+        topic = self.topics.name(SNAPSHOTS)
+        partitions = [TopicPartition(topic, p) for p in range(self.topics.partitions)]
+        group = kafka.consumer(self.kafka_settings, self.app_id)
+        deadline = time.monotonic() + within_s
+        try:
+            while True:
+                ends = {
+                    tp.partition: kafka.watermarks(group, topic, tp.partition)[1]
+                    for tp in partitions
+                }
+                committed = {
+                    tp.partition: tp.offset for tp in group.committed(partitions, timeout=30)
+                }
+                behind = {p: (committed[p], end) for p, end in ends.items() if committed[p] != end}
+                if not behind:
+                    return
+                if time.monotonic() > deadline:
+                    log = (
+                        ""
+                        if self.worker is None
+                        else f"; the worker's log ends:\n{self.worker.tail()}"
+                    )
+                    pytest.fail(
+                        f"not at the end {within_s:.0f}s after going idle; partition: "
+                        f"(committed, end): {behind}{log}"
+                    )
+                time.sleep(0.5)
+        finally:
+            group.close()
+
     def events_of(self, group_id: int) -> list[DomainEvent]:
         return [e for _, e in self.seen if getattr(e, "group_id", None) == group_id]
 

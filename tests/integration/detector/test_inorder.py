@@ -55,6 +55,13 @@ class Log:
         finally:
             consumer.close()
 
+    def end_offset(self) -> int:
+        consumer = kafka.consumer(self.settings, f"end-{uuid.uuid4().hex}")
+        try:
+            return kafka.watermarks(consumer, self.topic, 0)[1]
+        finally:
+            consumer.close()
+
     def commit(self, offset: int) -> None:
         consumer = kafka.consumer(self.settings, self.group)
         try:
@@ -214,3 +221,75 @@ def test_a_failing_handler_keeps_commits_held_and_the_next_record_retries(log: L
     assert failed == [records[2].offset]
     assert handled == [r.offset for r in records[:6]]
     assert app.commit_limits == {tp: records[5].offset + 1}
+
+
+def _step_over(guard: InOrder, positions: dict[TP, int]) -> list[dict[TP, int]]:
+    """Two rounds, as the worker's loop runs them: a partition moves only once it has
+    been idle (nothing handled) for a whole round."""
+
+    async def run() -> list[dict[TP, int]]:
+        return [await guard.step_over(positions), await guard.step_over(positions)]
+
+    return asyncio.run(run())
+
+
+def test_idle_the_limit_steps_over_markers_and_aborted_records_never_over_a_record(
+    log: Log,
+) -> None:
+    """KAFKA-6607: after the last record of a transaction comes its commit marker, which
+    no consumer is given, so a group that commits "last record + 1" stays one behind the
+    end. Idle, the guard moves the commit limit over markers and aborted records, up to
+    the consumer's position, but never over a committed record it has not handled, even
+    when the position says the consumer handed it over (Faust may still buffer it, or
+    have dropped it)."""
+    records = log.committed_records()
+    end = log.end_offset()
+    tp = TP(log.topic, 0)
+    guard, app = _guard(log, [])
+    app.consumer_generation_id = 1  # the generation of the delivered records
+    try:
+        _deliver(guard, records[:3])
+        assert app.commit_limits == {tp: records[2].offset + 1}
+        # Past the first run's marker, and no further: records[3] is not handled.
+        assert _step_over(guard, {tp: end}) == [{}, {tp: records[3].offset}]
+        assert records[3].offset == records[2].offset + 2
+        assert _step_over(guard, {tp: end}) == [{}, {}]
+        assert app.commit_limits == {tp: records[3].offset}
+        # Past the second run's marker, the aborted run and its abort marker.
+        _deliver(guard, records[3:6])
+        assert _step_over(guard, {tp: end}) == [{}, {tp: records[6].offset}]
+        assert records[6].offset > records[5].offset + 2
+        # A position behind the guard moves nothing.
+        _deliver(guard, records[6:])
+        assert _step_over(guard, {tp: records[-1].offset}) == [{}, {}]
+        # At the end: the last marker too, so the group can commit the end offset.
+        assert _step_over(guard, {tp: end}) == [{}, {tp: end}]
+        assert end == records[-1].offset + 2
+        assert app.commit_limits == {tp: end}
+        # A record Faust delivers again after the move is not handled twice.
+        handled, fresh = _deliver(guard, records[-1:])
+        assert (handled, fresh) == ([], [False])
+    finally:
+        guard.close()
+
+
+def test_idle_a_partition_with_nothing_handled_steps_from_the_committed_offset(log: Log) -> None:
+    """After a restart or a rebalance while idle, no record of the assignment has been
+    handled: the guard starts from the group's committed offset, as for a record."""
+    records = log.committed_records()
+    end = log.end_offset()
+    tp = TP(log.topic, 0)
+    log.commit(records[4].offset)  # another worker handled the first four
+    guard, app = _guard(log, [])
+    try:
+        assert _step_over(guard, {tp: end}) == [{}, {}]  # records[4] is not handled
+        assert app.commit_limits == {}
+    finally:
+        guard.close()
+    log.commit(records[-1].offset + 1)  # and then every record
+    guard, app = _guard(log, [])
+    try:
+        assert _step_over(guard, {tp: end}) == [{}, {tp: end}]
+        assert app.commit_limits == {tp: end}
+    finally:
+        guard.close()

@@ -236,3 +236,38 @@ def test_kill_9_mid_stream_loses_no_event_and_invents_no_id(stack: Stack, worker
         worker.start()
     stack.poll_events(lambda _: mine() >= expected, "every expected event after the restarts")
     assert mine() == expected
+
+
+def test_idle_the_group_commits_the_end_offsets_and_skips_no_snapshot(
+    stack: Stack, worker: Worker
+) -> None:
+    """Every collector run ends in a commit marker that no consumer is given; an idle
+    detector commits past it (and past aborted runs), so its group reads lag 0 instead
+    of 1 on every partition with data (KAFKA-6607), and the runs after are diffed as
+    before: every event once, none skipped, none invented."""
+    group = 141
+    post = Post(1, at(5), likes={1})
+    runs = [
+        run_chunks(group, at(0), at(0), {1, 2, 3}, []),
+        run_chunks(group, at(10), at(0), {1, 2, 3, 4}, [post]),
+    ]
+    for chunks in runs:
+        stack.publish(chunks)
+    # An aborted run last: its records and its abort marker end every partition.
+    stack.publish(run_chunks(group, at(20), at(0), {9}, [post]), abort=True)
+
+    def mine() -> set[str]:
+        return {e.event_id for e in stack.events_of(group)}
+
+    expected = _expected_ids(runs)
+    assert expected
+    stack.poll_events(lambda _: mine() >= expected, "the first runs' events")
+    stack.poll_commits_at_end(within_s=15)
+    # The next run is diffed against the last committed one: nothing was stepped over.
+    runs.append(run_chunks(group, at(30), at(0), {1, 3, 4, 5}, [Post(1, at(5), likes={1, 2})]))
+    stack.publish(runs[-1])
+    expected = _expected_ids(runs)
+    stack.poll_events(lambda _: mine() >= expected, "the next run's events")
+    stack.poll_commits_at_end(within_s=15)
+    assert mine() == expected
+    assert len(stack.events_of(group)) == len(expected)  # no restart here: no redelivery
