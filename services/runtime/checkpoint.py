@@ -29,6 +29,16 @@ The protocol (the invariants the code enforces, not only the tests):
 * **A fatal failure** (:class:`CheckpointError`: fenced by a newer instance, a fatal
   client error, a wrong topic layout) ends :meth:`CheckpointWorker.run` with the
   exception; its ``exit_code`` is what the process exits with.
+* **Idle, the stored offset follows the position.** A read_committed consumer steps
+  over records no consumer is given (a transaction's commit or abort marker, an
+  aborted transaction's records), so after the last record of a transactional topic
+  its position is one past the stored offset, for good: lag 1 on every partition,
+  an alarm on every dashboard (KAFKA-6607). Once a poll returns nothing and nothing
+  is pending, a partition whose position is past its stored offset has that position
+  stored (:meth:`CheckpointWorker._store_position`, the store's own atomic unit), as
+  Kafka Streams does since apache/kafka#8040: every record delivered below it was
+  applied and committed, so nothing is skipped, and Kafka's tool and the lag
+  monitor read 0.
 * **Honest health:** :meth:`CheckpointWorker.not_ready` is ``None`` only while the
   loop polls, no partition is rewinding or failing, and every dependency answers
   its probe (:mod:`services.runtime.health`): an outage of PostgreSQL or of the
@@ -152,6 +162,7 @@ class CheckpointWorker(ABC):
         self._last_progress = 0.0
         self._outside_group_since: float | None = None
         self._rewind_failing_since: float | None = None
+        self._next_position_check = 0.0
 
     # ------------------------------------------------------------ store hooks
 
@@ -164,6 +175,12 @@ class CheckpointWorker(ABC):
     def _process(self, messages: list[Message]) -> None:
         """Apply records of partitions that are not rewinding (they start at, or after,
         the stored offset); make them durable now or at :meth:`_after_poll`."""
+
+    @abstractmethod
+    def _store_position(self, ahead: dict[TopicKey, int]) -> None:
+        """Idle and nothing pending: make ``ahead`` (positions past the stored offsets,
+        over records no consumer is given) the stored offsets, atomically as a batch's
+        offsets are; raise on failure (transient: discard and rewind)."""
 
     @abstractmethod
     def _discard(self) -> None:
@@ -283,6 +300,8 @@ class CheckpointWorker(ABC):
             if admitted:
                 self._process(admitted)
             self._after_poll(messages)
+            if not messages:
+                self._follow_position()
         except Exception as exc:
             if self._is_fatal(exc):
                 raise
@@ -293,6 +312,37 @@ class CheckpointWorker(ABC):
             self._failures = 0
             self._failing = None
         return len(messages)
+
+    commits_position = True
+    """Idle, store the consumer's position past records no consumer is given (a bounded
+    job, which drops records past its end, does not)."""
+    POSITION_CHECK_S = 1.0
+
+    def _uncommitted(self) -> bool:
+        """Whether records were applied that are not committed yet (an open
+        transaction): the position is then ahead for a reason of its own."""
+        return False
+
+    def _follow_position(self) -> None:
+        """Idle: store the position of each partition that is past its stored offset
+        (see the module's docstring); at most once per ``POSITION_CHECK_S``."""
+        consumer = self._consumer
+        now = time.monotonic()
+        if not self.commits_position or consumer is None or now < self._next_position_check:
+            return
+        self._next_position_check = now + self.POSITION_CHECK_S
+        keys = [key for key in self._stored if key not in self._rewinding]
+        if not keys or self._uncommitted():
+            return
+        ahead: dict[TopicKey, int] = {}
+        for tp in consumer.position([TopicPartition(t, p) for t, p in keys]):
+            key = (tp.topic, tp.partition)
+            stored = self._stored.get(key, -1)
+            if tp.error is None and tp.offset >= 0 and (stored is None or tp.offset > stored):
+                ahead[key] = tp.offset
+        if ahead:
+            self._store_position(ahead)
+            log.debug("%s: idle; stored positions %s", self.group, ahead)
 
     joins_group = True
     """A live worker is a member of its consumer group (a bounded job is not)."""

@@ -552,6 +552,18 @@ class PgSinkWorker(CheckpointWorker, Generic[R]):
             offsets=[TopicPartition(t, p, o) for (t, p), o in advance.items()], asynchronous=True
         )
 
+    def _store_position(self, ahead: dict[TopicKey, int]) -> None:
+        """The positions into ``consumer_offsets`` (compare-and-set, as a batch's), then
+        into Kafka's committed offsets for the dashboards."""
+        consumer = self._consumer
+        assert consumer is not None
+        with self.conn.transaction():
+            self._store_offsets(ahead)
+        self._committed_offsets(ahead)
+        consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in ahead.items()], asynchronous=True
+        )
+
     def _decode(
         self, messages: list[Message]
     ) -> tuple[list[Item[R]], list[DeadLetter], dict[TopicKey, int]]:

@@ -519,6 +519,18 @@ class StreamWorker(CheckpointWorker):
         if self._on_commit is not None:
             self._on_commit()
 
+    def _uncommitted(self) -> bool:
+        return self._in_txn
+
+    def _store_position(self, ahead: dict[TopicKey, int]) -> None:
+        """An offsets-only transaction (it writes no marker to the input topics)."""
+        ahead = {key: offset for key, offset in ahead.items() if key in self._partitions}
+        if not ahead:
+            return
+        self._begin()
+        self._advance.update(ahead)
+        self._commit()
+
     def _discard(self) -> None:
         """Abort the open transaction (its outputs, changelog and offsets are gone);
         the partitions then rewind to their committed offsets with their state
@@ -716,6 +728,7 @@ class BoundedStreamWorker(StreamWorker):
 
     _subscribes = False
     joins_group = False
+    commits_position = False  # it drops the records past its end
 
     def __init__(
         self, *args: Any, bounds: Mapping[TopicKey, tuple[int, int]], **kwargs: Any
