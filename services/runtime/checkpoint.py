@@ -337,7 +337,7 @@ class CheckpointWorker(ABC):
         ahead: dict[TopicKey, int] = {}
         for tp in consumer.position([TopicPartition(t, p) for t, p in keys]):
             key = (tp.topic, tp.partition)
-            stored = self._stored.get(key, -1)
+            stored = self._stored[key]
             if tp.error is None and tp.offset >= 0 and (stored is None or tp.offset > stored):
                 ahead[key] = tp.offset
         if ahead:
