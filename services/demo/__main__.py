@@ -529,6 +529,8 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
     finally:
         if monkey is not None:
             monkey.stop()
+        if drill is not None:
+            drill.stop()
         watcher.stop()
         supervisor.stop_all()
         console.print("all services stopped")

@@ -10,6 +10,7 @@ recovers its place exactly: no credit lost, none doubled, no message sent twice.
 from __future__ import annotations
 
 import json
+import queue
 import random
 import subprocess
 import sys
@@ -252,9 +253,17 @@ class FailoverDrill:
     their transactional ids too (:func:`lead_transactions_from`), gets SIGKILL; after step
     ``kill_workers_at`` one worker of each service in ``workers`` is killed and held
     down, so the others take its partitions over; at ``restart_workers_at`` they come
-    back, and at ``restart_broker_at`` the broker does. ``finish`` does whatever the
-    story's length left undone. The story must still end with the undisturbed run's
-    exact balances, events and messages.
+    back (all at once, as an orchestrator restarts them), and at ``restart_broker_at``
+    the broker does. ``finish`` does whatever the story's length left undone and waits
+    for it all. The story must still end with the undisturbed run's exact balances,
+    events and messages.
+
+    The actions run in order on a thread of their own, so the story's changes keep
+    flowing (and are checked) while a broker's JVM starts or a worker rejoins its
+    group, as they would in production; the drill never waits on a fixed sleep. The
+    broker to lose is made the transaction coordinator as soon as the drill starts
+    (a JVM run of Kafka's reassignment tool and a leader election), and checked again
+    just before its SIGKILL.
     """
 
     def __init__(
@@ -279,33 +288,66 @@ class FailoverDrill:
         self._done: set[str] = set()
         self._say = on_event or (lambda _m: None)
         self.log = FailoverLog()
+        self._actions: queue.Queue[str] = queue.Queue()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="failover", daemon=True)
+        self._thread.start()
+        self._actions.put("arm")
 
     def after_changes(self, step: int) -> None:
-        """Called by the story right after a step's changes, while they flow."""
+        """Called by the story right after a step's changes, while they flow: the
+        step's action starts (after any still running) and the story goes on."""
         action = self._plan.get(step)
         if action is not None:
-            self._do(action)
+            self._schedule(action)
 
-    def finish(self) -> None:
+    def finish(self, timeout_s: float = 600.0) -> None:
+        """Every action the story's length left undone, then wait until all are done."""
         for action in ACTIONS:
-            self._do(action)
+            self._schedule(action)
+        self._actions.put("")
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self.log.errors.append(f"the drill did not finish within {timeout_s:.0f}s")
 
-    def _do(self, action: str) -> None:
-        if action in self._done:
-            return
-        self._done.add(action)
+    def stop(self) -> None:
+        """No further action (Ctrl-C, a failed story); one under way runs to its end."""
+        self._stopped.set()
+        self._actions.put("")
+
+    def _schedule(self, action: str) -> None:
+        if action not in self._done:
+            self._done.add(action)
+            self._actions.put(action)
+
+    def _run(self) -> None:
+        while (action := self._actions.get()) and not self._stopped.is_set():
+            try:
+                getattr(self, f"_{action}")()
+            except Exception as exc:  # on this thread an unrecorded error is lost
+                self.log.errors.append(f"{action}: {exc}")
+                self._say(f"[red]failover: {action} failed: {exc}[/]")
+
+    def _coordinators(self) -> Coordinators:
+        """The group's coordinator, made the transaction coordinator of the rules
+        workers' ids too (a no-op when it already is): one broker holds both roles."""
+        found = find_coordinators(self._admin, self._group, self._transactional_ids)
+        lead_transactions_from(self._admin, found.group, self._transactional_ids, self._bootstrap)
+        return find_coordinators(self._admin, self._group, self._transactional_ids)
+
+    def _arm(self) -> None:
         try:
-            getattr(self, f"_{action}")()
-        except (ServiceFailedError, subprocess.SubprocessError, OSError, RuntimeError) as exc:
-            self.log.errors.append(f"{action}: {exc}")
-            self._say(f"[red]failover: {action} failed: {exc}[/]")
+            found = self._coordinators()
+        except (subprocess.SubprocessError, OSError, RuntimeError, KafkaException) as exc:
+            self._say(f"[magenta]failover: coordinators not placed yet ({exc}); at the kill[/]")
+            return
+        self._say(
+            f"[magenta]failover: broker {found.group} will be lost, for {self._group}: "
+            f"{', '.join(found.roles_of(found.group))}[/]"
+        )
 
     def _kill_broker(self) -> None:
-        found = find_coordinators(self._admin, self._group, self._transactional_ids)
-        # One broker to lose that holds both roles: the group's coordinator also takes
-        # over the rules workers' transactions before it dies.
-        lead_transactions_from(self._admin, found.group, self._transactional_ids, self._bootstrap)
-        found = find_coordinators(self._admin, self._group, self._transactional_ids)
+        found = self._coordinators()
         self.log.broker = found.group
         self.log.broker_roles = found.roles_of(found.group)
         self._say(
@@ -321,8 +363,10 @@ class FailoverDrill:
             self._say(f"[magenta]failover: kill -9 {name} (held down)[/]")
 
     def _restart_workers(self) -> None:
+        for name in self.workers:  # all started before any is waited for
+            self._supervisor.start(name, wait=False)
         for name in self.workers:
-            self._supervisor.start(name)
+            self._supervisor.wait_ready(name)
             self.log.workers_restarted.append(name)
             self._say(f"[magenta]failover: {name} is back[/]")
 
