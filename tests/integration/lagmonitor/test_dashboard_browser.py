@@ -35,6 +35,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 from prometheus_client import CollectorRegistry, Counter
 
+from services.lagmonitor.page import fmt_duration, fmt_rate
 from services.runtime.http import create_app, serve_in_thread
 from services.runtime.settings import KafkaSettings
 from tests.integration.lagmonitor.conftest import REPO, Member, commit, produce
@@ -155,32 +156,6 @@ def monitor_process(
     log_path = tmp_path / "lagmonitor.log"
     with launch(env, log_path) as process:
         yield MonitorProcess(f"http://127.0.0.1:{port}", prefix, process, log_path)
-
-
-NO_VALUE = "\N{EN DASH}"
-
-
-def fmt_duration(s: float | None) -> str:
-    """The page's ``fmtDuration``, to compare what it shows with the JSON's seconds."""
-    if s is None:
-        return NO_VALUE
-    if s < 1:
-        return "0 s" if s == 0 else f"{s:.2f} s"
-    if s < 60:
-        return f"{s:.1f} s"
-    m, sec = int(s // 60), int(s % 60)
-    if m < 60:
-        return f"{m} m {sec} s"
-    return f"{m // 60} h {m % 60} m"
-
-
-def fmt_rate(v: float | None) -> str:
-    """The page's ``fmtRate``."""
-    if v is None:
-        return NO_VALUE
-    if v >= 100:
-        return f"{round(v):,}"
-    return f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
 
 READ_PAGE = """() => {

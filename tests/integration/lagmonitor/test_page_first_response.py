@@ -18,14 +18,10 @@ from typing import Any
 
 import httpx
 
+from services.lagmonitor.page import fmt_duration
 from services.runtime.settings import KafkaSettings
 from tests.integration.lagmonitor.conftest import Member, commit, produce
-from tests.integration.lagmonitor.test_dashboard_browser import (
-    DEADLINE_S,
-    fmt_duration,
-    free_port,
-    launch,
-)
+from tests.integration.lagmonitor.test_dashboard_browser import DEADLINE_S, free_port, launch
 
 ROW = re.compile(r'<tr id="group-[^"]*" class="group" data-group="([^"]+)" data-status="([A-Z]+)"')
 
