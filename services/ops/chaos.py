@@ -232,7 +232,7 @@ def local_stack(*args: str) -> None:
     )
 
 
-ACTIONS = ("kill_broker", "kill_workers", "restart_workers", "restart_broker")
+ACTIONS = ("kill_broker", "kill_workers", "restart_broker", "restart_workers")
 
 
 @dataclass
@@ -252,18 +252,21 @@ class FailoverDrill:
     coordinates ``group`` (the rules workers' consumer group), made the coordinator of
     their transactional ids too (:func:`lead_transactions_from`), gets SIGKILL; after step
     ``kill_workers_at`` one worker of each service in ``workers`` is killed and held
-    down, so the others take its partitions over; at ``restart_workers_at`` they come
-    back (all at once, as an orchestrator restarts them), and at ``restart_broker_at``
-    the broker does. ``finish`` does whatever the story's length left undone and waits
-    for it all. The story must still end with the undisturbed run's exact balances,
-    events and messages.
+    down, so the others take its partitions over; at ``restart_broker_at`` the broker
+    starts again and at ``restart_workers_at`` the workers come back (all at once, as
+    an orchestrator restarts them; by default in the same step, so they rejoin while the
+    broker's JVM is still starting). ``finish`` does whatever the story's length left
+    undone and waits for it all, the broker taking transactions again included. The
+    story must still end with the undisturbed run's exact balances, events and messages.
 
-    The actions run in order on a thread of their own, so the story's changes keep
-    flowing (and are checked) while a broker's JVM starts or a worker rejoins its
-    group, as they would in production; the drill never waits on a fixed sleep. The
-    broker to lose is made the transaction coordinator as soon as the drill starts
-    (a JVM run of Kafka's reassignment tool and a leader election), and checked again
-    just before its SIGKILL.
+    The actions run in order on a thread of their own. The story waits for each kill
+    (and whatever ran before it), so the broker is down, and the workers held down,
+    from their step on however slow the machine; it does not wait for the restarts, so
+    its changes keep flowing (and are checked) while the broker's JVM starts and the
+    workers rejoin their groups, as they would in production. Nothing waits on a fixed
+    sleep. The broker to lose is made the transaction coordinator as soon as the drill
+    starts (a JVM run of Kafka's reassignment tool and a leader election), and checked
+    again just before its SIGKILL.
     """
 
     def __init__(
@@ -275,7 +278,7 @@ class FailoverDrill:
         workers: Sequence[str],
         *,
         bootstrap: str,
-        steps: tuple[int, int, int, int] = (2, 3, 5, 6),
+        steps: tuple[int, int, int, int] = (2, 3, 5, 5),
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         self._supervisor = supervisor
@@ -284,7 +287,10 @@ class FailoverDrill:
         self._bootstrap = bootstrap
         self._transactional_ids = list(transactional_ids)
         self.workers = list(workers)
-        self._plan = dict(zip(steps, ACTIONS, strict=True))
+        self._plan: dict[int, list[str]] = {}
+        for step, action in zip(steps, ACTIONS, strict=True):
+            self._plan.setdefault(step, []).append(action)
+        self._broker_restart: threading.Thread | None = None
         self._done: set[str] = set()
         self._say = on_event or (lambda _m: None)
         self.log = FailoverLog()
@@ -296,9 +302,8 @@ class FailoverDrill:
 
     def after_changes(self, step: int) -> None:
         """Called by the story right after a step's changes, while they flow: the
-        step's action starts (after any still running) and the story goes on."""
-        action = self._plan.get(step)
-        if action is not None:
+        step's actions start (after any still running) and the story goes on."""
+        for action in self._plan.get(step, []):
             self._schedule(action)
 
     def finish(self, timeout_s: float = 600.0) -> None:
@@ -306,8 +311,11 @@ class FailoverDrill:
         for action in ACTIONS:
             self._schedule(action)
         self._actions.put("")
+        deadline = time.monotonic() + timeout_s
         self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        if self._broker_restart is not None:
+            self._broker_restart.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive() or (self._broker_restart and self._broker_restart.is_alive()):
             self.log.errors.append(f"the drill did not finish within {timeout_s:.0f}s")
 
     def stop(self) -> None:
@@ -316,17 +324,26 @@ class FailoverDrill:
         self._actions.put("")
 
     def _schedule(self, action: str) -> None:
+        """Queue ``action``; a kill is waited for (after whatever is still running), so
+        the broker is down, and the workers held down, from their step on."""
         if action not in self._done:
             self._done.add(action)
             self._actions.put(action)
+            if action.startswith("kill_"):
+                self._actions.join()
 
     def _run(self) -> None:
-        while (action := self._actions.get()) and not self._stopped.is_set():
+        while True:
+            action = self._actions.get()
             try:
+                if not action or self._stopped.is_set():
+                    return
                 getattr(self, f"_{action}")()
             except Exception as exc:  # on this thread an unrecorded error is lost
                 self.log.errors.append(f"{action}: {exc}")
                 self._say(f"[red]failover: {action} failed: {exc}[/]")
+            finally:
+                self._actions.task_done()
 
     def _coordinators(self) -> Coordinators:
         """The group's coordinator, made the transaction coordinator of the rules
@@ -371,8 +388,22 @@ class FailoverDrill:
             self._say(f"[magenta]failover: {name} is back[/]")
 
     def _restart_broker(self) -> None:
-        if self.log.broker is None:
+        """Start the broker on a thread of its own: its JVM takes half a minute to take
+        transactions again, while the next action (the workers' restart) goes on."""
+        broker = self.log.broker
+        if broker is None:
             raise RuntimeError("no broker was killed")
-        local_stack("start-broker", str(self.log.broker))
-        self.log.broker_restarted = True
-        self._say(f"[magenta]failover: broker {self.log.broker} is back[/]")
+
+        def restart() -> None:
+            try:
+                local_stack("start-broker", str(broker))
+            except (subprocess.SubprocessError, OSError) as exc:
+                self.log.errors.append(f"restart_broker: {exc}")
+                self._say(f"[red]failover: restart_broker failed: {exc}[/]")
+                return
+            self.log.broker_restarted = True
+            self._say(f"[magenta]failover: broker {broker} is back[/]")
+
+        self._say(f"[magenta]failover: starting broker {broker}[/]")
+        self._broker_restart = threading.Thread(target=restart, name="failover-broker", daemon=True)
+        self._broker_restart.start()
