@@ -64,7 +64,10 @@ app = typer.Typer(
     "for later commands, `use` says what is in effect, `use default` goes back. Each "
     "setting, first match wins: --prefix / --database-url, then TOPIC_PREFIX / "
     "DATABASE_URL from your environment (not what ./run copies from stack.env), then the "
-    "chosen context, then the default. A listing that finds nothing says what it searched "
+    "chosen context, then the default. Prefix and database go together: when a flag or "
+    "your environment names either, the context `use` saved supplies neither (only "
+    "--context NAME fills in the other). While a saved context applies, every command "
+    "says so in one line on stderr. A listing that finds nothing says what it searched "
     "and where such data exists.",
     no_args_is_help=True,
     add_completion=False,
@@ -95,11 +98,10 @@ def _override(name: str, value: str | None, nested: str) -> None:
     """Set ``name`` and every service-specific spelling of it (e.g. ``nested`` =
     ``_KAFKA__BOOTSTRAP_SERVERS`` covers ``RULES_KAFKA__BOOTSTRAP_SERVERS``), so the
     option wins over whatever the environment says, for every sub-command."""
-    if value is None:
-        return
-    os.environ[name] = value
-    for key in [k for k in os.environ if k.endswith(nested)]:
-        os.environ[key] = value
+    from services.ops import cli_context
+
+    if value is not None:
+        cli_context.override(os.environ, name, value, nested)
 
 
 ContextOption = Annotated[
@@ -153,12 +155,13 @@ def _root(
     command with one line and exit code 2. The namespace (``use``, ``--context``) is
     decided here once, by ``services.ops.cli_context.resolve``, for every command."""
     from services.ops import cli_context
-    from services.runtime import kafka
+    from services.runtime import kafka, terminal
 
     saved = dict(os.environ)
     ctx.call_on_close(lambda: _restore(saved))
+    path = cli_context.contexts_path(os.environ)
     try:
-        contexts = cli_context.load(cli_context.contexts_path(os.environ))
+        contexts = cli_context.load(path)
         target = cli_context.resolve(
             environ=os.environ,
             stack=cli_context.read_stack_env(os.environ),
@@ -176,17 +179,22 @@ def _root(
     _override("DATABASE_URL", database_url, "_DATABASE__DATABASE_URL")
     _override("TOPIC_PREFIX", prefix, "_TOPICS__PREFIX")
     cli_context.apply(target, os.environ)
+    terminal.name_context(cli_context.in_effect(target, path))
+    note = cli_context.notice(target, path)
+    if note is not None and ctx.invoked_subcommand != "use":  # use says it on stdout
+        typer.echo(note, err=True)
     os.environ.setdefault("KAFKA_CONNECT_TIMEOUT_S", CLI_CONNECT_TIMEOUT_S)
     kafka.for_command_line(True)
 
 
 def _restore(environ: dict[str, str]) -> None:
     """Undo the overrides when the command ends (matters when it runs in-process)."""
-    from services.runtime import kafka
+    from services.runtime import kafka, terminal
 
     os.environ.clear()
     os.environ.update(environ)
     kafka.for_command_line(False)
+    terminal.name_context(None)
 
 
 @app.command()
@@ -228,7 +236,9 @@ def use(
     another file). Without NAME: which context is in effect and where each setting
     comes from. Built in: default (prefix '', the stack's database), demo ('demo.',
     social_loyalty_demo), bench ('bench.', social_loyalty_bench). A flag or your own
-    TOPIC_PREFIX / DATABASE_URL still wins over the context, setting by setting."""
+    TOPIC_PREFIX / DATABASE_URL (or a service's spelling, RULES_DATABASE__DATABASE_URL)
+    sets the saved context aside: prefix and database go together, so it then supplies
+    neither (--context NAME does)."""
     from services.ops import cli_context
 
     path = cli_context.contexts_path(os.environ)
@@ -251,12 +261,13 @@ def use(
     target = cli_context.resolve(
         environ=ctx.meta[ENVIRON_KEY], stack=cli_context.read_stack_env(os.environ), saved=chosen
     )
-    for setting, env_name in (
-        (target.prefix, "TOPIC_PREFIX"),
-        (target.database_url, "DATABASE_URL"),
-    ):
-        if setting.source == f"${env_name}":
-            typer.echo(f"note: {env_name} in your environment wins over the context", err=True)
+    if target.set_aside is not None:
+        given = ", ".join(g.removeprefix("$") for g in target.given)
+        typer.echo(
+            f"note: {given} in your environment sets the context aside (prefix and database "
+            f"go together): unset it, or give --context {name}",
+            err=True,
+        )
 
 
 def _say_target(target: Any, saved: Any, path: Any) -> None:
@@ -264,7 +275,10 @@ def _say_target(target: Any, saved: Any, path: Any) -> None:
     from services.runtime.terminal import hide_password
 
     chosen = {"use": f"chosen with `use`, {path}", "--context": "--context"}
-    typer.echo(f"context: {target.context.name} ({chosen.get(target.context_source, 'default')})")
+    why = chosen.get(target.context_source, "default")
+    if target.set_aside is not None:
+        why = f"{target.set_aside}, chosen with `use`, not applied: {', '.join(target.given)} given"
+    typer.echo(f"context: {target.context.name} ({why})")
     typer.echo(f"topic prefix: {target.prefix.value!r} ({target.prefix.source})")
     url = hide_password(target.database_url.value)
     typer.echo(f"database: {url} ({target.database_url.source})")

@@ -7,8 +7,11 @@ benchmark's (``bench.``, ``social_loyalty_bench``), or one the operator defines.
 ``social-loyalty use NAME`` saves the choice in ``$SL_STACK_DIR/cli-contexts.json``
 (``deploy/.local/`` by default) and every later command reads it.
 
-Each setting is decided on its own, first match wins: the command-line flag, the
-environment, the chosen context, the default. The values ``./run`` copies from the
+Each setting, first match wins: the command-line flag, the environment, the chosen
+context, the default. The topic prefix and the database are one unit: once a flag or
+the operator's environment names either, the context ``use`` saved fills neither
+(only ``--context NAME`` may supply the other), so a command never reads one
+namespace's topics with another's database. The values ``./run`` copies from the
 local stack's ``stack.env`` into every command's environment are the stack's
 defaults, not the operator's environment: they name the server and the login, the
 context picks the namespace on it. (A variable you export with exactly the value
@@ -36,6 +39,11 @@ DEFAULT_GROUP_PREFIX = "social-loyalty"
 
 USE = "./run cli use"
 """How an empty answer tells the operator to switch (``./run cli`` is the README's entry)."""
+
+PREFIX = ("TOPIC_PREFIX", "_TOPICS__PREFIX")
+DATABASE = ("DATABASE_URL", "_DATABASE__DATABASE_URL")
+"""A namespace setting: its plain name and the end of its service-specific spellings
+(``RULES_TOPICS__PREFIX``, ``RULES_DATABASE__DATABASE_URL``)."""
 
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 _CONTEXT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -104,6 +112,9 @@ class Target:
     prefix: Choice
     database_url: Choice
     group_prefixes: Choice
+    set_aside: str | None = None
+    """The context ``use`` saved, when ``given`` named part of the namespace instead."""
+    given: tuple[str, ...] = ()
 
 
 def group_prefix(topic_prefix: str) -> str:
@@ -143,20 +154,45 @@ def operator_environment(environ: Mapping[str, str], stack: Mapping[str, str]) -
     return {k: v for k, v in environ.items() if stack.get(k) != v}
 
 
+def spellings(environ: Mapping[str, str], name: str, nested: str) -> list[str]:
+    """``name`` and every service-specific spelling of it in ``environ``."""
+    return [name, *sorted(k for k in environ if k.endswith(nested))]
+
+
+def override(environ: MutableMapping[str, str], name: str, value: str, nested: str) -> None:
+    """Set ``name`` and every service-specific spelling of it (``nested`` =
+    ``_KAFKA__BOOTSTRAP_SERVERS`` covers ``RULES_KAFKA__BOOTSTRAP_SERVERS``), so the value
+    wins over whatever the environment says, for every sub-command."""
+    for key in spellings(environ, name, nested):
+        environ[key] = value
+
+
+def _set_by_operator(
+    environ: Mapping[str, str], stack: Mapping[str, str], name: str, nested: str
+) -> str | None:
+    """The first spelling of a setting the operator set. A service-specific spelling
+    with stack.env's value for the plain name names the stack's default too: ``apply``
+    overrides it like the plain one."""
+    for key in spellings(environ, name, nested):
+        if key in environ and environ[key] not in (stack.get(key), stack.get(name)):
+            return key
+    return None
+
+
 def _pick(
     *,
     flag: str | None,
     flag_name: str,
-    env: Mapping[str, str],
-    env_name: str,
+    environ: Mapping[str, str],
+    env_name: str | None,
     context: Context,
     from_context: str | None,
     default: Choice,
 ) -> Choice:
     if flag is not None:
         return Choice(flag, flag_name)
-    if env_name in env:
-        return Choice(env[env_name], f"${env_name}")
+    if env_name is not None:
+        return Choice(environ[env_name], f"${env_name}")
     if from_context is not None and context.name != DEFAULT:
         return Choice(from_context, f"context {context.name}")
     return default
@@ -172,15 +208,31 @@ def resolve(
     database_flag: str | None = None,
 ) -> Target:
     """Each setting from the first of: flag, environment, context, default. The context
-    itself: ``--context``, else the one ``use`` saved, else ``default``."""
+    itself: ``--context``, else the one ``use`` saved, else ``default``; the saved one
+    only while neither the prefix nor the database is given by a flag or the operator's
+    environment (one namespace's topics with another's database is no namespace)."""
     contexts = saved.all()
-    name, source = (
-        (context_flag, "--context")
-        if context_flag is not None
-        else (saved.current, "use")
-        if saved.current
-        else (DEFAULT, "default")
+    prefix_env = _set_by_operator(environ, stack, *PREFIX)
+    database_env = _set_by_operator(environ, stack, *DATABASE)
+    given = tuple(
+        how
+        for how, present in (
+            ("--prefix", prefix_flag is not None),
+            ("--database-url", database_flag is not None),
+            (f"${prefix_env}", prefix_env is not None),
+            (f"${database_env}", database_env is not None),
+        )
+        if present
     )
+    set_aside = None
+    if context_flag is not None:
+        name, source = context_flag, "--context"
+    elif saved.current and saved.current != DEFAULT and given:
+        name, source, set_aside = DEFAULT, "default", saved.current
+    elif saved.current:
+        name, source = saved.current, "use"
+    else:
+        name, source = DEFAULT, "default"
     if name not in contexts:
         raise ContextError(
             f"context {name!r} ({source}) is not defined; known: {', '.join(contexts)}"
@@ -190,8 +242,8 @@ def resolve(
     prefix = _pick(
         flag=prefix_flag,
         flag_name="--prefix",
-        env=env,
-        env_name="TOPIC_PREFIX",
+        environ=environ,
+        env_name=prefix_env,
         context=context,
         from_context=context.prefix,
         default=Choice("", "default"),
@@ -200,8 +252,8 @@ def resolve(
     database_url = _pick(
         flag=database_flag,
         flag_name="--database-url",
-        env=env,
-        env_name="DATABASE_URL",
+        environ=environ,
+        env_name=database_env,
         context=context,
         from_context=with_database(stack_url, context.database) if context.database else None,
         default=Choice(environ.get("DATABASE_URL", stack_url), "default"),
@@ -216,19 +268,58 @@ def resolve(
         if "LAGMONITOR_GROUP_PREFIXES" in env
         else derived
     )
-    return Target(context, source, prefix, database_url, groups)
+    return Target(
+        context, source, prefix, database_url, groups, set_aside, given if set_aside else ()
+    )
 
 
 def apply(target: Target, environ: MutableMapping[str, str]) -> None:
     """Write what the context (or the topic prefix) decided into the environment the
-    sub-commands' settings read; what a flag or the operator's environment decided is
-    left as it is (the flags are written by the root command, nested spellings too)."""
+    sub-commands' settings read, every service-specific spelling too, as the root
+    command writes its flags; what a flag or the operator's environment decided is left
+    as it is."""
     if target.prefix.source.startswith("context "):
-        environ["TOPIC_PREFIX"] = target.prefix.value
+        override(environ, PREFIX[0], target.prefix.value, PREFIX[1])
     if target.database_url.source.startswith("context "):
-        environ["DATABASE_URL"] = target.database_url.value
+        override(environ, DATABASE[0], target.database_url.value, DATABASE[1])
     if target.group_prefixes.source.startswith("the topic prefix"):
         environ["LAGMONITOR_GROUP_PREFIXES"] = target.group_prefixes.value
+
+
+def in_effect(target: Target, path: Path) -> str | None:
+    """A non-default context in effect, for the target line: ``demo
+    (deploy/.local/cli-contexts.json)``, ``demo (--context)``; None for the default."""
+    if target.context.name == DEFAULT:
+        return None
+    where = shown(path) if target.context_source == "use" else target.context_source
+    return f"{target.context.name} ({where})"
+
+
+def notice(target: Target, path: Path) -> str | None:
+    """The stderr line every command prints while ``use`` saved a non-default context,
+    so a command nobody watches (a cron job) never lands in it unsaid."""
+    if target.set_aside is not None:
+        return (
+            f"note: context {target.set_aside} ({shown(path)}) not applied: "
+            f"{', '.join(target.given)} given; prefix {target.prefix.value!r}, database "
+            f"{_database_said(target.database_url.value)} (--context {target.set_aside} "
+            "fills in the rest)"
+        )
+    if target.context_source != "use" or target.context.name == DEFAULT:
+        return None
+    return (
+        f"note: context {in_effect(target, path)}: prefix {target.prefix.value!r}, database "
+        f"{_database_said(target.database_url.value)}; `{USE} default` goes back"
+    )
+
+
+def _database_said(url: str) -> str:
+    import psycopg
+
+    try:
+        return repr(database_name(url))
+    except psycopg.Error:
+        return "(a bad DATABASE_URL)"
 
 
 # -- the file ---------------------------------------------------------------------
@@ -236,6 +327,14 @@ def apply(target: Target, environ: MutableMapping[str, str]) -> None:
 
 def stack_dir(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("SL_STACK_DIR") or ROOT / "deploy" / ".local")
+
+
+def shown(path: Path) -> str:
+    """The contexts file as an operator reads it: relative to the checkout when in it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def contexts_path(environ: Mapping[str, str]) -> Path:

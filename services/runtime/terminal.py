@@ -76,8 +76,19 @@ def hide_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+_context: str | None = None
+
+
+def name_context(label: str | None) -> None:
+    """The non-default CLI context in effect (``demo (deploy/.local/cli-contexts.json)``),
+    set by services.cli for the command; the target line names it."""
+    global _context  # noqa: PLW0603  (one command per process, set by services.cli)
+    _context = label
+
+
 def target_line(*, kafka: bool = True, database: bool = True, prefix: bool = True) -> str:
-    """Where a command is about to make changes, from the same settings it will use."""
+    """Where a command is about to make changes, from the same settings it will use, and
+    the context that chose them when it is not the default."""
     from services.runtime.settings import DatabaseSettings, KafkaSettings
 
     parts = []
@@ -90,6 +101,8 @@ def target_line(*, kafka: bool = True, database: bool = True, prefix: bool = Tru
         parts.append(f"database {hide_password(url)}")
     if prefix:
         parts.append(f"prefix {os.environ.get('TOPIC_PREFIX', '')!r}")
+    if _context is not None:
+        parts.append(f"context {_context}")
     return "target: " + ", ".join(parts)
 
 

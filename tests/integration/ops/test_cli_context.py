@@ -10,6 +10,7 @@ consumer group, an offer, a collector run and a dead letter; ``empty`` holds not
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -212,3 +213,26 @@ def test_an_empty_answer_says_what_was_searched_and_where_data_is(
     dead = one_line("deadletters", "list")
     assert dead.startswith(f"no dead letters on '{letters}' at {bootstrap}; dead letters exist ")
     assert f"'{namespaces.full_prefix}' (./run cli use full)" in dead
+
+
+def test_a_namespace_half_given_never_mixes_with_the_saved_context(
+    namespaces: Namespaces, database_settings: DatabaseSettings
+) -> None:
+    """With ``full`` saved: a command naming the prefix alone does not read full's
+    database; a service's spelling of the database with the stack's value is overridden
+    like DATABASE_URL; a change names the context in its target line."""
+    env = namespaces.env
+
+    def offer_ids(environ: dict[str, str]) -> list[str]:
+        done = cli(environ, "offers", "list", "--output", "json")
+        return [o["id"] for o in json.loads(done.stdout)]
+
+    assert OFFER_ID in offer_ids(env)
+    empty = cli(env | {"TOPIC_PREFIX": namespaces.empty_prefix}, "offers", "list", "-o", "json")
+    assert OFFER_ID not in [o["id"] for o in json.loads(empty.stdout)]
+    assert "not applied: $TOPIC_PREFIX given" in empty.stderr
+    stack_url = database_settings.database_url.get_secret_value()
+    assert OFFER_ID in offer_ids(env | {"RULES_DATABASE__DATABASE_URL": stack_url})
+
+    changed = cli(env, "offers", "deactivate", OFFER_ID)
+    assert f"context full ({env['SL_CLI_CONTEXTS']})" in changed.stderr.splitlines()[1]
