@@ -30,7 +30,7 @@ from rich.table import Table
 
 from services.actions.settings import ActionsSettings
 from services.contracts.topics import TopicSettings
-from services.demo import namespace
+from services.demo import lag, namespace
 from services.demo.story import LINKED, OK_GROUP, STORY, VK_GROUP, Change, Member, Step
 from services.demo.watch import Watcher
 from services.ops import kafka_access
@@ -325,6 +325,8 @@ def _report(
     summary: Path | None,
     monkey: ChaosMonkey | None,
     drill: FailoverDrill | None,
+    *,
+    ports: Ports,
 ) -> None:
     table, result = _summary_table(demo, watcher)
     console.print(table)
@@ -343,6 +345,13 @@ def _report(
     if drill is not None:
         result["failover"] = asdict(drill.log)
         console.print(f"failover: {result['failover']}")
+    # what an operator's screens say now: every group OK with lag 0 within 30 s
+    result["lag"] = lag.settle(f"http://127.0.0.1:{ports.lagmonitor}")
+    console.print(lag.describe(result["lag"]))
+    console.print(
+        "The CLI reads the default namespace; `./run cli use demo` points it at this "
+        "demo's topics and database (`./run cli use default` goes back)."
+    )
     if summary is not None:
         summary.write_text(json.dumps(result, indent=2, default=str))
 
@@ -515,7 +524,7 @@ def run(  # noqa: PLR0915, PLR0917  (typer options; the run in one place)
         if drill is not None:
             _finish_failover(demo, watcher, drill)
         watcher.mute()  # after the story, only the summary and the dashboard hint
-        _report(demo, watcher, summary, monkey, drill)
+        _report(demo, watcher, summary, monkey, drill, ports=ports)
         if record_metrics is not None:
             _record_metrics(ports, record_metrics)
         if not exit_when_done:

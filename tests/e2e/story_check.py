@@ -110,3 +110,12 @@ def check_ledger(result: dict[str, Any]) -> None:
     for entry in entries:
         sums[entry["member_id"]] += entry["points"]
     assert {m: b for m, b in result["balances"].items() if b} == dict(sums)
+
+
+def check_lag(result: dict[str, Any]) -> None:
+    """The demo's lag monitor said every consumer group OK, those the story fed at lag 0,
+    within 30 s of the story's end (services/demo/lag.py): no dashboard cries wolf after
+    a healthy run."""
+    lag = result["lag"]
+    assert lag["settled_s"] is not None, lag
+    assert len(lag["groups"]) >= 4, lag

@@ -33,6 +33,8 @@ def test_the_story_survives_losing_its_coordinating_broker_and_a_worker_of_each_
     )
     check_story(result)
     check_ledger(result)
+    # not asserted yet: 30 s after a failover story the demo's lag monitor still showed
+    # every group ERR (issue 26's closing note); the verdict is in the summary
     failover = result["failover"]
     assert failover["errors"] == [], failover
     assert failover["broker_roles"] == [

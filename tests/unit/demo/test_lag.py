@@ -58,7 +58,20 @@ def test_settles_once_every_group_is_ok_with_lag_zero(
     result = lag.settle(url, timeout_s=10)
     assert result["settled_s"] is not None
     assert result["groups"]["demo.rules"] == {"status": "OK", "lag": 0, "error": None}
-    assert lag.describe(result).startswith("lag: all 2 consumer groups OK, lag 0, ")
+    assert lag.describe(result).startswith("lag: all 2 consumer groups OK ")
+    assert lag.describe(result).endswith(" s after the story, lag 0")
+
+
+def test_the_detector_fed_by_the_collector_needs_ok_not_lag_zero(
+    monitor: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, documents = monitor
+    documents.append({"groups": [_group("demo.rules"), _group("demo.detector", lags=(3, 150))]})
+    result = lag.settle(url, timeout_s=5)
+    assert result["settled_s"] is not None
+    assert lag.describe(result).endswith(
+        "lag 0 but demo.detector 153 (the collector keeps collecting)"
+    )
 
 
 def test_a_group_one_behind_is_named_when_it_does_not_settle(
